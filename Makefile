@@ -1,0 +1,55 @@
+# doping — one entry point for setup, demo, tests, and (as they land) RTL, simulation and benches.
+# `make test` and `make demo` work from a clean clone: they create the venv and install everything.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DOPING := $(VENV)/bin/doping
+STAMP  := $(VENV)/.installed
+SYSTEM_TOOLS := iverilog yosys
+export AMARANTH_USE_YOSYS := builtin
+
+.PHONY: help setup system-deps test test-slow demo bench clean
+
+help:
+	@echo "make demo       run the main job on embedded defaults (creates the venv first)"
+	@echo "make test       create the venv, install everything, run the whole fast suite"
+	@echo "make test-slow  the long regressions (pytest -m slow)"
+	@echo "make bench      benchmarks whose results go to docs/results.md"
+	@echo "make clean      remove build outputs (keeps the venv)"
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# Icarus and yosys come from Debian: installed when running as root, otherwise the exact command
+# is printed and the checks that need them say so when they run.
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing$$missing with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+	  echo "doping: missing$$missing; install them with: sudo apt-get install -y$$missing"; \
+	fi
+
+setup: $(STAMP) system-deps
+
+test: setup
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+demo: setup
+	$(DOPING) demo
+
+bench: setup
+	$(PY) bench/golden_bench.py
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

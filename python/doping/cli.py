@@ -1,0 +1,194 @@
+"""The ``doping`` command line. Every subcommand has ``--help``; errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from doping.errors import DopingError
+
+
+def _factor_shapes(text: str | None):
+    if text is None:
+        return None
+    from doping.synth import parse_shape
+
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise DopingError(f"--factors {text!r} must be two shapes 'M1xN1,M2xN2'")
+    return tuple(parse_shape(p) for p in parts)
+
+
+def _load_int8_batch(path: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise DopingError(f"input file {p} does not exist")
+    try:
+        x = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DopingError(f"input file {p} is not a readable .npy array: {e}") from None
+    if not isinstance(x, np.ndarray):
+        raise DopingError(f"input file {p} holds an archive, expected one .npy array")
+    return x
+
+
+def _save_npy(path: str, arr: np.ndarray) -> None:
+    from doping.fileio import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+
+
+def cmd_pack_synth(args) -> int:
+    from doping.pack import layer_compression, write_pack
+    from doping.synth import parse_shape, synth_layer
+
+    layer = synth_layer(parse_shape(args.shape), args.ratio, seed=args.seed,
+                        factor_shapes=_factor_shapes(args.factors), order=args.order, name=args.name)
+    write_pack(args.output, [layer], provenance={"method": "dkp", "source": "synthetic", "seed": args.seed,
+                                                 "target_ratio": args.ratio})
+    c = layer_compression(layer)
+    print(f"wrote {args.output}: {layer.m}x{layer.n}, A {layer.a.shape[0]}x{layer.a.shape[1]}, "
+          f"B {layer.b.shape[0]}x{layer.b.shape[1]}, nnz {layer.nnz}, {c.param_ratio:.2f}x parameters, "
+          f"{c.bit_ratio:.2f}x bits")
+    return 0
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"doping pack v{s['version']}  provenance: {json.dumps(s['provenance'], sort_keys=True)}"]
+    for e in s["layers"]:
+        c = e["compression"]
+        (m1, n1), (m2, n2) = e["factors"]["a"], e["factors"]["b"]
+        lines += [
+            f"layer {e['name']}: {e['shape'][0]}x{e['shape'][1]}  A {m1}x{n1}  B {m2}x{n2}  order {e['order']}",
+            f"  overlay: {e['overlay']['nnz']} nonzeros (max {e['overlay']['max_row_nnz']} per row, "
+            f"{e['overlay']['empty_rows']} empty rows)",
+            f"  compression: {c['param_ratio']:.2f}x parameters ({c['params']} of {c['dense_params']}), "
+            f"{c['bit_ratio']:.2f}x stored bits ({c['stored_bits']} of {c['dense_bits']}, indices included)",
+        ]
+    t = s["totals"]
+    lines.append(f"total: {t['param_ratio']:.2f}x parameters, {t['bit_ratio']:.2f}x stored bits")
+    return "\n".join(lines)
+
+
+def cmd_pack_inspect(args) -> int:
+    from doping.pack import read_pack, summary
+
+    s = summary(read_pack(args.pack))
+    print(json.dumps(s, indent=2, sort_keys=True) if args.json else format_summary(s))
+    return 0
+
+
+def cmd_golden(args) -> int:
+    from doping import golden
+    from doping.pack import read_pack
+
+    layer = read_pack(args.pack).layer(args.layer)
+    x = _load_int8_batch(args.input)
+    y = golden.float_forward(layer, x) if args.float else golden.forward(layer, x)
+    if x.ndim == 1:
+        y = y[0]
+    _save_npy(args.output, y)
+    print(f"wrote {args.output}: {'float64 real units' if args.float else 'int8'} {y.shape}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from doping import golden
+    from doping.pack import layer_compression, read_pack, write_pack
+    from doping.synth import parse_shape, random_inputs, synth_layer
+
+    out = Path(args.out)
+    shape = parse_shape(args.shape)
+    t0 = time.perf_counter()
+    layer = synth_layer(shape, args.ratio, seed=args.seed, name="demo")
+    pack_path = write_pack(out / "layer.dpack", [layer], provenance={"method": "dkp", "source": "synthetic",
+                                                                    "seed": args.seed, "target_ratio": args.ratio})
+    layer = read_pack(pack_path).layer()
+    x = random_inputs(layer, args.vectors, seed=args.seed + 1)
+    t1 = time.perf_counter()
+    tr = golden.trace(layer, x)
+    t2 = time.perf_counter()
+    err = np.abs(golden.dequantise_output(layer, tr.y) - golden.float_forward(layer, x))
+    bound = golden.error_bound(layer)
+    _save_npy(out / "x.npy", x)
+    _save_npy(out / "y.npy", tr.y)
+    c = layer_compression(layer)
+    sat = tr.saturations()
+    print("doping demo: synthetic doped layer -> model pack -> golden model")
+    print(f"  layer       {layer.m}x{layer.n} = kron(A {layer.a.shape[0]}x{layer.a.shape[1]}, "
+          f"B {layer.b.shape[0]}x{layer.b.shape[1]}) + S ({layer.nnz} nonzeros), order {layer.order}")
+    print(f"  compression {c.param_ratio:.2f}x parameters, {c.bit_ratio:.2f}x stored bits (indices included)")
+    print(f"  pack        {pack_path} ({pack_path.stat().st_size / 1024:.1f} KiB)")
+    print(f"  golden      {args.vectors} int8 vectors in {1e3 * (t2 - t1):.1f} ms; "
+          f"saturated: {sat['t']} intermediate, {sat['y']} output values")
+    verdict = "within" if bool(np.all(err <= bound[None, :] + 1e-12)) else "OUTSIDE"
+    print(f"  vs float    max |error| {err.max():.4g} (max bound {bound.max():.4g}): {verdict} the documented bound")
+    print(f"  outputs     {out / 'y.npy'}")
+    return 0 if verdict == "within" or sat["t"] + sat["y"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="doping", description="Doped Kronecker compression, from training to silicon numbers.")
+    p.add_argument("--version", action="version", version=f"doping {__import__('doping').__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pk = sub.add_parser("pack", help="create and inspect model packs", description="Create and inspect model packs.")
+    pks = pk.add_subparsers(dest="pack_command", required=True, metavar="SUBCOMMAND")
+    s = pks.add_parser("synth", help="make a random doped layer meeting a compression ratio",
+                       description="Make a valid random doped layer whose parameter count meets RATIO.")
+    s.add_argument("--shape", required=True, help="layer shape MxN, e.g. 2600x1300")
+    s.add_argument("--ratio", required=True, type=float, help="parameter compression ratio, e.g. 25")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--factors", help="explicit factor shapes 'M1xN1,M2xN2' (default: the documented rule)")
+    s.add_argument("--order", choices=["AX", "XB"], help="GEMM association order (default: fewer MACs)")
+    s.add_argument("--name", default="synth", help="layer name (default synth)")
+    s.add_argument("-o", "--output", required=True, help="pack file to write")
+    s.set_defaults(func=cmd_pack_synth)
+    i = pks.add_parser("inspect", help="summarise a pack", description="Validate a pack and summarise it.")
+    i.add_argument("pack", help="pack file")
+    i.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    i.set_defaults(func=cmd_pack_inspect)
+
+    g = sub.add_parser("golden", help="run the golden model on a batch of int8 vectors",
+                       description="Run the bit-exact golden model (or the float reference) of a pack's layer.")
+    g.add_argument("pack", help="pack file")
+    g.add_argument("--input", required=True, help=".npy int8 array, shape (batch, n) or (n,)")
+    g.add_argument("--output", required=True, help=".npy file to write: int8 (batch, m), or float64 with --float")
+    g.add_argument("--float", action="store_true", help="run the float reference instead (real units)")
+    g.add_argument("--layer", help="layer name (default: the first)")
+    g.set_defaults(func=cmd_golden)
+
+    d = sub.add_parser("demo", help="the main job on embedded defaults",
+                       description="Synthesise a doped layer, write its pack, run the golden model, print a summary.")
+    d.add_argument("-o", "--out", default="build/demo", help="output folder (default build/demo)")
+    d.add_argument("--shape", default="2600x1300", help="layer shape (default 2600x1300, the PTB-medium gate matrix)")
+    d.add_argument("--ratio", type=float, default=25.0, help="compression ratio (default 25)")
+    d.add_argument("--vectors", type=int, default=20, help="batch of input vectors (default 20)")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DopingError as e:
+        print(f"doping: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("doping: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

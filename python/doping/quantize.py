@@ -1,0 +1,71 @@
+"""Post-training quantisation of a float doped layer into a QuantLayer (symmetric, per tensor).
+
+Shared by the synthetic-pack generator and the export of trained models, so both produce packs
+by the same rule: each tensor's scale is max|value| / 127 over the tensor (weights) or over a
+calibration batch (input, intermediate, output); requantisations are the nearest
+(multiplier, shift) to the ratio of scales (docs/numerics.md, section 4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from doping.errors import DopingError
+from doping.golden import QuantLayer, Requant, cheaper_order
+from doping.golden.model import first_gemm, trace
+
+_TINY = 1e-12
+
+
+def _scale(values: np.ndarray) -> float:
+    peak = float(np.max(np.abs(values))) if np.size(values) else 0.0
+    return max(peak, _TINY) / 127.0
+
+
+def quantise_tensor(values: np.ndarray, scale: float) -> np.ndarray:
+    """Round half away from zero, then saturate to int8."""
+    return np.clip(np.round(np.asarray(values, dtype=np.float64) / scale), -128, 127).astype(np.int8)
+
+
+def quantise_layer(
+    name: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    rowptr: np.ndarray,
+    cols: np.ndarray,
+    vals: np.ndarray,
+    x_calib: np.ndarray,
+    order: str | None = None,
+    meta: dict | None = None,
+) -> tuple[QuantLayer, np.ndarray]:
+    """Quantise float factors ``a``, ``b`` and a float CSR overlay against a real-valued
+    calibration batch ``x_calib`` of shape (batch, n).
+
+    Returns the validated layer and the calibration batch quantised to int8.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    vals = np.asarray(vals, dtype=np.float64)
+    x_calib = np.atleast_2d(np.asarray(x_calib, dtype=np.float64))
+    m, n = a.shape[0] * b.shape[0], a.shape[1] * b.shape[1]
+    if x_calib.shape[1] != n:
+        raise DopingError(f"calibration batch has width {x_calib.shape[1]}, layer needs {n}")
+    order = order or cheaper_order(a.shape[0], a.shape[1], b.shape[0], b.shape[1])
+    sa, sb, sx = _scale(a), _scale(b), _scale(x_calib)
+    ss = _scale(vals)
+    xq = quantise_tensor(x_calib, sx)
+    unit = Requant(1, 0)
+    layer = QuantLayer(
+        name=name, shape=(m, n), a=quantise_tensor(a, sa), b=quantise_tensor(b, sb),
+        rowptr=np.asarray(rowptr, dtype=np.int64), cols=np.asarray(cols, dtype=np.int64),
+        vals=quantise_tensor(vals, ss), order=order, x_scale=sx, a_scale=sa, b_scale=sb,
+        t_rq=unit, ov_rq=unit, y_rq=unit, meta=dict(meta or {}),
+    )
+    first = sa if order == "AX" else sb
+    t_real = first_gemm(layer, xq).astype(np.float64) * (sx * first)
+    layer.t_rq = Requant.from_real(sx * first / _scale(t_real))
+    acc_scale = layer.scales()["acc"]
+    layer.ov_rq = Requant.from_real(ss * sx / acc_scale)
+    acc = trace(layer, xq).acc.astype(np.float64) * acc_scale
+    layer.y_rq = Requant.from_real(acc_scale / _scale(acc))
+    return layer.validate(), xq

@@ -1,0 +1,1 @@
+"""cocotb testbenches and runner helpers for the generated accelerator (issue 5)."""

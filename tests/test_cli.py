@@ -1,0 +1,118 @@
+"""The `doping` command: each subcommand works, and bad input gives one line, exit 2, no output file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from doping import golden
+from doping.cli import build_parser, main
+from doping.pack import read_pack
+from tests.conftest import rewrite_pack
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "doping.cli", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture
+def pack(tmp_path):
+    p = tmp_path / "l.dpack"
+    assert main(["pack", "synth", "--shape", "60x40", "--ratio", "5", "--seed", "3", "-o", str(p)]) == 0
+    return p
+
+
+def test_every_subcommand_has_help():
+    for args in (["--help"], ["pack", "--help"], ["pack", "synth", "--help"], ["pack", "inspect", "--help"],
+                 ["golden", "--help"], ["demo", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(args)
+        assert e.value.code == 0
+
+
+def test_synth_meets_ratio_and_inspect_json(pack, capsys):
+    assert main(["pack", "inspect", str(pack), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    (layer,) = s["layers"]
+    assert layer["shape"] == [60, 40]
+    c = layer["compression"]
+    assert c["param_ratio"] >= 5 and c["params"] == 60 * 40 // 5
+    assert c["bit_ratio"] < c["param_ratio"]  # indices cost bits
+    assert main(["pack", "inspect", str(pack)]) == 0
+    text = capsys.readouterr().out
+    assert "60x40" in text and "parameters" in text and "stored bits" in text
+
+
+def test_synth_explicit_factors(tmp_path, capsys):
+    p = tmp_path / "f.dpack"
+    assert main(["pack", "synth", "--shape", "60x40", "--ratio", "5", "--factors", "6x4,10x10", "--order", "XB",
+                 "-o", str(p)]) == 0
+    layer = read_pack(p).layer()
+    assert layer.factor_shapes == ((6, 4), (10, 10)) and layer.order == "XB"
+
+
+def test_golden_int_and_float(tmp_path, pack):
+    layer = read_pack(pack).layer()
+    x = np.random.default_rng(0).integers(-128, 128, size=(7, layer.n)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    r = run("golden", pack, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), golden.forward(layer, x))
+    r = run("golden", pack, "--input", tmp_path / "x.npy", "--output", tmp_path / "f.npy", "--float")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), golden.float_forward(layer, x))
+
+
+def _assert_clean_failure(r, message, *not_written):
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    for p in not_written:
+        assert not p.exists()
+
+
+@pytest.mark.parametrize("case", ["width", "dtype", "rank", "not-npy", "missing"])
+def test_golden_bad_input_batch(tmp_path, pack, case):
+    x = tmp_path / "x.npy"
+    if case == "width":
+        np.save(x, np.zeros((3, 41), np.int8)); msg = "expected (batch, 40)"
+    elif case == "dtype":
+        np.save(x, np.zeros((3, 40), np.float32)); msg = "dtype float32, expected int8"
+    elif case == "rank":
+        np.save(x, np.zeros((2, 3, 40), np.int8)); msg = "expected (batch, 40)"
+    elif case == "not-npy":
+        x.write_text("not numpy"); msg = "not a readable .npy"
+    else:
+        msg = "does not exist"
+    out = tmp_path / "y.npy"
+    _assert_clean_failure(run("golden", pack, "--input", x, "--output", out), msg, out)
+
+
+def test_golden_bad_pack_writes_nothing(tmp_path, pack):
+    bad = rewrite_pack(pack, tmp_path / "bad.dpack", manifest=lambda m: m.update(version=2))
+    np.save(tmp_path / "x.npy", np.zeros((1, 40), np.int8))
+    out = tmp_path / "y.npy"
+    _assert_clean_failure(run("golden", bad, "--input", tmp_path / "x.npy", "--output", out),
+                          "unsupported pack version 2", out)
+    _assert_clean_failure(run("pack", "inspect", bad), "unsupported pack version 2")
+
+
+def test_synth_ratio_beyond_factors(tmp_path):
+    out = tmp_path / "x.dpack"
+    _assert_clean_failure(run("pack", "synth", "--shape", "2600x1300", "--ratio", "1000", "-o", out),
+                          "alone need 3690", out)
+    _assert_clean_failure(run("pack", "synth", "--shape", "26O0x1300", "--ratio", "5", "-o", out),
+                          "not of the form MxN", out)
+    _assert_clean_failure(run("pack", "synth", "--shape", "60x40", "--ratio", "5", "--factors", "7x4,10x10",
+                              "-o", out), "do not multiply", out)
+
+
+def test_demo_prints_summary(tmp_path):
+    r = run("demo", "-o", tmp_path / "demo", "--shape", "260x130", "--vectors", "8")
+    assert r.returncode == 0, r.stderr
+    assert "within the documented bound" in r.stdout and "25.00x parameters" in r.stdout
+    assert read_pack(tmp_path / "demo" / "layer.dpack").layer().shape == (260, 130)

@@ -1,0 +1,142 @@
+"""Model pack: round trip, determinism, and one clear error per kind of malformed pack."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from doping import golden
+from doping.errors import PackError
+from doping.pack import read_pack, write_pack
+from doping.synth import random_inputs, synth_layer
+from tests.conftest import rewrite_pack
+
+
+@pytest.fixture
+def pack_path(tmp_path):
+    layer = synth_layer((48, 30), 6, seed=7)
+    return write_pack(tmp_path / "ok.dpack", [layer], provenance={"method": "dkp", "source": "test"})
+
+
+def test_round_trip_is_exact(tmp_path):
+    layers = [synth_layer((48, 30), 6, seed=7, name="l0"), synth_layer((20, 12), 2, seed=8, order="XB", name="l1")]
+    p = write_pack(tmp_path / "two.dpack", layers, provenance={"method": "dkp"})
+    back = read_pack(p)
+    assert [l.name for l in back.layers] == ["l0", "l1"] and back.provenance == {"method": "dkp"}
+    for a, b in zip(layers, back.layers):
+        for k in ("a", "b", "rowptr", "cols", "vals"):
+            np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
+        assert (a.t_rq, a.ov_rq, a.y_rq, a.order, a.shape) == (b.t_rq, b.ov_rq, b.y_rq, b.order, b.shape)
+        assert a.scales() == b.scales()
+        x = random_inputs(a, 5)
+        np.testing.assert_array_equal(golden.forward(a, x), golden.forward(b, x))
+
+
+def test_same_content_same_bytes(tmp_path):
+    p1 = write_pack(tmp_path / "a.dpack", [synth_layer((48, 30), 6, seed=7)])
+    p2 = write_pack(tmp_path / "b.dpack", [synth_layer((48, 30), 6, seed=7)])
+    assert p1.read_bytes() == p2.read_bytes()
+
+
+def _set_layer(key, value):
+    def edit(m):
+        m["layers"][0][key] = value
+    return edit
+
+
+BAD_PACKS = {
+    "unknown version": (dict(manifest=lambda m: m.update(version=99)), "unsupported pack version 99"),
+    "not a pack manifest": (dict(manifest=lambda m: m.update(format="zip")), "not a doping model pack"),
+    "factor shapes inconsistent": (dict(manifest=_set_layer("shape", [48, 31])), "Kronecker product"),
+    "factor array vs manifest": (dict(manifest=lambda m: m["layers"][0]["factors"].update(a=[2, 2])),
+                                 "factor A array has shape"),
+    "missing array": (dict(drop=("layers/0/cols.npy",)), "array 'cols'"),
+    "missing manifest field": (dict(manifest=lambda m: m["layers"][0].pop("order")), "'order' is missing"),
+    "bad requant": (dict(manifest=lambda m: m["layers"][0]["quant"]["output_requant"].update(shift=99)),
+                    "shift 99 outside"),
+    "nnz disagrees": (dict(manifest=lambda m: m["layers"][0]["overlay"].update(nnz=1)), "manifest says 1 overlay"),
+    "no manifest": (dict(drop=("manifest.json",)), "no manifest.json"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PACKS))
+def test_malformed_manifest_is_rejected(tmp_path, pack_path, case):
+    edits, message = BAD_PACKS[case]
+    bad = rewrite_pack(pack_path, tmp_path / "bad.dpack", **edits)
+    with pytest.raises(PackError, match=message):
+        read_pack(bad)
+
+
+def _arrays(pack_path):
+    p = read_pack(pack_path).layer()
+    return p, {k: getattr(p, k).copy() for k in ("a", "b", "rowptr", "cols", "vals")}
+
+
+def test_overlay_index_out_of_range(tmp_path, pack_path):
+    layer, arr = _arrays(pack_path)
+    arr["cols"][-1] = layer.n
+    bad = rewrite_pack(pack_path, tmp_path / "bad.dpack", arrays={"layers/0/cols.npy": arr["cols"]})
+    with pytest.raises(PackError, match=r"column index 30 .* out of range 0\.\.29"):
+        read_pack(bad)
+
+
+@pytest.mark.parametrize("kind", ["unsorted", "duplicate"])
+def test_overlay_unsorted_or_duplicate(tmp_path, pack_path, kind):
+    layer, arr = _arrays(pack_path)
+    row = int(np.flatnonzero(layer.row_nnz() >= 2)[0])
+    i = int(layer.rowptr[row])
+    cols = arr["cols"]
+    if kind == "unsorted":
+        cols[i], cols[i + 1] = cols[i + 1], cols[i]
+    else:
+        cols[i + 1] = cols[i]
+    bad = rewrite_pack(pack_path, tmp_path / "bad.dpack", arrays={"layers/0/cols.npy": cols})
+    with pytest.raises(PackError, match=f"overlay row {row} has {kind} column indices"):
+        read_pack(bad)
+
+
+def test_non_monotone_row_pointers(tmp_path, pack_path):
+    layer, arr = _arrays(pack_path)
+    rp = arr["rowptr"]
+    j = layer.m // 2
+    rp[j] = rp[j + 1] + 1
+    bad = rewrite_pack(pack_path, tmp_path / "bad.dpack", arrays={"layers/0/rowptr.npy": rp})
+    with pytest.raises(PackError, match="row pointers are not monotone"):
+        read_pack(bad)
+
+
+@pytest.mark.parametrize("member", ["a", "vals"])
+def test_value_outside_int8(tmp_path, pack_path, member):
+    _, arr = _arrays(pack_path)
+    wide = arr[member].astype(np.int16)
+    wide.flat[0] = 200
+    bad = rewrite_pack(pack_path, tmp_path / "bad.dpack", arrays={f"layers/0/{member}.npy": wide})
+    with pytest.raises(PackError, match="value 200, outside int8"):
+        read_pack(bad)
+
+
+def test_float_array_rejected(tmp_path, pack_path):
+    _, arr = _arrays(pack_path)
+    bad = rewrite_pack(pack_path, tmp_path / "bad.dpack", arrays={"layers/0/b.npy": arr["b"].astype(np.float32)})
+    with pytest.raises(PackError, match="array 'b' has dtype float32"):
+        read_pack(bad)
+
+
+def test_truncated_pack(tmp_path, pack_path):
+    data = pack_path.read_bytes()
+    for cut in (len(data) // 2, 100, 0):
+        bad = tmp_path / f"cut{cut}.dpack"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(PackError, match="not a doping model pack|corrupt|not a readable"):
+            read_pack(bad)
+
+
+def test_non_pack_files(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(PackError, match="not a doping model pack"):
+        read_pack(text)
+    with pytest.raises(PackError, match="does not exist"):
+        read_pack(tmp_path / "missing.dpack")
+    with pytest.raises(PackError, match="is a directory"):
+        read_pack(tmp_path)
