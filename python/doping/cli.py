@@ -133,6 +133,56 @@ def cmd_demo(args) -> int:
     return 0 if verdict == "within" or sat["t"] + sat["y"] else 1
 
 
+def cmd_train(args) -> int:
+    from dataclasses import fields
+
+    from doping.train import TrainConfig, train
+
+    opts = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    summary = train(TrainConfig.from_dict(opts), args.out, resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from doping.export import export_run
+
+    report = export_run(args.run, args.out, calib_vectors=args.calib_vectors, evaluate_test=not args.no_eval)
+    c = report["lstm_compression"]
+    print(f"wrote {args.out}: {c['param_ratio']:.2f}x parameters, {c['bit_ratio']:.2f}x stored bits (LSTM gates)")
+    return 0
+
+
+def _add_train_parser(sub) -> None:
+    from dataclasses import MISSING, fields
+
+    from doping.train import TrainConfig
+
+    t = sub.add_parser("train", help="train a (compressed) LSTM language model",
+                       description="Train a 2-layer LSTM LM on a PTB-format corpus with compressed gate matrices. "
+                                   "Writes config.json, metrics.json, checkpoint.pt, best.pt and final.json into OUT. "
+                                   "Runs under torchrun as DDP (gloo).")
+    t.add_argument("-o", "--out", required=True, help="run folder")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    helps = {
+        "data": "corpus folder with ptb.{train,valid,test}.txt, or 'tiny' (shipped)",
+        "method": "dense, dkp, kp, prune, lmf or hmd", "ratio": "compression ratio of the LSTM gate matrices",
+        "cmr": "co-matrix regularisation: none, dropout (on S x), path (drop the overlay path per sample)",
+        "init_from": "start from this dense run (nearest Kronecker / SVD / copy init)",
+        "overlay_init": "initial overlay with --init-from: residual or zero",
+        "anneal_start": "annealing start, fraction of all steps", "anneal_end": "annealing end, fraction of all steps",
+        "max_batches": "limit batches per epoch (0: all)", "threads": "torch threads (0: default)",
+        "decay_after": "epochs at full lr before decaying by lr_decay each epoch",
+    }
+    for f in fields(TrainConfig):
+        kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+        default = f.default if f.default is not MISSING else None
+        t.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
+                       help=f"{helps.get(f.name, f.name.replace('_', ' '))} (default {default})")
+    t.set_defaults(func=cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="doping", description="Doped Kronecker compression, from training to silicon numbers.")
     p.add_argument("--version", action="version", version=f"doping {__import__('doping').__version__}")
@@ -163,6 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--float", action="store_true", help="run the float reference instead (real units)")
     g.add_argument("--layer", help="layer name (default: the first)")
     g.set_defaults(func=cmd_golden)
+
+    _add_train_parser(sub)
+    e = sub.add_parser("export", help="export a trained dkp/kp run to a model pack",
+                       description="Quantise a trained run's LSTM gate matrices to int8, write a model pack, and report "
+                                   "test perplexity in float and through the golden model's integer arithmetic.")
+    e.add_argument("run", help="run folder written by `doping train`")
+    e.add_argument("--out", required=True, help="pack file to write")
+    e.add_argument("--calib-vectors", type=int, default=4096, help="gate input vectors for calibration (default 4096)")
+    e.add_argument("--no-eval", action="store_true", help="skip the test-set perplexity evaluation")
+    e.set_defaults(func=cmd_export)
 
     d = sub.add_parser("demo", help="the main job on embedded defaults",
                        description="Synthesise a doped layer, write its pack, run the golden model, print a summary.")

@@ -1,0 +1,149 @@
+"""The doped Kronecker product (DKP) linear layer: ``W = kron(A, B) + S``.
+
+``kron(A, B) @ x`` is computed as ``A @ X @ B^T`` on ``X = x.reshape(n1, n2)``; kron(A, B) is never
+materialised. S is a dense parameter under a binary mask that overlay annealing
+(``doping.nn.anneal``) shrinks until it holds the target number of nonzeros.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def kron_matvec(a: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``x @ kron(a, b).T`` for ``x`` of shape (..., n1*n2): returns (..., m1*m2)."""
+    (m1, n1), (m2, n2) = a.shape, b.shape
+    xm = x.reshape(*x.shape[:-1], n1, n2)
+    y = torch.matmul(torch.matmul(a, xm), b.transpose(0, 1))
+    return y.reshape(*x.shape[:-1], m1 * m2)
+
+
+def nearest_kronecker(w: torch.Tensor, factor_shapes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Van Loan-Pitsianis nearest Kronecker product: A, B minimising ||W - kron(A, B)||_F.
+
+    W (m1*m2 x n1*n2) is rearranged into R (m1*n1 x m2*n2) with R[(i,j),(k,l)] = W[i*m2+k, j*n2+l];
+    the rank-1 SVD of R gives vec(A) and vec(B).
+    """
+    (m1, n1), (m2, n2) = factor_shapes
+    r = w.detach().double().reshape(m1, m2, n1, n2).permute(0, 2, 1, 3).reshape(m1 * n1, m2 * n2)
+    u, s, vh = torch.linalg.svd(r, full_matrices=False)
+    root = torch.sqrt(s[0])
+    a = (u[:, 0] * root).reshape(m1, n1)
+    b = (vh[0] * root).reshape(m2, n2)
+    return a.to(w.dtype), b.to(w.dtype)
+
+
+class DKPLinear(nn.Module):
+    """``y = kron(A, B) x + CMR(S x) + bias`` for inputs of shape (..., in_features).
+
+    Args:
+        in_features, out_features: n and m of W (m x n).
+        factor_shapes: ((m1, n1), (m2, n2)) with m1*m2 = m, n1*n2 = n.
+        bias: learnable bias of size m.
+        overlay: keep the sparse overlay S (False gives Kronecker-only, the KP baseline).
+        cmr: co-matrix regularisation during training: "none"; "dropout" (inverted dropout on the
+            overlay path's output S x, elementwise); "path" (the whole overlay path of a sample is
+            dropped with probability ``cmr_p`` and rescaled, like stochastic depth).
+        cmr_p: the CMR probability.
+    """
+
+    def __init__(self, in_features, out_features, factor_shapes, bias=True, overlay=True, cmr="none", cmr_p=0.0):
+        super().__init__()
+        (m1, n1), (m2, n2) = factor_shapes
+        if m1 * m2 != out_features or n1 * n2 != in_features:
+            raise ValueError(f"factor shapes {factor_shapes} do not give a {out_features}x{in_features} matrix")
+        if cmr not in ("none", "dropout", "path"):
+            raise ValueError(f"cmr must be 'none', 'dropout' or 'path', got {cmr!r}")
+        self.in_features, self.out_features = in_features, out_features
+        self.factor_shapes = ((m1, n1), (m2, n2))
+        self.cmr, self.cmr_p = cmr, float(cmr_p)
+        self.a = nn.Parameter(torch.empty(m1, n1))
+        self.b = nn.Parameter(torch.empty(m2, n2))
+        if overlay:
+            self.s = nn.Parameter(torch.zeros(out_features, in_features))
+            self.register_buffer("mask", torch.ones(out_features, in_features, dtype=torch.bool))
+        else:
+            self.register_parameter("s", None)
+            self.register_buffer("mask", None)
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        #: Overlay nonzeros that annealing prunes S down to (None: no annealing).
+        self.target_nnz = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Entries of kron(A, B) then have the variance of nn.Linear's uniform(+-1/sqrt(n)) init.
+        std = (1.0 / (3 * self.in_features)) ** 0.25
+        nn.init.normal_(self.a, 0.0, std)
+        nn.init.normal_(self.b, 0.0, std)
+        if self.s is not None:
+            nn.init.zeros_(self.s)
+            self.mask.fill_(True)
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @torch.no_grad()
+    def init_from_dense(self, w: torch.Tensor, overlay_init: str = "residual") -> None:
+        """Factors from the nearest Kronecker product of ``w``; S = the residual or zero."""
+        a, b = nearest_kronecker(w, self.factor_shapes)
+        self.a.copy_(a)
+        self.b.copy_(b)
+        if self.s is not None:
+            if overlay_init == "residual":
+                self.s.copy_(w - torch.kron(a, b))
+            elif overlay_init == "zero":
+                self.s.zero_()
+            else:
+                raise ValueError(f"overlay_init must be 'residual' or 'zero', got {overlay_init!r}")
+            self.mask.fill_(True)
+
+    def prunable(self) -> torch.Tensor:
+        """The tensor whose magnitudes overlay annealing ranks: S."""
+        return self.s
+
+    def overlay(self) -> torch.Tensor | None:
+        """The masked overlay S (dense tensor), or None for Kronecker-only."""
+        return None if self.s is None else self.s * self.mask
+
+    def weight(self) -> torch.Tensor:
+        """The effective W = kron(A, B) + S, materialised (for tests and export only)."""
+        w = torch.kron(self.a, self.b)
+        return w if self.s is None else w + self.overlay()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.step_fn()(x)
+
+    def step_fn(self):
+        """``forward`` with the masked overlay computed once, for many calls with the same
+        weights (the time steps of an LSTM sequence)."""
+        overlay = self.overlay()
+        return lambda x: self._compute(x, overlay)
+
+    def _compute(self, x: torch.Tensor, overlay: torch.Tensor | None) -> torch.Tensor:
+        y = kron_matvec(self.a, self.b, x)
+        if overlay is not None:
+            o = nn.functional.linear(x, overlay)
+            if self.training and self.cmr_p > 0:
+                if self.cmr == "dropout":
+                    o = nn.functional.dropout(o, self.cmr_p, training=True)
+                elif self.cmr == "path":
+                    keep = torch.rand(*o.shape[:-1], 1, device=o.device) >= self.cmr_p
+                    o = o * keep / (1.0 - self.cmr_p)
+            y = y + o
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def n_params(self) -> int:
+        """Parameters of the compressed matrix: factor entries plus overlay nonzeros (bias excluded)."""
+        (m1, n1), (m2, n2) = self.factor_shapes
+        return m1 * n1 + m2 * n2 + (int(self.mask.sum()) if self.s is not None else 0)
+
+    def extra_repr(self) -> str:
+        (m1, n1), (m2, n2) = self.factor_shapes
+        nnz = "none" if self.s is None else int(self.mask.sum())
+        return (f"in_features={self.in_features}, out_features={self.out_features}, A={m1}x{n1}, B={m2}x{n2}, "
+                f"overlay_nnz={nnz}, cmr={self.cmr}, cmr_p={self.cmr_p}, bias={self.bias is not None}")

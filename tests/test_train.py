@@ -1,0 +1,121 @@
+"""Training on the shipped tiny corpus: determinism, resume, DDP, NaN, bad input, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from doping import golden
+from doping.data import load_corpus
+from doping.errors import DopingError
+from doping.export import collect_gate_inputs, export_run
+from doping.pack import read_pack
+from doping.train import TrainConfig, load_run_model, train
+
+SMALL = dict(data="tiny", hidden=16, bptt=10, batch=8, eval_batch=4, epochs=3, max_batches=12, decay_after=2,
+             threads=1)
+
+
+def _train(tmp_path, name, **kw):
+    cfg = TrainConfig(**{**SMALL, **kw})
+    return train(cfg, tmp_path / name, progress=False, log=lambda *_: None), tmp_path / name
+
+
+def test_tiny_corpus_loads():
+    c = load_corpus("tiny")
+    assert c.vocab_size < 100 and c.train.numel() > 10_000 and "<eos>" in c.words and "<unk>" in c.words
+
+
+def test_missing_corpus_is_a_clear_error(tmp_path):
+    with pytest.raises(DopingError, match="lacks ptb.train.txt, ptb.valid.txt, ptb.test.txt"):
+        load_corpus(tmp_path)
+
+
+def test_deterministic_and_resume_reproduces(tmp_path):
+    kw = dict(method="dkp", ratio=4.0, cmr="dropout", cmr_p=0.3, anneal_end=0.5)
+    full, run_full = _train(tmp_path, "full", **kw)
+    again, _ = _train(tmp_path, "again", **kw)
+    assert full["test_ppl"] == again["test_ppl"]
+    # interrupted after 2 of 3 epochs, then resumed
+    cfg = TrainConfig(**{**SMALL, **kw})
+    assert train(cfg, tmp_path / "cut", progress=False, log=lambda *_: None, stop_after=2) is None
+    assert not (tmp_path / "cut" / "final.json").exists()
+    resumed = train(cfg, tmp_path / "cut", resume=True, progress=False, log=lambda *_: None)
+    m_full = json.loads((run_full / "metrics.json").read_text())
+    m_cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert [e["valid_ppl"] for e in m_full] == [e["valid_ppl"] for e in m_cut]
+    assert resumed["test_ppl"] == full["test_ppl"]
+
+
+def test_annealed_run_meets_ratio(tmp_path):
+    s, run = _train(tmp_path, "dkp", method="dkp", ratio=4.0, anneal_end=0.5)
+    assert s["lstm"]["param_ratio"] == pytest.approx(4.0, rel=1e-3)
+    model, _, _ = load_run_model(run)
+    for g in model.lstm.gates:
+        assert int(g.mask.sum()) == g.target_nnz and g.s[~g.mask].abs().sum() == 0
+
+
+@pytest.mark.parametrize("method", ["prune", "lmf", "hmd", "kp"])
+def test_baselines_train_from_dense(tmp_path, method):
+    _, dense = _train(tmp_path, "dense", epochs=1)
+    s, _ = _train(tmp_path, method, method=method, ratio=4.0, init_from=str(dense), epochs=2, anneal_end=0.5)
+    assert np.isfinite(s["test_ppl"]) and s["lstm"]["param_ratio"] >= 3.5
+
+
+def test_nan_stops_with_clear_message(tmp_path):
+    with pytest.raises(DopingError, match="training diverged: loss is nan"):
+        _train(tmp_path, "nan", lr=float("nan"))
+
+
+def test_ddp_two_processes_match_single(tmp_path):
+    args = ["--data", "tiny", "--hidden", "16", "--bptt", "10", "--batch", "8", "--eval-batch", "4", "--epochs", "2",
+            "--max-batches", "6", "--threads", "1", "--no-progress"]
+    single, _ = _train(tmp_path, "single", epochs=2, max_batches=6)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+                        "-m", "doping.cli", "train", *args, "-o", str(tmp_path / "ddp")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ddp = json.loads((tmp_path / "ddp" / "final.json").read_text())
+    assert ddp["world_size"] == 2
+    assert ddp["valid_ppl"] == pytest.approx(single["valid_ppl"], rel=1e-4)
+    assert ddp["test_ppl"] == pytest.approx(single["test_ppl"], rel=1e-4)
+
+
+def test_export_pack_and_golden_match_torch(tmp_path):
+    s, run = _train(tmp_path, "dkp", method="dkp", ratio=4.0, anneal_end=0.5)
+    report = export_run(run, tmp_path / "m.dpack", calib_vectors=512, log=lambda *_: None)
+    pack = read_pack(tmp_path / "m.dpack")
+    assert [l.name for l in pack.layers] == ["lstm.l0.gates", "lstm.l1.gates"]
+    assert pack.provenance["method"] == "dkp"
+    assert report["lstm_compression"]["param_ratio"] == pytest.approx(4.0, rel=1e-3)
+    # int8 through the golden model costs little perplexity
+    assert report["test_ppl_golden_int8"] < 1.05 * report["test_ppl_float"]
+    model, cfg, _ = load_run_model(run)
+    from doping.data import batchify
+    calib = collect_gate_inputs(model, batchify(load_corpus("tiny").valid, 4), 10, 256, seed=1)
+    for layer, gate, v in zip(pack.layers, model.lstm.gates, calib):
+        sc = layer.scales()
+        xq = np.clip(np.round(v / sc["x"]), -128, 127).astype(np.int8)
+        tr = golden.trace(layer, xq)
+        ok = (tr.clipped["t"] == 0) & (tr.clipped["y"] == 0)
+        got = golden.dequantise_output(layer, tr.y)
+        w = gate.weight().detach().double().numpy()
+        want = xq * sc["x"] @ w.T  # torch's float weights on the same quantised input
+        wq = np.kron(layer.a * sc["a"], layer.b * sc["b"]) + layer.dense_overlay() * sc["s"]
+        bound = golden.error_bound(layer)[None, :] + np.abs(xq * sc["x"]) @ np.abs(wq - w).T
+        assert ok
+        assert np.all(np.abs(got - want) <= bound + 1e-9)
+
+
+def test_export_rejects_non_kronecker_runs(tmp_path):
+    _, run = _train(tmp_path, "dense", epochs=1)
+    with pytest.raises(DopingError, match="only dkp and kp runs"):
+        export_run(run, tmp_path / "x.dpack")
+    assert not (tmp_path / "x.dpack").exists()
