@@ -37,10 +37,12 @@ class TrainConfig:
     batch: int = 20
     eval_batch: int = 10
     epochs: int = 13
-    lr: float = 1.0
+    # The loss is the mean over all tokens of a batch; Zaremba's lr 1 / clip 5 on a loss summed
+    # over the bptt steps is lr 20 / clip 0.25 here (for bptt 20).
+    lr: float = 20.0
     lr_decay: float = 0.5
     decay_after: int = 4
-    clip: float = 5.0
+    clip: float = 0.25
     init_scale: float = 0.1
     cmr: str = "none"
     cmr_p: float = 0.0
@@ -49,6 +51,8 @@ class TrainConfig:
     anneal_start: float = 0.0
     anneal_end: float = 0.6
     anneal_every: int = 20
+    curve_every: int = 0
+    curve_tokens: int = 10000
     seed: int = 0
     max_batches: int = 0
     threads: int = 0
@@ -164,6 +168,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     per = cfg.batch // dist.world
     train_data = train_data[:, dist.rank * per: (dist.rank + 1) * per]
     valid_data, test_data = batchify(corpus.valid, cfg.eval_batch), batchify(corpus.test, cfg.eval_batch)
+    curve_data = batchify(corpus.valid[: cfg.curve_tokens], cfg.eval_batch)
     n_batches = math.ceil((train_data.shape[0] - 1) / cfg.bptt)
     if cfg.max_batches:
         n_batches = min(n_batches, cfg.max_batches)
@@ -171,7 +176,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     annealer = OverlayAnnealer(model, int(cfg.anneal_start * total_steps), int(cfg.anneal_end * total_steps),
                                cfg.anneal_every)
     optim = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-    metrics, start_epoch, best = [], 0, None
+    metrics, start_epoch, best, curve = [], 0, None, []
     ckpt_file = run / "checkpoint.pt"
     if resume and ckpt_file.is_file():
         ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
@@ -179,6 +184,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         optim.load_state_dict(ckpt["optim"])
         torch.set_rng_state(ckpt["rng"])
         metrics, start_epoch, best = ckpt["metrics"], ckpt["epoch"], ckpt["best"]
+        curve = ckpt.get("curve", [])
         log(f"resumed {run} after epoch {start_epoch}")
     else:
         if cfg.init_from:
@@ -219,6 +225,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
             annealer.enforce()
             total += loss.item() * y.numel()
             count += y.numel()
+            if cfg.curve_every and (step % cfg.curve_every == 0 or step == total_steps - 1):
+                # validation perplexity on a prefix of the valid split as S is sparsified (CMA)
+                curve.append({"step": step, "lstm_params": model.lstm_accounting()["params"],
+                              "valid_ppl": evaluate(model, curve_data, cfg.bptt)})
+                net.train()
         annealed = annealer.done((epoch + 1) * n_batches - 1) or not annealer.modules
         entry = {
             "epoch": epoch + 1, "lr": lr, "train_ppl": math.exp(total / count),
@@ -233,10 +244,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
                            run / "best.pt")
         if dist.rank == 0:
             torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": torch.get_rng_state(),
-                        "metrics": metrics, "epoch": epoch + 1, "best": best, "vocab_size": corpus.vocab_size},
+                        "metrics": metrics, "epoch": epoch + 1, "best": best, "vocab_size": corpus.vocab_size,
+                        "curve": curve},
                        run / "checkpoint.tmp")
             os.replace(run / "checkpoint.tmp", ckpt_file)
             (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            if curve:
+                (run / "curve.json").write_text(json.dumps(curve, indent=2))
             log(f"epoch {epoch + 1}: lr {lr:.4g} train ppl {entry['train_ppl']:.2f} valid ppl {entry['valid_ppl']:.2f} "
                 f"lstm params {entry['lstm_params']} ({entry['seconds']:.0f} s)")
         if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < cfg.epochs:

@@ -1,0 +1,150 @@
+"""The accelerator config: one frozen object feeding the RTL generator, the simulator and the
+estimator (docs/hardware.md). ``check(layer)`` says exactly what of a layer does not fit."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from doping.errors import DopingError
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def bits_for(count: int) -> int:
+    """Address bits for ``count`` locations (at least 1)."""
+    return max(1, math.ceil(math.log2(max(count, 2))))
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Parameters of one generated accelerator.
+
+    rows, cols: systolic array R x C of int8 MAC PEs (int32 accumulators).
+    lanes: gather lanes L of the sparse-overlay unit.
+    max_m, max_n: largest layer (outputs, inputs) the buffers hold.
+    max_factor: largest factor (m1*n1 or m2*n2 entries) the A and B buffers hold.
+    max_intermediate: largest intermediate (m1*n2 for AX, n1*m2 for XB) in entries.
+    max_nnz: overlay capacity in entries (nonzeros plus one per empty row), over all lanes.
+    clock_mhz: target clock; tech_nm: technology node of the estimator's tables.
+    Widths are fixed by docs/numerics.md: 8-bit data, 32-bit accumulators, 8-bit intermediate.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    lanes: int = 8
+    max_m: int = 2600
+    max_n: int = 1300
+    max_factor: int = 4096
+    max_intermediate: int = 4096
+    max_nnz: int = 163840
+    clock_mhz: float = 500.0
+    tech_nm: int = 45
+
+    data_bits = 8
+    acc_bits = 32
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, (int, float)) or v <= 0:
+                raise DopingError(f"accelerator config: {f.name} must be a positive number, got {v!r}")
+        if self.rows > 64 or self.cols > 64:
+            raise DopingError(f"accelerator config: a {self.rows}x{self.cols} array is larger than the 64x64 supported")
+        if self.lanes > 64:
+            raise DopingError(f"accelerator config: {self.lanes} gather lanes exceed the 64 supported")
+
+    # --- derived memory geometry (exactly what hw/top.py instantiates). Bank depths are powers
+    # of two sized for an evenly tiled matrix; check() verifies the tiling of an actual layer. ---
+    def bank_depth(self, entries: int, banks: int) -> int:
+        return 1 << bits_for(ceil_div(entries, banks))
+
+    @property
+    def memories(self) -> dict[str, dict]:
+        """Every memory of the design: banks x depth x width bits."""
+        r, c, l = self.rows, self.cols, self.lanes
+        act = max(self.max_n, self.max_intermediate)
+        col_bits = bits_for(self.max_n)
+        return {
+            "a": {"banks": r, "depth": self.bank_depth(self.max_factor, r), "width": 8},
+            "b": {"banks": c, "depth": self.bank_depth(self.max_factor, c), "width": 8},
+            "act_p": {"banks": r, "depth": self.bank_depth(act, r), "width": 8},
+            "act_q": {"banks": c, "depth": self.bank_depth(act, c), "width": 8},
+            "kbuf": {"banks": c, "depth": self.bank_depth(self.max_m, c), "width": 32},
+            "x_copy": {"banks": l, "depth": 1 << bits_for(self.max_n), "width": 8},
+            "overlay": {"banks": l, "depth": self.bank_depth(self.max_nnz + l, l), "width": col_bits + 8 + 2},
+            "ov_acc": {"banks": l, "depth": self.bank_depth(self.max_m, l), "width": 32},
+        }
+
+    def sram_bits(self) -> dict[str, int]:
+        return {k: v["banks"] * v["depth"] * v["width"] for k, v in self.memories.items()}
+
+    def check(self, layer) -> None:
+        """Raise DopingError naming everything of ``layer`` that does not fit this config."""
+        from doping.hw.loader import lane_entries
+
+        (m1, n1), (m2, n2) = layer.factor_shapes
+        inter = m1 * n2 if layer.order == "AX" else n1 * m2
+        problems = []
+        for what, need, have in (
+            ("outputs m", layer.m, self.max_m), ("inputs n", layer.n, self.max_n),
+            ("factor A entries", m1 * n1, self.max_factor), ("factor B entries", m2 * n2, self.max_factor),
+            ("intermediate entries", inter, self.max_intermediate),
+            ("overlay entries (nonzeros + empty rows)", sum(len(e) for e in lane_entries(layer, self.lanes)),
+             self.max_nnz),
+        ):
+            if need > have:
+                problems.append(f"{what} {need} > {have}")
+        # per-bank depth limits, with the tiling of each matrix across banks
+        mem = self.memories
+        per_lane = max(len(e) + 1 for e in lane_entries(layer, self.lanes))
+        for name, need in (("a", ceil_div(m1, self.rows) * n1), ("b", ceil_div(m2, self.cols) * n2),
+                           ("act_p", ceil_div(m1 if layer.order == "AX" else n1, self.rows) * n2),
+                           ("act_q", ceil_div(n2 if layer.order == "AX" else m2, self.cols) * n1),
+                           ("kbuf", m1 * ceil_div(m2, self.cols)), ("overlay", per_lane),
+                           ("ov_acc", ceil_div(layer.m, self.lanes))):
+            if need > mem[name]["depth"]:
+                problems.append(f"{name} bank needs depth {need} > {mem[name]['depth']}")
+        if problems:
+            raise DopingError(f"layer {layer.name!r} ({layer.m}x{layer.n}) does not fit the accelerator config: "
+                              + "; ".join(problems))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, sort_keys=True)
+
+
+PRESETS = {
+    "default": AccelConfig(),
+    "minimal": AccelConfig(rows=2, cols=2, lanes=1, max_m=64, max_n=64, max_factor=64, max_intermediate=64,
+                           max_nnz=1024),
+    "large": AccelConfig(rows=16, cols=16, lanes=32, max_m=4096, max_n=4096, max_factor=16384,
+                         max_intermediate=16384, max_nnz=524288),
+}
+
+
+def load_config(spec: str | None) -> AccelConfig:
+    """A preset name, or a .json/.toml file of AccelConfig fields; None is the default."""
+    if spec is None:
+        return PRESETS["default"]
+    if spec in PRESETS:
+        return PRESETS[spec]
+    p = Path(spec)
+    if not p.is_file():
+        raise DopingError(f"accelerator config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
+    try:
+        data = tomllib.loads(p.read_text()) if p.suffix == ".toml" else json.loads(p.read_text())
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise DopingError(f"accelerator config {p} is not valid {p.suffix[1:] or 'JSON'}: {e}") from None
+    names = {f.name for f in fields(AccelConfig)}
+    unknown = set(data) - names
+    if unknown:
+        raise DopingError(f"accelerator config {p}: unknown fields {', '.join(sorted(unknown))}")
+    return AccelConfig(**data)
