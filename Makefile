@@ -9,13 +9,15 @@ STAMP  := $(VENV)/.installed
 SYSTEM_TOOLS := iverilog yosys
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: help setup system-deps test test-slow demo bench clean
+.PHONY: help setup system-deps test test-slow demo bench clean verilog synth
 
 help:
 	@echo "make demo       run the main job on embedded defaults (creates the venv first)"
 	@echo "make test       create the venv, install everything, run the whole fast suite"
 	@echo "make test-slow  the long regressions (pytest -m slow)"
 	@echo "make bench      benchmarks whose results go to docs/results.md"
+	@echo "make verilog    generate + lint the accelerator Verilog (CONFIG=default|minimal|large|file)"
+	@echo "make synth      yosys cell counts of the accelerator (CONFIG=...)"
 	@echo "make clean      remove build outputs (keeps the venv)"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -53,3 +55,10 @@ bench: setup
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
+
+CONFIG ?= default
+verilog: setup
+	$(DOPING) rtl --config $(CONFIG) --lint -o build/rtl/$(CONFIG)
+
+synth: setup
+	$(DOPING) synth --config $(CONFIG) -o build/synth/$(CONFIG)

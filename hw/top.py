@@ -112,8 +112,8 @@ class Accelerator(wiring.Component):
         # ---- RECV: x elements into the activation memory and the lane copies ----
         e = Signal(col_bits + 1)
         xr, xc = Signal(32), Signal(32)  # row (of n1) and column (of n2) of X
-        xr_bank, xr_base = Signal(range(R)), Signal(32)  # XB: row bank, (row // R) * n2
-        xc_bank, xc_base = Signal(range(C)), Signal(32)  # AX: column bank, (col // C) * n1
+        xr_bank, xr_base = Signal(range(max(R, 2))), Signal(32)  # XB: row bank, (row // R) * n2; max(.,2): no 0-bit signals
+        xc_bank, xc_base = Signal(range(max(C, 2))), Signal(32)  # AX: column bank, (col // C) * n1
         x_fire = self.x.valid & self.x.ready
         m.d.comb += self.x.ready.eq((state == 0) | (state == 1))
         p_wr = [(Signal(abits["act_p"], name=f"pw_addr{i}"), Signal(signed(8), name=f"pw_data{i}"),
@@ -202,12 +202,12 @@ class Accelerator(wiring.Component):
 
         # ---- SEND: y[i] = requant(sat32(K[i] + requant(O[i]))) ----
         sr, sc = Signal(32), Signal(32)  # row (of m1), column (of m2) of the next y to read
-        sc_bank, sc_blk = Signal(range(C)), Signal(32)
-        s_lane, s_slot = Signal(range(L)), Signal(32)
+        sc_bank, sc_blk = Signal(range(max(C, 2))), Signal(32)
+        s_lane, s_slot = Signal(range(max(L, 2))), Signal(32)
         s_rowbase = Signal(32)  # sr * kb_stride
         sent_i = Signal(32)
         have = Signal()
-        kb_bank_d, lane_d = Signal(range(C)), Signal(range(L))
+        kb_bank_d, lane_d = Signal(range(max(C, 2))), Signal(range(max(L, 2)))
         fire = self.y.valid & self.y.ready
         issue = Signal()
         m.d.comb += issue.eq((state == 5) & (sent_i < regs["m"]) & (~have | fire))

@@ -153,6 +153,46 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_rtl(args) -> int:
+    from doping.config import load_config
+    from doping.hw.verilog import generate
+
+    cfg = load_config(args.config)
+    if args.pack:
+        from doping.pack import read_pack
+
+        for layer in read_pack(args.pack).layers:
+            cfg.check(layer)
+    man = generate(cfg, args.output)
+    if args.lint:
+        from doping.hw.tools import lint
+
+        lint(Path(args.output) / man["files"][0])
+    print(f"wrote {args.output}/{man['files'][0]} and manifest.json: {cfg.rows}x{cfg.cols} array, {cfg.lanes} lanes, "
+          f"{man['sram_bits_total'] / 8192:.1f} KiB of memories" + (", lint clean" if args.lint else ""))
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from doping.config import load_config
+    from doping.fileio import atomic_path
+    from doping.hw.tools import yosys_cells
+    from doping.hw.verilog import TOP, generate
+
+    cfg = load_config(args.config)
+    out = Path(args.output)
+    man = generate(cfg, out)
+    cells = yosys_cells(out / man["files"][0], TOP, out / "yosys_stat.json")
+    report = {"config": cfg.as_dict(), "top": TOP, "modules": cells,
+              "tool": "yosys (Debian), synth -run begin:fine + techmap + abc -fast; memories kept as $mem_v2"}
+    with atomic_path(out / "cells.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    for name, mod in cells.items():
+        print(f"{name:28s} {mod['cells']:8d} cells")
+    print(f"wrote {out / 'cells.json'}")
+    return 0
+
+
 def _add_train_parser(sub) -> None:
     from dataclasses import MISSING, fields
 
@@ -223,6 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--calib-vectors", type=int, default=4096, help="gate input vectors for calibration (default 4096)")
     e.add_argument("--no-eval", action="store_true", help="skip the test-set perplexity evaluation")
     e.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("rtl", help="generate the accelerator's Verilog and design manifest",
+                       description="Generate deterministic Verilog (doping_accel.v) and manifest.json for a config.")
+    r.add_argument("--config", help="preset (default, minimal, large) or a .json/.toml config file")
+    r.add_argument("--pack", help="check that this pack fits the config before generating")
+    r.add_argument("--lint", action="store_true", help="run verilator --lint-only on the result")
+    r.add_argument("-o", "--output", required=True, help="output folder")
+    r.set_defaults(func=cmd_rtl)
+    y = sub.add_parser("synth", help="yosys cell counts of the generated accelerator",
+                       description="Generate the Verilog and count gate-level cells per module with yosys "
+                                   "(memories kept as macros); writes cells.json.")
+    y.add_argument("--config", help="preset (default, minimal, large) or a .json/.toml config file")
+    y.add_argument("-o", "--output", default="build/synth", help="output folder (default build/synth)")
+    y.set_defaults(func=cmd_synth)
 
     d = sub.add_parser("demo", help="the main job on embedded defaults",
                        description="Synthesise a doped layer, write its pack, run the golden model, print a summary.")
