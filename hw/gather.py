@@ -14,8 +14,9 @@ from amaranth.lib.wiring import In, Out
 
 
 class GatherLane(wiring.Component):
-    def __init__(self, col_bits: int, entry_addr_bits: int, slot_bits: int):
+    def __init__(self, col_bits: int, entry_addr_bits: int, slot_bits: int, _col_offset: int = 0):
         self.col_bits = col_bits
+        self._col_offset = _col_offset  # non-zero only in mutation tests: an off-by-one gather
         super().__init__({
             "start": In(1),
             "busy": Out(1),
@@ -41,7 +42,7 @@ class GatherLane(wiring.Component):
         last = self.ent_data[cb + 8]
         end = self.ent_data[cb + 9]
 
-        m.d.comb += [self.ent_addr.eq(ptr), self.ent_en.eq(issuing), self.x_addr.eq(col),
+        m.d.comb += [self.ent_addr.eq(ptr), self.ent_en.eq(issuing), self.x_addr.eq(col + self._col_offset),
                      self.x_en.eq(v1), self.busy.eq(issuing | v1 | v2)]
         with m.If(self.start):
             m.d.sync += [ptr.eq(0), issuing.eq(1), v1.eq(0), v2.eq(0), acc.eq(0), slot.eq(0)]

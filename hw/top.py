@@ -38,9 +38,15 @@ def _banks(m, name, banks, depth, shape):
     return mems
 
 
+#: Deliberate bugs that tests inject to prove the regression catches them (never in products).
+MUTATIONS = ("round_down", "gather_off_by_one")
+
+
 class Accelerator(wiring.Component):
-    def __init__(self, cfg: AccelConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: AccelConfig, mutation: str | None = None):
+        if mutation is not None and mutation not in MUTATIONS:
+            raise ValueError(f"unknown mutation {mutation!r}")
+        self.cfg, self.mutation = cfg, mutation
         super().__init__({
             "load": In(stream.Signature(LoadWord)),
             "x": In(stream.Signature(signed(8))),
@@ -74,7 +80,8 @@ class Accelerator(wiring.Component):
         m.submodules.array = arr = SystolicArray(R, C)
         lanes = []
         for l in range(L):
-            lane = GatherLane(col_bits, abits["overlay"], abits["ov_acc"])
+            lane = GatherLane(col_bits, abits["overlay"], abits["ov_acc"],
+                              _col_offset=int(self.mutation == "gather_off_by_one"))
             m.submodules[f"lane{l}"] = lane
             lanes.append(lane)
             (_, orp), (_, xrp), (swp, _) = o_m[l], x_m[l], s_m[l]
@@ -222,7 +229,8 @@ class Accelerator(wiring.Component):
         acc = Signal(signed(32))
         m.d.comb += [joined.eq(kval + o_al),
                      acc.eq(Mux(joined > (1 << 31) - 1, (1 << 31) - 1, Mux(joined < -(1 << 31), -(1 << 31), joined)))]
-        y8 = requant(m, acc, regs["y_mult"][:15], regs["y_shift"][:6], 8, name="rq_y")
+        y8 = requant(m, acc, regs["y_mult"][:15], regs["y_shift"][:6], 8, name="rq_y",
+                     _round=self.mutation != "round_down")
         m.d.comb += [self.y.valid.eq(have), self.y.payload.eq(y8)]
         with m.If(issue):
             m.d.sync += [have.eq(1), kb_bank_d.eq(sc_bank), lane_d.eq(s_lane), sent_i.eq(sent_i + 1)]

@@ -30,13 +30,13 @@ def _ports(top) -> list[dict]:
     return ports
 
 
-def verilog_text(cfg: AccelConfig) -> tuple[str, list[dict]]:
+def verilog_text(cfg: AccelConfig, mutation: str | None = None) -> tuple[str, list[dict]]:
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     from amaranth.back import verilog
 
     from doping.hw.top import Accelerator
 
-    top = Accelerator(cfg)
+    top = Accelerator(cfg, mutation=mutation)
     ports = _ports(top)
     text = verilog.convert(top, name=TOP, emit_src=False, strip_internal_attrs=True)
     return _ZERO_INIT.sub("", text), ports
@@ -50,8 +50,9 @@ def manifest(cfg: AccelConfig, ports: list[dict]) -> dict:
             "files": [f"{TOP}.v"]}
 
 
-def generate(cfg: AccelConfig, out_dir: str | Path) -> dict:
-    """Write ``doping_accel.v`` and ``manifest.json`` into ``out_dir``; returns the manifest."""
+def generate(cfg: AccelConfig, out_dir: str | Path, mutation: str | None = None) -> dict:
+    """Write ``doping_accel.v`` and ``manifest.json`` into ``out_dir``; returns the manifest.
+    ``mutation`` (tests only) injects one of ``doping.hw.top.MUTATIONS``."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -59,8 +60,10 @@ def generate(cfg: AccelConfig, out_dir: str | Path) -> dict:
         raise DopingError(f"cannot create output folder {out}: {e.strerror}") from None
     if not os.access(out, os.W_OK):
         raise DopingError(f"output folder {out} is not writable")
-    text, ports = verilog_text(cfg)
+    text, ports = verilog_text(cfg, mutation)
     man = manifest(cfg, ports)
+    if mutation:
+        man["mutation"] = mutation
     from doping.fileio import atomic_path
 
     with atomic_path(out / f"{TOP}.v") as tmp:

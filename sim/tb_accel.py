@@ -1,0 +1,133 @@
+"""cocotb testbench of the generated accelerator, shaped like cocotb's matrix_multiplier example:
+stream drivers, an output monitor, the golden model as reference, a scoreboard.
+
+The job (packs, vectors, seed, back-pressure, result file) comes as JSON in the file named by
+``DOPING_SIM_JOB``; results go to the job's ``out`` file. Drive on the falling edge, sample on it
+too: every ready/valid of the design comes from registers, so values seen at the falling edge are
+the ones the next rising edge acts on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge
+
+from doping import golden
+from doping.config import AccelConfig
+from doping.hw.loader import load_words
+from doping.hw.top import PHASES
+from doping.pack import read_pack
+
+
+class StreamDriver:
+    """Drives ``<name>__valid/payload`` from a list of integer payloads, with random idle cycles."""
+
+    def __init__(self, dut, name, rng, gap=0.0):
+        self.clk = dut.clk
+        self.valid, self.ready, self.payload = (getattr(dut, f"{name}__{s}") for s in ("valid", "ready", "payload"))
+        self.rng, self.gap = rng, gap
+
+    async def send(self, payloads):
+        for p in payloads:
+            while self.gap and self.rng.random() < self.gap:
+                self.valid.value = 0
+                await FallingEdge(self.clk)
+            self.valid.value = 1
+            self.payload.value = int(p)
+            while True:
+                ready = int(self.ready.value)  # this cycle's ready: the design's ready is registered
+                await FallingEdge(self.clk)
+                if ready:
+                    break
+        self.valid.value = 0
+
+
+class OutputMonitor:
+    """Sets ``y__ready`` randomly, collects transferred int8 payloads, per-vector cycle counts
+    and the cycles spent in each controller phase."""
+
+    def __init__(self, dut, rng, stall, m):
+        self.dut, self.rng, self.stall, self.m = dut, rng, stall, m
+        self.values, self.cycles, self.phases = [], [], []
+
+    async def collect(self, vectors):
+        dut = self.dut
+        phase = {p: 0 for p in PHASES}
+        while len(self.values) < vectors * self.m:
+            ready = int(not (self.stall and self.rng.random() < self.stall))
+            dut.y__ready.value = ready
+            valid = int(dut.y__valid.value)
+            payload = dut.y__payload.value.to_signed() if valid else 0
+            phase[PHASES[int(dut.status.value)]] += 1
+            await FallingEdge(dut.clk)
+            if ready and valid:
+                self.values.append(payload)
+                if len(self.values) % self.m == 0:
+                    self.cycles.append(int(dut.vector_cycles.value))
+                    self.phases.append(phase)
+                    phase = {p: 0 for p in PHASES}
+        dut.y__ready.value = 0
+
+
+def load_payloads(layer, cfg):
+    return [sel | (addr << 4) | (data << 28) for sel, addr, data in load_words(layer, cfg)]
+
+
+async def reset(dut, cycles=2):
+    dut.rst.value = 1
+    for s in ("load__valid", "x__valid", "y__ready"):
+        getattr(dut, s).value = 0
+    for _ in range(cycles):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+async def run_vectors(dut, cfg, layer, xs, rng, job):
+    """Load ``layer``, stream ``xs``, return (outputs, cycles, phases)."""
+    await StreamDriver(dut, "load", rng, job.get("load_gap", 0.0)).send(load_payloads(layer, cfg))
+    x = StreamDriver(dut, "x", rng, job.get("x_gap", 0.0))
+    mon = OutputMonitor(dut, rng, job.get("y_stall", 0.0), layer.m)
+    task = cocotb.start_soon(mon.collect(len(xs)))
+    await x.send([int(v) for v in np.asarray(xs).reshape(-1)])
+    await task
+    return np.array(mon.values, dtype=np.int64).reshape(len(xs), layer.m), mon.cycles, mon.phases
+
+
+@cocotb.test()
+async def regression(dut):
+    job = json.loads(Path(os.environ["DOPING_SIM_JOB"]).read_text())
+    cfg = AccelConfig(**job["config"])
+    rng = np.random.default_rng(job["seed"])
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    await reset(dut)
+    result = {"vectors": 0, "mismatches": 0, "cycles_per_vector": [], "phase_cycles": [], "packs": []}
+    for k, pack_path in enumerate(job["packs"]):
+        layer = read_pack(pack_path).layer(job.get("layer"))
+        xs = rng.integers(-128, 128, size=(job["vectors"], layer.n)).astype(np.int8)
+        if job.get("reset_mid_vector") and k == 0:
+            # abandon a vector half way, reset, then everything must work after a reload
+            await StreamDriver(dut, "load", rng).send(load_payloads(layer, cfg))
+            await StreamDriver(dut, "x", rng).send([int(v) for v in xs[0, : layer.n // 2]])
+            await reset(dut)
+        got, cycles, phases = await run_vectors(dut, cfg, layer, xs, rng, job)
+        want = golden.forward(layer, xs).astype(np.int64)  # the reference model
+        bad = int(np.count_nonzero(np.any(got != want, axis=1)))  # scoreboard: mismatching vectors
+        result["vectors"] += len(xs)
+        result["mismatches"] += bad
+        result["cycles_per_vector"] += cycles
+        result["phase_cycles"] += phases
+        result["packs"].append({"pack": str(pack_path), "vectors": len(xs), "mismatches": bad})
+        if bad:
+            i = int(np.flatnonzero(np.any(got != want, axis=1))[0])
+            j = int(np.flatnonzero(got[i] != want[i])[0])
+            result.setdefault("first_mismatch", {"pack": str(pack_path), "vector": i, "element": j,
+                                                 "got": int(got[i, j]), "want": int(want[i, j])})
+    Path(job["out"]).write_text(json.dumps(result))
+    assert result["mismatches"] == 0, f"{result['mismatches']} of {result['vectors']} vectors mismatched: " \
+                                      f"{result.get('first_mismatch')}"
