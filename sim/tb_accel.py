@@ -70,6 +70,9 @@ class OutputMonitor:
                 self.values.append(payload)
                 if len(self.values) % self.m == 0:
                     self.cycles.append(int(dut.vector_cycles.value))
+                    # the first element of every vector is accepted in an IDLE cycle: count it as RECV
+                    phase["IDLE"] -= 1
+                    phase["RECV"] += 1
                     self.phases.append(phase)
                     phase = {p: 0 for p in PHASES}
         dut.y__ready.value = 0

@@ -193,6 +193,28 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_sim(args) -> int:
+    from doping.config import load_config
+    from doping.sim.runner import run
+
+    cfg = load_config(args.config)
+    r = run([args.pack], cfg, simulator=args.sim, vectors=args.vectors, seed=args.seed, x_gap=args.x_gap,
+            y_stall=args.y_stall, layer=args.layer)
+    cyc = r["cycles_per_vector"]
+    summary = {"vectors": r["vectors"], "mismatches": r["mismatches"], "cycles_per_vector": cyc,
+               "phase_cycles": r["phase_cycles"], "simulator": r["simulator"], "wall_seconds": r["wall_seconds"]}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        verdict = "PASS" if r["mismatches"] == 0 else "FAIL"
+        print(f"{verdict}: {r['vectors']} vectors on {r['simulator']}, {r['mismatches']} mismatching; "
+              f"cycles per vector median {int(np.median(cyc))} (min {min(cyc)}, max {max(cyc)}); "
+              f"{r['wall_seconds']:.1f} s")
+        if r["mismatches"]:
+            print(f"first mismatch: {r.get('first_mismatch')}")
+    return 0 if r["mismatches"] == 0 else 1
+
+
 def _add_train_parser(sub) -> None:
     from dataclasses import MISSING, fields
 
@@ -277,6 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--config", help="preset (default, minimal, large) or a .json/.toml config file")
     y.add_argument("-o", "--output", default="build/synth", help="output folder (default build/synth)")
     y.set_defaults(func=cmd_synth)
+
+    sm = sub.add_parser("sim", help="simulate the generated Verilog on a pack and check it against golden",
+                        description="Build the accelerator for a config (cached), run N random vectors of the pack's "
+                                    "layer through it under cocotb, compare every output with the golden model.")
+    sm.add_argument("--pack", required=True, help="model pack")
+    sm.add_argument("--config", help="preset (default, minimal, large) or a .json/.toml config file")
+    sm.add_argument("--sim", choices=["verilator", "icarus"], default="verilator", help="simulator (default verilator)")
+    sm.add_argument("--vectors", type=int, default=10, help="random int8 input vectors (default 10)")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--x-gap", type=float, default=0.0, help="probability of an idle cycle on the x stream")
+    sm.add_argument("--y-stall", type=float, default=0.0, help="probability of y.ready low in a cycle")
+    sm.add_argument("--layer", help="layer name (default: the first)")
+    sm.add_argument("--json", action="store_true", help="print JSON: vectors, mismatches, cycles_per_vector, "
+                                                        "phase_cycles, simulator")
+    sm.set_defaults(func=cmd_sim)
 
     d = sub.add_parser("demo", help="the main job on embedded defaults",
                        description="Synthesise a doped layer, write its pack, run the golden model, print a summary.")
