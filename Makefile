@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SYSTEM_TOOLS := iverilog yosys
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: help setup system-deps test test-slow demo bench clean verilog synth
+.PHONY: help setup system-deps test test-slow demo bench clean verilog synth sim sim-full
 
 help:
 	@echo "make demo       run the main job on embedded defaults (creates the venv first)"
@@ -18,6 +18,8 @@ help:
 	@echo "make bench      benchmarks whose results go to docs/results.md"
 	@echo "make verilog    generate + lint the accelerator Verilog (CONFIG=default|minimal|large|file)"
 	@echo "make synth      yosys cell counts of the accelerator (CONFIG=...)"
+	@echo "make sim        cocotb regression subset (Verilator + Icarus), part of make test"
+	@echo "make sim-full   the long regression: 105 random shapes, 10,500 vectors"
 	@echo "make clean      remove build outputs (keeps the venv)"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -52,6 +54,9 @@ demo: setup
 
 bench: setup
 	$(PY) bench/golden_bench.py
+	$(PY) bench/dkp_speed.py
+	$(PY) bench/rtl_cycles.py
+	$(PY) bench/sim_speed.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
@@ -62,3 +67,10 @@ verilog: setup
 
 synth: setup
 	$(DOPING) synth --config $(CONFIG) -o build/synth/$(CONFIG)
+
+# cocotb + Verilator (and an Icarus subset): the CI subset, and the long regression
+sim: setup
+	$(PY) -m pytest -q tests/sim -m "not slow"
+
+sim-full: setup
+	$(PY) -m pytest -q tests/sim

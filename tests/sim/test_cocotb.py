@@ -125,3 +125,16 @@ def test_icarus_subset(tmp_path):
     packs = random_packs(tmp_path, cfg, 2, seed=13)
     r = run(packs, cfg, simulator="icarus", vectors=10, seed=6, x_gap=0.2, y_stall=0.2)
     assert r["simulator"] == "icarus" and r["mismatches"] == 0 and r["vectors"] == 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cfg_name", sorted(SIM_CONFIGS))
+def test_full_regression(tmp_path, cfg_name):
+    """make sim-full: 35 random shapes x 100 vectors per config (105 shapes, 10,500 vectors)."""
+    cfg = SIM_CONFIGS[cfg_name]
+    packs = random_packs(tmp_path, cfg, 35, seed=1000 + len(cfg_name) + cfg.lanes)
+    r = run(packs, cfg, vectors=100, seed=9, x_gap=0.2, y_stall=0.3, load_gap=0.05)
+    assert r["vectors"] == 3500 and r["mismatches"] == 0, r.get("first_mismatch")
+    want = [schedule(read_pack(p).layer(), cfg).cycles for p in packs]
+    # back-pressure only ever adds cycles
+    assert all(c >= want[i // 100] for i, c in enumerate(r["cycles_per_vector"]))
