@@ -215,6 +215,89 @@ def cmd_sim(args) -> int:
     return 0 if r["mismatches"] == 0 else 1
 
 
+def cmd_estimate(args) -> int:
+    from doping.config import load_config
+    from doping.estimate.baselines import fit_config, price
+    from doping.estimate.model import estimate
+    from doping.estimate.report import format_estimate
+
+    base = load_config(args.config)
+    if args.pack:
+        if args.layer or args.ratio:
+            raise DopingError("give either a PACK or --layer/--ratio, not both")
+        from doping.pack import read_pack
+
+        layers = read_pack(args.pack).layers
+        parts = [estimate(l, base) for l in layers]  # check(): a pack that does not fit is an error
+        r = _sum_estimates(parts)
+        r["layers"] = parts
+    else:
+        if not (args.layer and args.ratio):
+            raise DopingError("give a PACK, or --layer MxN and --ratio R")
+        from doping.synth import parse_shape
+
+        m, n = parse_shape(args.layer)
+        r = price(m, n, args.ratio, args.method, base)
+    keys = ("cycles", "sram_bits", "energy_pj", "area_mm2", "power_mw", "breakdown", "latency_us")
+    if args.json:
+        print(json.dumps({k: r[k] for k in keys if k in r} | {"config": r.get("config")}, indent=2, default=str))
+    else:
+        print(format_estimate(r))
+    return 0
+
+
+def _sum_estimates(parts: list[dict]) -> dict:
+    """Layers of one model run one after another on one accelerator: cycles and energy add up;
+    the config (hence area and SRAM) is shared."""
+    first = parts[0]
+    cycles = sum(p["cycles"] for p in parts)
+    energy = sum(p["energy_pj"] for p in parts)
+    seconds = cycles / (first["config"]["clock_mhz"] * 1e6)
+    breakdown = {"energy_pj": {}, "area_mm2": first["breakdown"]["area_mm2"]}
+    for p in parts:
+        for k, v in p["breakdown"]["energy_pj"].items():
+            breakdown["energy_pj"][k] = breakdown["energy_pj"].get(k, 0.0) + v
+    return {"cycles": cycles, "energy_pj": energy, "area_mm2": first["area_mm2"], "sram_bits": first["sram_bits"],
+            "sram_kib": first["sram_kib"], "power_mw": energy * 1e-12 / seconds * 1e3, "latency_us": seconds * 1e6,
+            "breakdown": breakdown, "config": first["config"]}
+
+
+def cmd_sweep(args) -> int:
+    from doping.config import load_config
+    from doping.estimate.report import sweep
+    from doping.synth import parse_shape
+
+    m, n = parse_shape(args.layer)
+    try:
+        ratios = [float(r) for r in args.ratios.split(",")]
+    except ValueError:
+        raise DopingError(f"--ratios {args.ratios!r} must be comma-separated numbers") from None
+    rows = sweep(m, n, ratios, args.methods.split(","), load_config(args.config), Path(args.output))
+    print((Path(args.output) / "sweep.md").read_text())
+    print(f"wrote {args.output}/sweep.csv, sweep.md, sweep.png ({len(rows)} points)")
+    return 0
+
+
+def cmd_dse(args) -> int:
+    from doping.config import load_config
+    from doping.estimate.report import dse
+    from doping.pack import read_pack
+
+    layer = read_pack(args.pack).layer(args.layer)
+    r = dse(layer, load_config(args.config), Path(args.output), latency_us=args.latency_us)
+    b, s = r["best_edp"], r["smallest_area_meeting_latency"]
+    print(f"min energy x delay: {b['rows']}x{b['cols']} array, {b['lanes']} lanes: {b['latency_us']:.2f} us, "
+          f"{b['energy_nj']:.1f} nJ, {b['area_mm2']:.3f} mm^2")
+    if s:
+        print(f"smallest area meeting {args.latency_us} us: {s['rows']}x{s['cols']}, {s['lanes']} lanes: "
+              f"{s['area_mm2']:.3f} mm^2, {s['latency_us']:.2f} us")
+    else:
+        print(f"no design point meets {args.latency_us} us")
+    (Path(args.output) / "dse.json").write_text(json.dumps(r, indent=2))
+    print(f"wrote {args.output}/dse.json and dse.png ({len(r['pareto'])} Pareto points)")
+    return 0
+
+
 def _add_train_parser(sub) -> None:
     from dataclasses import MISSING, fields
 
@@ -314,6 +397,34 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--json", action="store_true", help="print JSON: vectors, mismatches, cycles_per_vector, "
                                                         "phase_cycles, simulator")
     sm.set_defaults(func=cmd_sim)
+
+    es = sub.add_parser("estimate", help="cycles, SRAM, energy, area, power of a pack or a (shape, ratio, method)",
+                        description="Estimate the generated accelerator (dkp, kp) or price a baseline (dense, prune, "
+                                    "lmf) on the same 45 nm tables.")
+    es.add_argument("pack", nargs="?", help="model pack (all its layers, one after another)")
+    es.add_argument("--layer", help="layer shape MxN (instead of a pack)")
+    es.add_argument("--ratio", type=float, help="compression ratio (with --layer)")
+    es.add_argument("--method", default="dkp", help="dkp, kp, dense, prune or lmf (default dkp)")
+    es.add_argument("--config", help="preset or config file (with --layer, buffers grow to fit)")
+    es.add_argument("--json", action="store_true", help="JSON with keys cycles, sram_bits, energy_pj, area_mm2, "
+                                                        "power_mw, breakdown")
+    es.set_defaults(func=cmd_estimate)
+    sw = sub.add_parser("sweep", help="estimate across compression ratios and methods (CSV, markdown, plots)",
+                        description="Sweep compression ratios for several methods on one layer shape.")
+    sw.add_argument("--layer", required=True, help="layer shape MxN")
+    sw.add_argument("--ratios", default="5,10,25,50,100,200", help="comma-separated ratios")
+    sw.add_argument("--methods", default="dkp,dense,prune,lmf,kp", help="comma-separated methods")
+    sw.add_argument("--config", help="base preset or config file")
+    sw.add_argument("-o", "--output", default="build/sweep", help="output folder")
+    sw.set_defaults(func=cmd_sweep)
+    ds = sub.add_parser("dse", help="array size and lane count for a pack's layer (energy x delay, Pareto)",
+                        description="Design-space exploration over array sizes and lane counts.")
+    ds.add_argument("pack")
+    ds.add_argument("--layer", help="layer name (default: the first)")
+    ds.add_argument("--latency-us", type=float, help="latency bound for the smallest-area design")
+    ds.add_argument("--config", help="base preset or config file")
+    ds.add_argument("-o", "--output", default="build/dse", help="output folder")
+    ds.set_defaults(func=cmd_dse)
 
     d = sub.add_parser("demo", help="the main job on embedded defaults",
                        description="Synthesise a doped layer, write its pack, run the golden model, print a summary.")

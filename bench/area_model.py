@@ -1,0 +1,71 @@
+"""Fit and check the estimator's logic-area model against yosys cell counts.
+
+For each config: generate the Verilog, count gate-level cells with yosys (memories kept as
+macros), price them with the [N45] cell areas. The per-PE area comes from the array module, the
+per-lane area from the lane modules, and the top-level remainder is fitted as
+fixed + per_edge * (rows + cols) by least squares. The model is then compared with yosys on every
+config (fit and held-out); the error is reported. Writes python/doping/estimate/area_fit.json.
+
+  python bench/area_model.py [--out python/doping/estimate/area_fit.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from doping.config import AccelConfig
+from doping.estimate.model import cell_area_um2
+from doping.hw.tools import yosys_cells
+from doping.hw.verilog import TOP, generate
+
+CAP = dict(max_m=256, max_n=256, max_factor=256, max_intermediate=256, max_nnz=4096)
+FIT = [(1, 1, 1), (2, 2, 1), (2, 3, 2), (4, 4, 2), (3, 5, 4)]
+HELD_OUT = [(6, 4, 3), (8, 8, 8)]
+
+
+def measure(r, c, l):
+    cfg = AccelConfig(rows=r, cols=c, lanes=l, **CAP)
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(cfg, tmp)
+        mods = yosys_cells(Path(tmp) / f"{TOP}.v", TOP, Path(tmp) / "stat.json")
+    area = {name: cell_area_um2(m["by_type"]) for name, m in mods.items()}
+    array = sum(v for k, v in area.items() if k.endswith(".array"))
+    lanes = sum(v for k, v in area.items() if ".lane" in k)
+    top = area[TOP]
+    return {"config": [r, c, l], "array_um2": array, "lanes_um2": lanes, "top_um2": top,
+            "total_um2": array + lanes + top, "cells": sum(m["cells"] for m in mods.values())}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="python/doping/estimate/area_fit.json")
+    args = ap.parse_args()
+    rows = {tuple(k): measure(*k) for k in FIT + HELD_OUT}
+    per_pe = float(np.mean([rows[k]["array_um2"] / (k[0] * k[1]) for k in FIT]))
+    per_lane = float(np.mean([rows[k]["lanes_um2"] / k[2] for k in FIT]))
+    a = np.array([[1.0, k[0] + k[1]] for k in FIT])
+    fixed, per_edge = np.linalg.lstsq(a, np.array([rows[k]["top_um2"] for k in FIT]), rcond=None)[0]
+    fit = {"per_pe": per_pe, "per_lane": per_lane, "per_edge": float(per_edge), "fixed": float(fixed)}
+    checks = []
+    for k, m in rows.items():
+        model = per_pe * k[0] * k[1] + per_edge * (k[0] + k[1]) + per_lane * k[2] + fixed
+        checks.append({"config": list(k), "held_out": k in HELD_OUT, "yosys_um2": m["total_um2"],
+                       "model_um2": model, "error": model / m["total_um2"] - 1, "cells": m["cells"]})
+    out = {"date": str(date.today()), "tool": "yosys 0.23 (Debian), memories as macros, [N45] cell areas",
+           "capacities": CAP, "um2": fit, "checks": checks}
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print("| R×C×L | held out | yosys logic µm² | model µm² | error |")
+    print("|---|---|---|---|---|")
+    for c in checks:
+        print(f"| {'×'.join(map(str, c['config']))} | {'yes' if c['held_out'] else 'no'} | {c['yosys_um2']:.0f} | "
+              f"{c['model_um2']:.0f} | {100 * c['error']:+.1f} % |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Estimator: cycles (exact, from ``cycles.schedule``), SRAM, energy, area and power of one
+layer on one accelerator config, priced with ``tables`` (docs/estimator.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from doping.config import AccelConfig, bits_for
+from doping.estimate import tables
+from doping.estimate.cycles import schedule
+from doping.golden import QuantLayer
+
+AREA_FIT = Path(__file__).with_name("area_fit.json")
+
+
+def cell_area_um2(by_type: dict) -> float:
+    """Area of yosys gate-level cells at 45 nm ([N45] cell areas by kind)."""
+    total = 0.0
+    for t, n in by_type.items():
+        if t.startswith("$mem"):
+            continue  # memories are priced as SRAM macros
+        if "DFF" in t:
+            kind = "ff"
+        elif t == "$_MUX_":
+            kind = "mux"
+        elif t in ("$_XOR_", "$_XNOR_"):
+            kind = "xor"
+        else:
+            kind = "gate"
+        total += n * tables.CELL_UM2[kind]
+    return total
+
+
+def logic_area_um2(cfg: AccelConfig) -> float:
+    """Logic area from the yosys-fitted model: per PE, per array edge row/column, per lane, fixed
+    (coefficients in area_fit.json, produced and checked by bench/area_model.py)."""
+    fit = json.loads(AREA_FIT.read_text())["um2"]
+    return (fit["per_pe"] * cfg.rows * cfg.cols + fit["per_edge"] * (cfg.rows + cfg.cols)
+            + fit["per_lane"] * cfg.lanes + fit["fixed"])
+
+
+def sram_inventory(cfg: AccelConfig) -> dict[str, dict]:
+    """Every memory exactly as the generator instantiates it (``AccelConfig.memories``)."""
+    out = {}
+    for name, m in cfg.memories.items():
+        out[name] = {**m, "bits": m["banks"] * m["depth"] * m["width"], "macro_bytes": m["depth"] * m["width"] // 8}
+    return out
+
+
+def accesses(layer: QuantLayer, cfg: AccelConfig) -> dict[str, dict[str, int]]:
+    """Per-vector access counts per memory: {"reads": .., "writes": ..} (one word of the bank)."""
+    s = schedule(layer, cfg)
+    g1, g2 = s.gemms
+    n, m, L = layer.n, layer.m, cfg.lanes
+    first_act = "act_q" if layer.order == "AX" else "act_p"
+    second_act = "act_p" if layer.order == "AX" else "act_q"
+    acc = {k: {"reads": 0, "writes": 0} for k in cfg.memories}
+    acc[first_act]["writes"] += n
+    acc["x_copy"]["writes"] += n * L
+    # FEED: every bank of the P and Q sources is read each feed cycle
+    p1, q1 = ("a", first_act) if layer.order == "AX" else (first_act, "b")
+    p2, q2 = (second_act, "b") if layer.order == "AX" else ("a", second_act)
+    for g, p, q in ((g1, p1, q1), (g2, p2, q2)):
+        acc[p]["reads"] += g.tiles * g.k * cfg.rows
+        acc[q]["reads"] += g.tiles * g.k * cfg.cols
+    acc[second_act]["writes"] += g1.rows * g1.cols
+    acc["kbuf"]["writes"] += m
+    entries = sum(s.lane_entries)
+    acc["overlay"]["reads"] += entries + L
+    acc["x_copy"]["reads"] += entries
+    acc["ov_acc"]["writes"] += m
+    acc["kbuf"]["reads"] += m
+    acc["ov_acc"]["reads"] += m
+    return acc
+
+
+def estimate(layer: QuantLayer, cfg: AccelConfig) -> dict:
+    """Cycles, SRAM, energy (pJ per vector, with breakdown), area (mm^2, with breakdown), power."""
+    s = schedule(layer, cfg)
+    e_scale, a_scale = tables.node_scale(cfg.tech_nm)
+    inv = sram_inventory(cfg)
+    acc = accesses(layer, cfg)
+    g1, g2 = s.gemms
+    energy = {}
+    for name, a in acc.items():
+        mem = inv[name]
+        energy[f"sram_{name}"] = (a["reads"] * tables.sram_read_pj(mem["macro_bytes"], mem["width"])
+                                  + a["writes"] * tables.sram_write_pj(mem["macro_bytes"], mem["width"]))
+    array_slots = (g1.tiles * g1.k + g2.tiles * g2.k) * cfg.rows * cfg.cols
+    energy["array_macs"] = array_slots * tables.MAC_INT8_PJ
+    energy["gather_macs"] = sum(s.lane_entries) * tables.MAC_INT8_PJ
+    requants = g1.rows * g1.cols + 2 * layer.m
+    energy["requant"] = requants * (tables.MULT_INT32_PJ + tables.ADD_INT32_PJ)
+    energy = {k: v * e_scale for k, v in energy.items()}
+    total_pj = sum(energy.values())
+    sram_um2 = {k: v["bits"] * tables.SRAM_UM2_PER_BIT for k, v in inv.items()}
+    logic_um2 = logic_area_um2(cfg)
+    area = {f"sram_{k}": v * a_scale / 1e6 for k, v in sram_um2.items()}
+    area["logic"] = logic_um2 * a_scale / 1e6
+    seconds = s.cycles / (cfg.clock_mhz * 1e6)
+    return {
+        "layer": {"name": layer.name, "shape": [layer.m, layer.n], "factors": layer.factor_shapes,
+                  "order": layer.order, "nnz": layer.nnz},
+        "config": cfg.as_dict(),
+        "cycles": s.cycles, "phase_cycles": s.phases, "bound": s.bound,
+        "latency_us": seconds * 1e6, "throughput_vectors_per_s": 1 / seconds,
+        "sram_bits": {k: v["bits"] for k, v in inv.items()},
+        "sram_kib": {k: v["bits"] / 8192 for k, v in inv.items()},
+        "accesses": acc,
+        "energy_pj": total_pj, "area_mm2": sum(area.values()), "power_mw": total_pj * 1e-12 / seconds * 1e3,
+        "breakdown": {"energy_pj": energy, "area_mm2": area},
+    }

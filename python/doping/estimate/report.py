@@ -1,0 +1,109 @@
+"""Tables and plots of the estimator: one estimate, a compression-ratio sweep, a design-space sweep."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from dataclasses import replace
+from pathlib import Path
+
+from doping.config import AccelConfig
+from doping.errors import DopingError
+from doping.estimate.baselines import METHODS, fit_config, price
+from doping.estimate.model import estimate
+
+
+def format_estimate(r: dict) -> str:
+    lines = [f"cycles {r['cycles']}  latency {r['latency_us']:.2f} us  throughput {r.get('throughput_vectors_per_s', 1e6 / r['latency_us']):.0f} vectors/s",
+             f"energy {r['energy_pj'] / 1e3:.2f} nJ per vector   area {r['area_mm2']:.3f} mm^2   power {r['power_mw']:.1f} mW"]
+    if "sram_kib" in r:
+        lines.append("SRAM KiB: " + ", ".join(f"{k} {v:.1f}" for k, v in r["sram_kib"].items()))
+    lines.append("energy pJ: " + ", ".join(f"{k} {v:.0f}" for k, v in r["breakdown"]["energy_pj"].items() if v))
+    lines.append("area mm^2: " + ", ".join(f"{k} {v:.4f}" for k, v in r["breakdown"]["area_mm2"].items() if v))
+    return "\n".join(lines)
+
+
+def sweep(m, n, ratios, methods, base: AccelConfig, out_dir: Path) -> list[dict]:
+    for meth in methods:
+        if meth not in METHODS:
+            raise DopingError(f"unknown method {meth!r}; choose from {', '.join(METHODS)}")
+    rows = []
+    for ratio in ratios:
+        for meth in methods:
+            r = price(m, n, ratio, meth, base)
+            rows.append({"method": meth, "ratio": ratio, "params": r["params"], "cycles": r["cycles"],
+                         "energy_nj": r["energy_pj"] / 1e3, "area_mm2": r["area_mm2"], "power_mw": r["power_mw"],
+                         "dram_nj": r["breakdown"]["energy_pj"].get("dram_weights", 0.0) / 1e3})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "sweep.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    md = ["| method | ratio | params | cycles | energy nJ/vector | area mm² | power mW |", "|---|---|---|---|---|---|---|"]
+    md += [f"| {r['method']} | {r['ratio']:g} | {r['params']} | {r['cycles']} | {r['energy_nj']:.1f} | "
+           f"{r['area_mm2']:.3f} | {r['power_mw']:.1f} |" for r in rows]
+    (out_dir / "sweep.md").write_text("\n".join(md) + "\n")
+    _plot_sweep(rows, methods, out_dir / "sweep.png", f"{m}x{n}")
+    return rows
+
+
+def _plot_sweep(rows, methods, path, shape):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(8, 5.6), dpi=90)
+    for ax, key, label in zip(axes.flat, ("energy_nj", "area_mm2", "power_mw", "cycles"),
+                              ("energy per vector (nJ)", "area (mm²)", "power (mW)", "cycles per vector")):
+        for meth in methods:
+            pts = [(r["ratio"], r[key]) for r in rows if r["method"] == meth]
+            ax.plot(*zip(*pts), marker="o", ms=3, label=meth)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("compression ratio (parameters)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{shape} layer, 45 nm, same tables for every method", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None,
+        arrays=(1, 2, 4, 8, 16), lanes=(1, 2, 4, 8, 16, 32)) -> dict:
+    """Every (rows = cols, lanes) point for ``layer``: the energy x delay optimum, the smallest
+    area meeting ``latency_us``, and the energy/latency Pareto front (plotted)."""
+    pts = []
+    for a, l in itertools.product(arrays, lanes):
+        cfg = fit_config(replace(base, rows=a, cols=a, lanes=l), layer)
+        r = estimate(layer, cfg)
+        pts.append({"rows": a, "cols": a, "lanes": l, "cycles": r["cycles"], "latency_us": r["latency_us"],
+                    "energy_nj": r["energy_pj"] / 1e3, "area_mm2": r["area_mm2"], "power_mw": r["power_mw"],
+                    "edp": r["energy_pj"] * r["latency_us"]})
+    best = min(pts, key=lambda p: p["edp"])
+    front = sorted([p for p in pts if not any(q["energy_nj"] <= p["energy_nj"] and q["latency_us"] <= p["latency_us"]
+                                              and q != p for q in pts)], key=lambda p: p["latency_us"])
+    meeting = [p for p in pts if latency_us is None or p["latency_us"] <= latency_us]
+    smallest = min(meeting, key=lambda p: p["area_mm2"]) if meeting else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=90)
+    ax.scatter([p["latency_us"] for p in pts], [p["energy_nj"] for p in pts], s=10, c="grey", label="design points")
+    ax.plot([p["latency_us"] for p in front], [p["energy_nj"] for p in front], "r-o", ms=4, label="Pareto front")
+    ax.scatter([best["latency_us"]], [best["energy_nj"]], marker="*", s=120, c="b", label="min energy×delay")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per vector (µs)")
+    ax.set_ylabel("energy per vector (nJ)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "dse.png")
+    plt.close(fig)
+    return {"points": pts, "best_edp": best, "pareto": front, "smallest_area_meeting_latency": smallest,
+            "latency_bound_us": latency_us}

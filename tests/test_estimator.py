@@ -1,0 +1,95 @@
+"""Estimator: SRAM equals the generated design, energy/area/power are consistent, baselines and
+bad input. (Cycles equal the RTL: tests/hw/test_cycle_model.py and tests/sim/test_cocotb.py.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from doping.cli import main
+from doping.config import PRESETS, AccelConfig
+from doping.errors import DopingError
+from doping.estimate.baselines import fit_config, price
+from doping.estimate.model import AREA_FIT, cell_area_um2, estimate, logic_area_um2
+from doping.hw.verilog import generate
+from doping.synth import synth_layer
+
+
+def test_sram_bits_equal_generated_manifest(tmp_path):
+    layer = synth_layer((60, 40), 5, seed=1)
+    cfg = fit_config(PRESETS["minimal"], layer)
+    r = estimate(layer, cfg)
+    man = generate(cfg, tmp_path)
+    assert r["sram_bits"] == {k: v["bits"] for k, v in man["memories"].items()}
+
+
+def test_energy_and_power_are_consistent():
+    layer = synth_layer((260, 130), 10, seed=2)
+    r = estimate(layer, fit_config(PRESETS["default"], layer))
+    assert r["energy_pj"] == pytest.approx(sum(r["breakdown"]["energy_pj"].values()))
+    assert r["area_mm2"] == pytest.approx(sum(r["breakdown"]["area_mm2"].values()))
+    seconds = r["cycles"] / (r["config"]["clock_mhz"] * 1e6)
+    assert r["power_mw"] == pytest.approx(r["energy_pj"] * 1e-12 / seconds * 1e3)
+    # MAC energy alone is a floor: every nonzero and every KP MAC costs at least one int8 MAC
+    assert r["breakdown"]["energy_pj"]["gather_macs"] >= layer.nnz * 0.315 - 1e-6
+    # a smaller node costs less energy and area
+    cfg7 = fit_config(AccelConfig(tech_nm=7), layer)
+    r7 = estimate(layer, cfg7)
+    assert r7["energy_pj"] < r["energy_pj"] and r7["area_mm2"] < r["area_mm2"]
+
+
+def test_dense_streams_from_dram_when_it_does_not_fit():
+    big = price(2600, 1300, 25, "dense", PRESETS["default"])
+    assert not big["weights_on_chip"] and big["breakdown"]["energy_pj"]["dram_weights"] > 0
+    small = price(64, 32, 4, "dense", PRESETS["default"])
+    assert small["weights_on_chip"] and small["breakdown"]["energy_pj"]["dram_weights"] == 0
+    dkp = price(2600, 1300, 25, "dkp", PRESETS["default"])
+    assert dkp["energy_pj"] < big["energy_pj"] / 10  # weights resident on chip is the point
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--layer", "260x130", "--ratio", "10", "--method", "magic"], "unknown method 'magic'"),
+    (["--layer", "2600x1300", "--ratio", "1000"], "alone need 3690"),
+    (["--layer", "260x130"], "give a PACK, or --layer MxN and --ratio R"),
+])
+def test_estimate_bad_input(args, message, capsys):
+    assert main(["estimate", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_estimate_pack_too_big_for_config(tmp_path, capsys):
+    pack = tmp_path / "p.dpack"
+    assert main(["pack", "synth", "--shape", "260x130", "--ratio", "10", "-o", str(pack)]) == 0
+    assert main(["estimate", str(pack), "--config", "minimal"]) == 2
+    assert "does not fit the accelerator config" in capsys.readouterr().err
+    assert main(["estimate", str(pack), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"cycles", "sram_bits", "energy_pj", "area_mm2", "power_mw", "breakdown"} <= set(out)
+
+
+def test_sweep_and_dse_write_outputs(tmp_path, capsys):
+    assert main(["sweep", "--layer", "120x60", "--ratios", "5,20", "--methods", "dkp,dense,prune,lmf,kp",
+                 "-o", str(tmp_path / "sw")]) == 0
+    assert (tmp_path / "sw" / "sweep.png").stat().st_size > 10_000
+    assert len((tmp_path / "sw" / "sweep.csv").read_text().splitlines()) == 1 + 10
+    pack = tmp_path / "p.dpack"
+    assert main(["pack", "synth", "--shape", "120x60", "--ratio", "10", "-o", str(pack)]) == 0
+    assert main(["dse", str(pack), "--latency-us", "5", "-o", str(tmp_path / "dse")]) == 0
+    d = json.loads((tmp_path / "dse" / "dse.json").read_text())
+    assert d["pareto"] and d["best_edp"]["edp"] == min(p["edp"] for p in d["points"])
+
+
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (make setup installs it as root)")
+def test_area_model_against_yosys(tmp_path):
+    from doping.hw.tools import yosys_cells
+
+    fit = json.loads(AREA_FIT.read_text())
+    assert len(fit["checks"]) >= 5 and max(abs(c["error"]) for c in fit["checks"]) < 0.2
+    cfg = AccelConfig(rows=3, cols=2, lanes=2, max_m=256, max_n=256, max_factor=256, max_intermediate=256,
+                      max_nnz=4096)
+    man = generate(cfg, tmp_path)
+    mods = yosys_cells(tmp_path / man["files"][0], "doping_accel", tmp_path / "stat.json")
+    yosys_um2 = sum(cell_area_um2(m["by_type"]) for m in mods.values())
+    assert logic_area_um2(cfg) == pytest.approx(yosys_um2, rel=0.2)
