@@ -9,13 +9,15 @@ STAMP  := $(VENV)/.installed
 SYSTEM_TOOLS := iverilog yosys
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: help setup system-deps test test-slow demo bench clean verilog synth sim sim-full
+.PHONY: help setup system-deps test test-slow demo bench clean verilog synth sim sim-full docs report-check
 
 help:
-	@echo "make demo       run the main job on embedded defaults (creates the venv first)"
+	@echo "make demo       the main job on embedded defaults: doping flow -o build/demo"
 	@echo "make test       create the venv, install everything, run the whole fast suite"
 	@echo "make test-slow  the long regressions (pytest -m slow)"
 	@echo "make bench      benchmarks whose results go to docs/results.md"
+	@echo "make docs       regenerate docs/cli.md from the CLI"
+	@echo "make report-check  render the flow report in headless chromium (installs it as root)"
 	@echo "make verilog    generate + lint the accelerator Verilog (CONFIG=default|minimal|large|file)"
 	@echo "make synth      yosys cell counts of the accelerator (CONFIG=...)"
 	@echo "make sim        cocotb regression subset (Verilator + Icarus), part of make test"
@@ -50,13 +52,23 @@ test-slow: setup
 	$(PY) -m pytest -q -m slow
 
 demo: setup
-	$(DOPING) demo
+	$(DOPING) flow -o build/demo
 
 bench: setup
 	$(PY) bench/golden_bench.py
 	$(PY) bench/dkp_speed.py
 	$(PY) bench/rtl_cycles.py
 	$(PY) bench/sim_speed.py
+
+docs: setup
+	$(PY) -m doping.clidoc > docs/cli.md
+
+# Renders the flow report in headless Chromium (Debian's; installed when running as root).
+report-check: setup
+	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "doping: install chromium with: sudo apt-get install -y chromium"; exit 1; fi; }
+	$(PY) -m pytest -q tests/test_flow.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -116,3 +116,12 @@ def test_demo_prints_summary(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "within the documented bound" in r.stdout and "25.00x parameters" in r.stdout
     assert read_pack(tmp_path / "demo" / "layer.dpack").layer().shape == (260, 130)
+
+
+def test_cli_reference_is_current():
+    from pathlib import Path
+
+    from doping.clidoc import render
+
+    assert (Path(__file__).parent.parent / "docs" / "cli.md").read_text() == render(), \
+        "docs/cli.md is stale: run `python -m doping.clidoc > docs/cli.md`"

@@ -298,6 +298,15 @@ def cmd_dse(args) -> int:
     return 0
 
 
+def cmd_flow(args) -> int:
+    from doping.flow import flow, summary_lines
+
+    r = flow(args.output, checkpoint=args.checkpoint, pack=args.pack, ratio=args.ratio, config=args.config,
+             vectors=args.vectors, log=lambda s: print(s, flush=True))
+    print("\n".join(["", "doping flow summary", *summary_lines(r)]))
+    return 0 if r["verification"]["passed"] else 1
+
+
 def _add_train_parser(sub) -> None:
     from dataclasses import MISSING, fields
 
@@ -425,6 +434,19 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--config", help="base preset or config file")
     ds.add_argument("-o", "--output", default="build/dse", help="output folder")
     ds.set_defaults(func=cmd_dse)
+
+    fl = sub.add_parser("flow", help="the whole job: model -> pack -> Verilog -> simulation -> estimate -> report",
+                        description="Export (or train a small DKP model on the shipped corpus), generate and lint the "
+                                    "Verilog, verify it under Verilator against the golden model, estimate, and write "
+                                    "report.md/.html/.json. Stages whose inputs are unchanged are reused.")
+    src = fl.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="training run folder to export")
+    src.add_argument("--pack", help="model pack to use as is")
+    fl.add_argument("--ratio", type=float, help="compression ratio when the flow trains (default 4)")
+    fl.add_argument("--config", help="accelerator preset or config file (default: sized to the pack)")
+    fl.add_argument("--vectors", type=int, default=20, help="random vectors per layer in simulation (default 20)")
+    fl.add_argument("-o", "--output", default="build/flow", help="output folder (default build/flow)")
+    fl.set_defaults(func=cmd_flow)
 
     d = sub.add_parser("demo", help="the main job on embedded defaults",
                        description="Synthesise a doped layer, write its pack, run the golden model, print a summary.")

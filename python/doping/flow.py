@@ -1,0 +1,283 @@
+"""The main job end to end: model -> pack -> Verilog -> simulation against golden -> estimate ->
+report (``doping flow``). Each stage records a fingerprint of its inputs in ``OUT/.stages`` and is
+skipped when they are unchanged and its outputs exist."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from doping.config import AccelConfig, load_config
+from doping.errors import DopingError
+
+#: Base accelerator for the flow when no config is given: buffers grow to fit the pack.
+FLOW_BASE = AccelConfig(rows=4, cols=4, lanes=4, max_m=64, max_n=64, max_factor=64, max_intermediate=64,
+                        max_nnz=1024)
+TINY_TRAINING = dict(data="tiny", method="dkp", hidden=32, bptt=20, batch=20, eval_batch=10, epochs=4, lr=20.0,
+                     decay_after=2, cmr="dropout", cmr_p=0.3, anneal_start=0.0, anneal_end=0.5, threads=2)
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha1()
+    for p in parts:
+        if isinstance(p, Path) and p.is_file():
+            h.update(p.read_bytes())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class Stages:
+    def __init__(self, out: Path, log):
+        self.dir = out / ".stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log = log
+
+    def run(self, name: str, fingerprint: str, outputs: list[Path], fn):
+        stamp = self.dir / f"{name}.json"
+        if stamp.is_file() and all(p.exists() for p in outputs):
+            saved = json.loads(stamp.read_text())
+            if saved["fingerprint"] == fingerprint:
+                self.log(f"[{name}] unchanged, reused")
+                return saved["result"]
+        t0 = time.time()
+        self.log(f"[{name}] running ...")
+        result = fn()
+        stamp.write_text(json.dumps({"fingerprint": fingerprint, "result": result}, default=str))
+        self.log(f"[{name}] done in {time.time() - t0:.1f} s")
+        return result
+
+
+def fit_all(base: AccelConfig, layers) -> AccelConfig:
+    from doping.estimate.baselines import fit_config
+
+    cfgs = [fit_config(base, l) for l in layers]
+    keys = ("max_m", "max_n", "max_factor", "max_intermediate", "max_nnz")
+    return replace(base, **{k: max(getattr(c, k) for c in cfgs) for k in keys})
+
+
+def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None, ratio: float | None = None,
+         config: str | None = None, vectors: int = 20, log=print) -> dict:
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise DopingError(f"output folder {out} is not writable ({e.strerror}); pick another with -o") from None
+    if checkpoint and pack:
+        raise DopingError("give --checkpoint or --pack, not both")
+    st = Stages(out, log)
+    from doping.pack import read_pack
+
+    # 1-2. model and pack
+    train_info = None
+    if pack:
+        pack_path = Path(pack)
+        read_pack(pack_path)  # validate early
+        if ratio is not None:
+            raise DopingError("--ratio applies when the flow trains or exports a model, not to a given --pack")
+    else:
+        run_dir = Path(checkpoint) if checkpoint else out / "run"
+        if not checkpoint:
+            cfg_train = dict(TINY_TRAINING, ratio=ratio or 4.0)
+
+            def do_train():
+                from doping.train import TrainConfig, train
+
+                return train(TrainConfig(**cfg_train), run_dir, progress=False, log=lambda *_: None)
+
+            train_info = st.run("train", _digest(cfg_train), [run_dir / "best.pt"], do_train)
+        elif not (run_dir / "config.json").is_file():
+            raise DopingError(f"--checkpoint {run_dir} is not a training run folder (no config.json)")
+        pack_path = out / "model.dpack"
+
+        def do_export():
+            from doping.export import export_run
+
+            return export_run(run_dir, pack_path, log=lambda *_: None)
+
+        st.run("export", _digest(run_dir / "best.pt", run_dir / "config.json"), [pack_path], do_export)
+    layers = read_pack(pack_path).layers
+
+    # 3. RTL
+    cfg = load_config(config) if config else fit_all(FLOW_BASE, layers)
+    for layer in layers:
+        try:
+            cfg.check(layer)
+        except DopingError as e:
+            raise DopingError(f"{e}. Pick a larger --config, or leave --config out to size the buffers to the pack")
+    rtl_dir = out / "rtl"
+
+    def do_rtl():
+        from doping.hw.tools import lint
+        from doping.hw.verilog import generate
+
+        man = generate(cfg, rtl_dir)
+        lint(rtl_dir / man["files"][0])
+        return {"sram_bits_total": man["sram_bits_total"], "lint": "clean"}
+
+    rtl = st.run("rtl", _digest(cfg.as_dict(), _hw_sources()), [rtl_dir / "doping_accel.v"], do_rtl)
+
+    # 4. simulation against golden, and the cycle model against the simulation
+    def do_sim():
+        from doping.estimate import schedule
+        from doping.sim.runner import run
+
+        res = []
+        for layer in layers:
+            stress = run([pack_path], cfg, vectors=vectors, seed=1, x_gap=0.1, y_stall=0.1, layer=layer.name)
+            clean = run([pack_path], cfg, vectors=2, seed=2, layer=layer.name)
+            res.append({"layer": layer.name, "vectors": stress["vectors"] + clean["vectors"],
+                        "mismatches": stress["mismatches"] + clean["mismatches"],
+                        "cycles_measured": clean["cycles_per_vector"][0],
+                        "cycles_model": schedule(layer, cfg).cycles, "phase_cycles": clean["phase_cycles"][0],
+                        "wall_seconds": stress["wall_seconds"] + clean["wall_seconds"]})
+        return res
+
+    sim = st.run("sim", _digest(pack_path, cfg.as_dict(), vectors, _hw_sources()), [rtl_dir / "doping_accel.v"], do_sim)
+
+    # 5. estimate, against the dense counterpart on the same tables
+    def do_estimate():
+        from doping.estimate.baselines import price
+        from doping.estimate.model import estimate
+
+        per = [estimate(l, cfg) for l in layers]
+        dense = [price(l.m, l.n, 1.0, "dense", cfg) for l in layers]
+        return {"layers": per, "dense": dense}
+
+    est = st.run("estimate", _digest(pack_path, cfg.as_dict()), [], do_estimate)
+
+    # 6. report
+    from doping.pack import summary
+
+    report = build_report(summary(read_pack(pack_path)), cfg, rtl, sim, est, train_info, str(pack_path))
+    write_report(out, report)
+    log(f"[report] {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'}")
+    return report
+
+
+def _hw_sources() -> str:
+    import doping.hw as hw
+
+    return _digest(*[Path(p) for p in sorted(Path(hw.__file__).parent.glob("*.py"))])
+
+
+def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path) -> dict:
+    layers = est["layers"]
+    cycles = sum(l["cycles"] for l in layers)
+    energy = sum(l["energy_pj"] for l in layers)
+    dense_energy = sum(d["energy_pj"] for d in est["dense"])
+    seconds = cycles / (cfg.clock_mhz * 1e6)
+    verified = all(s["mismatches"] == 0 for s in sim)
+    cycles_proven = all(s["cycles_measured"] == s["cycles_model"] for s in sim)
+    return {
+        "pack": pack_path, "config": cfg.as_dict(), "training": train_info,
+        "verification": {"passed": verified, "vectors": sum(s["vectors"] for s in sim),
+                         "mismatches": sum(s["mismatches"] for s in sim), "cycle_model_matches_rtl": cycles_proven,
+                         "simulator": "verilator", "per_layer": sim},
+        "compression": pack_summary["totals"],
+        "per_vector": {"cycles": cycles, "latency_us": seconds * 1e6, "energy_nj": energy / 1e3,
+                       "power_mw": energy * 1e-12 / seconds * 1e3},
+        "sram_kib": sum(layers[0]["sram_bits"].values()) / 8192, "area_mm2": layers[0]["area_mm2"],
+        "dense_energy_nj": dense_energy / 1e3, "energy_saving_vs_dense": dense_energy / energy,
+        "layers": [{"name": l["layer"]["name"], "shape": l["layer"]["shape"], "cycles": l["cycles"],
+                    "phase_cycles": l["phase_cycles"], "energy_pj": l["energy_pj"],
+                    "energy_breakdown": l["breakdown"]["energy_pj"]} for l in layers],
+        "area_breakdown_mm2": layers[0]["breakdown"]["area_mm2"],
+        "sram_bits": layers[0]["sram_bits"],
+    }
+
+
+def summary_lines(r: dict) -> list[str]:
+    v, c, p = r["verification"], r["compression"], r["per_vector"]
+    return [
+        f"verification: {'PASSED' if v['passed'] else 'FAILED'} ({v['vectors']} vectors on {v['simulator']}, "
+        f"{v['mismatches']} mismatches; cycle model {'equals' if v['cycle_model_matches_rtl'] else 'DIFFERS from'} the RTL)",
+        f"compression:  {c['param_ratio']:.2f}x parameters, {c['bit_ratio']:.2f}x stored bits",
+        f"cycles:       {p['cycles']} per vector (all layers), {p['latency_us']:.2f} us at {r['config']['clock_mhz']:g} MHz",
+        f"SRAM:         {r['sram_kib']:.1f} KiB",
+        f"energy:       {p['energy_nj']:.2f} nJ per vector ({r['energy_saving_vs_dense']:.1f}x less than dense int8 "
+        f"on the same tables)",
+        f"area:         {r['area_mm2']:.3f} mm^2 (45 nm)",
+        f"power:        {p['power_mw']:.1f} mW",
+    ]
+
+
+def _plots(r: dict) -> dict[str, bytes]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    fig, ax = plt.subplots(figsize=(6, 2.6), dpi=90)
+    names = [l["name"] for l in r["layers"]]
+    left = [0] * len(names)
+    for ph in ("RECV", "G1", "G2", "WAIT", "SEND"):
+        vals = [l["phase_cycles"][ph] for l in r["layers"]]
+        ax.barh(names, vals, left=left, label=ph)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.set_xlabel("cycles per vector")
+    ax.legend(fontsize=7, ncol=5)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    out["cycles"] = buf.getvalue()
+    plt.close(fig)
+    for key, data, label in (("energy", r["layers"][0]["energy_breakdown"], "pJ per vector (first layer)"),
+                             ("area", r["area_breakdown_mm2"], "mm²")):
+        fig, ax = plt.subplots(figsize=(6, 2.8), dpi=90)
+        items = sorted(((k, v) for k, v in data.items() if v > 0), key=lambda kv: -kv[1])
+        ax.barh([k for k, _ in items], [v for _, v in items], color="tab:green" if key == "area" else "tab:orange")
+        ax.set_xlabel(label)
+        ax.invert_yaxis()
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        out[key] = buf.getvalue()
+        plt.close(fig)
+    return out
+
+
+def write_report(out: Path, r: dict) -> None:
+    from doping.fileio import atomic_path
+
+    plots = _plots(r)
+    lines = summary_lines(r)
+    md = ["# doping flow report", "", "```", *lines, "```", "", "## Per layer", "",
+          "| layer | shape | cycles | RECV | G1 | G2 | WAIT | SEND | energy nJ |", "|---|---|---|---|---|---|---|---|---|"]
+    for l in r["layers"]:
+        ph = l["phase_cycles"]
+        md.append(f"| {l['name']} | {l['shape'][0]}×{l['shape'][1]} | {l['cycles']} | {ph['RECV']} | {ph['G1']} | "
+                  f"{ph['G2']} | {ph['WAIT']} | {ph['SEND']} | {l['energy_pj'] / 1e3:.2f} |")
+    md += ["", "## SRAM (bits per memory)", "", "| memory | bits |", "|---|---|"]
+    md += [f"| {k} | {v} |" for k, v in r["sram_bits"].items()]
+    md += ["", f"Accelerator config: `{json.dumps(r['config'])}`", f"Pack: `{r['pack']}`"]
+    for name in plots:
+        (out / f"{name}.png").write_bytes(plots[name])
+        md.append(f"\n![{name}]({name}.png)")
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text("\n".join(md) + "\n")
+    imgs = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,{base64.b64encode(v).decode()}">'
+                   f"<figcaption>{k}</figcaption></figure>" for k, v in plots.items())
+    rows = "".join(f"<tr><td>{l['name']}</td><td>{l['shape'][0]}×{l['shape'][1]}</td><td>{l['cycles']}</td>"
+                   f"<td>{l['energy_pj'] / 1e3:.2f}</td></tr>" for l in r["layers"])
+    html = f"""<!doctype html><html><head><meta charset="utf-8"><title>doping flow report</title>
+<style>body{{font-family:sans-serif;max-width:56em;margin:2em auto;color:#222}}pre{{background:#f4f4f4;padding:1em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:.3em .6em}}img{{max-width:100%}}</style></head>
+<body><h1>doping flow report</h1><pre>{chr(10).join(lines)}</pre>
+<h2>Per layer</h2><table><tr><th>layer</th><th>shape</th><th>cycles</th><th>energy nJ</th></tr>{rows}</table>
+<h2>Plots</h2>{imgs}<p>Accelerator config: <code>{json.dumps(r['config'])}</code></p></body></html>
+"""
+    with atomic_path(out / "report.html") as tmp:
+        tmp.write_text(html)
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(r, indent=2, default=str))

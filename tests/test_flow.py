@@ -1,0 +1,72 @@
+"""`doping flow` end to end on the shipped corpus, its report, stage reuse, and first-run errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from doping.cli import main
+from doping.flow import flow
+
+
+@pytest.fixture(scope="module")
+def flow_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("flow")
+    logs = []
+    report = flow(out, vectors=10, log=logs.append)
+    return out, report, logs
+
+
+def test_flow_verifies_and_reports(flow_dir):
+    out, r, _ = flow_dir
+    assert r["verification"]["passed"] and r["verification"]["mismatches"] == 0
+    assert r["verification"]["cycle_model_matches_rtl"]
+    assert r["compression"]["param_ratio"] == pytest.approx(4.0, rel=1e-3)
+    for f in ("report.md", "report.html", "report.json", "model.dpack", "rtl/doping_accel.v"):
+        assert (out / f).is_file()
+    html = (out / "report.html").read_text()
+    imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(imgs) == 3 and all(len(i) > 2000 for i in imgs)  # plots embedded, not linked
+    assert "PASSED" in html and f"{r['per_vector']['cycles']} per vector" in html
+    assert f"{r['compression']['param_ratio']:.2f}x parameters" in html
+
+
+def test_flow_reuses_unchanged_stages(flow_dir):
+    out, _, _ = flow_dir
+    logs = []
+    flow(out, vectors=10, log=logs.append)
+    assert sum("unchanged, reused" in l for l in logs) == 5  # train, export, rtl, sim, estimate
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (make report-check)")
+def test_report_renders_in_headless_chromium(flow_dir, tmp_path):
+    from PIL import Image
+
+    out, _, _ = flow_dir
+    png = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={png}", "--window-size=1000,1400",
+                    (out / "report.html").as_uri()], check=True, capture_output=True, timeout=120)
+    img = Image.open(png).convert("L")
+    lo, hi = img.getextrema()
+    assert hi - lo > 100 and len(set(img.getdata())) > 20  # text and plots, not a blank page
+
+
+def test_first_run_errors(tmp_path, capsys):
+    assert main(["flow", "--pack", str(tmp_path / "missing.dpack"), "-o", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["flow", "-o", str(blocker / "out")]) == 2  # cannot create a folder inside a file
+    assert "is not writable" in capsys.readouterr().err
+    pack = tmp_path / "p.dpack"
+    assert main(["pack", "synth", "--shape", "260x130", "--ratio", "10", "-o", str(pack)]) == 0
+    assert main(["flow", "--pack", str(pack), "--config", "minimal", "-o", str(tmp_path / "f")]) == 2
+    assert "Pick a larger --config" in capsys.readouterr().err
+    assert main(["flow", "--checkpoint", str(tmp_path), "-o", str(tmp_path / "g")]) == 2
+    assert "not a training run folder" in capsys.readouterr().err
