@@ -26,6 +26,8 @@ class GatherLane(wiring.Component):
             "x_addr": Out(col_bits), "x_en": Out(1), "x_data": In(signed(8)),
             # row-sum memory write port
             "sum_addr": Out(slot_bits), "sum_data": Out(signed(32)), "sum_en": Out(1),
+            # rows whose sums are written (readable from the row-sum memory from this cycle on)
+            "rows_done": Out(slot_bits + 1),
         })
 
     def elaborate(self, platform):
@@ -45,7 +47,7 @@ class GatherLane(wiring.Component):
         m.d.comb += [self.ent_addr.eq(ptr), self.ent_en.eq(issuing), self.x_addr.eq(col + self._col_offset),
                      self.x_en.eq(v1), self.busy.eq(issuing | v1 | v2)]
         with m.If(self.start):
-            m.d.sync += [ptr.eq(0), issuing.eq(1), v1.eq(0), v2.eq(0), acc.eq(0), slot.eq(0)]
+            m.d.sync += [ptr.eq(0), issuing.eq(1), v1.eq(0), v2.eq(0), acc.eq(0), slot.eq(0), self.rows_done.eq(0)]
         with m.Else():
             with m.If(issuing):
                 m.d.sync += ptr.eq(ptr + 1)
@@ -59,7 +61,7 @@ class GatherLane(wiring.Component):
             with m.If(v2):
                 with m.If(last2):
                     m.d.comb += [self.sum_en.eq(1), self.sum_addr.eq(slot), self.sum_data.eq(total)]
-                    m.d.sync += [acc.eq(0), slot.eq(slot + 1)]
+                    m.d.sync += [acc.eq(0), slot.eq(slot + 1), self.rows_done.eq(self.rows_done + 1)]
                 with m.Else():
                     m.d.sync += acc.eq(total)
         return m

@@ -6,7 +6,7 @@ Streams (``amaranth.lib.stream``, valid/ready): ``load`` (sel, addr, data words 
 output element per beat, m per vector). Per vector the controller runs RECV (n cycles, x written
 into the banked activation memory and every gather lane's copy), then the two Kronecker GEMMs
 (tile by tile: FEED K cycles, FLUSH R+C-1, DRAIN C or R) while the gather lanes run concurrently,
-waits for the lanes, and SENDs y (one element per cycle when ``y.ready`` stays high).
+and SENDs y (one element per cycle when ``y.ready`` stays high, each as soon as its overlay row sum is written).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from doping.hw.loader import REG_INDEX, SEL_A, SEL_B, SEL_OVERLAY, SEL_REG
 from doping.hw.requant import requant
 
 #: Controller states, as reported on ``status`` (the cocotb monitor records cycles per phase).
-PHASES = ("IDLE", "RECV", "G1", "G2", "WAIT", "SEND")
+PHASES = ("IDLE", "RECV", "G1", "G2", "SEND")
 
 
 #: Load-stream payload: which memory (or the register file), bank|offset address, data.
@@ -88,8 +88,6 @@ class Accelerator(wiring.Component):
             m.d.comb += [orp.addr.eq(lane.ent_addr), orp.en.eq(lane.ent_en), lane.ent_data.eq(orp.data),
                          xrp.addr.eq(lane.x_addr), xrp.en.eq(lane.x_en), lane.x_data.eq(xrp.data),
                          swp.addr.eq(lane.sum_addr), swp.data.eq(lane.sum_data), swp.en.eq(lane.sum_en)]
-        lanes_busy = Signal()
-        m.d.comb += lanes_busy.eq(sum(l.busy for l in lanes) != 0) if L > 1 else lanes_busy.eq(lanes[0].busy)
         gather_start = Signal()
         m.d.comb += [l.start.eq(gather_start) for l in lanes]
 
@@ -217,7 +215,10 @@ class Accelerator(wiring.Component):
         kb_bank_d, lane_d = Signal(range(max(C, 2))), Signal(range(max(L, 2)))
         fire = self.y.valid & self.y.ready
         issue = Signal()
-        m.d.comb += issue.eq((state == 5) & (sent_i < regs["m"]) & (~have | fire))
+        # y[i] may be read once lane i mod L has written its row sum: SEND trails the gather lanes
+        row_ready = Signal()
+        m.d.comb += row_ready.eq(Array(l.rows_done for l in lanes)[s_lane] > s_slot)
+        m.d.comb += issue.eq((state == 4) & (sent_i < regs["m"]) & (~have | fire) & row_ready)
         for j, (_, krp) in enumerate(k_m):
             m.d.comb += [krp.addr.eq(s_rowbase + sc_blk), krp.en.eq(issue & (sc_bank == j))]
         for l, (_, srp) in enumerate(s_m):
@@ -291,12 +292,9 @@ class Accelerator(wiring.Component):
                                 start_gemm(1)
                                 m.d.sync += state.eq(3)
                             with m.Else():
-                                m.d.sync += state.eq(4)
-            with m.Case(4):  # WAIT for the gather lanes
-                with m.If(~lanes_busy & ~gather_start):
-                    m.d.sync += [state.eq(5), sr.eq(0), sc.eq(0), sc_bank.eq(0), sc_blk.eq(0), s_lane.eq(0),
-                                 s_slot.eq(0), s_rowbase.eq(0), sent_i.eq(0), have.eq(0)]
-            with m.Case(5):  # SEND
+                                m.d.sync += [state.eq(4), sr.eq(0), sc.eq(0), sc_bank.eq(0), sc_blk.eq(0),
+                                             s_lane.eq(0), s_slot.eq(0), s_rowbase.eq(0), sent_i.eq(0), have.eq(0)]
+            with m.Case(4):  # SEND
                 with m.If(fire & (sent_i == regs["m"]) & ~issue):
                     m.d.sync += [state.eq(0), counting.eq(0), self.vector_cycles.eq(count + 1), e.eq(0),
                                  xr.eq(0), xc.eq(0), xr_bank.eq(0), xr_base.eq(0), xc_bank.eq(0), xc_base.eq(0)]

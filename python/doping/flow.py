@@ -221,7 +221,7 @@ def _plots(r: dict) -> dict[str, bytes]:
     fig, ax = plt.subplots(figsize=(6, 2.6), dpi=90)
     names = [l["name"] for l in r["layers"]]
     left = [0] * len(names)
-    for ph in ("RECV", "G1", "G2", "WAIT", "SEND"):
+    for ph in ("RECV", "G1", "G2", "SEND"):
         vals = [l["phase_cycles"][ph] for l in r["layers"]]
         ax.barh(names, vals, left=left, label=ph)
         left = [a + b for a, b in zip(left, vals)]
@@ -253,11 +253,11 @@ def write_report(out: Path, r: dict) -> None:
     plots = _plots(r)
     lines = summary_lines(r)
     md = ["# doping flow report", "", "```", *lines, "```", "", "## Per layer", "",
-          "| layer | shape | cycles | RECV | G1 | G2 | WAIT | SEND | energy nJ |", "|---|---|---|---|---|---|---|---|---|"]
+          "| layer | shape | cycles | RECV | G1 | G2 | SEND | energy nJ |", "|---|---|---|---|---|---|---|---|"]
     for l in r["layers"]:
         ph = l["phase_cycles"]
         md.append(f"| {l['name']} | {l['shape'][0]}×{l['shape'][1]} | {l['cycles']} | {ph['RECV']} | {ph['G1']} | "
-                  f"{ph['G2']} | {ph['WAIT']} | {ph['SEND']} | {l['energy_pj'] / 1e3:.2f} |")
+                  f"{ph['G2']} | {ph['SEND']} | {l['energy_pj'] / 1e3:.2f} |")
     md += ["", "## SRAM (bits per memory)", "", "| memory | bits |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in r["sram_bits"].items()]
     md += ["", f"Accelerator config: `{json.dumps(r['config'])}`", f"Pack: `{r['pack']}`"]

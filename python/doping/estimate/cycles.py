@@ -7,12 +7,13 @@ K, rows and cols of each GEMM as in docs/hardware.md:
   RECV   n                                      one element per cycle
   G1, G2 tiles * (K + (R + C - 1) + D)          FEED K, FLUSH R+C-1, DRAIN D (C for the AX
                                                 first GEMM's row drain, else R)
-  gather runs from cycle n on, concurrently: lane l is busy until n + E_l + 2, with E_l its
-         overlay entries (nonzeros + one per empty row it owns)
-  WAIT   from the end of G2 until every lane is idle, at least one cycle
-  SEND   m + 1                                  one output element per cycle after one read
+  gather runs from cycle n on, concurrently: lane l reads its p-th overlay entry (nonzeros, plus
+         one per empty row it owns) at cycle n + p; the sum of a row whose last entry is p can be
+         read from cycle n + p + 3
+  SEND   from the end of G2: y[i] is read at max(read of y[i-1] + 1, its row sum readable) and
+         leaves one cycle later
 
-vector cycles (first x accepted .. last y accepted, inclusive) = RECV + G1 + G2 + WAIT + SEND.
+vector cycles (first x accepted .. last y accepted, inclusive) = RECV + G1 + G2 + SEND.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Gemm:
 
 @dataclass(frozen=True)
 class Schedule:
-    phases: dict  # RECV, G1, G2, WAIT, SEND -> cycles
+    phases: dict  # RECV, G1, G2, SEND -> cycles
     cycles: int  # per vector
     gemms: tuple
     lane_entries: tuple
@@ -64,6 +65,18 @@ def gemms(layer: QuantLayer, cfg: AccelConfig) -> tuple[Gemm, Gemm]:
     return tuple(Gemm(r, c, k, d, ceil_div(r, R) * ceil_div(c, C)) for r, c, k, d in dims)
 
 
+def row_ready_cycles(layer: QuantLayer, lanes: int):
+    """Per output row, the index (within its lane's entry stream) of the row's last entry."""
+    import numpy as np
+
+    per_row = np.maximum(np.diff(layer.rowptr), 1)  # an empty row is one dummy entry
+    out = np.empty(layer.m, dtype=np.int64)
+    for lane in range(lanes):
+        rows = np.arange(lane, layer.m, lanes)
+        out[rows] = np.cumsum(per_row[rows]) - 1
+    return out
+
+
 def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     """Cycles of one vector through ``layer`` on ``cfg``; equal to what the RTL takes."""
     from doping.hw.loader import lane_entries
@@ -73,9 +86,11 @@ def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     entries = tuple(len(e) for e in lane_entries(layer, cfg.lanes))
     n, m = layer.n, layer.m
     kp_end = n + g1.cycles(cfg) + g2.cycles(cfg)
-    lanes_idle = n + max(entries) + 2
-    phases = {"RECV": n, "G1": g1.cycles(cfg), "G2": g2.cycles(cfg),
-              "WAIT": max(kp_end, lanes_idle) - kp_end + 1, "SEND": m + 1}
+    ready = row_ready_cycles(layer, cfg.lanes) + n + 3
+    issue = kp_end - 1
+    for r in ready.tolist():
+        issue = max(issue + 1, r)
+    phases = {"RECV": n, "G1": g1.cycles(cfg), "G2": g2.cycles(cfg), "SEND": issue + 2 - kp_end}
     kp = g1.macs() + g2.macs()
     bound = max(ceil_div(kp, cfg.rows * cfg.cols), ceil_div(layer.nnz, cfg.lanes))
     return Schedule(phases, sum(phases.values()), (g1, g2), entries, kp, layer.nnz, bound)

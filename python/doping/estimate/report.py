@@ -28,6 +28,8 @@ def sweep(m, n, ratios, methods, base: AccelConfig, out_dir: Path) -> list[dict]
         if meth not in METHODS:
             raise DopingError(f"unknown method {meth!r}; choose from {', '.join(METHODS)}")
     rows = []
+    # dkp/kp: the base config, its buffers grown (to powers of two) where a point needs more;
+    # the baselines keep their weights on chip when they fit the base config's SRAM
     for ratio in ratios:
         for meth in methods:
             r = price(m, n, ratio, meth, base)
@@ -53,7 +55,7 @@ def _plot_sweep(rows, methods, path, shape):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(8, 5.6), dpi=90)
+    fig, axes = plt.subplots(2, 2, figsize=(8, 5.6), dpi=72)
     for ax, key, label in zip(axes.flat, ("energy_nj", "area_mm2", "power_mw", "cycles"),
                               ("energy per vector (nJ)", "area (mm²)", "power (mW)", "cycles per vector")):
         for meth in methods:
