@@ -1,2 +1,2 @@
-"""Amaranth generator of the doping accelerator (systolic Kronecker datapath, factor buffer,
-sparse-overlay gather unit). See docs/hardware.md once it lands (issue 4)."""
+"""Amaranth generator of the doping accelerator: systolic Kronecker datapath, Kronecker-factor
+buffer, sparse-overlay gather unit, stream interfaces (docs/hardware.md)."""

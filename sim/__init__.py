@@ -1,1 +1,1 @@
-"""cocotb testbenches and runner helpers for the generated accelerator (issue 5)."""
+"""cocotb testbench and runner for the generated accelerator (Verilator, Icarus)."""
