@@ -10,7 +10,6 @@ import pytest
 
 from doping.cli import main
 from doping.config import PRESETS, AccelConfig
-from doping.errors import DopingError
 from doping.estimate.baselines import fit_config, price
 from doping.estimate.model import AREA_FIT, cell_area_um2, estimate, logic_area_um2
 from doping.hw.verilog import generate

@@ -105,7 +105,6 @@ def cmd_demo(args) -> int:
 
     out = Path(args.out)
     shape = parse_shape(args.shape)
-    t0 = time.perf_counter()
     layer = synth_layer(shape, args.ratio, seed=args.seed, name="demo")
     pack_path = write_pack(out / "layer.dpack", [layer], provenance={"method": "dkp", "source": "synthetic",
                                                                     "seed": args.seed, "target_ratio": args.ratio})
@@ -217,7 +216,7 @@ def cmd_sim(args) -> int:
 
 def cmd_estimate(args) -> int:
     from doping.config import load_config
-    from doping.estimate.baselines import fit_config, price
+    from doping.estimate.baselines import price
     from doping.estimate.model import estimate
     from doping.estimate.report import format_estimate
 

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import time
 from dataclasses import replace
 from pathlib import Path

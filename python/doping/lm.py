@@ -4,7 +4,6 @@ compressed and counted, as in the seed (embedding and softmax excluded)."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from doping.nn.lstm import DopedLSTM

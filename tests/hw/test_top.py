@@ -8,7 +8,7 @@ import pytest
 from doping import golden
 from doping.config import AccelConfig
 from doping.errors import DopingError
-from doping.golden import QuantLayer, Requant
+from doping.golden import Requant
 from doping.hw.loader import load_words
 from doping.synth import random_inputs, synth_layer
 from tests.conftest import int8_batch, random_layer

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from doping.compression import choose_factor_shapes, overlay_budget
 from doping.config import AccelConfig, bits_for, ceil_div
 from doping.errors import DopingError
 from doping.estimate import tables

@@ -84,7 +84,7 @@ def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     cfg.check(layer)
     g1, g2 = gemms(layer, cfg)
     entries = tuple(len(e) for e in lane_entries(layer, cfg.lanes))
-    n, m = layer.n, layer.m
+    n = layer.n
     kp_end = n + g1.cycles(cfg) + g2.cycles(cfg)
     ready = row_ready_cycles(layer, cfg.lanes) + n + 3
     issue = kp_end - 1

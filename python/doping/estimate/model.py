@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from doping.config import AccelConfig, bits_for
+from doping.config import AccelConfig
 from doping.estimate import tables
 from doping.estimate.cycles import schedule
 from doping.golden import QuantLayer
