@@ -41,6 +41,19 @@ def choose_factor_shapes(m: int, n: int) -> tuple[tuple[int, int], tuple[int, in
     return best[1]
 
 
+def largest_factor_shapes_within(m: int, n: int, budget: int):
+    """Factor shapes with the most parameters that still fit ``budget`` (the KP-only baseline)."""
+    best = None
+    for m1 in divisors(m):
+        for n1 in divisors(n):
+            p = m1 * n1 + (m // m1) * (n // n1)
+            if p <= budget and (best is None or p > best[0]):
+                best = (p, ((m1, n1), (m // m1, n // n1)))
+    if best is None:
+        raise DopingError(f"no Kronecker factorisation of {m}x{n} fits {budget} parameters")
+    return best[1]
+
+
 def overlay_budget(m: int, n: int, ratio: float, factor_shapes) -> int:
     """Overlay nonzeros that a parameter compression ``ratio`` leaves after the factors.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from doping.compression import divisors
 from doping.config import AccelConfig
 from doping.estimate import schedule
 from doping.golden import Requant
@@ -26,10 +27,6 @@ SIM_CONFIGS = {
     "r1c5l4": AccelConfig(rows=1, cols=5, lanes=4, max_m=80, max_n=64, max_factor=256, max_intermediate=512,
                           max_nnz=8192),
 }
-
-
-def divisors(k):
-    return [d for d in range(1, k + 1) if k % d == 0]
 
 
 def random_packs(tmp_path, cfg, count, seed):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from doping.compression import largest_factor_shapes_within
 from doping.config import AccelConfig, bits_for, ceil_div
 from doping.errors import DopingError
 from doping.estimate import tables
@@ -42,9 +43,7 @@ def fit_config(base: AccelConfig, layer) -> AccelConfig:
 
 
 def _kp_budget_shapes(m, n, ratio):
-    from doping.nn.structured import _kp_shapes_within  # same rule as the trained KP baseline
-
-    return _kp_shapes_within(m, n, math.floor(m * n / ratio))
+    return largest_factor_shapes_within(m, n, math.floor(m * n / ratio))  # as the trained KP baseline
 
 
 def workload(m: int, n: int, ratio: float, method: str, seed: int = 0):

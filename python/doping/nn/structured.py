@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from doping.compression import choose_factor_shapes, overlay_budget
+from doping.compression import choose_factor_shapes, largest_factor_shapes_within, overlay_budget
 from doping.errors import DopingError
 from doping.nn.dkp import DKPLinear
 
@@ -160,19 +160,6 @@ class HMDLinear(_Biased):
         return f"in_features={self.in_features}, out_features={self.out_features}, dense_rows={self.dense_rows}, rank={self.rank}"
 
 
-def _kp_shapes_within(m, n, budget):
-    """Factor shapes with the most parameters that still fit ``budget`` (the KP baseline)."""
-    best = None
-    for m1 in (d for d in range(1, m + 1) if m % d == 0):
-        for n1 in (d for d in range(1, n + 1) if n % d == 0):
-            p = m1 * n1 + (m // m1) * (n // n1)
-            if p <= budget and (best is None or p > best[0]):
-                best = (p, ((m1, n1), (m // m1, n // n1)))
-    if best is None:
-        raise DopingError(f"no Kronecker factorisation of {m}x{n} fits {budget} parameters")
-    return best[1]
-
-
 def make_gate(method: str, in_features: int, out_features: int, ratio: float = 1.0, *, bias=True,
               factor_shapes=None, cmr="none", cmr_p=0.0) -> nn.Module:
     """A gate matrix of ``method`` whose parameter count meets compression ``ratio``.
@@ -194,7 +181,7 @@ def make_gate(method: str, in_features: int, out_features: int, ratio: float = 1
         layer.target_nnz = overlay_budget(m, n, ratio, shapes)
         return layer
     if method == "kp":
-        return DKPLinear(n, m, factor_shapes or _kp_shapes_within(m, n, budget), bias=bias, overlay=False)
+        return DKPLinear(n, m, factor_shapes or largest_factor_shapes_within(m, n, budget), bias=bias, overlay=False)
     if method == "prune":
         return PrunedLinear(n, m, budget, bias)
     if method == "lmf":
