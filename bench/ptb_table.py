@@ -1,163 +1,331 @@
-"""PTB table: dense vs DKP (with and without CMR) vs pruning, LMF, HMD and KP at one compression
-ratio of the LSTM gate matrices, all through the same training loop and schedule.
+"""The PTB accuracy table (issue 10): a regularised dense baseline, then every compressed method
+fine-tuned from it on one schedule, at 10x, 25x and 50x of the LSTM gate matrices.
 
-Every compressed run starts from the trained dense run (nearest-Kronecker factors + residual
-overlay for DKP, truncated SVD for LMF/HMD, the dense weights for pruning) and fine-tunes while
-the sparse parts are annealed to the budget.
+  python bench/ptb_table.py run    --data ../shared/data/ptb --runs runs/ptb --hidden 200 --jobs 2
+  python bench/ptb_table.py report --runs runs/ptb --json docs/ptb_results.json --md docs/ptb_table.md
 
-  python bench/ptb_table.py run    --data ../shared/data/ptb --runs runs/ptb --ratio 25 --jobs 2
-  python bench/ptb_table.py report --runs runs/ptb --ratio 25 --out docs/ptb_table.md --plot docs/cma.png
+``run`` starts every run whose inputs exist (the dense run first; 10x/50x and the second seed
+once the 25x runs say which DKP variant and HMD split are best, by validation perplexity),
+``--jobs`` at a time, each a ``doping train`` process with one thread; an existing run resumes
+from its checkpoint, a finished one is skipped. ``--deadline`` stops starting and ends running
+jobs after that many seconds (their checkpoints stay). ``--only`` limits the plan to names
+matching a pattern (e.g. runs that must go step by step on a CPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-DENSE = ["--method", "dense", "--epochs", "6", "--decay-after", "4", "--threads", "2"]
-FINETUNE = ["--epochs", "3", "--lr", "5", "--decay-after", "2", "--anneal-start", "0", "--anneal-end", "0.6",
-            "--threads", "1", "--curve-every", "250"]
-VARIANTS = {  # name: extra arguments
-    "dkp_cmr": ["--method", "dkp", "--cmr", "dropout", "--cmr-p", "0.3"],
-    "dkp": ["--method", "dkp"],
-    "prune": ["--method", "prune"],
-    "lmf": ["--method", "lmf"],
-    "hmd": ["--method", "hmd"],
-    "kp": ["--method", "kp"],
-    # the dense model fine-tuned with the same 3-epoch schedule: the fair reference for the losses
-    "dense_ft": ["--method", "dense"],
+# Every run: BPTT 35, mean token loss with lr 20 / clip 0.25 (Zaremba's lr 1 / clip 5 on the
+# summed loss), dropout on the non-recurrent connections.
+COMMON = ["--bptt", "35", "--clip", "0.25", "--batch", "20", "--eval-batch", "10"]
+DROPOUT = {200: "0.3", 650: "0.5"}
+INIT_SCALE = {200: "0.1", 650: "0.05"}
+# Dense baseline: lr 20, /4 on a validation plateau, stopped once the lr falls below 0.1.
+DENSE = ["--method", "dense", "--lr", "20", "--lr-schedule", "plateau", "--lr-decay", "0.25", "--stop-lr", "0.1",
+         "--anneal-end", "0"]
+DENSE_EPOCHS = {200: 30, 650: 39}
+# Every compressed run and the dense control: 12 epochs from the dense run, lr 5 held while the
+# sparse parts anneal (first half of the steps), then /4 on each validation plateau.
+FINETUNE = ["--epochs", "12", "--lr", "5", "--lr-schedule", "plateau", "--lr-decay", "0.25", "--anneal-start", "0",
+            "--anneal-end", "0.5", "--anneal-every", "20", "--curve-every", "100"]
+CMR_SHARE = "0.5"  # the Kronecker share the CMR ablation runs at
+CMR_P = "0.3"
+CMR = {  # variant name: training options
+    "none": [],
+    "seq-ramp": ["--cmr", "seq", "--cmr-p", CMR_P, "--cmr-schedule", "ramp"],
+    "seq-fixed": ["--cmr", "seq", "--cmr-p", CMR_P, "--cmr-schedule", "fixed"],
+    "dropconnect-ramp": ["--cmr", "dropconnect", "--cmr-p", CMR_P, "--cmr-schedule", "ramp"],
+    "dropconnect-fixed": ["--cmr", "dropconnect", "--cmr-p", CMR_P, "--cmr-schedule", "fixed"],
+    # elementwise dropout on S x varies per time step: no fused kernel, ~10x slower
+    "dropout-ramp": ["--cmr", "dropout", "--cmr-p", CMR_P, "--cmr-schedule", "ramp"],
+    "dropout-fixed": ["--cmr", "dropout", "--cmr-p", CMR_P, "--cmr-schedule", "fixed"],
 }
-LABELS = {"dense": "dense", "dkp_cmr": "DKP + CMR (overlay dropout 0.3)", "dkp": "DKP, no CMR",
-          "prune": "magnitude pruning", "lmf": "LMF (low rank)", "hmd": "HMD", "kp": "KP alone",
-          "dense_ft": "dense, fine-tuned like the others"}
+SHARES = ("rule", "0.25", "0.5", "0.75")
+HMD_SPLITS = ("0.25", "0.5", "0.75")
 
 
-def doping_cmd(*args):
-    return [sys.executable, "-m", "doping.cli", "train", "--no-progress", *map(str, args)]
+@dataclass
+class Job:
+    name: str  # also the run folder under --runs
+    meta: dict  # method, ratio, seed, cmr, kp_share option, hmd_split
+    args: list | None = None  # None: decided by ``resolve`` once its inputs have finished
+    after: list = field(default_factory=list)
+    resolve: object = None
+
+
+def _finished(runs: Path, name: str) -> dict | None:
+    f = runs / name / "final.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def _best(runs: Path, names: list[str]) -> str | None:
+    """The finished run of ``names`` with the lowest validation perplexity (None until all finished)."""
+    done = [(r["valid_ppl"], n) for n in names if (r := _finished(runs, n))]
+    return min(done)[1] if done and len(done) == len(names) else None
+
+
+def plan(h: int, runs: Path) -> list[Job]:
+    """Every run of the table for hidden size ``h``."""
+    base = COMMON + ["--hidden", str(h), "--dropout", DROPOUT[h], "--init-scale", INIT_SCALE[h]]
+    dense = f"h{h}/dense"
+    ft = base + ["--init-from", str(runs / dense)] + FINETUNE
+    jobs = [Job(dense, dict(method="dense", ratio=1, seed=0, cmr="none"),
+                base + DENSE + ["--epochs", str(DENSE_EPOCHS[h])])]
+
+    def add(name, meta, extra, after=(dense,), resolve=None):
+        jobs.append(Job(f"h{h}/{name}", meta, None if resolve else ft + extra, [f"h{h}/{a}" if a != dense else a
+                                                                                  for a in after], resolve))
+
+    add("dense_ft", dict(method="dense_ft", ratio=1, seed=0, cmr="none"), ["--method", "dense"])
+    dkp25 = []
+    for share in SHARES:
+        opt = [] if share == "rule" else ["--kp-share", share]
+        name = f"dkp_share{share}_none_r25_s0"
+        dkp25.append(name)
+        add(name, dict(method="dkp", ratio=25, seed=0, cmr="none", share=share),
+            ["--method", "dkp", "--ratio", "25", *opt])
+    for variant, opts in CMR.items():
+        if variant == "none":
+            continue
+        name = f"dkp_share{CMR_SHARE}_{variant}_r25_s0"
+        dkp25.append(name)
+        add(name, dict(method="dkp", ratio=25, seed=0, cmr=variant, share=CMR_SHARE),
+            ["--method", "dkp", "--ratio", "25", "--kp-share", CMR_SHARE, *opts])
+    add("kp_r25_s0", dict(method="kp", ratio=25, seed=0, cmr="none"), ["--method", "kp", "--ratio", "25"])
+    add("kp_sum_r25_s0", dict(method="kp_sum", ratio=25, seed=0, cmr="none"), ["--method", "kp_sum", "--ratio", "25"])
+    hmd25 = []
+    for split in HMD_SPLITS:
+        hmd25.append(f"hmd_split{split}_r25_s0")
+        add(hmd25[-1], dict(method="hmd", ratio=25, seed=0, cmr="none", hmd_split=split),
+            ["--method", "hmd", "--ratio", "25", "--hmd-split", split])
+    for seed in (0, 1):
+        add(f"prune_r25_s{seed}", dict(method="prune", ratio=25, seed=seed, cmr="none"),
+            ["--method", "prune", "--ratio", "25", "--seed", str(seed)])
+    add("lmf_r25_s0", dict(method="lmf", ratio=25, seed=0, cmr="none"), ["--method", "lmf", "--ratio", "25"])
+
+    def best_dkp(ratio, seed):
+        def resolve(candidates):
+            best = _best(runs, candidates)
+            if best is None:
+                return None
+            cfg = json.loads((runs / best / "config.json").read_text())
+            return ft + _variant_args(cfg) + ["--ratio", str(ratio), "--seed", str(seed)]
+        return resolve
+
+    def best_hmd(ratio):
+        def resolve(candidates):
+            best = _best(runs, candidates)
+            if best is None:
+                return None
+            split = json.loads((runs / best / "config.json").read_text())["hmd_split"]
+            return ft + ["--method", "hmd", "--ratio", str(ratio), "--hmd-split", str(split)]
+        return resolve
+
+    add("dkp_best_r25_s1", dict(method="dkp", ratio=25, seed=1, best=True), None, dkp25, best_dkp(25, 1))
+    for ratio in (10, 50):
+        add(f"dkp_best_r{ratio}_s0", dict(method="dkp", ratio=ratio, seed=0, best=True), None, dkp25,
+            best_dkp(ratio, 0))
+        add(f"prune_r{ratio}_s0", dict(method="prune", ratio=ratio, seed=0, cmr="none"),
+            ["--method", "prune", "--ratio", str(ratio)])
+        add(f"lmf_r{ratio}_s0", dict(method="lmf", ratio=ratio, seed=0, cmr="none"),
+            ["--method", "lmf", "--ratio", str(ratio)])
+        add(f"hmd_best_r{ratio}_s0", dict(method="hmd", ratio=ratio, seed=0, best=True), None, hmd25, best_hmd(ratio))
+    return jobs
+
+
+def _variant_args(cfg: dict) -> list[str]:
+    """The method options of a finished DKP run's config (share and CMR), to repeat elsewhere."""
+    out = ["--method", "dkp"]
+    if cfg.get("kp_share"):
+        out += ["--kp-share", str(cfg["kp_share"])]
+    if cfg.get("cmr", "none") != "none":
+        out += ["--cmr", cfg["cmr"], "--cmr-p", str(cfg["cmr_p"]), "--cmr-schedule", cfg["cmr_schedule"]]
+    return out
+
+
+def train_cmd(args, job_args: list, out: Path) -> list[str]:
+    return [sys.executable, "-m", "doping.cli", "train", "--no-progress", "--data", args.data, "--device", args.device,
+            "--threads", str(args.threads), *map(str, job_args), "-o", str(out)]
 
 
 def run(args):
     runs = Path(args.runs)
-    dense = runs / "dense"
-    if not (dense / "final.json").is_file():
-        subprocess.run(doping_cmd("--data", args.data, *DENSE, "-o", dense), check=True)
-    pending = [n for n in VARIANTS if not (runs / f"{n}_r{args.ratio:g}" / "final.json").is_file()]
-    active = []
+    runs.mkdir(parents=True, exist_ok=True)
+    jobs = [j for h in args.hidden for j in plan(h, runs)]
+    if args.only:
+        jobs = [j for j in jobs if any(fnmatch.fnmatch(j.name, pat) for pat in args.only)]
+    if args.skip:
+        jobs = [j for j in jobs if not any(fnmatch.fnmatch(j.name, pat) for pat in args.skip)]
+    if args.late:  # queued after every other run, in plan order
+        jobs.sort(key=lambda j: any(fnmatch.fnmatch(j.name, pat) for pat in args.late))
+    names = {j.name for j in jobs}
+    for j in jobs:  # a choice among runs ("best of") is made among those this invocation has or makes
+        if j.resolve is not None:
+            j.after = [a for a in j.after if a in names or _finished(runs, a)]
+    t0 = time.time()
+    pending = [j for j in jobs if not _finished(runs, j.name)]
+    active: list[tuple[Job, subprocess.Popen, object]] = []
     while pending or active:
-        while pending and len(active) < args.jobs:
-            name = pending.pop(0)
-            out = runs / f"{name}_r{args.ratio:g}"
-            log = open(runs / f"{name}_r{args.ratio:g}.log", "w")
-            cmd = doping_cmd("--data", args.data, "--ratio", args.ratio, "--init-from", dense, *FINETUNE,
-                             *VARIANTS[name], "-o", out)
+        over = args.deadline and time.time() - t0 > args.deadline
+        if over:
+            for job, proc, log in active:
+                proc.send_signal(signal.SIGTERM)
+                print(f"deadline: stopped {job.name}", flush=True)
+            for job, proc, log in active:
+                proc.wait()
+                log.close()
+            break
+        for job in list(pending):
+            if len(active) >= args.jobs:
+                break
+            if not all(_finished(runs, a) for a in job.after):
+                if any(a not in {j.name for j in jobs} and not _finished(runs, a) for a in job.after):
+                    pending.remove(job)  # an input outside this plan that does not exist
+                    print(f"skipped {job.name}: missing inputs {job.after}", flush=True)
+                continue
+            job_args = job.args if job.resolve is None else job.resolve(job.after)
+            if job_args is None:
+                continue
+            out = runs / job.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            cmd = train_cmd(args, job_args + (["--max-batches", str(args.max_batches)] if args.max_batches else []),
+                            out)
             if (out / "checkpoint.pt").is_file():
                 cmd.append("--resume")
-            print(" ".join(map(str, cmd)), flush=True)
-            active.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
-        time.sleep(5)
+            (runs / f"{job.name}.cmd").write_text(" ".join(cmd[1:]) + "\n")
+            log = open(runs / f"{job.name}.log", "a")
+            print(f"[{time.time() - t0:6.0f} s] start {job.name}", flush=True)
+            active.append((job, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+            pending.remove(job)
+        time.sleep(1)
         for item in list(active):
-            if item[1].poll() is not None:
-                print(f"{item[0]} finished with status {item[1].returncode}", flush=True)
+            job, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                print(f"[{time.time() - t0:6.0f} s] {job.name} finished with status {proc.returncode}", flush=True)
                 active.remove(item)
+                if proc.returncode:
+                    print((runs / f"{job.name}.log").read_text()[-1500:], flush=True)
+    left = [j.name for j in pending]
+    if left:
+        print(f"not run: {', '.join(left)}", flush=True)
+
+
+def results(runs: Path, hidden: int) -> list[dict]:
+    """One object per finished run of the table (the keys of docs/ptb_results.json)."""
+    rows = []
+    for job in plan(hidden, runs):
+        final = _finished(runs, job.name)
+        if final is None:
+            continue
+        cfg = json.loads((runs / job.name / "config.json").read_text())
+        cmd_file = runs / f"{job.name}.cmd"
+        command = cmd_file.read_text().strip() if cmd_file.is_file() else ""
+        cmr = "none"
+        if cfg["cmr"] != "none" and cfg["cmr_p"] > 0:
+            cmr = f"{cfg['cmr']}-{cfg['cmr_schedule']}"
+        acct = final["lstm"]
+        rows.append({
+            "method": job.meta["method"], "ratio": cfg["ratio"], "seed": cfg["seed"], "cmr": cmr,
+            "kp_share": final.get("kp_share"), "overlay_density": final.get("overlay_density"),
+            "epochs": final["epochs"], "valid_ppl": final["valid_ppl"], "test_ppl": final["test_ppl"],
+            "param_ratio": acct["param_ratio"], "bit_ratio": acct["bit_ratio"], "command": "doping " +
+            command.split(" doping.cli ", 1)[-1] if command else "",
+            "hidden": hidden, "run": job.name, "hmd_split": cfg["hmd_split"] if cfg["method"] == "hmd" else None,
+            "factors": _factors(runs / job.name) if cfg["method"] in ("dkp", "kp", "kp_sum") else None,
+            "test_ppl_without_overlay": final.get("test_ppl_without_overlay"), "cma_rise": final.get("cma_rise"),
+            "device": final.get("device"), "wall_seconds": final.get("wall_seconds"),
+        })
+    return rows
+
+
+def _factors(run: Path) -> str | None:
+    from doping.train import TrainConfig, build_model
+
+    cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    (m1, n1), (m2, n2) = build_model(cfg, 10).lstm.gates[0].factor_shapes
+    return f"{m1}x{n1},{m2}x{n2}"
+
+
+def _label(r: dict) -> str:
+    m = r["method"]
+    if m == "dkp":
+        share = f"KP share {r['kp_share']:.0%}" if r["kp_share"] is not None else ""
+        return f"DKP ({share}, CMR {r['cmr']})"
+    if m == "hmd":
+        return f"HMD (dense-row split {r['hmd_split']})"
+    return {"dense": "dense (regularised)", "dense_ft": "dense, fine-tuned like the others (control)",
+            "prune": "magnitude pruning", "lmf": "LMF (low rank, SVD init)", "kp": "KP alone (natural ratio)",
+            "kp_sum": "sum of Kronecker products"}[m]
+
+
+def table(rows: list[dict]) -> str:
+    dense = {r["hidden"]: r for r in rows if r["method"] == "dense"}
+    out = []
+    for h in sorted({r["hidden"] for r in rows}):
+        d = dense.get(h)
+        out += [f"### 2 x {h} LSTM", "",
+                "| model | ratio (params) | stored-bit ratio | seed | KP share | overlay density | valid ppl | test ppl | "
+                "loss vs dense | test ppl, overlay removed | CMA rise | epochs |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted((r for r in rows if r["hidden"] == h), key=lambda r: (r["ratio"], r["method"] != "dense",
+                                                                               r["method"], r["test_ppl"])):
+            loss = f"{100 * (r['test_ppl'] / d['test_ppl'] - 1):+.1f} %" if d else "—"
+            pct = lambda v: "—" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+            num = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+            out.append(f"| {_label(r)} | {r['param_ratio']:.2f}× | {r['bit_ratio']:.2f}× | {r['seed']} | "
+                       f"{pct(r['kp_share'])} | {pct(r['overlay_density'])} | {r['valid_ppl']:.2f} | "
+                       f"{r['test_ppl']:.2f} | {loss} | {num(r['test_ppl_without_overlay'])} | "
+                       f"{pct(r['cma_rise'])} | {r['epochs']} |")
+        out.append("")
+    return "\n".join(out)
 
 
 def report(args):
     runs = Path(args.runs)
-    dense = json.loads((runs / "dense" / "final.json").read_text())
-    rows = [("dense", dense)]
-    for name in VARIANTS:
-        f = runs / f"{name}_r{args.ratio:g}" / "final.json"
-        if f.is_file():
-            rows.append((name, json.loads(f.read_text())))
-    ft = dict(rows).get("dense_ft")
-    lines = [
-        "| model | test ppl | vs dense (6 ep) | vs dense fine-tuned (6 + 3 ep) | LSTM param ratio | "
-        "LSTM stored-bit ratio | epochs | wall time |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    from doping.train import load_run_model
-
-    for name, s in rows:
-        bits = _bit_ratio(load_run_model(runs / ("dense" if name == "dense" else f"{name}_r{args.ratio:g}"))[0])
-        loss = "—" if name == "dense" else f"{100 * (s['test_ppl'] / dense['test_ppl'] - 1):+.1f} %"
-        loss_ft = "—" if not ft or name == "dense_ft" else f"{100 * (s['test_ppl'] / ft['test_ppl'] - 1):+.1f} %"
-        epochs = s["epochs"] if name == "dense" else f"{dense['epochs']} + {s['epochs']}"
-        lines.append(f"| {LABELS[name]} | {s['test_ppl']:.2f} | {loss} | {loss_ft} | {s['lstm']['param_ratio']:.2f}× | "
-                     f"{bits:.2f}× | {epochs} | {s['wall_seconds'] / 60:.0f} min |")
-    missing = [LABELS[n] for n in VARIANTS if n not in dict(rows)]
-    if missing:
-        lines.append(f"\nNot finished within the session: {', '.join(missing)}.")
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    if args.plot:
-        plot_cma(runs, args.ratio, args.plot)
+    rows = [r for h in args.hidden for r in results(runs, h)]
+    Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    head = ("Generated by `python bench/ptb_table.py report` from the runs of `bench/ptb_table.py run` "
+            "(commands per run in docs/ptb_results.json). Loss is against the regularised dense baseline of "
+            "the same size. Ratios count the LSTM gate matrices (biases not counted); stored bits count "
+            "8-bit values plus sparse indices.\n\n")
+    Path(args.md).write_text(head + table(rows))
+    print(table(rows))
 
 
-def _bit_ratio(model) -> float:
-    """Stored-bit ratio of the LSTM gate matrices at 8-bit values (doping.compression.account);
-    pruning counts CSR indices, LMF/HMD/KP/dense store no indices."""
-    from doping.compression import VALUE_BITS, index_bits
-    from doping.nn.dkp import DKPLinear
-    from doping.nn.structured import PrunedLinear
-
-    dense = stored = 0
-    for g in model.lstm.gates:
-        m, n = g.out_features, g.in_features
-        dense += m * n * VALUE_BITS
-        stored += g.n_params() * VALUE_BITS
-        nnz = int(g.mask.sum()) if isinstance(g, PrunedLinear) or (isinstance(g, DKPLinear) and g.s is not None) else 0
-        if nnz:
-            stored += nnz * index_bits(n) + (m + 1) * index_bits(nnz + 1)
-    return dense / stored
-
-
-def plot_cma(runs: Path, ratio: float, out: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
-    for name in ("dkp", "dkp_cmr", "prune"):
-        f = runs / f"{name}_r{ratio:g}" / "curve.json"
-        if not f.is_file():
-            continue
-        c = json.loads(f.read_text())
-        ax.plot([e["step"] for e in c], [e["valid_ppl"] for e in c], label=LABELS[name], marker=".", ms=3)
-    cfg = json.loads((runs / f"dkp_r{ratio:g}" / "config.json").read_text()) if (runs / f"dkp_r{ratio:g}").is_dir() else None
-    if cfg:
-        steps = max(e["step"] for e in json.loads((runs / f"dkp_r{ratio:g}" / "curve.json").read_text())) + 1
-        ax.axvline(cfg["anneal_end"] * steps, color="grey", ls="--", lw=0.8, label="annealing ends (S at target nnz)")
-    ax.set_xlabel("optimiser step of the fine-tuning (S pruned from dense to target on the left of the line)")
-    ax.set_ylabel("valid perplexity (first 10k tokens)")
-    ax.set_title(f"Co-matrix adaptation on PTB at {ratio:g}×: DKP with and without CMR", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.xaxis.label.set_size(7)
-    fig.tight_layout()
-    fig.savefig(out)
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--data", required=True)
+    r.add_argument("--data", default="../shared/data/ptb")
     r.add_argument("--runs", default="runs/ptb")
-    r.add_argument("--ratio", type=float, default=25.0)
+    r.add_argument("--hidden", type=int, nargs="+", default=[200], choices=sorted(DROPOUT))
     r.add_argument("--jobs", type=int, default=2)
-    r.set_defaults(func=run)
-    p = sub.add_parser("report")
-    p.add_argument("--runs", default="runs/ptb")
-    p.add_argument("--ratio", type=float, default=25.0)
-    p.add_argument("--out", default="docs/ptb_table.md")
-    p.add_argument("--plot", default="docs/cma.png")
-    p.set_defaults(func=report)
-    args = ap.parse_args()
-    args.func(args)
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--deadline", type=float, default=0, help="seconds; 0: none")
+    r.add_argument("--only", nargs="*", help="run names (glob) to run")
+    r.add_argument("--skip", nargs="*", help="run names (glob) to leave out")
+    r.add_argument("--late", nargs="*", help="run names (glob) to queue after all others")
+    r.add_argument("--max-batches", type=int, default=0, help="smoke tests only")
+    rep = sub.add_parser("report")
+    rep.add_argument("--runs", default="runs/ptb")
+    rep.add_argument("--hidden", type=int, nargs="+", default=[200, 650])
+    rep.add_argument("--json", default="docs/ptb_results.json")
+    rep.add_argument("--md", default="docs/ptb_table.md")
+    a = p.parse_args(argv)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    (run if a.cmd == "run" else report)(a)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def test_baselines_train_from_dense(tmp_path, method):
 
 
 def test_nan_stops_with_clear_message(tmp_path):
-    with pytest.raises(DopingError, match="training diverged: loss is nan"):
+    with pytest.raises(DopingError, match="training diverged: the loss is not finite"):
         _train(tmp_path, "nan", lr=float("nan"))
 
 

@@ -320,8 +320,17 @@ def _add_train_parser(sub) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     helps = {
         "data": "corpus folder with ptb.{train,valid,test}.txt, or 'tiny' (shipped)",
-        "method": "dense, dkp, kp, prune, lmf or hmd", "ratio": "compression ratio of the LSTM gate matrices",
-        "cmr": "co-matrix regularisation: none, dropout (on S x), path (drop the overlay path per sample)",
+        "ratio": "compression ratio of the LSTM gate matrices",
+        "method": "dense, dkp, kp, kp_sum (sum of Kronecker products), prune, lmf or hmd",
+        "cmr": "co-matrix regularisation: none, dropout (elementwise on S x), path (overlay path dropped per sample "
+               "and step), seq (per sample for the whole sequence), dropconnect (overlay entries dropped)",
+        "cmr_schedule": "fixed (cmr-p throughout) or ramp (raised with the pruned fraction, off after annealing)",
+        "factors": "Kronecker factor shapes M1xN1,M2xN2 (dkp, kp, kp_sum; default: the rule or --kp-share)",
+        "kp_share": "dkp: pick factor shapes giving the Kronecker part about this fraction of the budget (0: rule)",
+        "hmd_split": "hmd: fraction of the budget in dense rows (spread over the four gates by row norm)",
+        "lr_schedule": "step (decay every epoch after decay-after) or plateau (decay when validation stops improving)",
+        "stop_lr": "plateau: stop once the lr falls below this (0: run all epochs)",
+        "device": "cpu, cuda or auto",
         "init_from": "start from this dense run (nearest Kronecker / SVD / copy init)",
         "overlay_init": "initial overlay with --init-from: residual or zero",
         "anneal_start": "annealing start, fraction of all steps", "anneal_end": "annealing end, fraction of all steps",

@@ -54,6 +54,47 @@ def largest_factor_shapes_within(m: int, n: int, budget: int):
     return best[1]
 
 
+def factor_shapes_for_share(m: int, n: int, ratio: float, share: float):
+    """Factor shapes giving the Kronecker part about ``share`` of a ratio's parameter budget
+    floor(m*n/ratio): the factorisation whose parameter count is nearest to share*budget without
+    exceeding the budget; ties go to the larger Kronecker rank bound min(m1,n1)*min(m2,n2)."""
+    if not (0.0 < share < 1.0):
+        raise DopingError(f"Kronecker share must be in (0, 1), got {share}")
+    budget = math.floor(m * n / ratio)
+    goal = share * budget
+    best = None
+    for m1 in divisors(m):
+        for n1 in divisors(n):
+            m2, n2 = m // m1, n // n1
+            p = m1 * n1 + m2 * n2
+            if p > budget:
+                continue
+            key = (abs(p - goal), -min(m1, n1) * min(m2, n2), -m1, -n1)
+            if best is None or key < best[0]:
+                best = (key, ((m1, n1), (m2, n2)))
+    if best is None:
+        raise DopingError(f"no Kronecker factorisation of {m}x{n} fits {budget} parameters")
+    return best[1]
+
+
+def parse_factor_shapes(text: str):
+    """``"M1xN1,M2xN2"`` -> ((M1, N1), (M2, N2)); a clear error for anything else."""
+    try:
+        a, b = text.split(",")
+        (m1, n1), (m2, n2) = (tuple(int(v) for v in part.lower().split("x")) for part in (a, b))
+    except ValueError:
+        raise DopingError(f"factor shapes must look like M1xN1,M2xN2 (e.g. 40x20,20x20), got {text!r}") from None
+    if min(m1, n1, m2, n2) < 1:
+        raise DopingError(f"factor shapes must be positive, got {text!r}")
+    return (m1, n1), (m2, n2)
+
+
+def sparse_bits(m: int, n: int, nnz: int, value_bits: int = VALUE_BITS) -> int:
+    """Stored bits of an m x n CSR matrix with ``nnz`` entries: values, ceil(log2 n)-bit column
+    indices and m+1 row pointers of ceil(log2(nnz+1)) bits."""
+    return nnz * (value_bits + index_bits(n)) + (m + 1) * index_bits(nnz + 1)
+
+
 def overlay_budget(m: int, n: int, ratio: float, factor_shapes) -> int:
     """Overlay nonzeros that a parameter compression ``ratio`` leaves after the factors.
 
@@ -94,6 +135,6 @@ def account(m: int, n: int, factor_shapes, nnz: int, value_bits: int = VALUE_BIT
     """Compression of one doped layer, as parameters and as stored bits (see module docstring)."""
     (m1, n1), (m2, n2) = factor_shapes
     params = m1 * n1 + m2 * n2 + nnz
-    stored = params * value_bits + nnz * index_bits(n) + (m + 1) * index_bits(nnz + 1)
+    stored = (m1 * n1 + m2 * n2) * value_bits + sparse_bits(m, n, nnz, value_bits)
     dense_bits = m * n * value_bits
     return Compression(m * n, params, m * n / params, dense_bits, stored, dense_bits / stored)

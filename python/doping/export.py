@@ -38,26 +38,18 @@ def overlay_csr(gate: DKPLinear):
 
 @torch.no_grad()
 def collect_gate_inputs(model, data: torch.Tensor, bptt: int, vectors: int, seed: int = 0) -> list[np.ndarray]:
-    """Up to ``vectors`` random gate input vectors ``[x; h]`` per LSTM layer from running ``data``."""
+    """Up to ``vectors`` random gate input vectors ``[x; h]`` per LSTM layer from running ``data``
+    (forward hooks on the gate modules, called once per time step)."""
     seen = [[] for _ in model.lstm.gates]
-    originals = []
-    for l, gate in enumerate(model.lstm.gates):
-        inner = gate.step_fn
-
-        def capture(inner=inner, l=l):
-            step = inner()
-
-            def run(v):
-                seen[l].append(v.detach().double().numpy().copy())
-                return step(v)
-            return run
-        originals.append(inner)
-        gate.step_fn = capture
+    hooks = [gate.register_forward_hook(lambda mod, inp, out, l=l: seen[l].append(inp[0].double().numpy().copy()))
+             for l, gate in enumerate(model.lstm.gates)]
+    model.lstm.per_step_calls = True
     try:
         evaluate(model, data, bptt)
     finally:
-        for gate in model.lstm.gates:
-            del gate.step_fn
+        model.lstm.per_step_calls = False
+        for h in hooks:
+            h.remove()
     rng = np.random.default_rng(seed)
     out = []
     for chunks in seen:
@@ -111,16 +103,20 @@ class GoldenGate:
 
 @torch.no_grad()
 def evaluate_quantised(model, layers: list[QuantLayer], data: torch.Tensor, bptt: int) -> float:
-    """Perplexity with every gate mat-vec computed by ``golden.forward`` on int8 inputs."""
+    """Perplexity with every gate mat-vec computed by ``golden.forward`` on int8 inputs (a forward
+    hook on each gate replaces its float output)."""
     gates = model.lstm.gates
+    hooks = []
     for gate, layer in zip(gates, layers):
         gg = GoldenGate(layer, gate.bias.detach() if gate.bias is not None else None)
-        gate.step_fn = lambda gg=gg: gg
+        hooks.append(gate.register_forward_hook(lambda mod, inp, out, gg=gg: gg(inp[0])))
+    model.lstm.per_step_calls = True
     try:
         return evaluate(model, data, bptt)
     finally:
-        for gate in gates:
-            del gate.step_fn
+        model.lstm.per_step_calls = False
+        for h in hooks:
+            h.remove()
 
 
 def pack_layers(pack: Pack) -> list[QuantLayer]:

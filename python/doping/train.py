@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from doping.compression import parse_factor_shapes
 from doping.data import batchify, load_corpus
 from doping.errors import DopingError
 from doping.lm import LanguageModel
@@ -42,10 +43,19 @@ class TrainConfig:
     lr: float = 20.0
     lr_decay: float = 0.5
     decay_after: int = 4
+    # "step": decay by lr_decay every epoch after decay_after; "plateau": decay by lr_decay after an
+    # epoch whose validation perplexity is no better than the best so far (counted once annealing
+    # has ended), and stop once the lr has fallen below stop_lr.
+    lr_schedule: str = "step"
+    stop_lr: float = 0.0
     clip: float = 0.25
     init_scale: float = 0.1
     cmr: str = "none"
     cmr_p: float = 0.0
+    cmr_schedule: str = "fixed"
+    factors: str = ""
+    kp_share: float = 0.0
+    hmd_split: float = 0.5
     init_from: str | None = None
     overlay_init: str = "residual"
     anneal_start: float = 0.0
@@ -56,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     max_batches: int = 0
     threads: int = 0
+    device: str = "cpu"
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -67,8 +78,39 @@ class TrainConfig:
 
 
 def build_model(cfg: TrainConfig, vocab_size: int) -> LanguageModel:
+    options = {"kp_share": cfg.kp_share, "hmd_split": cfg.hmd_split}
+    if cfg.factors:
+        options["factor_shapes"] = parse_factor_shapes(cfg.factors)
     return LanguageModel(vocab_size, cfg.hidden, cfg.layers, cfg.dropout, cfg.method, cfg.ratio, cfg.cmr, cfg.cmr_p,
-                         cfg.init_scale)
+                         cfg.init_scale, gate_options=options)
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """One clear error for option values the training loop cannot use."""
+    from doping.nn.anneal import CMR_SCHEDULES
+    from doping.nn.dkp import CMR_MODES
+
+    if cfg.lr_schedule not in ("step", "plateau"):
+        raise DopingError(f"--lr-schedule must be step or plateau, got {cfg.lr_schedule!r}")
+    if cfg.cmr not in CMR_MODES:
+        raise DopingError(f"--cmr must be one of {', '.join(CMR_MODES)}, got {cfg.cmr!r}")
+    if cfg.cmr_schedule not in CMR_SCHEDULES:
+        raise DopingError(f"--cmr-schedule must be one of {', '.join(CMR_SCHEDULES)}, got {cfg.cmr_schedule!r}")
+    if not 0.0 <= cfg.cmr_p < 1.0 or not 0.0 <= cfg.dropout < 1.0:
+        raise DopingError("--cmr-p and --dropout must be in [0, 1)")
+    if cfg.device not in ("cpu", "cuda", "auto"):
+        raise DopingError(f"--device must be cpu, cuda or auto, got {cfg.device!r}")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise DopingError("--device cuda: no CUDA device is available")
+    for name in ("epochs", "hidden", "layers", "bptt", "batch", "eval_batch", "anneal_every"):
+        if getattr(cfg, name) < 1:
+            raise DopingError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+
+
+def resolve_device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
 
 
 def load_run_model(run: str | Path, which: str = "best") -> tuple[LanguageModel, TrainConfig, dict]:
@@ -81,10 +123,24 @@ def load_run_model(run: str | Path, which: str = "best") -> tuple[LanguageModel,
     if not cfg_file.is_file() or not ckpt_file.is_file():
         raise DopingError(f"{run} is not a training run folder (needs config.json and checkpoint.pt)")
     cfg = TrainConfig.from_dict(json.loads(cfg_file.read_text()))
-    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
+    ckpt = safe_load(ckpt_file)
     model = build_model(cfg, ckpt["vocab_size"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, RuntimeError, TypeError) as e:
+        raise DopingError(f"{ckpt_file} does not match its run's config.json: {str(e).splitlines()[0]}") from None
     return model, cfg, ckpt
+
+
+def safe_load(path: Path) -> dict:
+    """A checkpoint read without executing code (``weights_only``): tensors and plain containers only."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle refusals, truncation, not a zip: all one clear error
+        raise DopingError(f"{path} is not a readable doping checkpoint: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or not isinstance(ckpt.get("vocab_size"), int):
+        raise DopingError(f"{path} is not a doping checkpoint (no model state and vocabulary size)")
+    return ckpt
 
 
 @torch.no_grad()
@@ -112,14 +168,15 @@ def _detach(hidden):
 def evaluate(model: nn.Module, data: torch.Tensor, bptt: int) -> float:
     """Perplexity of ``model`` over batchified ``data`` (steps, batch)."""
     model.eval()
-    hidden, total, count = None, 0.0, 0
+    hidden, count = None, 0
+    total = torch.zeros((), dtype=torch.float64, device=data.device)
     for i in range(0, data.shape[0] - 1, bptt):
         seq = min(bptt, data.shape[0] - 1 - i)
         x, y = data[i: i + seq], data[i + 1: i + 1 + seq]
         logits, hidden = model(x, hidden)
-        total += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+        total += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
         count += y.numel()
-    return math.exp(total / count)
+    return math.exp(total.item() / count)
 
 
 class _Dist:
@@ -148,6 +205,48 @@ class _Dist:
             dist.destroy_process_group()
 
 
+def next_lr(cfg: TrainConfig, metrics: list[dict]) -> float:
+    """The learning rate of the epoch after ``metrics`` (a pure function of the history, so a
+    resumed run continues exactly)."""
+    if cfg.lr_schedule == "step":
+        return cfg.lr * cfg.lr_decay ** max(0, len(metrics) + 1 - cfg.decay_after)
+    lr, best = cfg.lr, None
+    for m in metrics:
+        if not m["annealed"]:
+            continue
+        if best is not None and m["valid_ppl"] >= best:
+            lr = m["lr"] * cfg.lr_decay
+        else:
+            lr = m["lr"]
+        best = m["valid_ppl"] if best is None else min(best, m["valid_ppl"])
+    return lr
+
+
+def _stopped(cfg: TrainConfig, metrics: list[dict]) -> bool:
+    return cfg.lr_schedule == "plateau" and cfg.stop_lr > 0 and bool(metrics) and next_lr(cfg, metrics) < cfg.stop_lr
+
+
+@torch.no_grad()
+def without_overlay(model: LanguageModel) -> LanguageModel:
+    """A copy of ``model`` with every overlay S removed (the Kronecker part alone)."""
+    import copy
+
+    bare = copy.deepcopy(model)
+    for g in bare.lstm.gates:
+        if getattr(g, "s", None) is not None:
+            g.s.zero_()
+    return bare
+
+
+def cma_rise(curve: list[dict], start: int, end: int) -> float | None:
+    """Co-matrix adaptation: the relative rise of validation perplexity over the last 20 % of
+    annealing, ppl(end) / ppl(start + 0.8 (end - start)) - 1, from the nearest curve samples."""
+    if not curve or end <= start:
+        return None
+    at = lambda step: min(curve, key=lambda c: abs(c["step"] - step))["valid_ppl"]  # noqa: E731
+    return at(end) / at(start + 0.8 * (end - start)) - 1.0
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
           log=print, stop_after: int | None = None) -> dict | None:
     """Train (or resume) a run; returns the final summary written to ``final.json``.
@@ -155,52 +254,63 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     ``stop_after`` ends the process after that epoch's checkpoint, as an interruption would
     (returns None); ``resume=True`` later continues from it.
     """
+    check_config(cfg)
     run = Path(run_dir)
     dist = _Dist()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.batch % dist.world:
         raise DopingError(f"batch {cfg.batch} must be divisible by the {dist.world} processes")
+    device = resolve_device(cfg)
+    if os.environ.get("DOPING_DISABLE_CUDNN") == "1":  # bench/gpu_ptb.sh's fallback
+        torch.backends.cudnn.enabled = False
     corpus = load_corpus(cfg.data)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, corpus.vocab_size)
     train_data = batchify(corpus.train, cfg.batch)
     per = cfg.batch // dist.world
-    train_data = train_data[:, dist.rank * per: (dist.rank + 1) * per]
-    valid_data, test_data = batchify(corpus.valid, cfg.eval_batch), batchify(corpus.test, cfg.eval_batch)
-    curve_data = batchify(corpus.valid[: cfg.curve_tokens], cfg.eval_batch)
+    train_data = train_data[:, dist.rank * per: (dist.rank + 1) * per].to(device)
+    valid_data, test_data = batchify(corpus.valid, cfg.eval_batch).to(device), batchify(corpus.test, cfg.eval_batch).to(device)
+    curve_data = batchify(corpus.valid[: cfg.curve_tokens], cfg.eval_batch).to(device)
     n_batches = math.ceil((train_data.shape[0] - 1) / cfg.bptt)
     if cfg.max_batches:
         n_batches = min(n_batches, cfg.max_batches)
     total_steps = cfg.epochs * n_batches
-    annealer = OverlayAnnealer(model, int(cfg.anneal_start * total_steps), int(cfg.anneal_end * total_steps),
-                               cfg.anneal_every)
-    optim = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    anneal = (int(cfg.anneal_start * total_steps), int(cfg.anneal_end * total_steps))
     metrics, start_epoch, best, curve = [], 0, None, []
     ckpt_file = run / "checkpoint.pt"
+    resumed = None
     if resume and ckpt_file.is_file():
-        ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optim.load_state_dict(ckpt["optim"])
-        torch.set_rng_state(ckpt["rng"])
-        metrics, start_epoch, best = ckpt["metrics"], ckpt["epoch"], ckpt["best"]
-        curve = ckpt.get("curve", [])
+        resumed = safe_load(ckpt_file)
+        model.load_state_dict(resumed["model"])
+    elif cfg.init_from:
+        init_from_dense_run(model, cfg.init_from, cfg.overlay_init)
+    model.to(device)
+    annealer = OverlayAnnealer(model, *anneal, cfg.anneal_every, cfg.cmr_schedule)
+    optim = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    if resumed is not None:
+        optim.load_state_dict(resumed["optim"])
+        torch.set_rng_state(resumed["rng"])
+        if device.type == "cuda" and "cuda_rng" in resumed:
+            torch.cuda.set_rng_state(resumed["cuda_rng"])
+        metrics, start_epoch, best = resumed["metrics"], resumed["epoch"], resumed["best"]
+        curve = resumed.get("curve", [])
         log(f"resumed {run} after epoch {start_epoch}")
-    else:
-        if cfg.init_from:
-            init_from_dense_run(model, cfg.init_from, cfg.overlay_init)
-        if dist.rank == 0:
-            run.mkdir(parents=True, exist_ok=True)
-            (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    elif dist.rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     net = dist.wrap(model)
-    acct = model.lstm_accounting()
     t_start = time.time() - sum(m["seconds"] for m in metrics)
     for epoch in range(start_epoch, cfg.epochs):
-        lr = cfg.lr * cfg.lr_decay ** max(0, epoch + 1 - cfg.decay_after)
+        if _stopped(cfg, metrics):
+            break
+        lr = next_lr(cfg, metrics)
         for group in optim.param_groups:
             group["lr"] = lr
         net.train()
-        hidden, total, count, t0 = None, 0.0, 0, time.time()
+        hidden, t0 = None, time.time()
+        total = torch.zeros((), device=device)
+        count = 0
         bar = range(n_batches)
         if progress and dist.rank == 0:
             from tqdm import tqdm
@@ -215,24 +325,28 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
             hidden = None if hidden is None else _detach(hidden)
             logits, hidden = net(x, hidden)
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-            if not torch.isfinite(loss):
-                raise DopingError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, batch {b + 1}; "
-                                  f"the last good state is {ckpt_file} (try a lower --lr or --clip)")
             optim.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             optim.step()
             annealer.enforce()
-            total += loss.item() * y.numel()
+            total += loss.detach() * y.numel()
             count += y.numel()
+            # a check every 100 steps keeps the GPU from waiting on the host every step
+            if (b % 100 == 99 or b == n_batches - 1) and not torch.isfinite(total):
+                raise DopingError(f"training diverged: the loss is not finite at epoch {epoch + 1}, batch {b + 1}; "
+                                  f"the last good state is {ckpt_file} (try a lower --lr or --clip)")
             if cfg.curve_every and (step % cfg.curve_every == 0 or step == total_steps - 1):
                 # validation perplexity on a prefix of the valid split as S is sparsified (CMA)
                 curve.append({"step": step, "lstm_params": model.lstm_accounting()["params"],
                               "valid_ppl": evaluate(model, curve_data, cfg.bptt)})
                 net.train()
-        annealed = annealer.done((epoch + 1) * n_batches - 1) or not annealer.modules
+        # annealing has ended (and the lr schedule may decay) only once its end step is reached,
+        # also for runs without anything to anneal, so every run of a table shares one lr schedule
+        last = (epoch + 1) * n_batches - 1
+        annealed = last >= anneal[1] and (annealer.done(last) or not annealer.modules)
         entry = {
-            "epoch": epoch + 1, "lr": lr, "train_ppl": math.exp(total / count),
+            "epoch": epoch + 1, "lr": lr, "train_ppl": math.exp(total.item() / count),
             "valid_ppl": evaluate(model, valid_data, cfg.bptt), "seconds": time.time() - t0,
             "lstm_params": model.lstm_accounting()["params"], "annealed": annealed,
         }
@@ -240,14 +354,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         if annealed and (best is None or entry["valid_ppl"] < best["valid_ppl"]):
             best = dict(entry)
             if dist.rank == 0:
-                torch.save({"model": model.state_dict(), "vocab_size": corpus.vocab_size, "epoch": epoch + 1},
-                           run / "best.pt")
+                _atomic_save({"model": model.state_dict(), "vocab_size": corpus.vocab_size, "epoch": epoch + 1},
+                             run / "best.pt")
         if dist.rank == 0:
-            torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": torch.get_rng_state(),
-                        "metrics": metrics, "epoch": epoch + 1, "best": best, "vocab_size": corpus.vocab_size,
-                        "curve": curve},
-                       run / "checkpoint.tmp")
-            os.replace(run / "checkpoint.tmp", ckpt_file)
+            state = {"model": model.state_dict(), "optim": optim.state_dict(), "rng": torch.get_rng_state(),
+                     "metrics": metrics, "epoch": epoch + 1, "best": best, "vocab_size": corpus.vocab_size,
+                     "curve": curve}
+            if device.type == "cuda":
+                state["cuda_rng"] = torch.cuda.get_rng_state()
+            _atomic_save(state, ckpt_file)
             (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
             if curve:
                 (run / "curve.json").write_text(json.dumps(curve, indent=2))
@@ -258,15 +373,36 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
             return None
     if best is None:
         raise DopingError("annealing never reached the target sparsity; lower --anneal-end")
-    final_model, _, _ = load_run_model(run) if dist.rank == 0 else (model, None, None)
-    acct = final_model.lstm_accounting()
-    summary = {
-        "method": cfg.method, "ratio": cfg.ratio, "cmr": cfg.cmr, "cmr_p": cfg.cmr_p, "hidden": cfg.hidden,
-        "epochs": cfg.epochs, "best_epoch": best["epoch"], "valid_ppl": best["valid_ppl"],
-        "test_ppl": evaluate(final_model, test_data, cfg.bptt), "lstm": acct,
-        "wall_seconds": time.time() - t_start, "world_size": dist.world, "init_from": cfg.init_from,
-    }
+    summary = None
     if dist.rank == 0:
+        summary = _summarise(cfg, run, metrics, best, curve, anneal, test_data, device)
+        summary["wall_seconds"] = time.time() - t_start
+        summary["world_size"] = dist.world
         (run / "final.json").write_text(json.dumps(summary, indent=2))
     dist.close()
+    return summary
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _summarise(cfg, run, metrics, best, curve, anneal, test_data, device) -> dict:
+    """final.json: the best epoch's model on test, compression, overlay density and CMA measures."""
+    final_model, _, _ = load_run_model(run)
+    final_model.to(device)
+    acct = final_model.lstm_accounting()
+    summary = {
+        "method": cfg.method, "ratio": cfg.ratio, "cmr": cfg.cmr, "cmr_p": cfg.cmr_p,
+        "cmr_schedule": cfg.cmr_schedule, "hidden": cfg.hidden, "seed": cfg.seed, "epochs": len(metrics),
+        "best_epoch": best["epoch"], "valid_ppl": best["valid_ppl"],
+        "test_ppl": evaluate(final_model, test_data, cfg.bptt), "lstm": acct,
+        "kp_share": acct.get("kp_share"), "overlay_density": acct.get("overlay_density"),
+        "init_from": cfg.init_from, "device": str(device),
+    }
+    if any(getattr(g, "s", None) is not None for g in final_model.lstm.gates):
+        summary["test_ppl_without_overlay"] = evaluate(without_overlay(final_model), test_data, cfg.bptt)
+        summary["cma_rise"] = cma_rise(curve, *anneal)
     return summary

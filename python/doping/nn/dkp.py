@@ -13,27 +13,50 @@ import torch
 from torch import nn
 
 
+def kron_order(a_shape, b_shape) -> str:
+    """The cheaper association of ``A X B^T``: "AX" (T = A X first: m1*n1*n2 + m1*n2*m2 MACs) or
+    "XB" (U = X B^T first: n1*n2*m2 + m1*n1*m2 MACs); ties go to "AX"."""
+    (m1, n1), (m2, n2) = a_shape, b_shape
+    return "AX" if m1 * n1 * n2 + m1 * n2 * m2 <= n1 * n2 * m2 + m1 * n1 * m2 else "XB"
+
+
 def kron_matvec(a: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``x @ kron(a, b).T`` for ``x`` of shape (..., n1*n2): returns (..., m1*m2)."""
+    """``x @ kron(a, b).T`` for ``x`` of shape (..., n1*n2): returns (..., m1*m2), in the
+    association order with fewer MACs (``kron_order``)."""
     (m1, n1), (m2, n2) = a.shape, b.shape
     xm = x.reshape(*x.shape[:-1], n1, n2)
-    y = torch.matmul(torch.matmul(a, xm), b.transpose(0, 1))
+    if kron_order(a.shape, b.shape) == "AX":
+        y = torch.matmul(torch.matmul(a, xm), b.transpose(0, 1))
+    else:
+        y = torch.matmul(a, torch.matmul(xm, b.transpose(0, 1)))
     return y.reshape(*x.shape[:-1], m1 * m2)
 
 
-def nearest_kronecker(w: torch.Tensor, factor_shapes) -> tuple[torch.Tensor, torch.Tensor]:
-    """Van Loan-Pitsianis nearest Kronecker product: A, B minimising ||W - kron(A, B)||_F.
-
-    W (m1*m2 x n1*n2) is rearranged into R (m1*n1 x m2*n2) with R[(i,j),(k,l)] = W[i*m2+k, j*n2+l];
-    the rank-1 SVD of R gives vec(A) and vec(B).
-    """
+def _rearranged(w: torch.Tensor, factor_shapes) -> torch.Tensor:
+    """Van Loan-Pitsianis rearrangement: W (m1*m2 x n1*n2) as R (m1*n1 x m2*n2) with
+    R[(i,j),(k,l)] = W[i*m2+k, j*n2+l], so that kron(A, B) maps to vec(A) vec(B)^T."""
     (m1, n1), (m2, n2) = factor_shapes
-    r = w.detach().double().reshape(m1, m2, n1, n2).permute(0, 2, 1, 3).reshape(m1 * n1, m2 * n2)
-    u, s, vh = torch.linalg.svd(r, full_matrices=False)
-    root = torch.sqrt(s[0])
-    a = (u[:, 0] * root).reshape(m1, n1)
-    b = (vh[0] * root).reshape(m2, n2)
+    return w.detach().double().reshape(m1, m2, n1, n2).permute(0, 2, 1, 3).reshape(m1 * n1, m2 * n2)
+
+
+def nearest_kronecker_terms(w: torch.Tensor, factor_shapes, terms: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best sum of ``terms`` Kronecker products in Frobenius norm: the rank-``terms`` SVD of
+    the rearranged W. Returns A (terms, m1, n1) and B (terms, m2, n2)."""
+    (m1, n1), (m2, n2) = factor_shapes
+    u, s, vh = torch.linalg.svd(_rearranged(w, factor_shapes), full_matrices=False)
+    root = torch.sqrt(s[:terms])
+    a = (u[:, :terms] * root).T.reshape(terms, m1, n1)
+    b = (vh[:terms] * root[:, None]).reshape(terms, m2, n2)
     return a.to(w.dtype), b.to(w.dtype)
+
+
+def nearest_kronecker(w: torch.Tensor, factor_shapes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Van Loan-Pitsianis nearest Kronecker product: A, B minimising ||W - kron(A, B)||_F."""
+    a, b = nearest_kronecker_terms(w, factor_shapes, 1)
+    return a[0], b[0]
+
+
+CMR_MODES = ("none", "dropout", "path", "seq", "dropconnect")
 
 
 class DKPLinear(nn.Module):
@@ -44,10 +67,13 @@ class DKPLinear(nn.Module):
         factor_shapes: ((m1, n1), (m2, n2)) with m1*m2 = m, n1*n2 = n.
         bias: learnable bias of size m.
         overlay: keep the sparse overlay S (False gives Kronecker-only, the KP baseline).
-        cmr: co-matrix regularisation during training: "none"; "dropout" (inverted dropout on the
-            overlay path's output S x, elementwise); "path" (the whole overlay path of a sample is
-            dropped with probability ``cmr_p`` and rescaled, like stochastic depth).
-        cmr_p: the CMR probability.
+        cmr: co-matrix regularisation during training (``CMR_MODES``): "none"; "dropout" (inverted
+            dropout on the overlay path's output S x, elementwise, every time step); "path" (the
+            overlay path of a sample dropped at each time step, rescaled); "seq" (variational: the
+            overlay path of a sample dropped for a whole sequence, rescaled); "dropconnect"
+            (DropConnect: overlay entries dropped, one mask per forward pass, rescaled).
+        cmr_p: the CMR probability; the probability applied is ``cmr_p * cmr_scale``, where
+            ``cmr_scale`` (1.0 unless the annealer's CMR schedule sets it) ramps it with annealing.
     """
 
     def __init__(self, in_features, out_features, factor_shapes, bias=True, overlay=True, cmr="none", cmr_p=0.0):
@@ -55,11 +81,12 @@ class DKPLinear(nn.Module):
         (m1, n1), (m2, n2) = factor_shapes
         if m1 * m2 != out_features or n1 * n2 != in_features:
             raise ValueError(f"factor shapes {factor_shapes} do not give a {out_features}x{in_features} matrix")
-        if cmr not in ("none", "dropout", "path"):
-            raise ValueError(f"cmr must be 'none', 'dropout' or 'path', got {cmr!r}")
+        if cmr not in CMR_MODES:
+            raise ValueError(f"cmr must be one of {', '.join(CMR_MODES)}, got {cmr!r}")
         self.in_features, self.out_features = in_features, out_features
         self.factor_shapes = ((m1, n1), (m2, n2))
         self.cmr, self.cmr_p = cmr, float(cmr_p)
+        self.cmr_scale = 1.0
         self.a = nn.Parameter(torch.empty(m1, n1))
         self.b = nn.Parameter(torch.empty(m2, n2))
         if overlay:
@@ -113,6 +140,13 @@ class DKPLinear(nn.Module):
         w = torch.kron(self.a, self.b)
         return w if self.s is None else w + self.overlay()
 
+    @property
+    def cmr_active_p(self) -> float:
+        """The CMR probability applied now (0 in eval mode or without an overlay)."""
+        if not self.training or self.s is None or self.cmr == "none":
+            return 0.0
+        return self.cmr_p * self.cmr_scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.step_fn()(x)
 
@@ -120,18 +154,48 @@ class DKPLinear(nn.Module):
         """``forward`` with the masked overlay computed once, for many calls with the same
         weights (the time steps of an LSTM sequence)."""
         overlay = self.overlay()
+        if overlay is not None and self.cmr == "dropconnect" and self.cmr_active_p > 0:
+            overlay = self._dropconnect(overlay)
         return lambda x: self._compute(x, overlay)
+
+    def _dropconnect(self, overlay: torch.Tensor) -> torch.Tensor:
+        p = self.cmr_active_p
+        return overlay * (torch.rand_like(overlay) >= p) / (1.0 - p)
+
+    def fused_weights(self, batch: int, device=None):
+        """The materialised W for a whole sequence, as ``[(batch_index or None, W), ...]`` (one W per
+        group of batch rows), or None when the CMR mode varies W per time step (then the LSTM runs
+        step by step through ``step_fn``). Used by ``DopedLSTM`` for torch's fused LSTM kernel."""
+        p = self.cmr_active_p
+        kron = torch.kron(self.a, self.b)
+        if self.s is None:
+            return [(None, kron)]
+        overlay = self.overlay()
+        if p == 0:
+            return [(None, kron + overlay)]
+        if self.cmr == "dropconnect":
+            return [(None, kron + self._dropconnect(overlay))]
+        if self.cmr == "seq":
+            keep = torch.rand(batch, device=device) >= p
+            kept, dropped = keep.nonzero().flatten(), (~keep).nonzero().flatten()
+            return [(kept, kron + overlay / (1.0 - p)), (dropped, kron)]
+        return None
 
     def _compute(self, x: torch.Tensor, overlay: torch.Tensor | None) -> torch.Tensor:
         y = kron_matvec(self.a, self.b, x)
         if overlay is not None:
             o = nn.functional.linear(x, overlay)
-            if self.training and self.cmr_p > 0:
+            p = self.cmr_active_p
+            if p > 0:
                 if self.cmr == "dropout":
-                    o = nn.functional.dropout(o, self.cmr_p, training=True)
+                    o = nn.functional.dropout(o, p, training=True)
                 elif self.cmr == "path":
-                    keep = torch.rand(*o.shape[:-1], 1, device=o.device) >= self.cmr_p
-                    o = o * keep / (1.0 - self.cmr_p)
+                    keep = torch.rand(*o.shape[:-1], 1, device=o.device) >= p
+                    o = o * keep / (1.0 - p)
+                elif self.cmr == "seq" and x.dim() >= 2:
+                    # outside an LSTM (no sequence): one draw per sample of the batch
+                    keep = torch.rand(*o.shape[:-1], 1, device=o.device) >= p
+                    o = o * keep / (1.0 - p)
             y = y + o
         if self.bias is not None:
             y = y + self.bias

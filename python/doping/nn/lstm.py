@@ -29,6 +29,10 @@ class DopedLSTM(nn.Module):
         factory = gate_factory or (lambda i, o, b: DenseGate(i, o, b))
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.batch_first, self.dropout = batch_first, float(dropout)
+        #: Call each gate module once per time step (so its forward hooks see every gate input
+        #: and can replace every output, as export's calibration and golden evaluation do)
+        #: instead of the fused kernel.
+        self.per_step_calls = False
         self.gates = nn.ModuleList(
             factory((input_size if l == 0 else hidden_size) + hidden_size, 4 * hidden_size, bias)
             for l in range(num_layers)
@@ -54,22 +58,61 @@ class DopedLSTM(nn.Module):
             hx = (zeros, zeros)
         h_n, c_n = [], []
         for l, gate in enumerate(self.gates):
-            h, c = hx[0][l], hx[1][l]
-            step = gate.step_fn() if hasattr(gate, "step_fn") else gate
-            outs = []
-            for t in range(steps):
-                g = step(torch.cat([x[t], h], dim=-1))
-                i, f, gg, o = g.chunk(4, dim=-1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-                h = torch.sigmoid(o) * torch.tanh(c)
-                outs.append(h)
-            x = torch.stack(outs)
+            groups = None
+            if hasattr(gate, "fused_weights") and not self.per_step_calls:
+                groups = gate.fused_weights(batch, x.device)
+            if groups is None:
+                step = gate if self.per_step_calls or not hasattr(gate, "step_fn") else gate.step_fn()
+                x, h, c = self._layer_by_step(step, x, hx[0][l], hx[1][l])
+            else:
+                x, h, c = self._layer_fused(gate, groups, x, hx[0][l], hx[1][l])
             h_n.append(h)
             c_n.append(c)
             if self.dropout > 0 and self.training and l < self.num_layers - 1:
                 x = nn.functional.dropout(x, self.dropout, training=True)
         out = x.transpose(0, 1) if self.batch_first else x
         return out, (torch.stack(h_n), torch.stack(c_n))
+
+    @staticmethod
+    def _layer_by_step(step, x, h, c):
+        """One layer, one time step at a time through ``step`` (the gate module or its cached
+        ``step_fn``: any structure, any CMR)."""
+        outs = []
+        for t in range(x.shape[0]):
+            g = step(torch.cat([x[t], h], dim=-1))
+            i, f, gg, o = g.chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outs.append(h)
+        return torch.stack(outs), h, c
+
+    def _layer_fused(self, gate, groups, x, h, c):
+        """One layer through torch's fused LSTM kernel (cuDNN on CUDA) with the gate's materialised
+        W = [W_ih | W_hh] — the same function as ``_layer_by_step``, without a Python loop over time.
+        ``groups`` splits the batch when rows see different weights (per-sequence CMR)."""
+        n_in = x.shape[-1]
+        bias = getattr(gate, "bias", None)
+        if len(groups) == 1 and groups[0][0] is None:
+            return self._fused_call(groups[0][1], bias, n_in, x, h, c)
+        out = x.new_empty(x.shape[0], x.shape[1], self.hidden_size)
+        h_out, c_out = torch.empty_like(h), torch.empty_like(c)
+        for idx, w in groups:
+            if idx.numel() == 0:
+                continue
+            y, hg, cg = self._fused_call(w, bias, n_in, x[:, idx], h[idx], c[idx])
+            out = out.index_copy(1, idx, y)
+            h_out = h_out.index_copy(0, idx, hg)
+            c_out = c_out.index_copy(0, idx, cg)
+        return out, h_out, c_out
+
+    @staticmethod
+    def _fused_call(w, bias, n_in, x, h, c):
+        params = [w[:, :n_in].contiguous(), w[:, n_in:].contiguous()]
+        if bias is not None:
+            params += [bias, torch.zeros_like(bias)]
+        y, hn, cn = torch.lstm(x, (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()), params,
+                               bias is not None, 1, 0.0, torch.is_grad_enabled(), False, False)
+        return y, hn[0], cn[0]
 
     def extra_repr(self):
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "

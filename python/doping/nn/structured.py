@@ -13,11 +13,12 @@ import math
 import torch
 from torch import nn
 
-from doping.compression import choose_factor_shapes, largest_factor_shapes_within, overlay_budget
+from doping.compression import (choose_factor_shapes, factor_shapes_for_share, largest_factor_shapes_within,
+                                overlay_budget)
 from doping.errors import DopingError
-from doping.nn.dkp import DKPLinear
+from doping.nn.dkp import DKPLinear, kron_matvec, nearest_kronecker_terms
 
-METHODS = ("dense", "dkp", "kp", "prune", "lmf", "hmd")
+METHODS = ("dense", "dkp", "kp", "kp_sum", "prune", "lmf", "hmd")
 
 
 class _Biased(nn.Module):
@@ -33,6 +34,10 @@ class _Biased(nn.Module):
 
     def _add_bias(self, y):
         return y if self.bias is None else y + self.bias
+
+    def fused_weights(self, batch: int, device=None):
+        """The materialised W for a whole sequence (see ``DKPLinear.fused_weights``)."""
+        return [(None, self.weight())]
 
 
 class DenseGate(_Biased):
@@ -127,14 +132,48 @@ class LowRankLinear(_Biased):
 
 
 class HMDLinear(_Biased):
-    """Hybrid matrix decomposition: the first ``dense_rows`` rows unconstrained, the rest U V of rank r."""
+    """Hybrid matrix decomposition (Thakker et al.): ``dense_rows`` rows of W unconstrained, the
+    others U V of rank r.
 
-    def __init__(self, in_features, out_features, dense_rows, rank, bias=True):
+    The dense rows are spread evenly over the ``gates`` row blocks (the four LSTM gates i, f, g, o)
+    and, within each block, are the rows with the largest L2 norm of the dense matrix given to
+    ``init_from_dense`` (the most important rows); from a random init they are evenly spaced.
+    ``dense_idx``/``low_idx`` are the rows of each part; the output is in W's row order.
+    """
+
+    def __init__(self, in_features, out_features, dense_rows, rank, bias=True, gates=4):
         super().__init__(out_features, in_features, bias)
+        self.gates = gates if out_features % gates == 0 else 1
         self.dense_rows, self.rank = int(dense_rows), int(rank)
         self.top = nn.Parameter(torch.empty(self.dense_rows, in_features))
         self.low = LowRankLinear(in_features, out_features - self.dense_rows, rank, bias=False)
+        self.register_buffer("dense_idx", torch.zeros(self.dense_rows, dtype=torch.long))
+        self.register_buffer("low_idx", torch.zeros(out_features - self.dense_rows, dtype=torch.long))
+        self.register_buffer("order", torch.zeros(out_features, dtype=torch.long))
+        self._choose_rows(torch.zeros(out_features))
         self.reset_parameters()
+
+    def _per_gate(self) -> list[int]:
+        k, g = divmod(self.dense_rows, self.gates)
+        return [k + (1 if j < g else 0) for j in range(self.gates)]
+
+    @torch.no_grad()
+    def _choose_rows(self, importance: torch.Tensor) -> None:
+        block = self.out_features // self.gates
+        chosen = []
+        for j, k in enumerate(self._per_gate()):
+            score = importance[j * block:(j + 1) * block]
+            if bool((score == score[0]).all()):  # no importance known: evenly spaced rows
+                rows = torch.linspace(0, block - 1, k).round().long() if k else torch.zeros(0, dtype=torch.long)
+            else:
+                rows = torch.topk(score, k).indices
+            chosen.append(torch.sort(rows).values + j * block)
+        dense = torch.cat(chosen)
+        is_dense = torch.zeros(self.out_features, dtype=torch.bool)
+        is_dense[dense] = True
+        self.dense_idx.copy_(dense)
+        self.low_idx.copy_(torch.arange(self.out_features)[~is_dense])
+        self.order.copy_(torch.argsort(torch.cat([self.dense_idx, self.low_idx])))
 
     def reset_parameters(self):
         bound = 1.0 / math.sqrt(self.in_features)
@@ -144,30 +183,77 @@ class HMDLinear(_Biased):
 
     @torch.no_grad()
     def init_from_dense(self, w):
-        self.top.copy_(w[: self.dense_rows])
-        self.low.init_from_dense(w[self.dense_rows:])
+        self._choose_rows(w.detach().norm(dim=1))
+        self.top.copy_(w[self.dense_idx])
+        self.low.init_from_dense(w[self.low_idx])
 
     def weight(self):
-        return torch.cat([self.top, self.low.weight()], dim=0)
+        return torch.cat([self.top, self.low.weight()], dim=0)[self.order]
 
     def forward(self, x):
-        return self._add_bias(torch.cat([nn.functional.linear(x, self.top), self.low(x)], dim=-1))
+        y = torch.cat([nn.functional.linear(x, self.top), self.low(x)], dim=-1)
+        return self._add_bias(y.index_select(-1, self.order))
 
     def n_params(self):
         return self.top.numel() + self.low.n_params()
 
     def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, dense_rows={self.dense_rows}, rank={self.rank}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, dense_rows={self.dense_rows} "
+                f"(over {self.gates} gates), rank={self.rank}")
+
+
+class KronSumLinear(_Biased):
+    """W = sum_k kron(A_k, B_k), ``terms`` Kronecker products of the same factor shapes (the
+    "sum of Kronecker products" baseline: more terms buy rank where one product has too little)."""
+
+    def __init__(self, in_features, out_features, factor_shapes, terms, bias=True):
+        super().__init__(out_features, in_features, bias)
+        (m1, n1), (m2, n2) = factor_shapes
+        if m1 * m2 != out_features or n1 * n2 != in_features:
+            raise ValueError(f"factor shapes {factor_shapes} do not give a {out_features}x{in_features} matrix")
+        self.factor_shapes, self.terms = ((m1, n1), (m2, n2)), int(terms)
+        self.a = nn.Parameter(torch.empty(terms, m1, n1))
+        self.b = nn.Parameter(torch.empty(terms, m2, n2))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        std = (1.0 / (3 * self.in_features * self.terms)) ** 0.25
+        nn.init.normal_(self.a, 0.0, std)
+        nn.init.normal_(self.b, 0.0, std)
+        self._reset_bias()
+
+    @torch.no_grad()
+    def init_from_dense(self, w):
+        a, b = nearest_kronecker_terms(w, self.factor_shapes, self.terms)
+        self.a.copy_(a)
+        self.b.copy_(b)
+
+    def weight(self):
+        return sum(torch.kron(self.a[k], self.b[k]) for k in range(self.terms))
+
+    def forward(self, x):
+        return self._add_bias(sum(kron_matvec(self.a[k], self.b[k], x) for k in range(self.terms)))
+
+    def n_params(self):
+        return self.a.numel() + self.b.numel()
+
+    def extra_repr(self):
+        (m1, n1), (m2, n2) = self.factor_shapes
+        return f"in_features={self.in_features}, out_features={self.out_features}, terms={self.terms}, A={m1}x{n1}, B={m2}x{n2}"
 
 
 def make_gate(method: str, in_features: int, out_features: int, ratio: float = 1.0, *, bias=True,
-              factor_shapes=None, cmr="none", cmr_p=0.0) -> nn.Module:
+              factor_shapes=None, kp_share: float = 0.0, hmd_split: float = 0.5, cmr="none",
+              cmr_p=0.0) -> nn.Module:
     """A gate matrix of ``method`` whose parameter count meets compression ``ratio``.
 
-    Budget P = floor(m*n / ratio). dkp: factors by ``choose_factor_shapes`` (or given) and an
-    overlay annealed to P - factor parameters; kp: the factorisation with most parameters <= P;
-    prune: P nonzeros; lmf: rank floor(P / (m + n)); hmd: about half of P as dense upper rows,
-    the rest as the rank that fits the lower rows.
+    Budget P = floor(m*n / ratio). dkp: factors given, or chosen for a Kronecker share of P
+    (``kp_share`` > 0, ``factor_shapes_for_share``), or by the minimal-parameter rule
+    (``choose_factor_shapes``), and an overlay annealed to P - factor parameters; kp: the
+    factorisation with most parameters <= P; kp_sum: as many Kronecker products of the rule's
+    shapes (or the given ones) as fit P; prune: P nonzeros; lmf: rank floor(P / (m + n)); hmd:
+    a ``hmd_split`` fraction of P as dense rows spread over the four gates, the rest as the rank
+    that fits the lower rows.
     """
     m, n = out_features, in_features
     if method not in METHODS:
@@ -176,12 +262,20 @@ def make_gate(method: str, in_features: int, out_features: int, ratio: float = 1
         return DenseGate(n, m, bias)
     budget = math.floor(m * n / ratio)
     if method == "dkp":
-        shapes = factor_shapes or choose_factor_shapes(m, n)
+        shapes = factor_shapes or (factor_shapes_for_share(m, n, ratio, kp_share) if kp_share > 0
+                                   else choose_factor_shapes(m, n))
         layer = DKPLinear(n, m, shapes, bias=bias, overlay=True, cmr=cmr, cmr_p=cmr_p)
         layer.target_nnz = overlay_budget(m, n, ratio, shapes)
         return layer
     if method == "kp":
         return DKPLinear(n, m, factor_shapes or largest_factor_shapes_within(m, n, budget), bias=bias, overlay=False)
+    if method == "kp_sum":
+        shapes = factor_shapes or choose_factor_shapes(m, n)
+        (m1, n1), (m2, n2) = shapes
+        terms = budget // (m1 * n1 + m2 * n2)
+        if terms < 1:
+            raise DopingError(f"ratio {ratio:g} leaves no room for one Kronecker product of {m1}x{n1} and {m2}x{n2}")
+        return KronSumLinear(n, m, shapes, terms, bias)
     if method == "prune":
         return PrunedLinear(n, m, budget, bias)
     if method == "lmf":
@@ -189,7 +283,9 @@ def make_gate(method: str, in_features: int, out_features: int, ratio: float = 1
         if rank < 1:
             raise DopingError(f"ratio {ratio:g} leaves no rank for a {m}x{n} low-rank factorisation")
         return LowRankLinear(n, m, rank, bias)
-    rows = min(m - 1, (budget // 2) // n)
+    if not 0.0 <= hmd_split < 1.0:
+        raise DopingError(f"hmd split must be in [0, 1), got {hmd_split}")
+    rows = min(m - 1, int(budget * hmd_split) // n)
     rank = (budget - rows * n) // (m - rows + n)
     if rank < 1:
         raise DopingError(f"ratio {ratio:g} leaves no rank for the lower rows of a {m}x{n} HMD")
