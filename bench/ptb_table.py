@@ -18,6 +18,7 @@ import argparse
 import fnmatch
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,6 +52,7 @@ CMR = {  # variant name: training options
     "dropout-fixed": ["--cmr", "dropout", "--cmr-p", CMR_P, "--cmr-schedule", "fixed"],
 }
 SHARES = ("rule", "0.25", "0.5", "0.75")
+MODELS = Path(__file__).resolve().parent.parent / "models"
 HMD_SPLITS = ("0.25", "0.5", "0.75")
 
 
@@ -161,6 +163,11 @@ def train_cmd(args, job_args: list, out: Path) -> list[str]:
 def run(args):
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
+    for h in args.hidden:  # a committed dense baseline (models/ptb-h<H>-dense) stands in for its run
+        seed, dense = MODELS / f"ptb-h{h}-dense", runs / f"h{h}" / "dense"
+        if not (dense / "final.json").is_file() and (seed / "final.json").is_file():
+            shutil.copytree(seed, dense, dirs_exist_ok=True)
+            shutil.copy(seed / "command.txt", runs / f"h{h}" / "dense.cmd")
     jobs = [j for h in args.hidden for j in plan(h, runs)]
     if args.only:
         jobs = [j for j in jobs if any(fnmatch.fnmatch(j.name, pat) for pat in args.only)]
@@ -230,7 +237,7 @@ def results(runs: Path, hidden: int) -> list[dict]:
             continue
         cfg = json.loads((runs / job.name / "config.json").read_text())
         cmd_file = runs / f"{job.name}.cmd"
-        command = cmd_file.read_text().strip() if cmd_file.is_file() else ""
+        command = cmd_file.read_text().strip().replace("-m doping.cli ", "doping ", 1) if cmd_file.is_file() else ""
         cmr = "none"
         if cfg["cmr"] != "none" and cfg["cmr_p"] > 0:
             cmr = f"{cfg['cmr']}-{cfg['cmr_schedule']}"
@@ -239,8 +246,7 @@ def results(runs: Path, hidden: int) -> list[dict]:
             "method": job.meta["method"], "ratio": cfg["ratio"], "seed": cfg["seed"], "cmr": cmr,
             "kp_share": final.get("kp_share"), "overlay_density": final.get("overlay_density"),
             "epochs": final["epochs"], "valid_ppl": final["valid_ppl"], "test_ppl": final["test_ppl"],
-            "param_ratio": acct["param_ratio"], "bit_ratio": acct["bit_ratio"], "command": "doping " +
-            command.split(" doping.cli ", 1)[-1] if command else "",
+            "param_ratio": acct["param_ratio"], "bit_ratio": acct["bit_ratio"], "command": command,
             "hidden": hidden, "run": job.name, "hmd_split": cfg["hmd_split"] if cfg["method"] == "hmd" else None,
             "factors": _factors(runs / job.name) if cfg["method"] in ("dkp", "kp", "kp_sum") else None,
             "test_ppl_without_overlay": final.get("test_ppl_without_overlay"), "cma_rise": final.get("cma_rise"),

@@ -42,19 +42,28 @@ def lint(verilog: Path) -> str:
     return out
 
 
-SYNTH_SCRIPT = ("read_verilog {v}; synth -top {top} -run begin:fine; opt -fast -full; techmap; opt -fast; "
-                "abc -fast; opt -fast; tee -q -o {out} stat -json")
+# Only fixed file names enter the script: yosys runs in a scratch folder holding a copy of the
+# design, so no user path is ever parsed as yosys commands.
+SYNTH_SCRIPT = ("read_verilog design.v; synth -top {top} -run begin:fine; opt -fast -full; techmap; opt -fast; "
+                "abc -fast; opt -fast; tee -q -o stat.json stat -json")
 
 
 def yosys_cells(verilog: Path, top: str, out_json: Path) -> dict:
     """Gate-level cell counts per module (memories left as ``$mem_v2`` macros), from Debian's yosys."""
+    import re
+    import tempfile
+
     exe = shutil.which("yosys")
     if exe is None:
         raise DopingError("yosys is not installed: run `sudo apt-get install -y yosys` (or `make setup` as root)")
-    r = subprocess.run([exe, "-q", "-p", SYNTH_SCRIPT.format(v=verilog, top=top, out=out_json)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise DopingError(f"yosys failed on {verilog}:\n{(r.stdout + r.stderr)[-3000:]}")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
+        raise DopingError(f"top module name {top!r} is not a Verilog identifier")
+    with tempfile.TemporaryDirectory(prefix="doping-yosys-") as tmp:
+        shutil.copyfile(verilog, Path(tmp) / "design.v")
+        r = subprocess.run([exe, "-q", "-p", SYNTH_SCRIPT.format(top=top)], capture_output=True, text=True, cwd=tmp)
+        if r.returncode != 0:
+            raise DopingError(f"yosys failed on {verilog}:\n{(r.stdout + r.stderr)[-3000:]}")
+        shutil.copyfile(Path(tmp) / "stat.json", out_json)
     stat = json.loads(out_json.read_text())
     return {name.lstrip("\\"): {"cells": mod["num_cells"],
                                 "by_type": {k: v for k, v in mod["num_cells_by_type"].items() if v}}

@@ -56,9 +56,20 @@ def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None =
     try:
         runner.build(**args)
     except (SystemExit, Exception) as e:  # cocotb raises SystemExit/CalledProcessError on tool failure
-        raise DopingError(f"{simulator} build failed (log: {d / 'build.log'}): {e}") from None
+        raise DopingError(f"{simulator} build failed: {_log_excerpt(d / 'build.log')} (whole log: "
+                          f"{d / 'build.log'}; {e})") from None
     done.write_text(json.dumps(man["config"]))
     return d
+
+
+def _log_excerpt(log: Path, lines: int = 3) -> str:
+    """The first error-looking lines of a tool log, joined on one line."""
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "no log"
+    hits = [ln.strip() for ln in text if any(w in ln for w in ("Error", "error", "FAIL", "watchdog"))]
+    return " | ".join((hits or [ln.strip() for ln in text if ln.strip()][-lines:])[:lines])[:600]
 
 
 def _runner(simulator: str):
@@ -83,6 +94,11 @@ def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator",
     Fails (DopingError) on a build or simulator failure; mismatches are reported, not raised."""
     from doping.pack import read_pack
 
+    for what, v in (("x_gap", x_gap), ("y_stall", y_stall), ("load_gap", load_gap)):
+        if not 0.0 <= v < 1.0:
+            raise DopingError(f"{what} must be a probability in [0, 1) (1 would stall forever), got {v}")
+    if vectors < 1:
+        raise DopingError(f"vectors must be at least 1, got {vectors}")
     for p in packs:
         pk = read_pack(p)
         cfg.check(pk.layer(layer))
@@ -107,7 +123,8 @@ def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator",
             pass  # under pytest a failing cocotb test raises SystemExit; the result file says why
         wall = time.perf_counter() - t0
         if not out.is_file():
-            raise DopingError(f"the {simulator} simulation produced no result; see {d / 'run.log'}")
+            raise DopingError(f"the {simulator} simulation produced no result: {_log_excerpt(d / 'run.log')} "
+                              f"(whole log: {d / 'run.log'})")
         result = json.loads(out.read_text())
     result.update(simulator=simulator, wall_seconds=wall, build=str(d))
     if waves:

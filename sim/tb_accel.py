@@ -16,7 +16,7 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge
+from cocotb.triggers import FallingEdge, SimTimeoutError, with_timeout
 
 from doping import golden
 from doping.config import AccelConfig
@@ -91,14 +91,34 @@ async def reset(dut, cycles=2):
     dut.rst.value = 0
 
 
+def watchdog_cycles(layer, cfg, vectors: int, job: dict) -> int:
+    """A bound no correct run exceeds: the cycle model's cycles per vector plus every load word,
+    stretched by the idle and stall probabilities (each < 1), times 4, plus slack."""
+    from doping.estimate.cycles import schedule
+
+    words = len(load_words(layer, cfg))
+    slow = max(job.get("x_gap", 0.0), job.get("y_stall", 0.0), job.get("load_gap", 0.0))
+    return int(4 * (words + vectors * (schedule(layer, cfg).cycles + layer.m)) / (1.0 - slow)) + 10_000
+
+
 async def run_vectors(dut, cfg, layer, xs, rng, job):
-    """Load ``layer``, stream ``xs``, return (outputs, cycles, phases)."""
-    await StreamDriver(dut, "load", rng, job.get("load_gap", 0.0)).send(load_payloads(layer, cfg))
-    x = StreamDriver(dut, "x", rng, job.get("x_gap", 0.0))
+    """Load ``layer``, stream ``xs``, return (outputs, cycles, phases). Fails the test when the run
+    outlasts ``watchdog_cycles`` (a hang), instead of simulating forever."""
+    limit = watchdog_cycles(layer, cfg, len(xs), job)
+
+    async def work():
+        await StreamDriver(dut, "load", rng, job.get("load_gap", 0.0)).send(load_payloads(layer, cfg))
+        x = StreamDriver(dut, "x", rng, job.get("x_gap", 0.0))
+        task = cocotb.start_soon(mon.collect(len(xs)))
+        await x.send([int(v) for v in np.asarray(xs).reshape(-1)])
+        await task
+
     mon = OutputMonitor(dut, rng, job.get("y_stall", 0.0), layer.m)
-    task = cocotb.start_soon(mon.collect(len(xs)))
-    await x.send([int(v) for v in np.asarray(xs).reshape(-1)])
-    await task
+    try:
+        await with_timeout(work(), limit * 10, "ns")  # 10 ns clock
+    except SimTimeoutError:
+        raise AssertionError(f"watchdog: no result after {limit} cycles (the cycle model allows far fewer); "
+                             f"{len(mon.values)} of {len(xs) * layer.m} outputs seen") from None
     return np.array(mon.values, dtype=np.int64).reshape(len(xs), layer.m), mon.cycles, mon.phases
 
 

@@ -49,12 +49,12 @@ BAD_PACKS = {
     "not a pack manifest": (dict(manifest=lambda m: m.update(format="zip")), "not a doping model pack"),
     "factor shapes inconsistent": (dict(manifest=_set_layer("shape", [48, 31])), "Kronecker product"),
     "factor array vs manifest": (dict(manifest=lambda m: m["layers"][0]["factors"].update(a=[2, 2])),
-                                 "factor A array has shape"),
+                                 "array 'a' has shape .* the manifest implies \\(2, 2\\)"),
     "missing array": (dict(drop=("layers/0/cols.npy",)), "array 'cols'"),
     "missing manifest field": (dict(manifest=lambda m: m["layers"][0].pop("order")), "'order' is missing"),
     "bad requant": (dict(manifest=lambda m: m["layers"][0]["quant"]["output_requant"].update(shift=99)),
                     "shift 99 outside"),
-    "nnz disagrees": (dict(manifest=lambda m: m["layers"][0]["overlay"].update(nnz=1)), "manifest says 1 overlay"),
+    "nnz disagrees": (dict(manifest=lambda m: m["layers"][0]["overlay"].update(nnz=1)), "array 'cols' has shape .* the manifest implies \\(1,\\)"),
     "no manifest": (dict(drop=("manifest.json",)), "no manifest.json"),
 }
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from doping.errors import DopingError
+from doping.fileio import check_output_dir
 
 
 def _factor_shapes(text: str | None):
@@ -29,11 +32,21 @@ def _load_int8_batch(path: str) -> np.ndarray:
     if not p.is_file():
         raise DopingError(f"input file {p} does not exist")
     try:
+        with open(p, "rb") as f:  # the header's claim is checked against the file before allocating
+            version = np.lib.format.read_magic(f)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(f))
+            body = p.stat().st_size - f.tell()
+        if dtype.hasobject or int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != body:
+            raise DopingError(f"input file {p}: its .npy header ({dtype}, shape {shape}) does not match its "
+                              f"{body} data bytes")
         x = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise DopingError(f"input file {p} is not a readable .npy array: {e}") from None
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
+        raise DopingError(f"input file {p} is not a readable .npy array: {str(e)[:200]}") from None
     if not isinstance(x, np.ndarray):
         raise DopingError(f"input file {p} holds an archive, expected one .npy array")
+    if x.size == 0:
+        raise DopingError(f"input file {p} holds an empty batch")
     return x
 
 
@@ -345,8 +358,15 @@ def _add_train_parser(sub) -> None:
     t.set_defaults(func=cmd_train)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block): ``doping sim: error: ...``, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="doping", description="Doped Kronecker compression, from training to silicon numbers.")
+    p = _Parser(prog="doping", description="Doped Kronecker compression, from training to silicon numbers.")
     p.add_argument("--version", action="version", version=f"doping {__import__('doping').__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -355,8 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = pks.add_parser("synth", help="make a random doped layer meeting a compression ratio",
                        description="Make a valid random doped layer whose parameter count meets RATIO.")
     s.add_argument("--shape", required=True, help="layer shape MxN, e.g. 2600x1300")
-    s.add_argument("--ratio", required=True, type=float, help="parameter compression ratio, e.g. 25")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--ratio", required=True, type=ratio_float, help="parameter compression ratio, e.g. 25")
+    s.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     s.add_argument("--factors", help="explicit factor shapes 'M1xN1,M2xN2' (default: the documented rule)")
     s.add_argument("--order", choices=["AX", "XB"], help="GEMM association order (default: fewer MACs)")
     s.add_argument("--name", default="synth", help="layer name (default synth)")
@@ -382,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "test perplexity in float and through the golden model's integer arithmetic.")
     e.add_argument("run", help="run folder written by `doping train`")
     e.add_argument("--out", required=True, help="pack file to write")
-    e.add_argument("--calib-vectors", type=int, default=4096, help="gate input vectors for calibration (default 4096)")
+    e.add_argument("--calib-vectors", type=positive_int, default=4096, help="gate input vectors for calibration (default 4096)")
     e.add_argument("--no-eval", action="store_true", help="skip the test-set perplexity evaluation")
     e.set_defaults(func=cmd_export)
 
@@ -406,10 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--pack", required=True, help="model pack")
     sm.add_argument("--config", help="preset (default, minimal, large) or a .json/.toml config file")
     sm.add_argument("--sim", choices=["verilator", "icarus"], default="verilator", help="simulator (default verilator)")
-    sm.add_argument("--vectors", type=int, default=10, help="random int8 input vectors (default 10)")
-    sm.add_argument("--seed", type=int, default=0)
-    sm.add_argument("--x-gap", type=float, default=0.0, help="probability of an idle cycle on the x stream")
-    sm.add_argument("--y-stall", type=float, default=0.0, help="probability of y.ready low in a cycle")
+    sm.add_argument("--vectors", type=positive_int, default=10, help="random int8 input vectors (default 10)")
+    sm.add_argument("--seed", type=seed_int, default=0)
+    sm.add_argument("--x-gap", type=probability, default=0.0, help="probability of an idle cycle on the x stream, "
+                                                                    "in [0, 1)")
+    sm.add_argument("--y-stall", type=probability, default=0.0, help="probability of y.ready low in a cycle, in [0, 1)")
     sm.add_argument("--layer", help="layer name (default: the first)")
     sm.add_argument("--json", action="store_true", help="print JSON: vectors, mismatches, cycles_per_vector, "
                                                         "phase_cycles, simulator")
@@ -420,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "lmf) on the same 45 nm tables.")
     es.add_argument("pack", nargs="?", help="model pack (all its layers, one after another)")
     es.add_argument("--layer", help="layer shape MxN (instead of a pack)")
-    es.add_argument("--ratio", type=float, help="compression ratio (with --layer)")
+    es.add_argument("--ratio", type=ratio_float, help="compression ratio (with --layer)")
     es.add_argument("--method", default="dkp", help="dkp, kp, dense, prune or lmf (default dkp)")
     es.add_argument("--config", help="preset or config file (with --layer, buffers grow to fit)")
     es.add_argument("--json", action="store_true", help="JSON with keys cycles, sram_bits, energy_pj, area_mm2, "
@@ -438,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Design-space exploration over array sizes and lane counts.")
     ds.add_argument("pack")
     ds.add_argument("--layer", help="layer name (default: the first)")
-    ds.add_argument("--latency-us", type=float, help="latency bound for the smallest-area design")
+    ds.add_argument("--latency-us", type=finite_float, help="latency bound for the smallest-area design")
     ds.add_argument("--config", help="base preset or config file")
     ds.add_argument("-o", "--output", default="build/dse", help="output folder")
     ds.set_defaults(func=cmd_dse)
@@ -450,9 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = fl.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="training run folder to export")
     src.add_argument("--pack", help="model pack to use as is")
-    fl.add_argument("--ratio", type=float, help="compression ratio when the flow trains (default 4)")
+    fl.add_argument("--ratio", type=ratio_float, help="compression ratio when the flow trains (default 4)")
     fl.add_argument("--config", help="accelerator preset or config file (default: sized to the pack)")
-    fl.add_argument("--vectors", type=int, default=20, help="random vectors per layer in simulation (default 20)")
+    fl.add_argument("--vectors", type=positive_int, default=20, help="random vectors per layer in simulation (default 20)")
     fl.add_argument("-o", "--output", default="build/flow", help="output folder (default build/flow)")
     fl.set_defaults(func=cmd_flow)
 
@@ -460,26 +481,142 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Synthesise a doped layer, write its pack, run the golden model, print a summary.")
     d.add_argument("-o", "--out", default="build/demo", help="output folder (default build/demo)")
     d.add_argument("--shape", default="2600x1300", help="layer shape (default 2600x1300, the PTB-medium gate matrix)")
-    d.add_argument("--ratio", type=float, default=25.0, help="compression ratio (default 25)")
-    d.add_argument("--vectors", type=int, default=20, help="batch of input vectors (default 20)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--ratio", type=ratio_float, default=25.0, help="compression ratio (default 25)")
+    d.add_argument("--vectors", type=positive_int, default=20, help="batch of input vectors (default 20)")
+    d.add_argument("--seed", type=seed_int, default=0)
     d.set_defaults(func=cmd_demo)
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``finally`` and atomic write cleans up."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        for name in ("output", "out"):
+            value = getattr(args, name, None)
+            if isinstance(value, str) and not value.strip():
+                raise DopingError(f"the --{name} path is empty")
+            if value is not None and name in OUTPUT_FOLDERS.get(args.command, ()):
+                check_output_dir(value)
         return args.func(args)
     except DopingError as e:
-        print(f"doping: error: {e}", file=sys.stderr)
+        print(f"doping: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
+    except OSError as e:  # read-only folder, disk full, a path that is not what it should be
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"doping: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("doping: error: out of memory", file=sys.stderr)
+        return 2
+    except Terminated:
+        kill_descendants()
+        print("doping: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
+        kill_descendants()
         print("doping: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def kill_descendants() -> None:
+    """SIGTERM every process below this one (a simulator build's make and compilers): a stopped
+    doping leaves no orphans. Linux /proc; elsewhere nothing to do."""
+    import os
+    import signal
+
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(d.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    todo, seen = list(children.get(os.getpid(), [])), []
+    while todo:
+        pid = todo.pop()
+        seen.append(pid)
+        todo += children.get(pid, [])
+    for pid in seen:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+def _one_line(text: str) -> str:
+    """Messages are one line: a multi-line tool log is cut to its first lines, joined."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " | ".join(lines[:6])[:2000] if lines else text
+
+
+#: commands whose -o/--output/--out is a folder (the others write one file)
+OUTPUT_FOLDERS = {"rtl": ("output",), "synth": ("output",), "sweep": ("output",), "dse": ("output",),
+                  "flow": ("output",), "demo": ("out",), "train": ("out",)}
+
+
+def positive_int(text: str) -> int:
+    v = _int_arg(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def seed_int(text: str) -> int:
+    v = _int_arg(text)
+    if not 0 <= v < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..2^32-1, got {text!r}")
+    return v
+
+
+def _int_arg(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def probability(text: str) -> float:
+    """A per-cycle probability in [0, 1): 1 would stall a stream forever."""
+    v = finite_float(text)
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1), got {text!r}")
+    return v
+
+
+def finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def ratio_float(text: str) -> float:
+    v = finite_float(text)
+    if v < 1.0:
+        raise argparse.ArgumentTypeError(f"compression ratio must be >= 1, got {text!r}")
+    return v
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ def bits_for(count: int) -> int:
     return max(1, math.ceil(math.log2(max(count, 2))))
 
 
+MAX_CAPACITY = 1 << 24  # largest value any integer config field may take
+
+
 @dataclass(frozen=True)
 class AccelConfig:
     """Parameters of one generated accelerator.
@@ -52,8 +55,13 @@ class AccelConfig:
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or v <= 0:
-                raise DopingError(f"accelerator config: {f.name} must be a positive number, got {v!r}")
+            if f.name == "clock_mhz":
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 1e5:
+                    raise DopingError(f"accelerator config: clock_mhz must be a finite number in (0, 100000], "
+                                      f"got {v!r:.60}")
+            elif isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= MAX_CAPACITY:
+                raise DopingError(f"accelerator config: {f.name} must be an integer in 1..{MAX_CAPACITY}, "
+                                  f"got {v!r:.60}")
         if self.rows > 64 or self.cols > 64:
             raise DopingError(f"accelerator config: a {self.rows}x{self.cols} array is larger than the 64x64 supported")
         if self.lanes > 64:
@@ -84,32 +92,42 @@ class AccelConfig:
     def sram_bits(self) -> dict[str, int]:
         return {k: v["banks"] * v["depth"] * v["width"] for k, v in self.memories.items()}
 
-    def check(self, layer) -> None:
-        """Raise DopingError naming everything of ``layer`` that does not fit this config."""
+    def shortfalls(self, layer) -> list[tuple[str, int, int, str]]:
+        """Everything of ``layer`` that does not fit: (what, needed, available, config field that
+        would have to grow)."""
         from doping.hw.loader import lane_entries
 
         (m1, n1), (m2, n2) = layer.factor_shapes
         inter = m1 * n2 if layer.order == "AX" else n1 * m2
-        problems = []
-        for what, need, have in (
-            ("outputs m", layer.m, self.max_m), ("inputs n", layer.n, self.max_n),
-            ("factor A entries", m1 * n1, self.max_factor), ("factor B entries", m2 * n2, self.max_factor),
-            ("intermediate entries", inter, self.max_intermediate),
-            ("overlay entries (nonzeros + empty rows)", sum(len(e) for e in lane_entries(layer, self.lanes)),
-             self.max_nnz),
+        entries = lane_entries(layer, self.lanes)
+        out = []
+        for what, need, have, field in (
+            ("outputs m", layer.m, self.max_m, "max_m"), ("inputs n", layer.n, self.max_n, "max_n"),
+            ("factor A entries", m1 * n1, self.max_factor, "max_factor"),
+            ("factor B entries", m2 * n2, self.max_factor, "max_factor"),
+            ("intermediate entries", inter, self.max_intermediate, "max_intermediate"),
+            ("overlay entries (nonzeros + empty rows)", sum(len(e) for e in entries), self.max_nnz, "max_nnz"),
         ):
             if need > have:
-                problems.append(f"{what} {need} > {have}")
+                out.append((what, need, have, field))
         # per-bank depth limits, with the tiling of each matrix across banks
         mem = self.memories
-        per_lane = max(len(e) + 1 for e in lane_entries(layer, self.lanes))
-        for name, need in (("a", ceil_div(m1, self.rows) * n1), ("b", ceil_div(m2, self.cols) * n2),
-                           ("act_p", ceil_div(m1 if layer.order == "AX" else n1, self.rows) * n2),
-                           ("act_q", ceil_div(n2 if layer.order == "AX" else m2, self.cols) * n1),
-                           ("kbuf", m1 * ceil_div(m2, self.cols)), ("overlay", per_lane),
-                           ("ov_acc", ceil_div(layer.m, self.lanes))):
+        per_lane = max(len(e) + 1 for e in entries)
+        for name, need, field in (("a", ceil_div(m1, self.rows) * n1, "max_factor"),
+                                  ("b", ceil_div(m2, self.cols) * n2, "max_factor"),
+                                  ("act_p", ceil_div(m1 if layer.order == "AX" else n1, self.rows) * n2,
+                                   "max_intermediate"),
+                                  ("act_q", ceil_div(n2 if layer.order == "AX" else m2, self.cols) * n1,
+                                   "max_intermediate"),
+                                  ("kbuf", m1 * ceil_div(m2, self.cols), "max_m"), ("overlay", per_lane, "max_nnz"),
+                                  ("ov_acc", ceil_div(layer.m, self.lanes), "max_m")):
             if need > mem[name]["depth"]:
-                problems.append(f"{name} bank needs depth {need} > {mem[name]['depth']}")
+                out.append((f"{name} bank depth", need, mem[name]["depth"], field))
+        return out
+
+    def check(self, layer) -> None:
+        """Raise DopingError naming everything of ``layer`` that does not fit this config."""
+        problems = [f"{what} {need} > {have}" for what, need, have, _ in self.shortfalls(layer)]
         if problems:
             raise DopingError(f"layer {layer.name!r} ({layer.m}x{layer.n}) does not fit the accelerator config: "
                               + "; ".join(problems))
@@ -130,6 +148,10 @@ PRESETS = {
 }
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a finite number")
+
+
 def load_config(spec: str | None) -> AccelConfig:
     """A preset name, or a .json/.toml file of AccelConfig fields; None is the default."""
     if spec is None:
@@ -140,9 +162,18 @@ def load_config(spec: str | None) -> AccelConfig:
     if not p.is_file():
         raise DopingError(f"accelerator config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
     try:
-        data = tomllib.loads(p.read_text()) if p.suffix == ".toml" else json.loads(p.read_text())
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        if p.stat().st_size > 1 << 20:
+            raise DopingError(f"accelerator config {p} is larger than 1 MiB")
+        text = p.read_text()
+        data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError) as e:
         raise DopingError(f"accelerator config {p} is not valid {p.suffix[1:] or 'JSON'}: {e}") from None
+    except RecursionError:
+        raise DopingError(f"accelerator config {p} is nested too deeply") from None
+    except OSError as e:
+        raise DopingError(f"cannot read accelerator config {p}: {e.strerror or e}") from None
+    if not isinstance(data, dict):
+        raise DopingError(f"accelerator config {p} must be an object of fields, got {type(data).__name__}")
     names = {f.name for f in fields(AccelConfig)}
     unknown = set(data) - names
     if unknown:

@@ -10,9 +10,32 @@ from pathlib import Path
 from doping.errors import DopingError
 
 
+def check_output_file(path) -> None:
+    """An output file may be new or an existing regular file; never a folder, a device or a pipe."""
+    if not str(path).strip():
+        raise DopingError("the output path is empty")
+    p = Path(path)
+    if p.is_symlink() or p.exists():
+        if p.is_dir():
+            raise DopingError(f"output {p} is a folder; give a file path")
+        if not p.is_file():
+            raise DopingError(f"output {p} exists and is not a regular file; refusing to replace it")
+
+
+def check_output_dir(path) -> Path:
+    """An output folder may be new or an existing folder."""
+    if not str(path).strip():
+        raise DopingError("the output folder path is empty")
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise DopingError(f"output {p} exists and is not a folder")
+    return p
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it."""
+    check_output_file(path)
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     try:

@@ -5,11 +5,13 @@ skipped when they are unchanged and its outputs exist."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
 import time
 from dataclasses import replace
+from html import escape
 from pathlib import Path
 
 from doping.config import AccelConfig, load_config
@@ -41,14 +43,21 @@ class Stages:
     def run(self, name: str, fingerprint: str, outputs: list[Path], fn):
         stamp = self.dir / f"{name}.json"
         if stamp.is_file() and all(p.exists() for p in outputs):
-            saved = json.loads(stamp.read_text())
-            if saved["fingerprint"] == fingerprint:
+            try:
+                saved = json.loads(stamp.read_text())
+                fresh = isinstance(saved, dict) and saved.get("fingerprint") == fingerprint and "result" in saved
+            except (ValueError, UnicodeDecodeError, OSError):
+                fresh = False  # a truncated or foreign record: the stage simply runs again
+            if fresh:
                 self.log(f"[{name}] unchanged, reused")
                 return saved["result"]
         t0 = time.time()
         self.log(f"[{name}] running ...")
         result = fn()
-        stamp.write_text(json.dumps({"fingerprint": fingerprint, "result": result}, default=str))
+        from doping.fileio import atomic_path
+
+        with atomic_path(stamp) as tmp:
+            tmp.write_text(json.dumps({"fingerprint": fingerprint, "result": result}, default=str))
         self.log(f"[{name}] done in {time.time() - t0:.1f} s")
         return result
 
@@ -64,25 +73,38 @@ def fit_all(base: AccelConfig, layers) -> AccelConfig:
 def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None, ratio: float | None = None,
          config: str | None = None, vectors: int = 20, log=print) -> dict:
     out = Path(out)
+    if checkpoint and pack:
+        raise DopingError("give --checkpoint or --pack, not both")
+    from doping.pack import read_pack
+
+    # inputs are validated before anything is created under OUT
+    if pack:
+        read_pack(pack)
+        if ratio is not None:
+            raise DopingError("--ratio applies when the flow trains or exports a model, not to a given --pack")
+    elif checkpoint:
+        from doping.train import load_run_model
+
+        load_run_model(checkpoint)
+    if config:
+        load_config(config)
+    existed = out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as e:
+        if not existed:
+            with contextlib.suppress(OSError):
+                out.rmdir()
         raise DopingError(f"output folder {out} is not writable ({e.strerror}); pick another with -o") from None
-    if checkpoint and pack:
-        raise DopingError("give --checkpoint or --pack, not both")
     st = Stages(out, log)
-    from doping.pack import read_pack
 
     # 1-2. model and pack
     train_info = None
     if pack:
         pack_path = Path(pack)
-        read_pack(pack_path)  # validate early
-        if ratio is not None:
-            raise DopingError("--ratio applies when the flow trains or exports a model, not to a given --pack")
     else:
         run_dir = Path(checkpoint) if checkpoint else out / "run"
         if not checkpoint:
@@ -246,6 +268,13 @@ def _plots(r: dict) -> dict[str, bytes]:
     return out
 
 
+def md_escape(text: str) -> str:
+    """Text safe inside a markdown table cell or paragraph: HTML-escaped (markdown renderers pass raw
+    HTML through), with the markdown metacharacters backslash-escaped and newlines flattened."""
+    text = escape(str(text)).replace("\n", " ").replace("\r", " ")
+    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>" else ch for ch in text)
+
+
 def write_report(out: Path, r: dict) -> None:
     from doping.fileio import atomic_path
 
@@ -255,11 +284,11 @@ def write_report(out: Path, r: dict) -> None:
           "| layer | shape | cycles | RECV | G1 | G2 | SEND | energy nJ |", "|---|---|---|---|---|---|---|---|"]
     for l in r["layers"]:
         ph = l["phase_cycles"]
-        md.append(f"| {l['name']} | {l['shape'][0]}×{l['shape'][1]} | {l['cycles']} | {ph['RECV']} | {ph['G1']} | "
+        md.append(f"| {md_escape(l['name'])} | {l['shape'][0]}×{l['shape'][1]} | {l['cycles']} | {ph['RECV']} | {ph['G1']} | "
                   f"{ph['G2']} | {ph['SEND']} | {l['energy_pj'] / 1e3:.2f} |")
     md += ["", "## SRAM (bits per memory)", "", "| memory | bits |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in r["sram_bits"].items()]
-    md += ["", f"Accelerator config: `{json.dumps(r['config'])}`", f"Pack: `{r['pack']}`"]
+    md += ["", f"Accelerator config: {md_escape(json.dumps(r['config']))}", f"Pack: {md_escape(str(r['pack']))}"]
     for name in plots:
         (out / f"{name}.png").write_bytes(plots[name])
         md.append(f"\n![{name}]({name}.png)")
@@ -267,14 +296,14 @@ def write_report(out: Path, r: dict) -> None:
         tmp.write_text("\n".join(md) + "\n")
     imgs = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,{base64.b64encode(v).decode()}">'
                    f"<figcaption>{k}</figcaption></figure>" for k, v in plots.items())
-    rows = "".join(f"<tr><td>{l['name']}</td><td>{l['shape'][0]}×{l['shape'][1]}</td><td>{l['cycles']}</td>"
+    rows = "".join(f"<tr><td>{escape(str(l['name']))}</td><td>{l['shape'][0]}×{l['shape'][1]}</td><td>{l['cycles']}</td>"
                    f"<td>{l['energy_pj'] / 1e3:.2f}</td></tr>" for l in r["layers"])
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>doping flow report</title>
 <style>body{{font-family:sans-serif;max-width:56em;margin:2em auto;color:#222}}pre{{background:#f4f4f4;padding:1em}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:.3em .6em}}img{{max-width:100%}}</style></head>
-<body><h1>doping flow report</h1><pre>{chr(10).join(lines)}</pre>
+<body><h1>doping flow report</h1><pre>{escape(chr(10).join(lines))}</pre>
 <h2>Per layer</h2><table><tr><th>layer</th><th>shape</th><th>cycles</th><th>energy nJ</th></tr>{rows}</table>
-<h2>Plots</h2>{imgs}<p>Accelerator config: <code>{json.dumps(r['config'])}</code></p></body></html>
+<h2>Plots</h2>{imgs}<p>Accelerator config: <code>{escape(json.dumps(r['config']))}</code></p></body></html>
 """
     with atomic_path(out / "report.html") as tmp:
         tmp.write_text(html)

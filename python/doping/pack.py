@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,15 @@ SUPPORTED_VERSIONS = (1,)
 ARRAYS = ("a", "b", "rowptr", "cols", "vals")
 _DTYPES = {"a": np.int8, "b": np.int8, "vals": np.int8, "rowptr": np.int64, "cols": np.int64}
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+# Limits that are part of the format (docs/pack-format.md, "Limits"): checked against the manifest
+# and each member's declared sizes before anything is read or allocated.
+MAX_DIM = 65536  # m, n and every factor dimension
+MAX_ELEMENTS = 1 << 26  # entries of any one array (and overlay nonzeros)
+MAX_TOTAL_BYTES = 1 << 30  # all arrays of a pack, uncompressed
+MAX_MANIFEST_BYTES = 1 << 22
+MAX_LAYERS = 4096
+_NPY_HEADER_MAX = 4096  # bytes of .npy magic + header the reader accepts
 
 
 @dataclass
@@ -126,15 +136,24 @@ def read_manifest(path) -> tuple[dict, zipfile.ZipFile]:
         raise PackError(f"pack {path} is a directory, expected a pack file")
     try:
         zf = zipfile.ZipFile(path)
-        raw = zf.read("manifest.json")
+        info = zf.getinfo("manifest.json")
+        if info.file_size > MAX_MANIFEST_BYTES:
+            raise PackError(f"{path}: manifest.json declares {info.file_size} bytes, more than the "
+                            f"{MAX_MANIFEST_BYTES} allowed")
+        with zf.open(info) as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise PackError(f"{path}: manifest.json is larger than the {MAX_MANIFEST_BYTES} bytes allowed")
     except KeyError:
         raise PackError(f"{path} is not a doping model pack: it has no manifest.json") from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as e:
         raise PackError(f"{path} is not a doping model pack (truncated or not a ZIP archive: {e})") from None
     try:
-        manifest = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        manifest = json.loads(raw, parse_constant=_no_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
         raise PackError(f"{path}: manifest.json is not valid JSON ({e})") from None
+    except RecursionError:
+        raise PackError(f"{path}: manifest.json is nested too deeply") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise PackError(f"{path} is not a doping model pack (manifest format is not {FORMAT!r})")
     version = manifest.get("version")
@@ -146,6 +165,32 @@ def read_manifest(path) -> tuple[dict, zipfile.ZipFile]:
     return manifest, zf
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a pack may hold")
+
+
+def _int(value, what: str, where: str, lo: int = 0, hi: int = MAX_ELEMENTS) -> int:
+    """A manifest integer: a JSON integer (not a float, not a boolean) within [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PackError(f"{where}: {what} must be an integer, got {value!r:.60}")
+    if not lo <= value <= hi:
+        raise PackError(f"{where}: {what} {value} is outside {lo}..{hi}")
+    return value
+
+
+def _real(value, what: str, where: str) -> float:
+    """A manifest scale: a finite positive JSON number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise PackError(f"{where}: {what} must be a finite positive number, got {value!r:.60}")
+    return float(value)
+
+
+def _pair(value, what: str, where: str) -> tuple[int, int]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise PackError(f"{where}: {what} must be a pair [rows, cols], got {value!r:.60}")
+    return tuple(_int(v, what, where, 1, MAX_DIM) for v in value)
+
+
 def _field(obj: dict, key: str, where: str):
     if not isinstance(obj, dict) or key not in obj:
         raise PackError(f"{where}: manifest entry {key!r} is missing")
@@ -154,71 +199,127 @@ def _field(obj: dict, key: str, where: str):
 
 def _requant(obj: dict, key: str, where: str) -> Requant:
     d = _field(obj, key, where)
-    try:
-        return Requant(int(_field(d, "multiplier", f"{where} {key}")), int(_field(d, "shift", f"{where} {key}")))
-    except (ValueError, TypeError) as e:
-        raise PackError(f"{where}: {key}: {e}") from None
+    w = f"{where} {key}"
+    # types here; the ranges of numerics.md are Requant.validate's
+    return Requant(_int(_field(d, "multiplier", w), "multiplier", w, -(1 << 62), 1 << 62),
+                   _int(_field(d, "shift", w), "shift", w, -(1 << 62), 1 << 62))
 
 
-def _load_array(zf: zipfile.ZipFile, member: str, where: str, key: str) -> np.ndarray:
+def _load_array(zf: zipfile.ZipFile, member: str, where: str, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """One .npy member, checked before it is read: its declared size in the archive, then its
+    header's dtype and shape against what the manifest implies (``shape``); the body is read with
+    a bound, so a member that inflates past its size is refused, not decompressed."""
+    dtype = np.dtype(_DTYPES[key])
+    body = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     try:
-        raw = zf.read(member)
+        info = zf.getinfo(member)
     except KeyError:
         raise PackError(f"{where}: array {key!r} ({member}) is missing from the pack") from None
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
-        raise PackError(f"{where}: array {key!r} ({member}) is corrupt: {e}") from None
+    if info.file_size > body + _NPY_HEADER_MAX:
+        raise PackError(f"{where}: array {key!r} ({member}) declares {info.file_size} bytes; a {dtype} array of "
+                        f"shape {shape} needs {body} plus its header")
     try:
-        arr = np.load(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, EOFError, OSError) as e:
-        raise PackError(f"{where}: array {key!r} ({member}) is not a readable .npy array: {e}") from None
-    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.integer):
-        raise PackError(f"{where}: array {key!r} has dtype {getattr(arr, 'dtype', '?')}, expected integers")
-    return arr
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                header = np.lib.format.read_array_header_1_0(f, max_header_size=_NPY_HEADER_MAX)
+            elif version in ((2, 0), (3, 0)):
+                header = np.lib.format.read_array_header_2_0(f, max_header_size=_NPY_HEADER_MAX)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            got_shape, fortran, got_dtype = header
+            if got_dtype.hasobject or not np.issubdtype(got_dtype, np.integer):
+                raise PackError(f"{where}: array {key!r} has dtype {got_dtype}, expected integers")
+            if tuple(got_shape) != tuple(shape):
+                raise PackError(f"{where}: array {key!r} has shape {tuple(got_shape)}, the manifest implies {shape}")
+            size = int(np.prod(got_shape, dtype=np.int64)) * got_dtype.itemsize
+            raw = f.read(size + 1)
+    except PackError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, RuntimeError, SyntaxError,
+            TypeError) as e:
+        raise PackError(f"{where}: array {key!r} ({member}) is not a readable .npy array: {str(e)[:200]}") from None
+    if len(raw) != size:
+        raise PackError(f"{where}: array {key!r} ({member}) holds {len(raw)} data bytes, its header says {size}")
+    arr = np.frombuffer(raw, dtype=got_dtype)
+    return arr.reshape(got_shape, order="F" if fortran else "C")
+
+
+def _layer_geometry(entry: dict, where: str) -> dict:
+    """Shapes of a layer's arrays from its manifest entry, every number type- and range-checked."""
+    m, n = _pair(_field(entry, "shape", where), "shape", where)
+    factors = _field(entry, "factors", where)
+    a = _pair(_field(factors, "a", where), "factor A shape", where)
+    b = _pair(_field(factors, "b", where), "factor B shape", where)
+    nnz = _int(_field(_field(entry, "overlay", where), "nnz", where), "overlay nnz", where)
+    for what, count in (("factor A", a[0] * a[1]), ("factor B", b[0] * b[1]), ("row pointers", m + 1)):
+        if count > MAX_ELEMENTS:
+            raise PackError(f"{where}: {what} would hold {count} entries, more than the {MAX_ELEMENTS} allowed")
+    return {"m": m, "n": n, "a": a, "b": b, "rowptr": (m + 1,), "cols": (nnz,), "vals": (nnz,), "nnz": nnz}
 
 
 def read_pack(path) -> Pack:
     """Read and validate a pack. Raises PackError naming the first problem found."""
     manifest, zf = read_manifest(path)
     with zf:
-        entries = _field(manifest, "layers", str(path))
-        if not isinstance(entries, list) or not entries:
-            raise PackError(f"{path}: manifest lists no layers")
-        layers = []
-        for i, entry in enumerate(entries):
-            where = f"{path}: layer {i}"
-            name = str(_field(entry, "name", where))
-            where = f"{path}: layer {i} ({name})"
-            shape = _field(entry, "shape", where)
-            factors = _field(entry, "factors", where)
-            quant = _field(entry, "quant", where)
-            arrays = _field(entry, "arrays", where)
-            data = {k: _load_array(zf, str(_field(arrays, k, where)), where, k) for k in ARRAYS}
-            for k in ("a", "b"):
-                want = tuple(_field(factors, k, where))
-                if data[k].shape != want:
-                    raise PackError(f"{where}: factor {k.upper()} array has shape {data[k].shape}, manifest says {want}")
-            try:
-                layer = QuantLayer(
-                    name=name, shape=tuple(int(s) for s in shape), a=data["a"], b=data["b"],
-                    rowptr=data["rowptr"].astype(np.int64), cols=data["cols"].astype(np.int64), vals=data["vals"],
-                    order=_field(entry, "order", where), x_scale=float(_field(quant, "x_scale", where)),
-                    a_scale=float(_field(quant, "a_scale", where)), b_scale=float(_field(quant, "b_scale", where)),
-                    t_rq=_requant(quant, "intermediate_requant", where), ov_rq=_requant(quant, "overlay_requant", where),
-                    y_rq=_requant(quant, "output_requant", where), meta=dict(entry.get("meta") or {}),
-                )
-            except (TypeError, ValueError) as e:
-                raise PackError(f"{where}: malformed manifest entry ({e})") from None
-            try:
-                layer.validate()
-            except PackError as e:
-                raise PackError(f"{path}: {e}") from None
-            nnz = _field(_field(entry, "overlay", where), "nnz", where)
-            if nnz != layer.nnz:
-                raise PackError(f"{where}: manifest says {nnz} overlay nonzeros, the arrays hold {layer.nnz}")
-            for k in ("a", "b", "vals"):
-                setattr(layer, k, getattr(layer, k).astype(np.int8))
-            layers.append(layer)
-        return Pack(layers=layers, provenance=dict(manifest.get("provenance") or {}), version=manifest["version"])
+        try:
+            return _read_layers(path, manifest, zf)
+        except PackError:
+            raise
+        except (TypeError, ValueError, OverflowError, AttributeError, KeyError, IndexError, RecursionError) as e:
+            # anything the checks above did not anticipate is still one line, never a traceback
+            raise PackError(f"{path}: malformed pack ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _read_layers(path, manifest: dict, zf: zipfile.ZipFile) -> Pack:
+    entries = _field(manifest, "layers", str(path))
+    if not isinstance(entries, list) or not entries:
+        raise PackError(f"{path}: manifest lists no layers")
+    if len(entries) > MAX_LAYERS:
+        raise PackError(f"{path}: manifest lists {len(entries)} layers, more than the {MAX_LAYERS} allowed")
+    provenance = manifest.get("provenance") or {}
+    if not isinstance(provenance, dict):
+        raise PackError(f"{path}: manifest provenance must be an object")
+    layers, names, total = [], set(), 0
+    for i, entry in enumerate(entries):
+        where = f"{path}: layer {i}"
+        name = _field(entry, "name", where)
+        if not isinstance(name, str) or not name or len(name) > 200:
+            raise PackError(f"{where}: layer name must be a non-empty string of at most 200 characters")
+        if name in names:
+            raise PackError(f"{where}: duplicate layer name {name!r}")
+        names.add(name)
+        where = f"{path}: layer {i} ({name})"
+        geo = _layer_geometry(entry, where)
+        total += sum(int(np.prod(geo[k])) * np.dtype(_DTYPES[k]).itemsize for k in ARRAYS)
+        if total > MAX_TOTAL_BYTES:
+            raise PackError(f"{path}: the arrays would take more than the {MAX_TOTAL_BYTES} bytes a pack may hold")
+        quant = _field(entry, "quant", where)
+        arrays = _field(entry, "arrays", where)
+        if not isinstance(arrays, dict):
+            raise PackError(f"{where}: manifest entry 'arrays' must be an object")
+        data = {k: _load_array(zf, str(_field(arrays, k, where)), where, k, geo[k]) for k in ARRAYS}
+        order = _field(entry, "order", where)
+        meta = entry.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise PackError(f"{where}: layer meta must be an object")
+        layer = QuantLayer(
+            name=name, shape=(geo["m"], geo["n"]), a=data["a"], b=data["b"],
+            rowptr=data["rowptr"].astype(np.int64), cols=data["cols"].astype(np.int64), vals=data["vals"],
+            order=order, x_scale=_real(_field(quant, "x_scale", where), "x_scale", where),
+            a_scale=_real(_field(quant, "a_scale", where), "a_scale", where),
+            b_scale=_real(_field(quant, "b_scale", where), "b_scale", where),
+            t_rq=_requant(quant, "intermediate_requant", where), ov_rq=_requant(quant, "overlay_requant", where),
+            y_rq=_requant(quant, "output_requant", where), meta=dict(meta),
+        )
+        try:
+            layer.validate()
+        except PackError as e:
+            raise PackError(f"{path}: {e}") from None
+        for k in ("a", "b", "vals"):
+            setattr(layer, k, getattr(layer, k).astype(np.int8))
+        layers.append(layer)
+    return Pack(layers=layers, provenance=dict(provenance), version=manifest["version"])
 
 
 def summary(pack: Pack) -> dict:

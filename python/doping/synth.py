@@ -15,9 +15,12 @@ import numpy as np
 from doping.compression import choose_factor_shapes, overlay_budget
 from doping.errors import DopingError
 from doping.golden import QuantLayer
+from doping.pack import MAX_DIM
 from doping.quantize import quantise_layer
 
 CALIBRATION_VECTORS = 64
+# sampling distinct overlay positions takes 8*m*n bytes for a while: checked before it starts
+MAX_SYNTH_ELEMENTS = 1 << 27
 
 
 def parse_shape(text: str) -> tuple[int, int]:
@@ -47,6 +50,9 @@ def synth_layer(
 ) -> QuantLayer:
     """A random doped layer whose parameter count meets compression ``ratio``."""
     m, n = shape
+    if max(m, n) > MAX_DIM or m * n > MAX_SYNTH_ELEMENTS:
+        raise DopingError(f"a synthetic {m}x{n} layer is larger than this tool makes (each side <= {MAX_DIM}, "
+                          f"m*n <= {MAX_SYNTH_ELEMENTS}); nothing was allocated")
     if factor_shapes is None:
         factor_shapes = choose_factor_shapes(m, n)
     (m1, n1), (m2, n2) = factor_shapes

@@ -74,7 +74,15 @@ class TrainConfig:
         unknown = set(d) - names
         if unknown:
             raise DopingError(f"unknown training options: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        cfg = cls(**d)
+        for f in fields(cls):  # JSON types must be the option's type (ints may stand for floats)
+            v, kind = getattr(cfg, f.name), f.type if isinstance(f.type, str) else f.type.__name__
+            ok = {"int": isinstance(v, int) and not isinstance(v, bool),
+                  "float": isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+                  "str": isinstance(v, str), "str | None": v is None or isinstance(v, str)}.get(kind, True)
+            if not ok:
+                raise DopingError(f"training option {f.name} must be {kind}, got {v!r:.60}")
+        return cfg
 
 
 def build_model(cfg: TrainConfig, vocab_size: int) -> LanguageModel:
@@ -122,7 +130,13 @@ def load_run_model(run: str | Path, which: str = "best") -> tuple[LanguageModel,
         ckpt_file = run / "checkpoint.pt"
     if not cfg_file.is_file() or not ckpt_file.is_file():
         raise DopingError(f"{run} is not a training run folder (needs config.json and checkpoint.pt)")
-    cfg = TrainConfig.from_dict(json.loads(cfg_file.read_text()))
+    try:
+        data = json.loads(cfg_file.read_text())
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise DopingError(f"{cfg_file} is not valid JSON: {str(e)[:200]}") from None
+    if not isinstance(data, dict):
+        raise DopingError(f"{cfg_file} must hold an object of training options")
+    cfg = TrainConfig.from_dict(data)
     ckpt = safe_load(ckpt_file)
     model = build_model(cfg, ckpt["vocab_size"])
     try:

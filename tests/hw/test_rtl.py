@@ -43,7 +43,7 @@ def test_config_files_and_errors(tmp_path):
     (tmp_path / "bad.json").write_text('{"rows": 4, "colz": 2}')
     with pytest.raises(DopingError, match="unknown fields colz"):
         load_config(str(tmp_path / "bad.json"))
-    with pytest.raises(DopingError, match="rows must be a positive"):
+    with pytest.raises(DopingError, match="rows must be an integer in 1.."):
         AccelConfig(rows=0)
     with pytest.raises(DopingError, match="neither a preset"):
         load_config("nope")

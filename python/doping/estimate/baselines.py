@@ -22,22 +22,23 @@ METHODS = ("dkp", "kp", "dense", "prune", "lmf")
 
 
 def fit_config(base: AccelConfig, layer) -> AccelConfig:
-    """``base`` with buffer capacities grown (to powers of two) until ``layer`` fits."""
+    """``base`` with buffer capacities grown (to powers of two) until ``layer`` fits: each capacity
+    to the layer's own need (the intermediate for the layer's association order only), then only
+    the capacity whose bank still overflows is doubled."""
     from doping.hw.loader import lane_entries
 
     (m1, n1), (m2, n2) = layer.factor_shapes
-    p2 = lambda v: 1 << bits_for(v)
+    p2 = lambda v: 1 << bits_for(v)  # noqa: E731
     need = dict(max_m=layer.m, max_n=layer.n, max_factor=max(m1 * n1, m2 * n2),
-                max_intermediate=max(m1 * n2, n1 * m2) + max(base.rows, base.cols) * max(n1, n2),
-                max_nnz=sum(len(e) for e in lane_entries(layer, base.lanes)) + base.lanes)
+                max_intermediate=m1 * n2 if layer.order == "AX" else n1 * m2,
+                max_nnz=sum(len(e) for e in lane_entries(layer, base.lanes)))
     cfg = replace(base, **{k: max(getattr(base, k), p2(v)) for k, v in need.items()})
-    for _ in range(8):  # per-bank tiling can still overflow a power-of-two bank: grow until it fits
-        try:
-            cfg.check(layer)
+    for _ in range(64):
+        short = cfg.shortfalls(layer)
+        if not short:
             return cfg
-        except DopingError:
-            cfg = replace(cfg, max_intermediate=cfg.max_intermediate * 2, max_factor=cfg.max_factor * 2,
-                          max_m=cfg.max_m * 2, max_nnz=cfg.max_nnz * 2)
+        grow = {field for *_, field in short}
+        cfg = replace(cfg, **{f: getattr(cfg, f) * 2 for f in grow})
     cfg.check(layer)
     return cfg
 

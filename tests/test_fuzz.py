@@ -1,0 +1,171 @@
+"""Fuzz suite (issue 14): mutated packs (manifest fields and types, bytes, array headers and
+sizes) and accelerator configs, read directly and through the CLI. Every input must either be
+accepted or refused with one PackError/DopingError line: no other exception, no traceback, no
+output file, bounded time. ``make test`` runs a small budget; ``make test-slow`` the long run
+(``FUZZ_EXAMPLES`` sets it)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from doping.cli import main
+from doping.config import AccelConfig, load_config
+from doping.errors import DopingError
+from doping.pack import read_pack, write_pack
+from doping.synth import synth_layer
+
+FAST = 40
+SLOW = int(os.environ.get("FUZZ_EXAMPLES", "3000"))
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2 ** 70), max_value=2 ** 70)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6)
+
+
+@pytest.fixture(scope="module")
+def valid_pack(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzz")
+    return write_pack(d / "ok.dpack", [synth_layer((12, 10), 3, seed=1, name="l0"),
+                                       synth_layer((8, 6), 2, seed=2, name="l1")]).read_bytes()
+
+
+def _members(raw: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def _zip(members: dict[str, bytes], deflate=False) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED) as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    return buf.getvalue()
+
+
+def _paths(obj, prefix=()):
+    """Every path into a JSON document."""
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, prefix + (i,))
+
+
+def _set(obj, path, value):
+    if not path:
+        return value
+    parent = obj
+    for k in path[:-1]:
+        parent = parent[k]
+    parent[path[-1]] = value
+    return obj
+
+
+def check_read(tmp_path, raw: bytes) -> None:
+    """``read_pack`` and ``doping pack inspect`` on ``raw``: accepted, or one clear refusal."""
+    p = tmp_path / "fuzz.dpack"
+    p.write_bytes(raw)
+    t0 = time.time()
+    try:
+        read_pack(p)
+        ok = True
+    except DopingError:
+        ok = False
+    assert time.time() - t0 < 5
+    out = tmp_path / "y.npy"
+    x = tmp_path / "x.npy"
+    if not x.exists():
+        np.save(x, np.ones((2, 10), np.int8))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = main(["golden", str(p), "--input", str(x), "--output", str(out)])
+        except SystemExit as e:
+            rc = e.code
+    text = err.getvalue()
+    assert "Traceback" not in text
+    if rc != 0:
+        assert rc == 2 and len(text.strip().splitlines()) == 1, text
+        assert not out.exists()
+    else:
+        assert ok  # the CLI accepted it, so the reader must have too
+        out.unlink()
+
+
+def _manifest_mutation(examples):
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(data=st.data())
+    def run(tmp_path, valid_pack, data):
+        members = _members(valid_pack)
+        manifest = json.loads(members["manifest.json"])
+        paths = list(_paths(manifest))
+        path = data.draw(st.sampled_from(paths))
+        mutated = _set(manifest, path, data.draw(json_values))
+        members["manifest.json"] = json.dumps(mutated, allow_nan=True).encode()
+        check_read(tmp_path, _zip(members))
+    return run
+
+
+def _byte_mutation(examples):
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(data=st.data())
+    def run(tmp_path, valid_pack, data):
+        raw = bytearray(valid_pack)
+        kind = data.draw(st.sampled_from(["flip", "truncate", "array", "deflate"]))
+        if kind == "flip":
+            for _ in range(data.draw(st.integers(1, 8))):
+                i = data.draw(st.integers(0, len(raw) - 1))
+                raw[i] = data.draw(st.integers(0, 255))
+            check_read(tmp_path, bytes(raw))
+        elif kind == "truncate":
+            check_read(tmp_path, bytes(raw[: data.draw(st.integers(0, len(raw) - 1))]))
+        else:
+            members = _members(valid_pack)
+            name = data.draw(st.sampled_from([n for n in members if n.endswith(".npy")]))
+            shape = tuple(data.draw(st.lists(st.integers(0, 2 ** 40), max_size=3)))
+            dtype = data.draw(st.sampled_from(["<i8", "|i1", "<f4", "|O", "<i2", ">i8"]))
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+            body = data.draw(st.binary(max_size=64))
+            members[name] = buf.getvalue() + body
+            check_read(tmp_path, _zip(members, deflate=kind == "deflate"))
+    return run
+
+
+def _config_mutation(examples):
+    names = [f for f in AccelConfig.__dataclass_fields__]
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(fields=st.dictionaries(st.sampled_from(names + ["bogus"]), json_values, max_size=4),
+           as_toml=st.booleans())
+    def run(tmp_path, fields, as_toml):
+        p = tmp_path / "c.json"
+        p.write_text(json.dumps(fields, allow_nan=True))
+        try:
+            cfg = load_config(str(p))
+        except DopingError:
+            return
+        assert all(isinstance(getattr(cfg, f), int) and getattr(cfg, f) > 0 for f in names if f != "clock_mhz")
+    return run
+
+
+test_fuzz_manifest_fields = _manifest_mutation(FAST)
+test_fuzz_pack_bytes_and_arrays = _byte_mutation(FAST)
+test_fuzz_configs = _config_mutation(FAST)
+test_fuzz_manifest_fields_long = pytest.mark.slow(_manifest_mutation(SLOW))
+test_fuzz_pack_bytes_and_arrays_long = pytest.mark.slow(_byte_mutation(SLOW))
+test_fuzz_configs_long = pytest.mark.slow(_config_mutation(SLOW))

@@ -1,0 +1,316 @@
+"""Hostile and broken inputs (issue 14): each reproduction gives one line naming the problem,
+exit status 2 and nothing written; nothing executes, hangs or allocates without bound."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from doping.cli import main
+from doping.config import load_config
+from doping.errors import DopingError, PackError
+from doping.pack import read_pack, write_pack
+from doping.synth import synth_layer
+from tests.conftest import rewrite_pack
+
+
+@pytest.fixture
+def pack_path(tmp_path):
+    return write_pack(tmp_path / "ok.dpack", [synth_layer((48, 30), 6, seed=7)])
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    """``doping ARGV`` in process: (exit status, stderr); argparse's own exits included."""
+    try:
+        rc = main(list(map(str, argv)))
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    return rc, err
+
+
+def assert_one_line_error(rc, err, match=""):
+    assert rc == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert match.lower() in err.lower(), err
+
+
+# --- code execution -----------------------------------------------------------------------------
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED_BY_CHECKPOINT",))
+
+
+def test_crafted_checkpoint_runs_no_code(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"method": "dkp", "ratio": 4.0, "hidden": 16}))
+    import torch
+
+    torch.save({"model": _Exploit(), "vocab_size": 10}, run / "best.pt")
+    rc, err = run_cli(capsys, "export", run, "--out", tmp_path / "x.dpack")
+    assert_one_line_error(rc, err, "not a readable doping checkpoint")
+    assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists() and not (tmp_path / "x.dpack").exists()
+    rc, err = run_cli(capsys, "flow", "--checkpoint", run, "-o", tmp_path / "flow")
+    assert_one_line_error(rc, err, "not a readable doping checkpoint")
+    assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists() and not (tmp_path / "flow").exists()
+
+
+@pytest.mark.parametrize("config", ['[1, 2]', '{"method": 3}', '{"hidden": 2.5}', '"x"', '{"hidden": true}'])
+def test_corrupt_run_folder_is_one_line(tmp_path, capsys, config):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(config)
+    (run / "best.pt").write_bytes(b"not a checkpoint")
+    rc, err = run_cli(capsys, "export", run, "--out", tmp_path / "x.dpack")
+    assert_one_line_error(rc, err)
+    assert not (tmp_path / "x.dpack").exists()
+
+
+# --- injection ----------------------------------------------------------------------------------
+
+def test_reports_escape_names(tmp_path):
+    from doping.flow import write_report
+
+    evil = "<script>alert(1)</script>|`x`"
+    phases = {"RECV": 1, "G1": 2, "G2": 3, "SEND": 4}
+    r = {"verification": {"passed": True, "vectors": 1, "mismatches": 0, "cycle_model_matches_rtl": True,
+                          "simulator": "verilator"},
+         "compression": {"param_ratio": 4.0, "bit_ratio": 3.0},
+         "per_vector": {"cycles": 10, "latency_us": 0.02, "energy_nj": 1.0, "power_mw": 1.0},
+         "config": {"clock_mhz": 500.0, "note": evil}, "sram_kib": 1.0, "energy_saving_vs_dense": 2.0,
+         "area_mm2": 0.1, "layers": [{"name": evil, "shape": [4, 4], "cycles": 10, "phase_cycles": phases,
+                                      "energy_pj": 1000.0, "energy_breakdown": {"mac": 1.0}}],
+         "area_breakdown_mm2": {"sram": 0.1}, "sram_bits": {"a": 8}, "pack": f"/tmp/{evil}.dpack"}
+    write_report(tmp_path, r)
+    html, md = (tmp_path / "report.html").read_text(), (tmp_path / "report.md").read_text()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<script>" not in md and "|`x`" not in md
+
+
+@pytest.mark.skipif(not __import__("shutil").which("yosys"), reason="needs Debian's yosys: make setup as root")
+def test_synth_output_path_is_not_a_yosys_script(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = "syn out; exec -- touch PWNED; echo"
+    rc, err = run_cli(capsys, "synth", "--config", "minimal", "-o", out)
+    assert rc == 0, err
+    assert not (tmp_path / "PWNED").exists() and (tmp_path / out / "cells.json").is_file()
+
+
+# --- hangs and memory ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv,match", [
+    (["--y-stall", "1.0"], "probability in [0, 1)"), (["--x-gap", "-0.5"], "probability in [0, 1)"),
+    (["--vectors", "0"], "positive integer"), (["--vectors", "-2"], "positive integer"),
+    (["--seed", "-1"], "0..2^32-1"), (["--y-stall", "nan"], "finite"),
+])
+def test_sim_arguments_that_would_hang_or_lie(pack_path, capsys, argv, match):
+    t0 = time.time()
+    rc, err = run_cli(capsys, "sim", "--pack", pack_path, *argv)
+    assert_one_line_error(rc, err, match)
+    assert time.time() - t0 < 5
+
+
+def test_sim_watchdog_is_finite_and_above_the_cycle_model():
+    from doping.config import PRESETS
+    from doping.estimate.cycles import schedule
+    from doping.sim.tb_accel import watchdog_cycles
+
+    layer, cfg = synth_layer((48, 30), 6, seed=7), PRESETS["minimal"]
+    calm = watchdog_cycles(layer, cfg, 3, {})
+    assert calm > 3 * schedule(layer, cfg).cycles
+    slack = 10_000
+    assert watchdog_cycles(layer, cfg, 3, {"y_stall": 0.9}) - slack >= 9 * (calm - slack) > 0
+
+
+def _npy_header(shape, dtype="<i8") -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def test_array_header_claiming_a_terabyte_is_refused_unread(tmp_path, pack_path):
+    bad = tmp_path / "huge.dpack"
+    with zipfile.ZipFile(pack_path) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            if name.endswith("cols.npy"):
+                data = _npy_header((10 ** 12,))
+            zout.writestr(name, data)
+    t0 = time.time()
+    with pytest.raises(PackError, match="has shape"):
+        read_pack(bad)
+    assert time.time() - t0 < 2
+
+
+def test_deflate_bomb_is_refused_before_inflating(tmp_path, pack_path):
+    bad = tmp_path / "bomb.dpack"
+    with zipfile.ZipFile(pack_path) as zin, zipfile.ZipFile(bad, "w", compression=zipfile.ZIP_DEFLATED) as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            if name.endswith("vals.npy"):
+                data = data + b"\0" * (200 << 20)  # 200 MB of zeros deflate to ~200 KB
+            zout.writestr(name, data)
+    assert bad.stat().st_size < 2 << 20
+    with pytest.raises(PackError, match="declares"):
+        read_pack(bad)
+
+
+def test_manifest_with_huge_declared_shapes_is_refused(tmp_path, pack_path):
+    bad = rewrite_pack(pack_path, tmp_path / "b.dpack",
+                       manifest=lambda m: m["layers"][0]["overlay"].update(nnz=10 ** 12))
+    with pytest.raises(PackError, match="outside"):
+        read_pack(bad)
+
+
+def test_pack_synth_refuses_before_allocating(tmp_path, capsys):
+    rc, err = run_cli(capsys, "pack", "synth", "--shape", "100000x100000", "--ratio", "25", "-o", tmp_path / "x")
+    assert_one_line_error(rc, err, "nothing was allocated")
+    assert not (tmp_path / "x").exists()
+
+
+# --- tracebacks instead of one line -------------------------------------------------------------
+
+MANIFEST_EDITS = {
+    "Infinity multiplier": lambda m: m["layers"][0]["quant"]["output_requant"].update(multiplier=float("inf")),
+    "fractional multiplier": lambda m: m["layers"][0]["quant"]["output_requant"].update(multiplier=32256.9),
+    "Infinity in shape": lambda m: m["layers"][0].update(shape=[float("inf"), 30]),
+    "scalar factor": lambda m: m["layers"][0]["factors"].update(a=4),
+    "boolean shape": lambda m: m["layers"][0].update(shape=[True, 30]),
+    "NaN scale": lambda m: m["layers"][0]["quant"].update(x_scale=float("nan")),
+    "string nnz": lambda m: m["layers"][0]["overlay"].update(nnz="7"),
+    "layers not a list": lambda m: m.update(layers={"a": 1}),
+    "layer not an object": lambda m: m.update(layers=[3]),
+    "arrays not an object": lambda m: m["layers"][0].update(arrays=[1]),
+    "meta not an object": lambda m: m["layers"][0].update(meta=[1]),
+    "duplicate layer names": lambda m: m.update(layers=m["layers"] * 2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MANIFEST_EDITS))
+def test_malformed_manifest_fields_are_one_line(tmp_path, pack_path, capsys, case):
+    bad = rewrite_pack(pack_path, tmp_path / "bad.dpack", manifest=MANIFEST_EDITS[case])
+    rc, err = run_cli(capsys, "pack", "inspect", bad)
+    assert_one_line_error(rc, err, "bad.dpack")
+
+
+def test_deeply_nested_manifest(tmp_path, pack_path, capsys):
+    bad = tmp_path / "deep.dpack"
+    with zipfile.ZipFile(pack_path) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for name in zin.namelist():
+            zout.writestr(name, b"[" * 100_000 + b"]" * 100_000 if name == "manifest.json" else zin.read(name))
+    rc, err = run_cli(capsys, "pack", "inspect", bad)
+    assert_one_line_error(rc, err, "nested too deeply")
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[1, 2]", "must be an object"), ("3", "must be an object"), ("null", "must be an object"),
+    ('{"clock_mhz": 1e400}', "finite"), ('{"clock_mhz": NaN}', "not valid"), ('{"rows": 2.5}', "integer"),
+    ('{"rows": true}', "integer"), ('{"max_m": 99999999999}', "integer in 1.."), ("{", "not valid"),
+])
+def test_config_files_that_used_to_crash(tmp_path, capsys, text, match):
+    f = tmp_path / "c.json"
+    f.write_text(text)
+    with pytest.raises(DopingError, match=match):
+        load_config(str(f))
+    rc, err = run_cli(capsys, "rtl", "--config", f, "-o", tmp_path / "rtl")
+    assert_one_line_error(rc, err, match)
+    assert not (tmp_path / "rtl").exists()
+
+
+def test_output_paths_that_are_not_files(tmp_path, capsys):
+    (tmp_path / "dir").mkdir()
+    for out, match in ((tmp_path / "dir", "is a folder"), ("", "empty"), ("/dev/null", "not a regular file")):
+        rc, err = run_cli(capsys, "pack", "synth", "--shape", "20x20", "--ratio", "4", "-o", out)
+        assert_one_line_error(rc, err, match)
+    assert Path("/dev/null").is_char_device()
+
+
+@pytest.mark.parametrize("errno_,text", [(28, "No space left on device"), (13, "Permission denied"),
+                                         (30, "Read-only file system")])
+def test_disk_full_or_read_only_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch, errno_, text):
+    """The OS refusing a write (as a full disk or read-only folder does, even for root) at the moment
+    the output would land."""
+    def refuse(src, dst):
+        raise OSError(errno_, text, str(dst))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    rc, err = run_cli(capsys, "pack", "synth", "--shape", "20x20", "--ratio", "4", "-o", tmp_path / "p.dpack")
+    assert_one_line_error(rc, err, text)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_golden_refuses_an_empty_batch(tmp_path, pack_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((0, 30), np.int8))
+    rc, err = run_cli(capsys, "golden", pack_path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert_one_line_error(rc, err, "empty batch")
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_golden_input_header_larger_than_the_file(tmp_path, pack_path, capsys):
+    (tmp_path / "x.npy").write_bytes(_npy_header((10 ** 9, 30), "|i1"))
+    rc, err = run_cli(capsys, "golden", pack_path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert_one_line_error(rc, err, "does not match")
+
+
+def test_truncated_stage_record_is_rerun(tmp_path):
+    from doping.flow import Stages
+
+    st = Stages(tmp_path, log=lambda *_: None)
+    (tmp_path / "o").write_text("x")
+    assert st.run("s", "f1", [tmp_path / "o"], lambda: {"v": 1}) == {"v": 1}
+    (tmp_path / ".stages" / "s.json").write_text('{"fingerp')
+    assert st.run("s", "f1", [tmp_path / "o"], lambda: {"v": 2}) == {"v": 2}
+    assert st.run("s", "f1", [tmp_path / "o"], lambda: {"v": 3}) == {"v": 2}
+
+
+def test_flow_with_a_bad_pack_creates_nothing(tmp_path, capsys):
+    (tmp_path / "bad.dpack").write_bytes(b"PK garbage")
+    rc, err = run_cli(capsys, "flow", "--pack", tmp_path / "bad.dpack", "-o", tmp_path / "out")
+    assert_one_line_error(rc, err, "not a doping model pack")
+    assert not (tmp_path / "out").exists()
+
+
+# --- leftovers ----------------------------------------------------------------------------------
+
+def test_sigterm_during_a_pack_write_leaves_nothing(tmp_path):
+    out = tmp_path / "big.dpack"
+    proc = subprocess.Popen([sys.executable, "-m", "doping.cli", "pack", "synth", "--shape", "2600x1300",
+                             "--ratio", "2", "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    time.sleep(3.0)  # imports done, generating or writing
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 143), err
+    assert "Traceback" not in err
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    if proc.returncode == 143:
+        assert not out.exists() and err.strip() == "doping: terminated"
+
+
+# --- wrong numbers ------------------------------------------------------------------------------
+
+def test_flow_config_for_a_small_layer_is_not_inflated():
+    from doping.estimate.baselines import fit_config
+    from doping.flow import FLOW_BASE
+
+    layer = synth_layer((128, 64), 4)
+    cfg = fit_config(FLOW_BASE, layer)
+    cfg.check(layer)
+    (m1, n1), (m2, n2) = layer.factor_shapes
+    inter = m1 * n2 if layer.order == "AX" else n1 * m2
+    assert cfg.max_intermediate <= 4 * max(inter, 64) and cfg.max_intermediate < 65536
+    assert cfg.max_n == 64 and cfg.max_nnz <= 4 * (layer.nnz + layer.m)
