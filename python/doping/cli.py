@@ -305,7 +305,10 @@ def cmd_dse(args) -> int:
               f"{s['area_mm2']:.3f} mm^2, {s['latency_us']:.2f} us")
     else:
         print(f"no design point meets {args.latency_us} us")
-    (Path(args.output) / "dse.json").write_text(json.dumps(r, indent=2))
+    from doping.fileio import atomic_path
+
+    with atomic_path(Path(args.output) / "dse.json") as tmp:
+        tmp.write_text(json.dumps(r, indent=2))
     print(f"wrote {args.output}/dse.json and dse.png ({len(r['pareto'])} Pareto points)")
     return 0
 

@@ -290,7 +290,8 @@ def write_report(out: Path, r: dict) -> None:
     md += [f"| {k} | {v} |" for k, v in r["sram_bits"].items()]
     md += ["", f"Accelerator config: {md_escape(json.dumps(r['config']))}", f"Pack: {md_escape(str(r['pack']))}"]
     for name in plots:
-        (out / f"{name}.png").write_bytes(plots[name])
+        with atomic_path(out / f"{name}.png") as tmp:
+            tmp.write_bytes(plots[name])
         md.append(f"\n![{name}]({name}.png)")
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")

@@ -22,6 +22,7 @@ from torch import nn
 from doping.compression import parse_factor_shapes
 from doping.data import batchify, load_corpus
 from doping.errors import DopingError
+from doping.fileio import atomic_path
 from doping.lm import LanguageModel
 from doping.nn.anneal import OverlayAnnealer
 
@@ -312,7 +313,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         log(f"resumed {run} after epoch {start_epoch}")
     elif dist.rank == 0:
         run.mkdir(parents=True, exist_ok=True)
-        (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        _atomic_text(run / "config.json", json.dumps(asdict(cfg), indent=2))
     net = dist.wrap(model)
     t_start = time.time() - sum(m["seconds"] for m in metrics)
     for epoch in range(start_epoch, cfg.epochs):
@@ -377,9 +378,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
             if device.type == "cuda":
                 state["cuda_rng"] = torch.cuda.get_rng_state()
             _atomic_save(state, ckpt_file)
-            (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            _atomic_text(run / "metrics.json", json.dumps(metrics, indent=2))
             if curve:
-                (run / "curve.json").write_text(json.dumps(curve, indent=2))
+                _atomic_text(run / "curve.json", json.dumps(curve, indent=2))
             log(f"epoch {epoch + 1}: lr {lr:.4g} train ppl {entry['train_ppl']:.2f} valid ppl {entry['valid_ppl']:.2f} "
                 f"lstm params {entry['lstm_params']} ({entry['seconds']:.0f} s)")
         if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < cfg.epochs:
@@ -392,15 +393,19 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         summary = _summarise(cfg, run, metrics, best, curve, anneal, test_data, device)
         summary["wall_seconds"] = time.time() - t_start
         summary["world_size"] = dist.world
-        (run / "final.json").write_text(json.dumps(summary, indent=2))
+        _atomic_text(run / "final.json", json.dumps(summary, indent=2))
     dist.close()
     return summary
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _summarise(cfg, run, metrics, best, curve, anneal, test_data, device) -> dict:

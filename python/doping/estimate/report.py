@@ -11,6 +11,7 @@ from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.estimate.baselines import METHODS, fit_config, price
 from doping.estimate.model import estimate
+from doping.fileio import atomic_path
 
 
 def format_estimate(r: dict) -> str:
@@ -37,14 +38,15 @@ def sweep(m, n, ratios, methods, base: AccelConfig, out_dir: Path) -> list[dict]
                          "energy_nj": r["energy_pj"] / 1e3, "area_mm2": r["area_mm2"], "power_mw": r["power_mw"],
                          "dram_nj": r["breakdown"]["energy_pj"].get("dram_weights", 0.0) / 1e3})
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "sweep.csv", "w", newline="") as f:
+    with atomic_path(out_dir / "sweep.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     md = ["| method | ratio | params | cycles | energy nJ/vector | area mm² | power mW |", "|---|---|---|---|---|---|---|"]
     md += [f"| {r['method']} | {r['ratio']:g} | {r['params']} | {r['cycles']} | {r['energy_nj']:.1f} | "
            f"{r['area_mm2']:.3f} | {r['power_mw']:.1f} |" for r in rows]
-    (out_dir / "sweep.md").write_text("\n".join(md) + "\n")
+    with atomic_path(out_dir / "sweep.md") as tmp:
+        tmp.write_text("\n".join(md) + "\n")
     _plot_sweep(rows, methods, out_dir / "sweep.png", f"{m}x{n}")
     return rows
 
@@ -69,7 +71,8 @@ def _plot_sweep(rows, methods, path, shape):
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"{shape} layer, 45 nm, same tables for every method", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
 
 
@@ -105,7 +108,8 @@ def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_dir / "dse.png")
+    with atomic_path(out_dir / "dse.png") as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return {"points": pts, "best_edp": best, "pareto": front, "smallest_area_meeting_latency": smallest,
             "latency_bound_us": latency_us}
