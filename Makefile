@@ -1,4 +1,4 @@
-# doping — one entry point for setup, demo, tests, and (as they land) RTL, simulation and benches.
+# doping — one entry point for setup, demo, tests, RTL, simulation and benches.
 # `make test` and `make demo` work from a clean clone: they create the venv and install everything.
 
 PYTHON ?= python3

@@ -1,2 +1,16 @@
 """Amaranth generator of the doping accelerator: systolic Kronecker datapath, Kronecker-factor
 buffer, sparse-overlay gather unit, stream interfaces (docs/hardware.md)."""
+
+
+def source_digest() -> str:
+    """SHA-1 of the doping version and every generator source file: a key for anything built from
+    the generated RTL (simulator builds, the flow's RTL and simulation stages)."""
+    import hashlib
+    from pathlib import Path
+
+    import doping
+
+    h = hashlib.sha1(doping.__version__.encode())
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()

@@ -11,28 +11,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import doping
 from doping.config import AccelConfig
 from doping.errors import DopingError
+from doping.hw import source_digest
 
 BUILD_ROOT = Path(os.environ.get("DOPING_BUILD", "build")) / "sim"
 SIMULATORS = ("verilator", "icarus")
-
-
-def _hw_digest() -> str:
-    import doping.hw as hwpkg
-
-    h = hashlib.sha1(doping.__version__.encode())
-    for f in sorted(Path(hwpkg.__file__).parent.glob("*.py")):
-        h.update(f.read_bytes())
-    return h.hexdigest()[:10]
 
 
 def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None = None, waves: bool = False) -> Path:
     """Generate and compile the design once per (config, simulator, mutation, hw source); returns the build dir."""
     if simulator not in SIMULATORS:
         raise DopingError(f"unknown simulator {simulator!r}; choose {' or '.join(SIMULATORS)}")
-    key = hashlib.sha1(f"{cfg.to_json()}|{simulator}|{mutation}|{waves}|{_hw_digest()}".encode()).hexdigest()[:12]
+    key = hashlib.sha1(f"{cfg.to_json()}|{simulator}|{mutation}|{waves}|{source_digest()[:10]}".encode()).hexdigest()[:12]
     d = BUILD_ROOT / f"{simulator}-{key}"
     done = d / "built.ok"
     if done.is_file():

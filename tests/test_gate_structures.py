@@ -145,7 +145,7 @@ def test_fused_lstm_equals_step_by_step(method, kw):
     lstm.zero_grad()
     # the same per-forward random draws, then every layer step by step with those weights
     torch.manual_seed(7)
-    outs, hs, cs, inp = [], [], [], x
+    hs, inp = [], x
     for g in lstm.gates:
         groups = g.fused_weights(5)
         w = torch.zeros(5, g.out_features, g.in_features, dtype=torch.float64)

@@ -50,3 +50,11 @@ def test_requant_range_is_enforced(bad):
         Requant(*bad)
     with pytest.raises(ValueError):
         Requant.from_real(1e6)
+
+
+def test_weight_quantisation_rounds_half_away_from_zero():
+    """numerics.md §8: weights round half away from zero (np.round alone would give 0, 2, -2)."""
+    from doping.quantize import quantise_tensor
+
+    got = quantise_tensor(np.array([0.5, 1.5, 2.5, -0.5, -2.5, 0.49, 300.0, -300.0]), 1.0)
+    assert got.tolist() == [1, 2, 3, -1, -3, 0, 127, -128]

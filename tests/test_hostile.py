@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys

@@ -120,3 +120,39 @@ def test_export_rejects_non_kronecker_runs(tmp_path):
     with pytest.raises(DopingError, match="only dkp and kp runs"):
         export_run(run, tmp_path / "x.dpack")
     assert not (tmp_path / "x.dpack").exists()
+
+
+@pytest.mark.parametrize("cmr,schedule", [("seq", "ramp"), ("dropconnect", "fixed"), ("dropout", "ramp")])
+def test_cmr_variants_train_on_the_tiny_corpus(tmp_path, cmr, schedule):
+    s, run = _train(tmp_path, f"{cmr}-{schedule}", method="dkp", ratio=4.0, kp_share=0.5, cmr=cmr, cmr_p=0.3,
+                    cmr_schedule=schedule, anneal_end=0.5, curve_every=4, epochs=2)
+    assert 0 < s["overlay_density"] < 1 and 0.3 < s["kp_share"] < 0.7
+    assert s["test_ppl_without_overlay"] > 0 and s["cma_rise"] is not None
+    assert s["lstm"]["param_ratio"] == pytest.approx(4.0, rel=0.01)
+
+
+@pytest.mark.parametrize("method,kw", [("kp_sum", {}), ("hmd", {"hmd_split": 0.25})])
+def test_new_baselines_train_from_a_dense_run(tmp_path, method, kw):
+    _, dense = _train(tmp_path, "dense")
+    s, _ = _train(tmp_path, method, method=method, ratio=4.0, init_from=str(dense), epochs=2, anneal_end=0.5, **kw)
+    assert s["lstm"]["param_ratio"] >= 3.5 and s["test_ppl"] > 0
+
+
+def test_plateau_schedule_decays_only_after_annealing_and_stops():
+    from doping.train import _stopped, next_lr
+
+    cfg = TrainConfig(lr=8.0, lr_schedule="plateau", lr_decay=0.5, stop_lr=1.5)
+    hist = []
+    for ppl, annealed in ((90, False), (99, False), (95, True), (96, True), (94, True), (97, True), (98, True)):
+        hist.append({"lr": next_lr(cfg, hist), "valid_ppl": ppl, "annealed": annealed})
+    # no decay while annealing (99 > 90), a decay after each annealed epoch that does not improve
+    assert [h["lr"] for h in hist] == [8.0, 8.0, 8.0, 8.0, 4.0, 4.0, 2.0]
+    assert next_lr(cfg, hist) == 1.0 and _stopped(cfg, hist)
+
+
+def test_bad_training_options_are_clear(tmp_path):
+    for kw, match in ((dict(cmr="bogus"), "--cmr"), (dict(lr_schedule="cosine"), "--lr-schedule"),
+                      (dict(cmr_schedule="x"), "--cmr-schedule"), (dict(factors="3x"), "M1xN1,M2xN2"),
+                      (dict(epochs=0), "--epochs")):
+        with pytest.raises(DopingError, match=match):
+            _train(tmp_path, "bad", **kw)

@@ -145,6 +145,13 @@ def cmd_demo(args) -> int:
     return 0 if verdict == "within" or sat["t"] + sat["y"] else 1
 
 
+def cmd_data_download(args) -> int:
+    from doping.data import download_ptb
+
+    print(f"wrote PTB into {download_ptb(check_output_dir(args.dir))}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from dataclasses import fields
 
@@ -399,6 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--layer", help="layer name (default: the first)")
     g.set_defaults(func=cmd_golden)
 
+    dt = sub.add_parser("data", help="corpora", description="Fetch the corpora training reads.")
+    dts = dt.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    dd = dts.add_parser("download", help="fetch PTB (Mikolov's simple-examples) into DIR",
+                        description="Download Mikolov's simple-examples archive and extract ptb.{train,valid,test}.txt "
+                                    "into DIR (needs network; otherwise copy the three files there by hand).")
+    dd.add_argument("dir", help="folder to write ptb.train.txt, ptb.valid.txt, ptb.test.txt into")
+    dd.set_defaults(func=cmd_data_download)
     _add_train_parser(sub)
     e = sub.add_parser("export", help="export a trained dkp/kp run to a model pack",
                        description="Quantise a trained run's LSTM gate matrices to int8, write a model pack, and report "

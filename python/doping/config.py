@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from doping.compression import index_bits as bits_for  # address bits for ``count`` locations (re-exported)
 from doping.errors import DopingError
 
 
@@ -16,9 +17,6 @@ def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def bits_for(count: int) -> int:
-    """Address bits for ``count`` locations (at least 1)."""
-    return max(1, math.ceil(math.log2(max(count, 2))))
 
 
 MAX_CAPACITY = 1 << 24  # largest value any integer config field may take
@@ -48,9 +46,6 @@ class AccelConfig:
     max_nnz: int = 163840
     clock_mhz: float = 500.0
     tech_nm: int = 45
-
-    data_bits = 8
-    acc_bits = 32
 
     def __post_init__(self):
         for f in fields(self):

@@ -19,7 +19,7 @@ from doping.data import batchify, load_corpus
 from doping.errors import DopingError
 from doping.golden import QuantLayer
 from doping.nn.dkp import DKPLinear
-from doping.pack import Pack, totals, write_pack
+from doping.pack import totals, write_pack
 from doping.quantize import quantise_layer, quantise_tensor
 from doping.train import evaluate, load_run_model
 
@@ -117,7 +117,3 @@ def evaluate_quantised(model, layers: list[QuantLayer], data: torch.Tensor, bptt
         model.lstm.per_step_calls = False
         for h in hooks:
             h.remove()
-
-
-def pack_layers(pack: Pack) -> list[QuantLayer]:
-    return sorted(pack.layers, key=lambda l: l.meta.get("lstm_layer", 0))

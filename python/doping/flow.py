@@ -16,6 +16,7 @@ from pathlib import Path
 
 from doping.config import AccelConfig, load_config
 from doping.errors import DopingError
+from doping.hw import source_digest
 
 #: Base accelerator for the flow when no config is given: buffers grow to fit the pack.
 FLOW_BASE = AccelConfig(rows=4, cols=4, lanes=4, max_m=64, max_n=64, max_factor=64, max_intermediate=64,
@@ -145,7 +146,7 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
         lint(rtl_dir / man["files"][0])
         return {"sram_bits_total": man["sram_bits_total"], "lint": "clean"}
 
-    rtl = st.run("rtl", _digest(cfg.as_dict(), _hw_sources()), [rtl_dir / "doping_accel.v"], do_rtl)
+    rtl = st.run("rtl", _digest(cfg.as_dict(), source_digest()), [rtl_dir / "doping_accel.v"], do_rtl)
 
     # 4. simulation against golden, and the cycle model against the simulation
     def do_sim():
@@ -163,7 +164,7 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
                         "wall_seconds": stress["wall_seconds"] + clean["wall_seconds"]})
         return res
 
-    sim = st.run("sim", _digest(pack_path, cfg.as_dict(), vectors, _hw_sources()), [rtl_dir / "doping_accel.v"], do_sim)
+    sim = st.run("sim", _digest(pack_path, cfg.as_dict(), vectors, source_digest()), [rtl_dir / "doping_accel.v"], do_sim)
 
     # 5. estimate, against the dense counterpart on the same tables
     def do_estimate():
@@ -183,12 +184,6 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
     write_report(out, report)
     log(f"[report] {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'}")
     return report
-
-
-def _hw_sources() -> str:
-    import doping.hw as hw
-
-    return _digest(*[Path(p) for p in sorted(Path(hw.__file__).parent.glob("*.py"))])
 
 
 def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path) -> dict:
@@ -233,10 +228,9 @@ def summary_lines(r: dict) -> list[str]:
 
 
 def _plots(r: dict) -> dict[str, bytes]:
-    import matplotlib
+    from doping.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out = {}
     fig, ax = plt.subplots(figsize=(6, 2.6), dpi=90)

@@ -23,8 +23,10 @@ def _scale(values: np.ndarray) -> float:
 
 
 def quantise_tensor(values: np.ndarray, scale: float) -> np.ndarray:
-    """Round half away from zero, then saturate to int8."""
-    return np.clip(np.round(np.asarray(values, dtype=np.float64) / scale), -128, 127).astype(np.int8)
+    """Round half away from zero (numerics.md §8; ``np.round`` would round half to even), then
+    saturate to int8."""
+    v = np.asarray(values, dtype=np.float64) / scale
+    return np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -128, 127).astype(np.int8)
 
 
 def quantise_layer(

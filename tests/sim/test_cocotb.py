@@ -6,11 +6,14 @@ back-pressure must equal the estimator's cycle model exactly.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
 from doping.compression import divisors
 from doping.config import AccelConfig
+from doping.errors import DopingError
 from doping.estimate import schedule
 from doping.golden import Requant
 from doping.pack import read_pack, write_pack
@@ -45,7 +48,7 @@ def random_packs(tmp_path, cfg, count, seed):
                             order=str(rng.choice(["AX", "XB"])), name=f"s{len(paths)}")
         try:
             cfg.check(layer)
-        except Exception:
+        except DopingError:  # does not fit this config: draw another
             continue
         paths.append(write_pack(tmp_path / f"p{len(paths)}.dpack", [layer]))
     return paths
@@ -54,7 +57,7 @@ def random_packs(tmp_path, cfg, count, seed):
 @pytest.mark.parametrize("cfg_name", sorted(SIM_CONFIGS))
 def test_random_shapes_with_backpressure(tmp_path, cfg_name):
     cfg = SIM_CONFIGS[cfg_name]
-    packs = random_packs(tmp_path, cfg, 8, seed=hash(cfg_name) % 1000)
+    packs = random_packs(tmp_path, cfg, 8, seed=zlib.crc32(cfg_name.encode()) % 1000)  # stable across processes
     r = run(packs, cfg, vectors=100, seed=1, x_gap=0.2, y_stall=0.3, load_gap=0.1)
     assert r["vectors"] == 800 and r["mismatches"] == 0, r.get("first_mismatch")
     assert len(r["cycles_per_vector"]) == 800

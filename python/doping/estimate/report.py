@@ -52,10 +52,9 @@ def sweep(m, n, ratios, methods, base: AccelConfig, out_dir: Path) -> list[dict]
 
 
 def _plot_sweep(rows, methods, path, shape):
-    import matplotlib
+    from doping.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(2, 2, figsize=(8, 5.6), dpi=72)
     for ax, key, label in zip(axes.flat, ("energy_nj", "area_mm2", "power_mw", "cycles"),
@@ -93,10 +92,9 @@ def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None
     meeting = [p for p in pts if latency_us is None or p["latency_us"] <= latency_us]
     smallest = min(meeting, key=lambda p: p["area_mm2"]) if meeting else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    import matplotlib
+    from doping.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=90)
     ax.scatter([p["latency_us"] for p in pts], [p["energy_nj"] for p in pts], s=10, c="grey", label="design points")

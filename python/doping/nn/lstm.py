@@ -52,7 +52,7 @@ class DopedLSTM(nn.Module):
 
     def forward(self, input: torch.Tensor, hx=None):
         x = input.transpose(0, 1) if self.batch_first else input
-        steps, batch = x.shape[0], x.shape[1]
+        batch = x.shape[1]
         if hx is None:
             zeros = x.new_zeros(self.num_layers, batch, self.hidden_size)
             hx = (zeros, zeros)
