@@ -122,6 +122,21 @@ async def run_vectors(dut, cfg, layer, xs, rng, job):
     return np.array(mon.values, dtype=np.int64).reshape(len(xs), layer.m), mon.cycles, mon.phases
 
 
+MAX_EXAMPLES = 5
+
+
+def scoreboard(got: np.ndarray, want: np.ndarray, pack: str) -> tuple[int, list[dict]]:
+    """Per-transaction check of every output vector against the golden model: the number of
+    mismatching vectors and the first few mismatching elements (vector, element, got, want)."""
+    bad_rows = np.flatnonzero(np.any(got != want, axis=1))
+    examples = []
+    for i in bad_rows[:MAX_EXAMPLES]:
+        j = int(np.flatnonzero(got[i] != want[i])[0])
+        examples.append({"pack": pack, "vector": int(i), "element": j, "got": int(got[i, j]), "want": int(want[i, j]),
+                         "elements_wrong": int(np.count_nonzero(got[i] != want[i]))})
+    return len(bad_rows), examples
+
+
 @cocotb.test()
 async def regression(dut):
     job = json.loads(Path(os.environ["DOPING_SIM_JOB"]).read_text())
@@ -139,18 +154,16 @@ async def regression(dut):
             await StreamDriver(dut, "x", rng).send([int(v) for v in xs[0, : layer.n // 2]])
             await reset(dut)
         got, cycles, phases = await run_vectors(dut, cfg, layer, xs, rng, job)
-        want = golden.forward(layer, xs).astype(np.int64)  # the reference model
-        bad = int(np.count_nonzero(np.any(got != want, axis=1)))  # scoreboard: mismatching vectors
+        bad, examples = scoreboard(got, golden.forward(layer, xs).astype(np.int64), str(pack_path))
         result["vectors"] += len(xs)
         result["mismatches"] += bad
         result["cycles_per_vector"] += cycles
         result["phase_cycles"] += phases
         result["packs"].append({"pack": str(pack_path), "vectors": len(xs), "mismatches": bad})
-        if bad:
-            i = int(np.flatnonzero(np.any(got != want, axis=1))[0])
-            j = int(np.flatnonzero(got[i] != want[i])[0])
-            result.setdefault("first_mismatch", {"pack": str(pack_path), "vector": i, "element": j,
-                                                 "got": int(got[i, j]), "want": int(want[i, j])})
+        result.setdefault("mismatch_examples", [])
+        result["mismatch_examples"] += examples[: MAX_EXAMPLES - len(result["mismatch_examples"])]
+        if examples:
+            result.setdefault("first_mismatch", examples[0])
     Path(job["out"]).write_text(json.dumps(result))
     assert result["mismatches"] == 0, f"{result['mismatches']} of {result['vectors']} vectors mismatched: " \
                                       f"{result.get('first_mismatch')}"

@@ -229,8 +229,9 @@ def cmd_sim(args) -> int:
         print(f"{verdict}: {r['vectors']} vectors on {r['simulator']}, {r['mismatches']} mismatching; "
               f"cycles per vector median {int(np.median(cyc))} (min {min(cyc)}, max {max(cyc)}); "
               f"{r['wall_seconds']:.1f} s")
-        if r["mismatches"]:
-            print(f"first mismatch: {r.get('first_mismatch')}")
+        for ex in r.get("mismatch_examples", [])[:5]:
+            print(f"mismatch: vector {ex['vector']} element {ex['element']}: got {ex['got']}, want {ex['want']} "
+                  f"({ex['elements_wrong']} elements of that vector wrong)")
     return 0 if r["mismatches"] == 0 else 1
 
 

@@ -118,6 +118,10 @@ def test_mutation_is_caught(tmp_path, mutation):
     packs = random_packs(tmp_path, cfg, 2, seed=5)
     r = run(packs, cfg, vectors=20, seed=5, mutation=mutation)
     assert r["mismatches"] > 0, f"the regression did not notice the {mutation} bug"
+    # the scoreboard reports every mismatching vector's count and the first few elements
+    ex = r["mismatch_examples"]
+    assert 1 <= len(ex) <= 5 and len(ex) == min(5, r["mismatches"]) and ex[0] == r["first_mismatch"]
+    assert all(e["got"] != e["want"] and e["elements_wrong"] >= 1 for e in ex)
 
 
 def test_icarus_subset(tmp_path):
