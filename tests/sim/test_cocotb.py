@@ -142,3 +142,15 @@ def test_full_regression(tmp_path, cfg_name):
     want = [schedule(read_pack(p).layer(), cfg).cycles for p in packs]
     # back-pressure only ever adds cycles
     assert all(c >= want[i // 100] for i, c in enumerate(r["cycles_per_vector"]))
+
+
+def test_runner_leaves_the_environment_as_it_found_it():
+    import os
+
+    from doping.sim.runner import tool_env
+
+    before = dict(os.environ)
+    with tool_env("verilator"):
+        assert "CFG_CXXFLAGS_PCH_I=-include" in os.environ["MAKEFLAGS"]
+        assert os.environ["PATH"].split(os.pathsep)[0].endswith("bin")
+    assert dict(os.environ) == before
