@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from doping.errors import DopingError
-from doping.fileio import check_output_dir
+from doping.fileio import check_output_dir, read_npy_header
 
 
 def _factor_shapes(text: str | None):
@@ -33,9 +33,7 @@ def _load_int8_batch(path: str) -> np.ndarray:
         raise DopingError(f"input file {p} does not exist")
     try:
         with open(p, "rb") as f:  # the header's claim is checked against the file before allocating
-            version = np.lib.format.read_magic(f)
-            shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0(f))
+            shape, _, dtype = read_npy_header(f)
             body = p.stat().st_size - f.tell()
         if dtype.hasobject or int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != body:
             raise DopingError(f"input file {p}: its .npy header ({dtype}, shape {shape}) does not match its "

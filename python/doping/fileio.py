@@ -52,3 +52,15 @@ def atomic_path(path: str | os.PathLike):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def read_npy_header(f, max_header_size: int = 4096):
+    """(shape, fortran_order, dtype) of the .npy stream ``f``, read without touching its body."""
+    import numpy as np
+
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f, max_header_size=max_header_size)
+    if version in ((2, 0), (3, 0)):
+        return np.lib.format.read_array_header_2_0(f, max_header_size=max_header_size)
+    raise ValueError(f"unsupported .npy version {version}")

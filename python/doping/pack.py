@@ -19,7 +19,7 @@ import numpy as np
 import doping
 from doping.compression import account
 from doping.errors import PackError
-from doping.fileio import atomic_path
+from doping.fileio import atomic_path, read_npy_header
 from doping.golden import QuantLayer, Requant
 
 FORMAT = "doping-pack"
@@ -220,14 +220,7 @@ def _load_array(zf: zipfile.ZipFile, member: str, where: str, key: str, shape: t
                         f"shape {shape} needs {body} plus its header")
     try:
         with zf.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                header = np.lib.format.read_array_header_1_0(f, max_header_size=_NPY_HEADER_MAX)
-            elif version in ((2, 0), (3, 0)):
-                header = np.lib.format.read_array_header_2_0(f, max_header_size=_NPY_HEADER_MAX)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
-            got_shape, fortran, got_dtype = header
+            got_shape, fortran, got_dtype = read_npy_header(f, _NPY_HEADER_MAX)
             if got_dtype.hasobject or not np.issubdtype(got_dtype, np.integer):
                 raise PackError(f"{where}: array {key!r} has dtype {got_dtype}, expected integers")
             if tuple(got_shape) != tuple(shape):
