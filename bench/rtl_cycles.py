@@ -1,46 +1,76 @@
-"""Simulated cycles of one 2600x1300 @ 25x vector (synthetic pack) on the default config, against
-the resource bound max(KP MACs / (rows*cols), nnz / lanes), and the array's utilisation in the
-Kronecker phases. Runs the generated Verilog under Verilator (cocotb) and the estimator's model.
+"""Simulated cycles per vector (Verilator, cocotb) against the resource bound and the estimator's
+model, with the array's and the lanes' utilisation, for the flagship layer and the PTB pack.
 
-  python bench/rtl_cycles.py [--config default] [--vectors 2]
+Layers: 2600x1300 @25x (synthetic, seed 0) at the rule's factor shapes and at a Kronecker-heavy
+share (--share, default 0.78: the most-Kronecker shape of bench/dkp_speed.py), and every layer of
+the PTB pack. The bound is max(KP MACs / (R*C), nnz / L, n, m): the busiest of the array, the
+lanes and the one-element-per-beat x and y streams.
+
+  python bench/rtl_cycles.py [--config default] [--vectors 2] [--share 0.78] [--pack packs/...] [--json F]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import tempfile
 from datetime import date
 from pathlib import Path
 
+from doping.compression import factor_shapes_for_share
 from doping.config import load_config
-from doping.estimate import schedule
-from doping.pack import write_pack
+from doping.estimate.baselines import fit_config
+from doping.estimate.model import estimate
+from doping.pack import read_pack, write_pack
 from doping.sim.runner import run
 from doping.synth import synth_layer
+
+PTB_PACK = Path(__file__).resolve().parent.parent / "packs" / "ptb-h200-dkp-seqcmr25.dpack"
+
+
+def measure(name, layer, base, vectors, tmp):
+    cfg = fit_config(base, layer)
+    pack = write_pack(Path(tmp) / f"{name}.dpack", [layer])
+    r = run([pack], cfg, vectors=vectors, seed=0)
+    e = estimate(layer, cfg)
+    measured = r["cycles_per_vector"][0]
+    return {"layer": name, "shape": [layer.m, layer.n], "factors": layer.factor_shapes, "order": layer.order,
+            "nnz": layer.nnz, "config": cfg.as_dict(), "mismatches": r["mismatches"],
+            "measured_cycles": r["cycles_per_vector"], "phase_cycles": r["phase_cycles"][0],
+            "model_cycles": e["cycles"], "latency_cycles": e["latency_cycles"],
+            "interval_cycles": e["interval_cycles"], "bound": e["bound"], "ratio_to_bound": measured / e["bound"],
+            "utilisation": e["utilisation"], "area_mm2": e["area_mm2"], "clock_mhz": e["clock_mhz"],
+            "wall_seconds": r["wall_seconds"]}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="default")
     ap.add_argument("--vectors", type=int, default=2)
+    ap.add_argument("--share", type=float, default=0.78)
+    ap.add_argument("--pack", default=str(PTB_PACK))
+    ap.add_argument("--only", nargs="*", help="layer names to run (rule, share, or PTB layer names)")
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args()
-    cfg = load_config(args.config)
-    layer = synth_layer((2600, 1300), 25, seed=0)
+    base = load_config(args.config)
+    layers = [("rule", synth_layer((2600, 1300), 25, seed=0)),
+              (f"share{args.share:g}", synth_layer((2600, 1300), 25, seed=0,
+                                                   factor_shapes=factor_shapes_for_share(2600, 1300, 25, args.share)))]
+    layers += [(f"ptb:{l.name}", l) for l in read_pack(args.pack).layers]
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        pack = write_pack(Path(tmp) / "l.dpack", [layer])
-        r = run([pack], cfg, vectors=args.vectors, seed=0)
-    s = schedule(layer, cfg)
-    measured = r["cycles_per_vector"][0]
-    kp_cycles = r["phase_cycles"][0]["G1"] + r["phase_cycles"][0]["G2"]
-    util = s.kp_macs / (kp_cycles * cfg.rows * cfg.cols)
-    out = {"date": str(date.today()), "config": cfg.as_dict(), "layer": "2600x1300 @25x synthetic seed 0",
-           "factors": layer.factor_shapes, "order": layer.order, "nnz": layer.nnz, "mismatches": r["mismatches"],
-           "measured_cycles": r["cycles_per_vector"], "phase_cycles": r["phase_cycles"][0],
-           "model_cycles": s.cycles, "bound": s.bound, "ratio_to_bound": measured / s.bound,
-           "kp_macs": s.kp_macs, "array_utilisation_kp_phases": util, "wall_seconds": r["wall_seconds"]}
-    print(json.dumps(out, indent=2))
+        for name, layer in layers:
+            if args.only and not any(name.startswith(o) for o in args.only):
+                continue
+            rows.append(measure(name.replace(":", "_"), layer, base, args.vectors, tmp))
+            print(json.dumps({k: rows[-1][k] for k in ("layer", "measured_cycles", "model_cycles", "bound",
+                                                         "utilisation", "mismatches")}), flush=True)
+    out = {"date": str(date.today()), "machine": platform.node(), "config": args.config,
+           "command": "python bench/rtl_cycles.py " + " ".join(f"--{k} {v}" for k, v in
+                                                              (("config", args.config), ("vectors", args.vectors),
+                                                               ("share", args.share))),
+           "layers": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
 

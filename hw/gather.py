@@ -1,67 +1,88 @@
-"""One lane of the sparse-overlay gather unit.
+"""One lane of the sparse-overlay gather unit (EIE-style: input broadcast, rows owned by lanes).
 
-The lane streams its overlay entries (column, value, last-in-row, end) from its own memory, one
-per cycle, gathers ``x[col]`` from its private copy of the input vector, and accumulates the
-products of one output row in an int32 register; on ``last`` it writes the row's sum into its
-row-sum memory at the next slot. A three-stage pipeline: entry read, x read, multiply-accumulate.
+Input elements are broadcast to every lane in order and kept in a small per-lane window of
+``window`` int8 registers (element j at slot j mod window). The lane streams its overlay entries
+(col, slot, val, first, end; column-major, ``doping.hw.loader``) from its own memory and consumes
+one per cycle once ``x[col]`` has arrived, accumulating ``x[col] * val`` into the int32 row sum at
+``slot`` of its row-sum memory (read-modify-write; ``first`` starts a row at zero). ``room``
+tells the broadcaster that element ``want`` may be written: the lane no longer needs the element
+``window`` places before it.
+
+Pipeline (one entry per cycle): fetch (entry memory, synchronous read) -> wait for x and read
+the window + the row sum (synchronous, transparent to this lane's write) -> multiply-accumulate
+and write. A lane started at cycle 0 has its first entry in the wait stage at cycle 2; ``done``
+rises the cycle after its ``end`` word reaches that stage, when every row sum is written.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from doping.hw.loader import OverlayField
+
 
 class GatherLane(wiring.Component):
-    def __init__(self, col_bits: int, entry_addr_bits: int, slot_bits: int, _col_offset: int = 0):
-        self.col_bits = col_bits
-        self._col_offset = _col_offset  # non-zero only in mutation tests: an off-by-one gather
+    def __init__(self, field: OverlayField, entry_addr_bits: int, window: int, _col_offset: int = 0):
+        assert window >= 2 and window & (window - 1) == 0, "the input window is a power of two, at least 2"
+        self.field, self.window = field, window
+        self._col_offset = _col_offset  # non-zero only in mutation tests: gathers x[col + 1]
+        cb, sb = field.col_bits, field.slot_bits
         super().__init__({
             "start": In(1),
-            "busy": Out(1),
+            "done": Out(1, init=1),
+            # input broadcast: element number ``received`` is written when ``x_valid``; ``received``
+            # elements have arrived; ``room``: element ``want`` may be written next
+            "x_valid": In(1), "x_data": In(signed(8)), "received": In(cb + 1),
+            "want": In(cb + 1), "room": Out(1),
             # overlay entry memory read port (synchronous)
-            "ent_addr": Out(entry_addr_bits), "ent_en": Out(1), "ent_data": In(col_bits + 10),
-            # input-vector copy read port (synchronous)
-            "x_addr": Out(col_bits), "x_en": Out(1), "x_data": In(signed(8)),
-            # row-sum memory write port
-            "sum_addr": Out(slot_bits), "sum_data": Out(signed(32)), "sum_en": Out(1),
-            # rows whose sums are written (readable from the row-sum memory from this cycle on)
-            "rows_done": Out(slot_bits + 1),
+            "ent_addr": Out(entry_addr_bits), "ent_en": Out(1), "ent_data": In(field.width),
+            # row-sum memory: read port (synchronous, transparent to the write port), write port
+            "acc_raddr": Out(sb), "acc_ren": Out(1), "acc_rdata": In(signed(32)),
+            "acc_waddr": Out(sb), "acc_wdata": Out(signed(32)), "acc_wen": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        cb = self.col_bits
+        cb, sb, F = self.field.col_bits, self.field.slot_bits, self.window
+        wbits = F.bit_length() - 1
+        win = Array(Signal(signed(8), name=f"win{k}") for k in range(F))
+        with m.If(self.x_valid):
+            m.d.sync += win[self.received[:wbits]].eq(self.x_data)
+
         ptr = Signal.like(self.ent_addr)
         issuing = Signal()
-        v1 = Signal()  # entry data valid this cycle
-        v2, val2, last2 = Signal(), Signal(signed(8)), Signal()
-        acc = Signal(signed(32))
-        slot = Signal.like(self.sum_addr)
-        col = self.ent_data[:cb]
-        val = self.ent_data[cb:cb + 8].as_signed()
-        last = self.ent_data[cb + 8]
-        end = self.ent_data[cb + 9]
+        v1 = Signal()  # an entry is in the wait stage
+        d = self.ent_data
+        col = d[:cb]
+        slot = d[cb:cb + sb]
+        val = d[cb + sb:cb + sb + 8].as_signed()
+        first = d[cb + sb + 8]
+        end = d[cb + sb + 9]
 
-        m.d.comb += [self.ent_addr.eq(ptr), self.ent_en.eq(issuing), self.x_addr.eq(col + self._col_offset),
-                     self.x_en.eq(v1), self.busy.eq(issuing | v1 | v2)]
+        ready_x = col < self.received
+        consume = Signal()
+        m.d.comb += consume.eq(v1 & ~end & ready_x)
+        advance = issuing & (~v1 | consume)
+        m.d.comb += [self.ent_addr.eq(ptr), self.ent_en.eq(advance),
+                     self.acc_raddr.eq(slot), self.acc_ren.eq(consume & ~first)]
+        # lowest column still needed: the waiting entry's (0 before the first arrives)
+        low = Mux(v1, col, 0)
+        m.d.comb += self.room.eq(self.done | (v1 & end) | (self.want < low + F))
+
         with m.If(self.start):
-            m.d.sync += [ptr.eq(0), issuing.eq(1), v1.eq(0), v2.eq(0), acc.eq(0), slot.eq(0), self.rows_done.eq(0)]
+            m.d.sync += [ptr.eq(0), issuing.eq(1), v1.eq(0), self.done.eq(0)]
         with m.Else():
-            with m.If(issuing):
-                m.d.sync += ptr.eq(ptr + 1)
-            m.d.sync += v1.eq(issuing)
-            stop = v1 & end
-            with m.If(stop):
-                m.d.sync += [issuing.eq(0), v1.eq(0)]
-            m.d.sync += [v2.eq(v1 & ~end), val2.eq(val), last2.eq(last)]
-            total = Signal(signed(32))
-            m.d.comb += total.eq(acc + self.x_data * val2)
-            with m.If(v2):
-                with m.If(last2):
-                    m.d.comb += [self.sum_en.eq(1), self.sum_addr.eq(slot), self.sum_data.eq(total)]
-                    m.d.sync += [acc.eq(0), slot.eq(slot + 1), self.rows_done.eq(self.rows_done + 1)]
-                with m.Else():
-                    m.d.sync += acc.eq(total)
+            with m.If(advance):
+                m.d.sync += [ptr.eq(ptr + 1), v1.eq(1)]
+            with m.If(v1 & end):
+                m.d.sync += [issuing.eq(0), v1.eq(0), self.done.eq(1)]
+
+        v2, x2, val2, first2, slot2 = Signal(), Signal(signed(8)), Signal(signed(8)), Signal(), Signal(sb)
+        x_slot = (col + self._col_offset)[:wbits]
+        m.d.sync += [v2.eq(consume & ~self.start), x2.eq(win[x_slot]), val2.eq(val),
+                     first2.eq(first), slot2.eq(slot)]
+        m.d.comb += [self.acc_waddr.eq(slot2), self.acc_wen.eq(v2),
+                     self.acc_wdata.eq(Mux(first2, 0, self.acc_rdata) + x2 * val2)]
         return m

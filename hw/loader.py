@@ -1,17 +1,31 @@
 """Host side of the accelerator's load stream: a QuantLayer -> the words that place it in the
-on-chip memories and registers. The one place that defines the memory layout (docs/hardware.md);
-the cocotb driver, the Amaranth tests and the estimator all use it.
+on-chip memories and registers. The one place that defines the memory layout (docs/hardware.md):
+the RTL, the cocotb driver, the Amaranth tests, ``AccelConfig.check`` and the estimator all use it.
 
 Load word: ``sel`` (4 bits: which memory or the register file), ``addr`` (bank in the high bits,
-offset in the low ``bits_for(bank depth)`` bits) and ``data`` (32 bits).
+offset in the low ``bits_for(bank depth)`` bits) and ``data`` (``LOAD_DATA_BITS`` bits).
+
+Overlay (sparse S) layout, EIE-style: rows are assigned to gather lanes by entry count at load
+time (longest first, each to the lane with the fewest entries so far); a lane's rows get slots
+0, 1, ... in assignment order. Each lane's entries are stored column-major (by column, then
+slot) so that the lane consumes the broadcast input elements in arrival order; an empty row
+contributes one zero entry at column 0 (so every row sum is written), and each lane's stream
+ends with one ``end`` word. The row map tells the output side where row i's sum lives.
 """
 
 from __future__ import annotations
 
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
 from doping.config import AccelConfig, bits_for, ceil_div
 from doping.golden import QuantLayer
 
-SEL_REG, SEL_A, SEL_B, SEL_OVERLAY = 0, 1, 2, 3
+SEL_REG, SEL_A, SEL_B, SEL_OVERLAY, SEL_ROWMAP = 0, 1, 2, 3, 4
+LOAD_DATA_BITS = 64
+LOAD_ADDR_BITS = 24
 
 #: Register file: index -> name. All are 32-bit, written before the first vector.
 REGS = ("order", "m1", "n1", "m2", "n2", "n", "m", "kb_stride", "t_mult", "t_shift", "ov_mult", "ov_shift",
@@ -19,23 +33,79 @@ REGS = ("order", "m1", "n1", "m2", "n2", "n", "m", "kb_stride", "t_mult", "t_shi
 REG_INDEX = {name: i for i, name in enumerate(REGS)}
 
 
-def lane_entries(layer: QuantLayer, lanes: int) -> list[list[tuple[int, int, int]]]:
-    """Overlay entries per gather lane: lane l owns output rows i with i % lanes == l, in order;
-    each row contributes its nonzeros as (col, value, last), an empty row one (0, 0, 1)."""
-    out = [[] for _ in range(lanes)]
-    rp, cols, vals = layer.rowptr, layer.cols, layer.vals
-    for i in range(layer.m):
-        lo, hi = int(rp[i]), int(rp[i + 1])
-        lane = out[i % lanes]
-        if lo == hi:
-            lane.append((0, 0, 1))
-        else:
-            lane.extend((int(cols[p]), int(vals[p]), int(p == hi - 1)) for p in range(lo, hi))
-    return out
+@dataclass(frozen=True)
+class OverlayField:
+    """Bit positions of one overlay entry word (LSB first: col, slot, val, first, end)."""
+
+    col_bits: int
+    slot_bits: int
+
+    @property
+    def width(self) -> int:
+        return self.col_bits + self.slot_bits + 8 + 2
+
+    def pack(self, col: int, slot: int, val: int, first: int, end: int) -> int:
+        c, s = self.col_bits, self.slot_bits
+        return col | (slot << c) | ((val & 0xFF) << (c + s)) | (first << (c + s + 8)) | (end << (c + s + 9))
 
 
-def overlay_word(col: int, val: int, last: int, end: int, col_bits: int) -> int:
-    return col | ((val & 0xFF) << col_bits) | (last << (col_bits + 8)) | (end << (col_bits + 9))
+def overlay_field(cfg: AccelConfig) -> OverlayField:
+    return OverlayField(bits_for(cfg.max_n), bits_for(cfg.memories["ov_acc"]["depth"]))
+
+
+@dataclass(frozen=True)
+class LanePlan:
+    """Where every overlay row lives: ``lane[i]``, ``slot[i]`` per output row, and per lane the
+    column-major entries, an int64 array of rows ``(col, slot, val, first)`` (an empty row as one
+    zero entry)."""
+
+    lane: np.ndarray
+    slot: np.ndarray
+    entries: tuple
+
+    def counts(self) -> tuple[int, ...]:
+        return tuple(len(e) for e in self.entries)
+
+
+def lane_plan(layer: QuantLayer, cfg: AccelConfig) -> LanePlan:
+    """Balanced row -> lane assignment (greedy longest-first, no lane beyond its row-sum bank's
+    depth, which ``AccelConfig.check`` ensures is at least ceil(m / L)) and each lane's entries
+    as an int64 array of rows (col, slot, val, first)."""
+    lanes = cfg.lanes
+    rp = np.asarray(layer.rowptr, dtype=np.int64)
+    per_row = np.maximum(np.diff(rp), 1)
+    order = np.argsort(-per_row, kind="stable")
+    cap = max(cfg.memories["ov_acc"]["depth"], ceil_div(layer.m, lanes))
+    heap = [(0, l) for l in range(lanes)]
+    lane = np.empty(layer.m, dtype=np.int64)
+    slot = np.empty(layer.m, dtype=np.int64)
+    used = [0] * lanes
+    for i in order.tolist():
+        load, l = heapq.heappop(heap)
+        lane[i], slot[i] = l, used[l]
+        used[l] += 1
+        if used[l] < cap:
+            heapq.heappush(heap, (load + int(per_row[i]), l))
+    # every nonzero, plus one zero entry at column 0 for each empty row
+    empty = np.flatnonzero(rp[1:] == rp[:-1])
+    row = np.concatenate((np.repeat(np.arange(layer.m), np.diff(rp)), empty))
+    col = np.concatenate((np.asarray(layer.cols, dtype=np.int64), np.zeros(len(empty), np.int64)))
+    val = np.concatenate((np.asarray(layer.vals, dtype=np.int64), np.zeros(len(empty), np.int64)))
+    e_lane, e_slot = lane[row], slot[row]
+    idx = np.lexsort((e_slot, col, e_lane))  # by lane, then column, then slot
+    e_lane, e_slot, col, val = e_lane[idx], e_slot[idx], col[idx], val[idx]
+    first = np.zeros(len(idx), dtype=np.int64)
+    key = e_lane * (int(e_slot.max(initial=0)) + 1) + e_slot
+    _, first_at = np.unique(key, return_index=True)
+    first[first_at] = 1
+    table = np.stack((col, e_slot, val, first), axis=1)
+    bounds = np.searchsorted(e_lane, np.arange(lanes + 1))
+    return LanePlan(lane, slot, tuple(table[bounds[l]:bounds[l + 1]] for l in range(lanes)))
+
+
+def lane_entries(layer: QuantLayer, cfg: AccelConfig) -> tuple:
+    """Per lane, its column-major overlay entries (col, slot, val, first); see ``lane_plan``."""
+    return lane_plan(layer, cfg).entries
 
 
 def register_values(layer: QuantLayer, cfg: AccelConfig) -> dict[str, int]:
@@ -62,9 +132,13 @@ def load_words(layer: QuantLayer, cfg: AccelConfig) -> list[tuple[int, int, int]
     for j in range(m2):
         for k in range(n2):
             words.append((SEL_B, ((j % cfg.cols) << b_bits) | ((j // cfg.cols) * n2 + k), int(layer.b[j, k]) & 0xFF))
-    col_bits = bits_for(cfg.max_n)
-    for lane, entries in enumerate(lane_entries(layer, cfg.lanes)):
-        for p, (col, val, last) in enumerate(entries + [(0, 0, 0)]):
-            end = int(p == len(entries))
-            words.append((SEL_OVERLAY, (lane << o_bits) | p, overlay_word(col, val, last, end, col_bits)))
+    plan = lane_plan(layer, cfg)
+    field = overlay_field(cfg)
+    for lane, entries in enumerate(plan.entries):
+        for p, (col, slot, val, first) in enumerate(entries.tolist()):
+            words.append((SEL_OVERLAY, (lane << o_bits) | p, field.pack(col, slot, val, first, 0)))
+        words.append((SEL_OVERLAY, (lane << o_bits) | len(entries), field.pack(0, 0, 0, 0, 1)))
+    slot_bits = field.slot_bits
+    for i in range(layer.m):
+        words.append((SEL_ROWMAP, i, (int(plan.lane[i]) << slot_bits) | int(plan.slot[i])))
     return words

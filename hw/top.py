@@ -3,38 +3,48 @@ stream interfaces (docs/hardware.md).
 
 Streams (``amaranth.lib.stream``, valid/ready): ``load`` (sel, addr, data words from
 ``doping.hw.loader``), ``x`` (one int8 input element per beat, n beats per vector), ``y`` (one int8
-output element per beat, m per vector). Per vector the controller runs RECV (n cycles, x written
-into the banked activation memory and every gather lane's copy), then the two Kronecker GEMMs
-(tile by tile: FEED K cycles, FLUSH R+C-1, DRAIN C or R) while the gather lanes run concurrently,
-and SENDs y (one element per cycle when ``y.ready`` stays high, each as soon as its overlay row sum is written).
+output element per beat, m per vector). Per vector the controller runs RECV (x written into the
+banked activation memory and broadcast to the gather lanes, which start consuming at once), then
+the two Kronecker GEMMs (tile by tile: FEED K cycles, FLUSH R+C-1, DRAIN C or R), and SENDs y
+through a pipeline of ``SEND_LATENCY`` stages once every lane is done (one element per cycle when
+``y.ready`` stays high).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from doping.config import AccelConfig, bits_for
 from doping.hw.array import SystolicArray
 from doping.hw.gather import GatherLane
-from doping.hw.loader import REG_INDEX, SEL_A, SEL_B, SEL_OVERLAY, SEL_REG
-from doping.hw.requant import requant
+from doping.hw.loader import (LOAD_ADDR_BITS, LOAD_DATA_BITS, REG_INDEX, SEL_A, SEL_B, SEL_OVERLAY, SEL_REG,
+                              SEL_ROWMAP, overlay_field)
+from doping.hw.requant import REQUANT_STAGES, requant
 
 #: Controller states, as reported on ``status`` (the cocotb monitor records cycles per phase).
 PHASES = ("IDLE", "RECV", "G1", "G2", "SEND")
 
 
 #: Load-stream payload: which memory (or the register file), bank|offset address, data.
-LoadWord = data.StructLayout({"sel": unsigned(4), "addr": unsigned(24), "data": unsigned(32)})
+LoadWord = data.StructLayout({"sel": unsigned(4), "addr": unsigned(LOAD_ADDR_BITS),
+                               "data": unsigned(LOAD_DATA_BITS)})
+
+#: Cycles from a y element's read (SEND issue) to the cycle it is on the y stream: row map and
+#: kbuf read, row-sum read, the overlay requantiser, the saturating join, the output requantiser.
+SEND_LATENCY = 2 + REQUANT_STAGES + 1 + REQUANT_STAGES
+#: Extra cycles at the end of the first GEMM: its requantised drain writes land that much later.
+G1_SETTLE = REQUANT_STAGES
 
 
-def _banks(m, name, banks, depth, shape):
+def _banks(m, name, banks, depth, shape, transparent=False):
     mems = []
     for b in range(banks):
         mem = memory.Memory(shape=shape, depth=depth, init=[])
         m.submodules[f"{name}{b}"] = mem
-        mems.append((mem.write_port(), mem.read_port()))
+        wp = mem.write_port()
+        mems.append((wp, mem.read_port(transparent_for=(wp,) if transparent else ())))
     return mems
 
 
@@ -73,37 +83,46 @@ class Accelerator(wiring.Component):
         p_m = _banks(m, "act_p", R, mem["act_p"]["depth"], signed(8))
         q_m = _banks(m, "act_q", C, mem["act_q"]["depth"], signed(8))
         k_m = _banks(m, "kbuf", C, mem["kbuf"]["depth"], signed(32))
-        x_m = _banks(m, "x_copy", L, mem["x_copy"]["depth"], signed(8))
         o_m = _banks(m, "overlay", L, mem["overlay"]["depth"], unsigned(mem["overlay"]["width"]))
-        s_m = _banks(m, "ov_acc", L, mem["ov_acc"]["depth"], signed(32))
+        s_m = _banks(m, "ov_acc", L, mem["ov_acc"]["depth"], signed(32), transparent=True)
+        rowmap_m = _banks(m, "row_map", 1, mem["row_map"]["depth"], unsigned(mem["row_map"]["width"]))
+        xbuf_m = _banks(m, "x_buf", 1, mem["x_buf"]["depth"], signed(8))
+        field = overlay_field(cfg)
 
         m.submodules.array = arr = SystolicArray(R, C)
         lanes = []
+        sending = Signal()  # SEND owns the row-sum read ports (the lanes are done by then)
+        send_slot = Signal(field.slot_bits)
+        send_ren = Signal()
         for l in range(L):
-            lane = GatherLane(col_bits, abits["overlay"], abits["ov_acc"],
+            lane = GatherLane(field, abits["overlay"], cfg.x_window,
                               _col_offset=int(self.mutation == "gather_off_by_one"))
             m.submodules[f"lane{l}"] = lane
             lanes.append(lane)
-            (_, orp), (_, xrp), (swp, _) = o_m[l], x_m[l], s_m[l]
+            (_, orp), (swp, srp) = o_m[l], s_m[l]
             m.d.comb += [orp.addr.eq(lane.ent_addr), orp.en.eq(lane.ent_en), lane.ent_data.eq(orp.data),
-                         xrp.addr.eq(lane.x_addr), xrp.en.eq(lane.x_en), lane.x_data.eq(xrp.data),
-                         swp.addr.eq(lane.sum_addr), swp.data.eq(lane.sum_data), swp.en.eq(lane.sum_en)]
+                         srp.addr.eq(Mux(sending, send_slot, lane.acc_raddr)),
+                         srp.en.eq(Mux(sending, send_ren, lane.acc_ren)), lane.acc_rdata.eq(srp.data),
+                         swp.addr.eq(lane.acc_waddr), swp.data.eq(lane.acc_wdata), swp.en.eq(lane.acc_wen)]
         gather_start = Signal()
+        lanes_room, lanes_done = Signal(), Signal()
         m.d.comb += [l.start.eq(gather_start) for l in lanes]
+        m.d.comb += [lanes_room.eq(Cat(l.room for l in lanes).all()), lanes_done.eq(Cat(l.done for l in lanes).all())]
 
-        state = Signal(range(len(PHASES)))
-        m.d.comb += self.status.eq(state)
+        accepting, in_send = Signal(), Signal()  # controller in IDLE/RECV, in SEND
+        e = Signal(col_bits + 1)  # x elements received of this vector
 
         # ---- load stream: register and memory writes, accepted while idle ----
         lw = self.load.payload
-        m.d.comb += self.load.ready.eq(state == 0)
+        m.d.comb += self.load.ready.eq(accepting & (e == 0))
         load_fire = self.load.valid & self.load.ready
         with m.If(load_fire & (lw.sel == SEL_REG)):
             with m.Switch(lw.addr):
                 for name, idx in REG_INDEX.items():
                     with m.Case(idx):
                         m.d.sync += regs[name].eq(lw.data)
-        for sel, banks, key in ((SEL_A, a_m, "a"), (SEL_B, b_m, "b"), (SEL_OVERLAY, o_m, "overlay")):
+        for sel, banks, key in ((SEL_A, a_m, "a"), (SEL_B, b_m, "b"), (SEL_OVERLAY, o_m, "overlay"),
+                                (SEL_ROWMAP, rowmap_m, "row_map")):
             for bidx, (wp, _) in enumerate(banks):
                 hit = load_fire & (lw.sel == sel) & (lw.addr[abits[key]:] == bidx)
                 m.d.comb += [wp.addr.eq(lw.addr[:abits[key]]), wp.data.eq(lw.data), wp.en.eq(hit)]
@@ -115,20 +134,31 @@ class Accelerator(wiring.Component):
             m.d.sync += count.eq(count + 1)
 
         # ---- RECV: x elements into the activation memory and the lane copies ----
-        e = Signal(col_bits + 1)
         xr, xc = Signal(32), Signal(32)  # row (of n1) and column (of n2) of X
         xr_bank, xr_base = Signal(range(max(R, 2))), Signal(32)  # XB: row bank, (row // R) * n2; max(.,2): no 0-bit signals
         xc_bank, xc_base = Signal(range(max(C, 2))), Signal(32)  # AX: column bank, (col // C) * n1
         x_fire = self.x.valid & self.x.ready
-        m.d.comb += self.x.ready.eq((state == 0) | (state == 1))
+        m.d.comb += self.x.ready.eq(accepting)
         p_wr = [(Signal(abits["act_p"], name=f"pw_addr{i}"), Signal(signed(8), name=f"pw_data{i}"),
                  Signal(name=f"pw_en{i}")) for i in range(R)]
         q_wr = [(Signal(abits["act_q"], name=f"qw_addr{j}"), Signal(signed(8), name=f"qw_data{j}"),
                  Signal(name=f"qw_en{j}")) for j in range(C)]
         for (wp, _), (a_, d_, en_) in zip(p_m + q_m, p_wr + q_wr):
             m.d.comb += [wp.addr.eq(a_), wp.data.eq(d_), wp.en.eq(en_)]
-        for (wp, _) in x_m:
-            m.d.comb += [wp.addr.eq(e), wp.data.eq(self.x.payload), wp.en.eq(x_fire)]
+        # the input buffer feeds the lane broadcast at the lanes' pace, so RECV never waits on them
+        xb_wp, xb_rp = xbuf_m[0]
+        m.d.comb += [xb_wp.addr.eq(e), xb_wp.data.eq(self.x.payload), xb_wp.en.eq(x_fire)]
+        b_ptr, b_count, b_valid = Signal(col_bits + 1), Signal(col_bits + 1), Signal()  # next read, written
+        b_read = Signal()
+        m.d.comb += [b_read.eq((b_ptr < e) & lanes_room), xb_rp.addr.eq(b_ptr), xb_rp.en.eq(b_read)]
+        m.d.sync += b_valid.eq(b_read)
+        with m.If(b_read):
+            m.d.sync += b_ptr.eq(b_ptr + 1)
+        with m.If(b_valid):
+            m.d.sync += b_count.eq(b_count + 1)
+        for lane in lanes:
+            m.d.comb += [lane.x_valid.eq(b_valid), lane.x_data.eq(xb_rp.data), lane.received.eq(b_count),
+                         lane.want.eq(b_ptr)]
         with m.If(x_fire):
             for i in range(R):
                 m.d.comb += [p_wr[i][0].eq(xr_base + xc), p_wr[i][1].eq(self.x.payload),
@@ -138,7 +168,8 @@ class Accelerator(wiring.Component):
                              q_wr[j][2].eq(~order_xb & (xc_bank == j))]
             m.d.sync += [e.eq(e + 1), counting.eq(1)]
             with m.If(e == 0):
-                m.d.sync += count.eq(1)
+                m.d.sync += [count.eq(1), b_ptr.eq(0), b_count.eq(0)]
+                m.d.comb += gather_start.eq(1)
             with m.If(xc == regs["n2"] - 1):
                 m.d.sync += [xc.eq(0), xc_bank.eq(0), xc_base.eq(0), xr.eq(xr + 1)]
                 with m.If(xr_bank == R - 1):
@@ -169,7 +200,6 @@ class Accelerator(wiring.Component):
         rb_row, cb_col = Signal(32), Signal(32)  # first row / column of the tile
         p_base, q_base = Signal(32), Signal(32)  # rb*K, cb*K
         k = Signal(32)
-        sub = Signal(range(3))  # 0 FEED, 1 FLUSH, 2 DRAIN
         wait = Signal(range(R + C + 1))  # FLUSH: R+C-1 cycles until the last PE has captured
         d = Signal(range(max(R, C) + 1))
         dest_row_base, dest_col_base = Signal(32), Signal(32)  # AX g1: rb*n2; XB g1: cb*n1
@@ -186,116 +216,154 @@ class Accelerator(wiring.Component):
             m.d.comb += [brp.addr.eq(q_base + k), qrp.addr.eq(q_base + k), brp.en.eq(feeding), qrp.en.eq(feeding),
                          arr.q[j].eq(Mux(q_from_b, brp.data, qrp.data))]
 
-        # drain writes
+        # drain writes: G1 requantises (pipelined, so its write address and enable travel
+        # REQUANT_STAGES cycles behind the drain), G2 writes raw int32 into kbuf
         draining = Signal()
         m.d.comb += arr.drain.eq(draining)
+
+        def delayed(sig, name):
+            for s_ in range(REQUANT_STAGES):
+                nxt = Signal.like(sig, name=f"{name}_d{s_}")
+                m.d.sync += nxt.eq(sig)
+                sig = nxt
+            return sig
+
         for i in range(R):
             t8 = requant(m, arr.out_row[i], regs["t_mult"][:15], regs["t_shift"][:6], 8, name=f"rq_row{i}")
             col = cb_col + (C - 1) - d
-            with m.If(draining & ~second & ~order_xb):
-                m.d.comb += [p_wr[i][0].eq(dest_row_base + col), p_wr[i][1].eq(t8),
-                             p_wr[i][2].eq((rb_row + i < g_rows) & (col < g_cols))]
+            w_addr = delayed((dest_row_base + col)[:abits["act_p"]], f"pw_row{i}")
+            w_en = delayed(draining & ~second & ~order_xb & (rb_row + i < g_rows) & (col < g_cols), f"pw_en_row{i}")
+            with m.If(w_en):
+                m.d.comb += [p_wr[i][0].eq(w_addr), p_wr[i][1].eq(t8), p_wr[i][2].eq(1)]
         row = rb_row + (R - 1) - d
         for j in range(C):
             t8 = requant(m, arr.out_col[j], regs["t_mult"][:15], regs["t_shift"][:6], 8, name=f"rq_col{j}")
-            with m.If(draining & ~second & order_xb):
-                m.d.comb += [q_wr[j][0].eq(dest_col_base + row), q_wr[j][1].eq(t8),
-                             q_wr[j][2].eq((row < g_rows) & (cb_col + j < g_cols))]
+            w_addr = delayed((dest_col_base + row)[:abits["act_q"]], f"qw_col{j}")
+            w_en = delayed(draining & ~second & order_xb & (row < g_rows) & (cb_col + j < g_cols), f"qw_en_col{j}")
+            with m.If(w_en):
+                m.d.comb += [q_wr[j][0].eq(w_addr), q_wr[j][1].eq(t8), q_wr[j][2].eq(1)]
             kwp = k_m[j][0]
             m.d.comb += [kwp.addr.eq(kb_row + kb_col), kwp.data.eq(arr.out_col[j]),
                          kwp.en.eq(draining & second & (row < g_rows) & (cb_col + j < g_cols))]
 
-        # ---- SEND: y[i] = requant(sat32(K[i] + requant(O[i]))) ----
-        sr, sc = Signal(32), Signal(32)  # row (of m1), column (of m2) of the next y to read
+        # ---- SEND: y[i] = requant(sat32(K[i] + requant(O[i]))), a pipeline that stalls as a
+        # whole when y is not taken. Stages: S0 read the row map and kbuf; S1 read the row sum;
+        # S2.. overlay requantiser; join (saturating add); output requantiser; y register. ----
+        sc = Signal(32)  # column (of m2) of the next y to read
         sc_bank, sc_blk = Signal(range(max(C, 2))), Signal(32)
-        s_lane, s_slot = Signal(range(max(L, 2))), Signal(32)
-        s_rowbase = Signal(32)  # sr * kb_stride
-        sent_i = Signal(32)
-        have = Signal()
-        kb_bank_d, lane_d = Signal(range(max(C, 2))), Signal(range(max(L, 2)))
+        s_rowbase = Signal(32)  # row (of m1) * kb_stride
+        sent_i, out_i = Signal(32), Signal(32)  # y elements read / accepted
+        adv = Signal()  # the pipeline moves
+        y_valid = Signal()
         fire = self.y.valid & self.y.ready
+        m.d.comb += adv.eq(~y_valid | self.y.ready)
         issue = Signal()
-        # y[i] may be read once lane i mod L has written its row sum: SEND trails the gather lanes
-        row_ready = Signal()
-        m.d.comb += row_ready.eq(Array(l.rows_done for l in lanes)[s_lane] > s_slot)
-        m.d.comb += issue.eq((state == 4) & (sent_i < regs["m"]) & (~have | fire) & row_ready)
+        m.d.comb += issue.eq(in_send & lanes_done & (sent_i < regs["m"]) & adv)
+        m.d.comb += sending.eq(in_send & lanes_done)
+        rm_rp = rowmap_m[0][1]
+        m.d.comb += [rm_rp.addr.eq(sent_i), rm_rp.en.eq(adv)]
         for j, (_, krp) in enumerate(k_m):
-            m.d.comb += [krp.addr.eq(s_rowbase + sc_blk), krp.en.eq(issue & (sc_bank == j))]
-        for l, (_, srp) in enumerate(s_m):
-            m.d.comb += [srp.addr.eq(s_slot), srp.en.eq(issue & (s_lane == l))]
-        kval = Array(krp.data for _, krp in k_m)[kb_bank_d]
-        oval = Array(srp.data for _, srp in s_m)[lane_d]
-        o_al = requant(m, oval, regs["ov_mult"][:15], regs["ov_shift"][:6], 32, name="rq_ov")
+            m.d.comb += [krp.addr.eq(s_rowbase + sc_blk), krp.en.eq(adv & (sc_bank == j))]
+        v1, kb_bank1 = Signal(), Signal(range(max(C, 2)))
+        v2, lane2, kval2 = Signal(), Signal(range(max(L, 2))), Signal(signed(32))
+        lane_bits = bits_for(L)
+        m.d.comb += [send_slot.eq(rm_rp.data[:field.slot_bits]), send_ren.eq(adv)]
+        kval1 = Array(krp.data for _, krp in k_m)[kb_bank1]
+        oval2 = Array(srp.data for _, srp in s_m)[lane2] if L > 1 else s_m[0][1].data
+        with m.If(adv):
+            m.d.sync += [v1.eq(issue), kb_bank1.eq(sc_bank),
+                         v2.eq(v1), lane2.eq(rm_rp.data[field.slot_bits:field.slot_bits + lane_bits]),
+                         kval2.eq(kval1)]
+        o_al = requant(m, oval2, regs["ov_mult"][:15], regs["ov_shift"][:6], 32, en=adv, name="rq_ov")
+        vk, kv = v2, kval2
+        for s_ in range(REQUANT_STAGES):  # K travels beside the overlay requantiser
+            nv, nk = Signal(name=f"send_v{s_}"), Signal(signed(32), name=f"send_k{s_}")
+            with m.If(adv):
+                m.d.sync += [nv.eq(vk), nk.eq(kv)]
+            vk, kv = nv, nk
         joined = Signal(signed(33))
         acc = Signal(signed(32))
-        m.d.comb += [joined.eq(kval + o_al),
-                     acc.eq(Mux(joined > (1 << 31) - 1, (1 << 31) - 1, Mux(joined < -(1 << 31), -(1 << 31), joined)))]
-        y8 = requant(m, acc, regs["y_mult"][:15], regs["y_shift"][:6], 8, name="rq_y",
+        v_acc = Signal()
+        m.d.comb += joined.eq(kv + o_al)
+        with m.If(adv):
+            m.d.sync += [v_acc.eq(vk), acc.eq(Mux(joined > (1 << 31) - 1, (1 << 31) - 1,
+                                                  Mux(joined < -(1 << 31), -(1 << 31), joined)))]
+        y8 = requant(m, acc, regs["y_mult"][:15], regs["y_shift"][:6], 8, en=adv, name="rq_y",
                      _round=self.mutation != "round_down")
-        m.d.comb += [self.y.valid.eq(have), self.y.payload.eq(y8)]
+        vy = v_acc
+        for s_ in range(REQUANT_STAGES):
+            nv = Signal(name=f"send_vy{s_}")
+            with m.If(adv):
+                m.d.sync += nv.eq(vy)
+            vy = nv
+        m.d.comb += [y_valid.eq(vy), self.y.valid.eq(y_valid), self.y.payload.eq(y8)]
         with m.If(issue):
-            m.d.sync += [have.eq(1), kb_bank_d.eq(sc_bank), lane_d.eq(s_lane), sent_i.eq(sent_i + 1)]
+            m.d.sync += sent_i.eq(sent_i + 1)
             with m.If(sc == regs["m2"] - 1):
-                m.d.sync += [sc.eq(0), sc_bank.eq(0), sc_blk.eq(0), sr.eq(sr + 1),
-                             s_rowbase.eq(s_rowbase + regs["kb_stride"])]
+                m.d.sync += [sc.eq(0), sc_bank.eq(0), sc_blk.eq(0), s_rowbase.eq(s_rowbase + regs["kb_stride"])]
             with m.Else():
                 m.d.sync += sc.eq(sc + 1)
                 with m.If(sc_bank == C - 1):
                     m.d.sync += [sc_bank.eq(0), sc_blk.eq(sc_blk + 1)]
                 with m.Else():
                     m.d.sync += sc_bank.eq(sc_bank + 1)
-            with m.If(s_lane == L - 1):
-                m.d.sync += [s_lane.eq(0), s_slot.eq(s_slot + 1)]
-            with m.Else():
-                m.d.sync += s_lane.eq(s_lane + 1)
-        with m.Elif(fire):
-            m.d.sync += have.eq(0)
+        with m.If(fire):
+            m.d.sync += out_i.eq(out_i + 1)
 
         # ---- controller ----
         def start_gemm(is_second):
             m.d.sync += [second.eq(is_second), rb_row.eq(0), cb_col.eq(0), p_base.eq(0), q_base.eq(0), k.eq(0),
-                         sub.eq(0), dest_row_base.eq(0), dest_col_base.eq(0), kb_col.eq(0)]
+                         dest_row_base.eq(0), dest_col_base.eq(0), kb_col.eq(0)]
 
-        m.d.comb += feeding.eq(((state == 2) | (state == 3)) & (sub == 0))
-        m.d.comb += draining.eq(((state == 2) | (state == 3)) & (sub == 2))
-        with m.Switch(state):
-            with m.Case(0, 1):  # IDLE / RECV
+        with m.FSM(name="ctrl") as fsm:
+            with m.State("IDLE"):
                 with m.If(x_fire):
-                    m.d.sync += state.eq(1)
-                    with m.If(e == regs["n"] - 1):
-                        m.d.comb += gather_start.eq(1)
-                        start_gemm(0)
-                        m.d.sync += state.eq(2)
-            with m.Case(2, 3):  # G1 / G2: tiles
-                with m.Switch(sub):
-                    with m.Case(0):
-                        m.d.sync += k.eq(k + 1)
-                        with m.If(k == g_k - 1):
-                            m.d.sync += [k.eq(0), sub.eq(1), wait.eq(0)]
-                    with m.Case(1):
-                        m.d.sync += wait.eq(wait + 1)
-                        with m.If(wait == R + C - 2):
-                            m.d.sync += [sub.eq(2), d.eq(0), kb_row.eq((rb_row + R - 1) * regs["kb_stride"])]
-                    with m.Case(2):
-                        m.d.sync += [d.eq(d + 1), kb_row.eq(kb_row - regs["kb_stride"])]
-                        with m.If(d == Mux(drain_cols, R, C) - 1):
-                            m.d.sync += sub.eq(0)
-                            # next tile: columns first, then rows
-                            with m.If(cb_col + C < g_cols):
-                                m.d.sync += [cb_col.eq(cb_col + C), q_base.eq(q_base + g_k),
-                                             dest_col_base.eq(dest_col_base + regs["n1"]), kb_col.eq(kb_col + 1)]
-                            with m.Elif(rb_row + R < g_rows):
-                                m.d.sync += [cb_col.eq(0), q_base.eq(0), dest_col_base.eq(0), kb_col.eq(0),
-                                             rb_row.eq(rb_row + R), p_base.eq(p_base + g_k),
-                                             dest_row_base.eq(dest_row_base + regs["n2"])]
-                            with m.Elif(state == 2):
-                                start_gemm(1)
-                                m.d.sync += state.eq(3)
-                            with m.Else():
-                                m.d.sync += [state.eq(4), sr.eq(0), sc.eq(0), sc_bank.eq(0), sc_blk.eq(0),
-                                             s_lane.eq(0), s_slot.eq(0), s_rowbase.eq(0), sent_i.eq(0), have.eq(0)]
-            with m.Case(4):  # SEND
-                with m.If(fire & (sent_i == regs["m"]) & ~issue):
-                    m.d.sync += [state.eq(0), counting.eq(0), self.vector_cycles.eq(count + 1), e.eq(0),
+                    m.next = "RECV"
+            with m.State("RECV"):
+                with m.If(x_fire & (e == regs["n"] - 1)):
+                    start_gemm(0)
+                    m.next = "FEED"
+            with m.State("FEED"):  # K cycles: P rows and Q columns of one tile enter the array
+                m.d.sync += k.eq(k + 1)
+                with m.If(k == g_k - 1):
+                    m.d.sync += [k.eq(0), wait.eq(0)]
+                    m.next = "FLUSH"
+            with m.State("FLUSH"):  # R+C-1 cycles: until PE (R-1, C-1) has captured its sum
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(wait == R + C - 2):
+                    m.d.sync += [d.eq(0), kb_row.eq((rb_row + R - 1) * regs["kb_stride"])]
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):  # C or R cycles: shadow registers shift out
+                m.d.sync += [d.eq(d + 1), kb_row.eq(kb_row - regs["kb_stride"])]
+                with m.If(d == Mux(drain_cols, R, C) - 1):
+                    m.next = "FEED"
+                    # next tile: columns first, then rows
+                    with m.If(cb_col + C < g_cols):
+                        m.d.sync += [cb_col.eq(cb_col + C), q_base.eq(q_base + g_k),
+                                     dest_col_base.eq(dest_col_base + regs["n1"]), kb_col.eq(kb_col + 1)]
+                    with m.Elif(rb_row + R < g_rows):
+                        m.d.sync += [cb_col.eq(0), q_base.eq(0), dest_col_base.eq(0), kb_col.eq(0),
+                                     rb_row.eq(rb_row + R), p_base.eq(p_base + g_k),
+                                     dest_row_base.eq(dest_row_base + regs["n2"])]
+                    with m.Elif(~second):
+                        m.d.sync += wait.eq(0)
+                        m.next = "SETTLE"
+                    with m.Else():
+                        m.d.sync += [sc.eq(0), sc_bank.eq(0), sc_blk.eq(0), s_rowbase.eq(0), sent_i.eq(0),
+                                     out_i.eq(0)]
+                        m.next = "SEND"
+            with m.State("SETTLE"):  # G1's last requantised writes land before G2 reads them
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(wait == G1_SETTLE - 1):
+                    start_gemm(1)
+                    m.next = "FEED"
+            with m.State("SEND"):
+                with m.If(fire & (out_i == regs["m"] - 1)):
+                    m.d.sync += [counting.eq(0), self.vector_cycles.eq(count + 1), e.eq(0),
                                  xr.eq(0), xc.eq(0), xr_bank.eq(0), xr_base.eq(0), xc_bank.eq(0), xc_base.eq(0)]
+                    m.next = "IDLE"
+        gemm = fsm.ongoing("FEED") | fsm.ongoing("FLUSH") | fsm.ongoing("DRAIN") | fsm.ongoing("SETTLE")
+        m.d.comb += [accepting.eq(fsm.ongoing("IDLE") | fsm.ongoing("RECV")), in_send.eq(fsm.ongoing("SEND")),
+                     feeding.eq(fsm.ongoing("FEED")), draining.eq(fsm.ongoing("DRAIN")),
+                     self.status.eq(Mux(fsm.ongoing("RECV"), 1, Mux(gemm, 2 + second, Mux(in_send, 4, 0))))]
         return m

@@ -81,14 +81,17 @@ def test_sweep_and_dse_write_outputs(tmp_path, capsys):
 
 
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (make setup installs it as root)")
-def test_area_model_against_yosys(tmp_path):
-    from doping.hw.tools import yosys_cells
+def test_area_model_and_clock_against_yosys(tmp_path):
+    from doping.estimate.model import TIMING
+    from doping.hw.tools import yosys_synth
 
     fit = json.loads(AREA_FIT.read_text())
     assert len(fit["checks"]) >= 5 and max(abs(c["error"]) for c in fit["checks"]) < 0.2
     cfg = AccelConfig(rows=3, cols=2, lanes=2, max_m=256, max_n=256, max_factor=256, max_intermediate=256,
                       max_nnz=4096)
     man = generate(cfg, tmp_path)
-    mods = yosys_cells(tmp_path / man["files"][0], "doping_accel", tmp_path / "stat.json")
+    mods, levels = yosys_synth(tmp_path / man["files"][0], "doping_accel", tmp_path / "stat.json")
     yosys_um2 = sum(cell_area_um2(m["by_type"]) for m in mods.values())
     assert logic_area_um2(cfg) == pytest.approx(yosys_um2, rel=0.2)
+    # the estimator's clock is no faster than this config's netlist allows
+    assert 10 < levels <= json.loads(TIMING.read_text())["max_levels"]

@@ -193,19 +193,29 @@ def cmd_rtl(args) -> int:
 def cmd_synth(args) -> int:
     from doping.config import load_config
     from doping.fileio import atomic_path
-    from doping.hw.tools import yosys_cells
+    from doping.hw.tools import fmax_mhz, yosys_synth
     from doping.hw.verilog import TOP, generate
 
     cfg = load_config(args.config)
     out = Path(args.output)
     man = generate(cfg, out)
-    cells = yosys_cells(out / man["files"][0], TOP, out / "yosys_stat.json")
-    report = {"config": cfg.as_dict(), "top": TOP, "modules": cells,
-              "tool": "yosys (Debian), synth -run begin:fine + techmap + abc -fast; memories kept as $mem_v2"}
+    cells, levels = yosys_synth(out / man["files"][0], TOP, out / "yosys_stat.json")
+    fmax = fmax_mhz(levels, cfg.tech_nm)
+    report = {"config": cfg.as_dict(), "top": TOP, "modules": cells, "critical_path_levels": levels,
+              "fmax_mhz": fmax,
+              "tool": "yosys (Debian), synth -run begin:fine + techmap + abc -fast; memories kept as $mem_v2; "
+                      "critical path: flatten, memories removed, ltp -noff"}
     with atomic_path(out / "cells.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    if args.json:
+        print(json.dumps({"critical_path_levels": levels, "fmax_mhz": fmax, "clock_mhz": cfg.clock_mhz,
+                          "cells": {k: v["cells"] for k, v in cells.items()}, "report": str(out / "cells.json")},
+                         indent=2))
+        return 0
     for name, mod in cells.items():
         print(f"{name:28s} {mod['cells']:8d} cells")
+    print(f"critical path {levels} gate levels -> fmax ~{fmax:.0f} MHz at {cfg.tech_nm} nm "
+          f"(config clock {cfg.clock_mhz:g} MHz)")
     print(f"wrote {out / 'cells.json'}")
     return 0
 
@@ -256,7 +266,8 @@ def cmd_estimate(args) -> int:
 
         m, n = parse_shape(args.layer)
         r = price(m, n, args.ratio, args.method, base)
-    keys = ("cycles", "sram_bits", "energy_pj", "area_mm2", "power_mw", "breakdown", "latency_us")
+    keys = ("cycles", "interval_cycles", "latency_cycles", "utilisation", "clock_mhz", "sram_bits", "energy_pj",
+            "area_mm2", "power_mw", "breakdown", "latency_us")
     if args.json:
         print(json.dumps({k: r[k] for k in keys if k in r} | {"config": r.get("config")}, indent=2, default=str))
     else:
@@ -270,14 +281,16 @@ def _sum_estimates(parts: list[dict]) -> dict:
     first = parts[0]
     cycles = sum(p["cycles"] for p in parts)
     energy = sum(p["energy_pj"] for p in parts)
-    seconds = cycles / (first["config"]["clock_mhz"] * 1e6)
+    seconds = cycles / (first["clock_mhz"] * 1e6)
     breakdown = {"energy_pj": {}, "area_mm2": first["breakdown"]["area_mm2"]}
     for p in parts:
         for k, v in p["breakdown"]["energy_pj"].items():
             breakdown["energy_pj"][k] = breakdown["energy_pj"].get(k, 0.0) + v
     return {"cycles": cycles, "energy_pj": energy, "area_mm2": first["area_mm2"], "sram_bits": first["sram_bits"],
             "sram_kib": first["sram_kib"], "power_mw": energy * 1e-12 / seconds * 1e3, "latency_us": seconds * 1e6,
-            "breakdown": breakdown, "config": first["config"]}
+            "breakdown": breakdown, "config": first["config"], "clock_mhz": first["clock_mhz"],
+            "interval_cycles": sum(p["interval_cycles"] for p in parts),
+            "latency_cycles": sum(p["latency_cycles"] for p in parts)}
 
 
 def cmd_sweep(args) -> int:
@@ -429,11 +442,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lint", action="store_true", help="run verilator --lint-only on the result")
     r.add_argument("-o", "--output", required=True, help="output folder")
     r.set_defaults(func=cmd_rtl)
-    y = sub.add_parser("synth", help="yosys cell counts of the generated accelerator",
-                       description="Generate the Verilog and count gate-level cells per module with yosys "
-                                   "(memories kept as macros); writes cells.json.")
+    y = sub.add_parser("synth", help="yosys cell counts and critical path of the generated accelerator",
+                       description="Generate the Verilog, count gate-level cells per module with yosys "
+                                   "(memories kept as macros) and measure the longest register-to-register "
+                                   "gate chain (critical_path_levels) and the clock it allows (fmax_mhz: one "
+                                   "FO4 delay per level plus 3 for the register, docs/hardware.md); writes "
+                                   "cells.json.")
     y.add_argument("--config", help="preset (default, minimal, large) or a .json/.toml config file")
     y.add_argument("-o", "--output", default="build/synth", help="output folder (default build/synth)")
+    y.add_argument("--json", action="store_true", help="print critical_path_levels, fmax_mhz and cell counts as JSON")
     y.set_defaults(func=cmd_synth)
 
     sm = sub.add_parser("sim", help="simulate the generated Verilog on a pack and check it against golden",

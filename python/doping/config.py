@@ -20,6 +20,7 @@ def ceil_div(a: int, b: int) -> int:
 
 
 MAX_CAPACITY = 1 << 24  # largest value any integer config field may take
+X_WINDOW = 16  # broadcast input window per gather lane, in elements (see ``AccelConfig.x_window``)
 
 
 @dataclass(frozen=True)
@@ -73,16 +74,26 @@ class AccelConfig:
         r, c, l = self.rows, self.cols, self.lanes
         act = max(self.max_n, self.max_intermediate)
         col_bits = bits_for(self.max_n)
+        ov_depth = self.bank_depth(self.max_m, l)
+        slot_bits = bits_for(ov_depth)
         return {
             "a": {"banks": r, "depth": self.bank_depth(self.max_factor, r), "width": 8},
             "b": {"banks": c, "depth": self.bank_depth(self.max_factor, c), "width": 8},
             "act_p": {"banks": r, "depth": self.bank_depth(act, r), "width": 8},
             "act_q": {"banks": c, "depth": self.bank_depth(act, c), "width": 8},
             "kbuf": {"banks": c, "depth": self.bank_depth(self.max_m, c), "width": 32},
-            "x_copy": {"banks": l, "depth": 1 << bits_for(self.max_n), "width": 8},
-            "overlay": {"banks": l, "depth": self.bank_depth(self.max_nnz + l, l), "width": col_bits + 8 + 2},
-            "ov_acc": {"banks": l, "depth": self.bank_depth(self.max_m, l), "width": 32},
+            "overlay": {"banks": l, "depth": self.bank_depth(self.max_nnz + l, l),
+                        "width": col_bits + slot_bits + 8 + 2},
+            "ov_acc": {"banks": l, "depth": ov_depth, "width": 32},
+            "x_buf": {"banks": 1, "depth": 1 << bits_for(self.max_n), "width": 8},
+            "row_map": {"banks": 1, "depth": 1 << bits_for(self.max_m), "width": bits_for(l) + slot_bits},
         }
+
+    @property
+    def x_window(self) -> int:
+        """Input elements each gather lane can hold at once (registers, indexed by column mod
+        X_WINDOW): how far the input broadcast may run ahead of the slowest lane."""
+        return X_WINDOW
 
     def sram_bits(self) -> dict[str, int]:
         return {k: v["banks"] * v["depth"] * v["width"] for k, v in self.memories.items()}
@@ -90,11 +101,11 @@ class AccelConfig:
     def shortfalls(self, layer) -> list[tuple[str, int, int, str]]:
         """Everything of ``layer`` that does not fit: (what, needed, available, config field that
         would have to grow)."""
-        from doping.hw.loader import lane_entries
+        from doping.hw.loader import lane_plan
 
         (m1, n1), (m2, n2) = layer.factor_shapes
         inter = m1 * n2 if layer.order == "AX" else n1 * m2
-        entries = lane_entries(layer, self.lanes)
+        entries = lane_plan(layer, self).entries
         out = []
         for what, need, have, field in (
             ("outputs m", layer.m, self.max_m, "max_m"), ("inputs n", layer.n, self.max_n, "max_n"),

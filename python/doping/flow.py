@@ -191,7 +191,7 @@ def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path) -> dic
     cycles = sum(l["cycles"] for l in layers)
     energy = sum(l["energy_pj"] for l in layers)
     dense_energy = sum(d["energy_pj"] for d in est["dense"])
-    seconds = cycles / (cfg.clock_mhz * 1e6)
+    seconds = cycles / (layers[0]["clock_mhz"] * 1e6)
     verified = all(s["mismatches"] == 0 for s in sim)
     cycles_proven = all(s["cycles_measured"] == s["cycles_model"] for s in sim)
     return {
@@ -200,7 +200,8 @@ def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path) -> dic
                          "mismatches": sum(s["mismatches"] for s in sim), "cycle_model_matches_rtl": cycles_proven,
                          "simulator": "verilator", "per_layer": sim},
         "compression": pack_summary["totals"],
-        "per_vector": {"cycles": cycles, "latency_us": seconds * 1e6, "energy_nj": energy / 1e3,
+        "per_vector": {"cycles": cycles, "clock_mhz": layers[0]["clock_mhz"], "latency_us": seconds * 1e6,
+                       "energy_nj": energy / 1e3,
                        "power_mw": energy * 1e-12 / seconds * 1e3},
         "sram_kib": sum(layers[0]["sram_bits"].values()) / 8192, "area_mm2": layers[0]["area_mm2"],
         "dense_energy_nj": dense_energy / 1e3, "energy_saving_vs_dense": dense_energy / energy,
@@ -218,7 +219,7 @@ def summary_lines(r: dict) -> list[str]:
         f"verification: {'PASSED' if v['passed'] else 'FAILED'} ({v['vectors']} vectors on {v['simulator']}, "
         f"{v['mismatches']} mismatches; cycle model {'equals' if v['cycle_model_matches_rtl'] else 'DIFFERS from'} the RTL)",
         f"compression:  {c['param_ratio']:.2f}x parameters, {c['bit_ratio']:.2f}x stored bits",
-        f"cycles:       {p['cycles']} per vector (all layers), {p['latency_us']:.2f} us at {r['config']['clock_mhz']:g} MHz",
+        f"cycles:       {p['cycles']} per vector (all layers), {p['latency_us']:.2f} us at {p['clock_mhz']:g} MHz",
         f"SRAM:         {r['sram_kib']:.1f} KiB",
         f"energy:       {p['energy_nj']:.2f} nJ per vector ({r['energy_saving_vs_dense']:.1f}x less than dense int8 "
         f"on the same tables)",

@@ -6,6 +6,7 @@ import pytest
 
 from doping.config import AccelConfig
 from doping.estimate import schedule
+from doping.estimate.cycles import gather_timing
 from doping.synth import random_inputs, synth_layer
 from tests.hw.amaranth_tb import run_top
 
@@ -16,14 +17,34 @@ CASES = [  # (rows, cols, lanes), (m, n), ratio, factors, order
     ((1, 1, 1), (20, 21), 2.5, ((4, 3), (5, 7)), "XB"),
     ((3, 2, 5), (20, 21), 1.2, ((4, 3), (5, 7)), "AX"),
     ((4, 4, 2), (36, 24), 10, None, None),
+    ((4, 4, 2), (40, 30), 1.05, ((2, 3), (20, 10)), "XB"),  # gather-bound: lanes outlast G2
+    ((1, 2, 1), (12, 40), 1.2, ((2, 4), (6, 10)), "AX"),  # one lane: the broadcast waits on its window
+    ((2, 2, 64), (40, 20), 3, ((4, 4), (10, 5)), "XB"),  # more lanes than needed: empty lanes
 ]
+
+
+def _config(r, c, l):
+    return AccelConfig(rows=r, cols=c, lanes=l, max_m=64, max_n=64, max_factor=256, max_intermediate=256,
+                       max_nnz=4096)
+
+
+def test_cases_cover_every_regime():
+    """The cases include a vector whose lanes outlast the Kronecker phases and one whose lane
+    broadcast is held back by the window of the slowest lane."""
+    gather_bound = window_bound = 0
+    for (r, c, l), shape, ratio, factors, order in CASES:
+        layer = synth_layer(shape, ratio, seed=sum(shape), factor_shapes=factors, order=order)
+        s = schedule(layer, _config(r, c, l))
+        gather_bound += s.gather_end > s.phases["RECV"] + s.phases["G1"] + s.phases["G2"]
+        arrive, _ = gather_timing(layer, _config(r, c, l))
+        window_bound += arrive[-1] > layer.n + 1
+    assert gather_bound and window_bound
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1][0]}x{c[1][1]}-{c[4]}")
 def test_cycles_equal_rtl(case):
     (r, c, l), shape, ratio, factors, order = case
-    cfg = AccelConfig(rows=r, cols=c, lanes=l, max_m=64, max_n=64, max_factor=128, max_intermediate=256,
-                      max_nnz=4096)
+    cfg = _config(r, c, l)
     layer = synth_layer(shape, ratio, seed=sum(shape), factor_shapes=factors, order=order)
     xs = random_inputs(layer, 2, seed=3)
     _, cycles = run_top(cfg, layer, xs)

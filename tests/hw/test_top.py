@@ -87,3 +87,16 @@ def test_capacity_error_names_what_does_not_fit():
     layer = synth_layer((2600, 1300), 25, seed=0)
     with pytest.raises(DopingError, match=r"outputs m 2600 > 64.*inputs n 1300 > 64"):
         load_words(layer, CONFIGS["2x3x2"])
+
+
+def test_gather_outlasting_the_kronecker_phases(rng):
+    """Dense overlay rows on a tiny Kronecker part: the lanes are still accumulating when G2 ends,
+    and the input window (16 elements) fills, so x is back-pressured by the slowest lane."""
+    cfg = AccelConfig(rows=1, cols=5, lanes=1, max_m=80, max_n=64, max_factor=256, max_intermediate=512,
+                      max_nnz=8192)
+    rq = (Requant(1 << 14, 14), Requant(1 << 14, 14), Requant(1 << 14, 22))
+    layer = _layer_with_rows(rng, 1, 24, 5, 1, [1, 24, 17, 24, 22], rq=rq)
+    layer.a[:] = 0
+    xs = int8_batch(rng, 2, layer.n)
+    y, cycles = run_top(cfg, layer, xs, seed=2, y_stall=0.2)
+    np.testing.assert_array_equal(y, golden.forward(layer, xs))

@@ -15,7 +15,7 @@ from doping.compression import largest_factor_shapes_within
 from doping.config import AccelConfig, bits_for, ceil_div
 from doping.errors import DopingError
 from doping.estimate import tables
-from doping.estimate.model import estimate, logic_area_um2
+from doping.estimate.model import clock_mhz, estimate, logic_area_um2
 from doping.synth import synth_layer
 
 METHODS = ("dkp", "kp", "dense", "prune", "lmf")
@@ -31,7 +31,7 @@ def fit_config(base: AccelConfig, layer) -> AccelConfig:
     p2 = lambda v: 1 << bits_for(v)  # noqa: E731
     need = dict(max_m=layer.m, max_n=layer.n, max_factor=max(m1 * n1, m2 * n2),
                 max_intermediate=m1 * n2 if layer.order == "AX" else n1 * m2,
-                max_nnz=sum(len(e) for e in lane_entries(layer, base.lanes)))
+                max_nnz=sum(len(e) for e in lane_entries(layer, base)))
     cfg = replace(base, **{k: max(getattr(base, k), p2(v)) for k, v in need.items()})
     for _ in range(64):
         short = cfg.shortfalls(layer)
@@ -81,7 +81,7 @@ def _ideal(cfg: AccelConfig, m, n, macs_array, macs_gather, weight_bytes, extra_
     energy = {k: v * e_scale for k, v in energy.items()}
     area = {"sram": sram_bits * tables.SRAM_UM2_PER_BIT * a_scale / 1e6,
             "logic": logic_area_um2(cfg) * a_scale / 1e6}
-    seconds = cycles / (cfg.clock_mhz * 1e6)
+    seconds = cycles / (clock_mhz(cfg) * 1e6)
     total = sum(energy.values())
     return {"cycles": cycles, "energy_pj": total, "area_mm2": sum(area.values()),
             "power_mw": total * 1e-12 / seconds * 1e3, "latency_us": seconds * 1e6,

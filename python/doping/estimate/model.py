@@ -12,6 +12,30 @@ from doping.estimate.cycles import schedule
 from doping.golden import QuantLayer
 
 AREA_FIT = Path(__file__).with_name("area_fit.json")
+TIMING = Path(__file__).with_name("timing.json")
+
+
+def fmax_estimate_mhz(cfg: AccelConfig) -> float:
+    """Clock the generated netlist allows: the deepest register-to-register path measured over
+    the presets by bench/timing.py (timing.json), one FO4 per gate level at ``cfg.tech_nm``."""
+    from doping.hw.tools import fmax_mhz
+
+    return fmax_mhz(json.loads(TIMING.read_text())["max_levels"], cfg.tech_nm)
+
+
+def clock_mhz(cfg: AccelConfig) -> float:
+    """The clock every time and power figure uses: the config's, or the netlist's estimate if lower."""
+    return min(cfg.clock_mhz, fmax_estimate_mhz(cfg))
+
+
+def utilisation(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, float]:
+    """Busy fractions (0-1) of one vector: ``array_kp``: MAC slots used in the Kronecker phases
+    (KP MACs / (R*C * cycles of G1 and G2)); ``lanes``: overlay entries / (L * cycles until every
+    lane is done)."""
+    s = s or schedule(layer, cfg)
+    kp_cycles = s.phases["G1"] + s.phases["G2"]
+    return {"array_kp": s.kp_macs / (cfg.rows * cfg.cols * kp_cycles) if kp_cycles else 0.0,
+            "lanes": sum(s.lane_entries) / (cfg.lanes * s.gather_end)}
 
 
 def cell_area_um2(by_type: dict) -> float:
@@ -57,7 +81,8 @@ def accesses(layer: QuantLayer, cfg: AccelConfig) -> dict[str, dict[str, int]]:
     second_act = "act_p" if layer.order == "AX" else "act_q"
     acc = {k: {"reads": 0, "writes": 0} for k in cfg.memories}
     acc[first_act]["writes"] += n
-    acc["x_copy"]["writes"] += n * L
+    acc["x_buf"]["writes"] += n
+    acc["x_buf"]["reads"] += n  # the broadcast to the lanes
     # FEED: every bank of the P and Q sources is read each feed cycle
     p1, q1 = ("a", first_act) if layer.order == "AX" else (first_act, "b")
     p2, q2 = (second_act, "b") if layer.order == "AX" else ("a", second_act)
@@ -68,8 +93,11 @@ def accesses(layer: QuantLayer, cfg: AccelConfig) -> dict[str, dict[str, int]]:
     acc["kbuf"]["writes"] += m
     entries = sum(s.lane_entries)
     acc["overlay"]["reads"] += entries + L
-    acc["x_copy"]["reads"] += entries
-    acc["ov_acc"]["writes"] += m
+    # gather: every entry writes its row sum; all but each row's first read it back first
+    acc["ov_acc"]["writes"] += entries
+    acc["ov_acc"]["reads"] += entries - m
+    # SEND: the row map, kbuf and the row sum of every output
+    acc["row_map"]["reads"] += m
     acc["kbuf"]["reads"] += m
     acc["ov_acc"]["reads"] += m
     return acc
@@ -90,6 +118,9 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> dict:
     array_slots = (g1.tiles * g1.k + g2.tiles * g2.k) * cfg.rows * cfg.cols
     energy["array_macs"] = array_slots * tables.MAC_INT8_PJ
     energy["gather_macs"] = sum(s.lane_entries) * tables.MAC_INT8_PJ
+    # input windows: each x element written into every lane's window, read once per entry; an
+    # 8-bit register access priced as half the 16-bit register read of [A45]
+    energy["x_window"] = (layer.n * cfg.lanes + sum(s.lane_entries)) * tables.REG16_READ_PJ / 2
     requants = g1.rows * g1.cols + 2 * layer.m
     energy["requant"] = requants * (tables.MULT_INT32_PJ + tables.ADD_INT32_PJ)
     energy = {k: v * e_scale for k, v in energy.items()}
@@ -98,12 +129,16 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> dict:
     logic_um2 = logic_area_um2(cfg)
     area = {f"sram_{k}": v * a_scale / 1e6 for k, v in sram_um2.items()}
     area["logic"] = logic_um2 * a_scale / 1e6
-    seconds = s.cycles / (cfg.clock_mhz * 1e6)
+    clock = clock_mhz(cfg)
+    seconds = s.cycles / (clock * 1e6)
     return {
         "layer": {"name": layer.name, "shape": [layer.m, layer.n], "factors": layer.factor_shapes,
                   "order": layer.order, "nnz": layer.nnz},
         "config": cfg.as_dict(),
         "cycles": s.cycles, "phase_cycles": s.phases, "bound": s.bound,
+        # vectors do not overlap yet: the steady-state interval is the first vector's latency
+        "interval_cycles": s.cycles, "latency_cycles": s.cycles, "utilisation": utilisation(layer, cfg, s),
+        "clock_mhz": clock, "fmax_estimate_mhz": fmax_estimate_mhz(cfg),
         "latency_us": seconds * 1e6, "throughput_vectors_per_s": 1 / seconds,
         "sram_bits": {k: v["bits"] for k, v in inv.items()},
         "sram_kib": {k: v["bits"] / 8192 for k, v in inv.items()},

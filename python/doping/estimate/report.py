@@ -76,7 +76,7 @@ def _plot_sweep(rows, methods, path, shape):
 
 
 def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None,
-        arrays=(1, 2, 4, 8, 16), lanes=(1, 2, 4, 8, 16, 32)) -> dict:
+        arrays=(1, 2, 4, 8, 16), lanes=(1, 2, 4, 8, 16, 32, 64)) -> dict:
     """Every (rows = cols, lanes) point for ``layer``: the energy x delay optimum, the smallest
     area meeting ``latency_us``, and the energy/latency Pareto front (plotted)."""
     pts = []

@@ -1,0 +1,53 @@
+"""Critical path of the generated accelerator: gate levels of the longest register-to-register
+path (yosys + abc, ``doping.hw.tools.yosys_synth``) per config preset, and the clock estimate
+from them. Writes python/doping/estimate/timing.json, which the estimator reads (it runs at the
+lower of a config's clock and this estimate).
+
+  python bench/timing.py [--presets minimal default large] [--out python/doping/estimate/timing.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from doping.config import PRESETS
+from doping.fileio import atomic_path
+from doping.hw.tools import FO4_PS_PER_NM, REGISTER_FO4, fmax_mhz, yosys_synth
+from doping.hw.verilog import TOP, generate
+
+OUT = Path(__file__).resolve().parent.parent / "python" / "doping" / "estimate" / "timing.json"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["minimal", "default", "large"], choices=sorted(PRESETS))
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    levels = {}
+    for name in args.presets:
+        cfg = PRESETS[name]
+        t0 = time.time()
+        with tempfile.TemporaryDirectory() as tmp:
+            man = generate(cfg, Path(tmp))
+            _, levels[name] = yosys_synth(Path(tmp) / man["files"][0], TOP, Path(tmp) / "stat.json")
+        print(f"{name}: {levels[name]} levels, fmax ~{fmax_mhz(levels[name], cfg.tech_nm):.0f} MHz "
+              f"({time.time() - t0:.0f} s)", flush=True)
+    out = {"date": str(date.today()), "machine": platform.node() or "unknown",
+           "command": "python bench/timing.py --presets " + " ".join(args.presets),
+           "tool": "yosys 0.23 (Debian): synth -run begin:fine, techmap, abc -fast, flatten, memories removed, "
+                   "ltp -noff",
+           "delay_model": {"fo4_ps_per_nm": FO4_PS_PER_NM, "register_fo4": REGISTER_FO4},
+           "levels": levels, "max_levels": max(levels.values())}
+    with atomic_path(Path(args.out)) as tmp:
+        tmp.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
