@@ -1,13 +1,14 @@
-"""The doping accelerator top: memories, systolic Kronecker datapath, gather unit, controller and
+"""The doping accelerator top: memories, systolic Kronecker datapath, gather unit, controllers and
 stream interfaces (docs/hardware.md).
 
 Streams (``amaranth.lib.stream``, valid/ready): ``load`` (sel, addr, data words from
 ``doping.hw.loader``), ``x`` (one int8 input element per beat, n beats per vector), ``y`` (one int8
-output element per beat, m per vector). Per vector the controller runs RECV (x written into the
-banked activation memory and broadcast to the gather lanes, which start consuming at once), then
-the two Kronecker GEMMs (tile by tile: FEED K cycles, FLUSH R+C-1, DRAIN C or R), and SENDs y
-through a pipeline of ``SEND_LATENCY`` stages once every lane is done (one element per cycle when
-``y.ready`` stays high).
+output element per beat, m per vector). Four units work on consecutive vectors at once, each with
+its own controller, handing over through double-buffered memories: RECV (x into the activation
+memory and the input buffer), the GEMM engine (the two Kronecker GEMMs, tile by tile), the gather
+lanes (fed by a broadcast of the input buffer) and SEND (y through a pipeline of ``SEND_LATENCY``
+stages). Vector counters say which vector each unit is on; a unit starts the next vector once
+what it reads is complete and what it writes is free.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from doping.hw.loader import (LOAD_ADDR_BITS, LOAD_DATA_BITS, REG_INDEX, SEL_A, 
                               SEL_ROWMAP, overlay_field)
 from doping.hw.requant import REQUANT_STAGES, requant
 
-#: Controller states, as reported on ``status`` (the cocotb monitor records cycles per phase).
-PHASES = ("IDLE", "RECV", "G1", "G2", "SEND")
+#: Units, as reported on the ``status`` bits (bit i: unit i busy; the cocotb monitor counts them).
+UNITS = ("RECV", "GEMM", "GATHER", "SEND")
+#: Vector counters wrap at this many (more than the vectors that can be in flight at once).
+VECTOR_COUNT_BITS = 3
 
 
 #: Load-stream payload: which memory (or the register file), bank|offset address, data.
@@ -61,7 +64,7 @@ class Accelerator(wiring.Component):
             "load": In(stream.Signature(LoadWord)),
             "x": In(stream.Signature(signed(8))),
             "y": Out(stream.Signature(signed(8))),
-            "status": Out(range(len(PHASES))),
+            "status": Out(len(UNITS)),
             "vector_cycles": Out(32),
         })
 
@@ -72,49 +75,63 @@ class Accelerator(wiring.Component):
         mem = cfg.memories
         abits = {k: bits_for(v["depth"]) for k, v in mem.items()}
         col_bits = bits_for(cfg.max_n)
+        VB = VECTOR_COUNT_BITS
 
         # ---- registers ----
         regs = {name: Signal(32, name=f"reg_{name}") for name in REG_INDEX}
         order_xb = regs["order"][0]
 
-        # ---- memories ----
+        # ---- memories (kbuf, x_buf: two halves by address MSB; ov_acc: two banks per lane) ----
         a_m = _banks(m, "a", R, mem["a"]["depth"], signed(8))
         b_m = _banks(m, "b", C, mem["b"]["depth"], signed(8))
         p_m = _banks(m, "act_p", R, mem["act_p"]["depth"], signed(8))
         q_m = _banks(m, "act_q", C, mem["act_q"]["depth"], signed(8))
         k_m = _banks(m, "kbuf", C, mem["kbuf"]["depth"], signed(32))
         o_m = _banks(m, "overlay", L, mem["overlay"]["depth"], unsigned(mem["overlay"]["width"]))
-        s_m = _banks(m, "ov_acc", L, mem["ov_acc"]["depth"], signed(32), transparent=True)
+        s_m = _banks(m, "ov_acc", 2 * L, mem["ov_acc"]["depth"], signed(32), transparent=True)
         rowmap_m = _banks(m, "row_map", 1, mem["row_map"]["depth"], unsigned(mem["row_map"]["width"]))
         xbuf_m = _banks(m, "x_buf", 1, mem["x_buf"]["depth"], signed(8))
         field = overlay_field(cfg)
 
+        # ---- vector counters: vectors each unit has finished (mod 2**VB) ----
+        n_recv, n_g1, n_g2, n_lanes, n_sent = (Signal(VB, name=f"n_{k}") for k in
+                                                ("recv", "g1", "g2", "lanes", "sent"))
+
+        def ahead(a_, b_):  # how many vectors counter a_ is ahead of b_
+            return (a_ - b_)[:VB]
+
         m.submodules.array = arr = SystolicArray(R, C)
         lanes = []
-        sending = Signal()  # SEND owns the row-sum read ports (the lanes are done by then)
-        send_slot = Signal(field.slot_bits)
-        send_ren = Signal()
+        send_pending = Signal()  # SEND may run: its vector's K and row sums are complete
+        send_slot, send_ren = Signal(field.slot_bits), Signal()
+        lane_half = n_lanes[0]
         for l in range(L):
             lane = GatherLane(field, abits["overlay"], cfg.x_window,
                               _col_offset=int(self.mutation == "gather_off_by_one"))
             m.submodules[f"lane{l}"] = lane
             lanes.append(lane)
-            (_, orp), (swp, srp) = o_m[l], s_m[l]
-            m.d.comb += [orp.addr.eq(lane.ent_addr), orp.en.eq(lane.ent_en), lane.ent_data.eq(orp.data),
-                         srp.addr.eq(Mux(sending, send_slot, lane.acc_raddr)),
-                         srp.en.eq(Mux(sending, send_ren, lane.acc_ren)), lane.acc_rdata.eq(srp.data),
-                         swp.addr.eq(lane.acc_waddr), swp.data.eq(lane.acc_wdata), swp.en.eq(lane.acc_wen)]
+            _, orp = o_m[l]
+            m.d.comb += [orp.addr.eq(lane.ent_addr), orp.en.eq(lane.ent_en), lane.ent_data.eq(orp.data)]
+            for h in (0, 1):  # the lanes own half n_lanes % 2, SEND reads half n_sent % 2
+                swp, srp = s_m[h * L + l]
+                send_owns = send_pending & (n_sent[0] == h)
+                m.d.comb += [srp.addr.eq(Mux(send_owns, send_slot, lane.acc_raddr)),
+                             srp.en.eq(Mux(send_owns, send_ren, lane.acc_ren & (lane_half == h))),
+                             swp.addr.eq(lane.acc_waddr), swp.data.eq(lane.acc_wdata),
+                             swp.en.eq(lane.acc_wen & (lane_half == h))]
+            m.d.comb += lane.acc_rdata.eq(Mux(lane_half, s_m[L + l][1].data, s_m[l][1].data))
         gather_start = Signal()
+        lanes_active = Signal()
         lanes_room, lanes_done = Signal(), Signal()
         m.d.comb += [l.start.eq(gather_start) for l in lanes]
         m.d.comb += [lanes_room.eq(Cat(l.room for l in lanes).all()), lanes_done.eq(Cat(l.done for l in lanes).all())]
 
-        accepting, in_send = Signal(), Signal()  # controller in IDLE/RECV, in SEND
-        e = Signal(col_bits + 1)  # x elements received of this vector
+        e = Signal(col_bits + 1)  # x elements received of the vector in RECV
+        gemm_idle = Signal()
 
-        # ---- load stream: register and memory writes, accepted while idle ----
+        # ---- load stream: register and memory writes, accepted while every unit is idle ----
         lw = self.load.payload
-        m.d.comb += self.load.ready.eq(accepting & (e == 0))
+        m.d.comb += self.load.ready.eq((n_sent == n_recv) & (e == 0))
         load_fire = self.load.valid & self.load.ready
         with m.If(load_fire & (lw.sel == SEL_REG)):
             with m.Switch(lw.addr):
@@ -127,38 +144,28 @@ class Accelerator(wiring.Component):
                 hit = load_fire & (lw.sel == sel) & (lw.addr[abits[key]:] == bidx)
                 m.d.comb += [wp.addr.eq(lw.addr[:abits[key]]), wp.data.eq(lw.data), wp.en.eq(hit)]
 
-        # ---- cycle counter: first x beat accepted .. last y beat accepted ----
-        counting = Signal()
-        count = Signal(32)
-        with m.If(counting):
-            m.d.sync += count.eq(count + 1)
+        # ---- cycle stamps: first x beat accepted .. last y beat accepted, per vector ----
+        now = Signal(32)
+        m.d.sync += now.eq(now + 1)
+        started = Array(Signal(32, name=f"start_{v}") for v in range(1 << VB))
 
-        # ---- RECV: x elements into the activation memory and the lane copies ----
+        # ---- RECV: x elements into the activation memory and the input buffer. A vector may
+        # start once the previous one's first GEMM has read X and its input-buffer half is free
+        # (the broadcast of the vector before last is over). ----
         xr, xc = Signal(32), Signal(32)  # row (of n1) and column (of n2) of X
         xr_bank, xr_base = Signal(range(max(R, 2))), Signal(32)  # XB: row bank, (row // R) * n2; max(.,2): no 0-bit signals
         xc_bank, xc_base = Signal(range(max(C, 2))), Signal(32)  # AX: column bank, (col // C) * n1
         x_fire = self.x.valid & self.x.ready
-        m.d.comb += self.x.ready.eq(accepting)
+        m.d.comb += self.x.ready.eq((n_g1 == n_recv) & (ahead(n_recv, n_lanes) <= 1))
         p_wr = [(Signal(abits["act_p"], name=f"pw_addr{i}"), Signal(signed(8), name=f"pw_data{i}"),
                  Signal(name=f"pw_en{i}")) for i in range(R)]
         q_wr = [(Signal(abits["act_q"], name=f"qw_addr{j}"), Signal(signed(8), name=f"qw_data{j}"),
                  Signal(name=f"qw_en{j}")) for j in range(C)]
         for (wp, _), (a_, d_, en_) in zip(p_m + q_m, p_wr + q_wr):
             m.d.comb += [wp.addr.eq(a_), wp.data.eq(d_), wp.en.eq(en_)]
-        # the input buffer feeds the lane broadcast at the lanes' pace, so RECV never waits on them
         xb_wp, xb_rp = xbuf_m[0]
-        m.d.comb += [xb_wp.addr.eq(e), xb_wp.data.eq(self.x.payload), xb_wp.en.eq(x_fire)]
-        b_ptr, b_count, b_valid = Signal(col_bits + 1), Signal(col_bits + 1), Signal()  # next read, written
-        b_read = Signal()
-        m.d.comb += [b_read.eq((b_ptr < e) & lanes_room), xb_rp.addr.eq(b_ptr), xb_rp.en.eq(b_read)]
-        m.d.sync += b_valid.eq(b_read)
-        with m.If(b_read):
-            m.d.sync += b_ptr.eq(b_ptr + 1)
-        with m.If(b_valid):
-            m.d.sync += b_count.eq(b_count + 1)
-        for lane in lanes:
-            m.d.comb += [lane.x_valid.eq(b_valid), lane.x_data.eq(xb_rp.data), lane.received.eq(b_count),
-                         lane.want.eq(b_ptr)]
+        xb_bits = abits["x_buf"] - 1
+        m.d.comb += [xb_wp.addr.eq(Cat(e[:xb_bits], n_recv[0])), xb_wp.data.eq(self.x.payload), xb_wp.en.eq(x_fire)]
         with m.If(x_fire):
             for i in range(R):
                 m.d.comb += [p_wr[i][0].eq(xr_base + xc), p_wr[i][1].eq(self.x.payload),
@@ -166,10 +173,9 @@ class Accelerator(wiring.Component):
             for j in range(C):
                 m.d.comb += [q_wr[j][0].eq(xc_base + xr), q_wr[j][1].eq(self.x.payload),
                              q_wr[j][2].eq(~order_xb & (xc_bank == j))]
-            m.d.sync += [e.eq(e + 1), counting.eq(1)]
+            m.d.sync += e.eq(e + 1)
             with m.If(e == 0):
-                m.d.sync += [count.eq(1), b_ptr.eq(0), b_count.eq(0)]
-                m.d.comb += gather_start.eq(1)
+                m.d.sync += started[n_recv].eq(now)
             with m.If(xc == regs["n2"] - 1):
                 m.d.sync += [xc.eq(0), xc_bank.eq(0), xc_base.eq(0), xr.eq(xr + 1)]
                 with m.If(xr_bank == R - 1):
@@ -182,6 +188,32 @@ class Accelerator(wiring.Component):
                     m.d.sync += [xc_bank.eq(0), xc_base.eq(xc_base + regs["n1"])]
                 with m.Else():
                     m.d.sync += xc_bank.eq(xc_bank + 1)
+            with m.If(e == regs["n"] - 1):
+                m.d.sync += [e.eq(0), n_recv.eq(n_recv + 1), xr.eq(0), xc.eq(0), xr_bank.eq(0), xr_base.eq(0),
+                             xc_bank.eq(0), xc_base.eq(0)]
+
+        # ---- gather: the lanes take vector n_lanes once its RECV has begun and its row-sum half
+        # is free (SEND of the vector before last is over); the broadcaster reads the input buffer
+        # at the lanes' pace, never past what RECV has written ----
+        recv_has_it = ahead(n_recv, n_lanes) >= 1  # RECV is past the lanes' vector
+        m.d.comb += gather_start.eq(~lanes_active & (recv_has_it | x_fire | (e != 0))
+                                    & (ahead(n_lanes, n_sent) <= 1))
+        b_ptr, b_count, b_valid = Signal(col_bits + 1), Signal(col_bits + 1), Signal()  # next read, written
+        b_read = Signal()
+        m.d.comb += [b_read.eq(lanes_active & (b_ptr < regs["n"]) & (recv_has_it | (b_ptr < e)) & lanes_room),
+                     xb_rp.addr.eq(Cat(b_ptr[:xb_bits], lane_half)), xb_rp.en.eq(b_read)]
+        m.d.sync += b_valid.eq(b_read)
+        with m.If(b_read):
+            m.d.sync += b_ptr.eq(b_ptr + 1)
+        with m.If(b_valid):
+            m.d.sync += b_count.eq(b_count + 1)
+        for lane in lanes:
+            m.d.comb += [lane.x_valid.eq(b_valid), lane.x_data.eq(xb_rp.data), lane.received.eq(b_count),
+                         lane.want.eq(b_ptr)]
+        with m.If(gather_start):
+            m.d.sync += [lanes_active.eq(1), b_ptr.eq(0), b_count.eq(0)]
+        with m.Elif(lanes_active & lanes_done & recv_has_it):  # never ahead of RECV: the counters stay ordered
+            m.d.sync += [lanes_active.eq(0), n_lanes.eq(n_lanes + 1)]
 
         # ---- GEMM engine ----
         second = Signal()  # 0: first GEMM, 1: second
@@ -217,7 +249,7 @@ class Accelerator(wiring.Component):
                          arr.q[j].eq(Mux(q_from_b, brp.data, qrp.data))]
 
         # drain writes: G1 requantises (pipelined, so its write address and enable travel
-        # REQUANT_STAGES cycles behind the drain), G2 writes raw int32 into kbuf
+        # REQUANT_STAGES cycles behind the drain), G2 writes raw int32 into kbuf half n_g2 % 2
         draining = Signal()
         m.d.comb += arr.drain.eq(draining)
 
@@ -236,6 +268,7 @@ class Accelerator(wiring.Component):
             with m.If(w_en):
                 m.d.comb += [p_wr[i][0].eq(w_addr), p_wr[i][1].eq(t8), p_wr[i][2].eq(1)]
         row = rb_row + (R - 1) - d
+        kb_bits = abits["kbuf"] - 1
         for j in range(C):
             t8 = requant(m, arr.out_col[j], regs["t_mult"][:15], regs["t_shift"][:6], 8, name=f"rq_col{j}")
             w_addr = delayed((dest_col_base + row)[:abits["act_q"]], f"qw_col{j}")
@@ -243,7 +276,7 @@ class Accelerator(wiring.Component):
             with m.If(w_en):
                 m.d.comb += [q_wr[j][0].eq(w_addr), q_wr[j][1].eq(t8), q_wr[j][2].eq(1)]
             kwp = k_m[j][0]
-            m.d.comb += [kwp.addr.eq(kb_row + kb_col), kwp.data.eq(arr.out_col[j]),
+            m.d.comb += [kwp.addr.eq(Cat((kb_row + kb_col)[:kb_bits], n_g2[0])), kwp.data.eq(arr.out_col[j]),
                          kwp.en.eq(draining & second & (row < g_rows) & (cb_col + j < g_cols))]
 
         # ---- SEND: y[i] = requant(sat32(K[i] + requant(O[i]))), a pipeline that stalls as a
@@ -252,28 +285,28 @@ class Accelerator(wiring.Component):
         sc = Signal(32)  # column (of m2) of the next y to read
         sc_bank, sc_blk = Signal(range(max(C, 2))), Signal(32)
         s_rowbase = Signal(32)  # row (of m1) * kb_stride
-        sent_i, out_i = Signal(32), Signal(32)  # y elements read / accepted
+        sent_i, out_i = Signal(32), Signal(32)  # y elements read / accepted of vector n_sent
         adv = Signal()  # the pipeline moves
         y_valid = Signal()
         fire = self.y.valid & self.y.ready
         m.d.comb += adv.eq(~y_valid | self.y.ready)
+        m.d.comb += send_pending.eq((ahead(n_g2, n_sent) >= 1) & (ahead(n_lanes, n_sent) >= 1))
         issue = Signal()
-        m.d.comb += issue.eq(in_send & lanes_done & (sent_i < regs["m"]) & adv)
-        m.d.comb += sending.eq(in_send & lanes_done)
+        m.d.comb += issue.eq(send_pending & (sent_i < regs["m"]) & adv)
         rm_rp = rowmap_m[0][1]
         m.d.comb += [rm_rp.addr.eq(sent_i), rm_rp.en.eq(adv)]
         for j, (_, krp) in enumerate(k_m):
-            m.d.comb += [krp.addr.eq(s_rowbase + sc_blk), krp.en.eq(adv & (sc_bank == j))]
+            m.d.comb += [krp.addr.eq(Cat((s_rowbase + sc_blk)[:kb_bits], n_sent[0])), krp.en.eq(adv & (sc_bank == j))]
         v1, kb_bank1 = Signal(), Signal(range(max(C, 2)))
-        v2, lane2, kval2 = Signal(), Signal(range(max(L, 2))), Signal(signed(32))
+        v2, lane2, kval2 = Signal(), Signal(range(max(2 * L, 2))), Signal(signed(32))
         lane_bits = bits_for(L)
         m.d.comb += [send_slot.eq(rm_rp.data[:field.slot_bits]), send_ren.eq(adv)]
         kval1 = Array(krp.data for _, krp in k_m)[kb_bank1]
-        oval2 = Array(srp.data for _, srp in s_m)[lane2] if L > 1 else s_m[0][1].data
+        oval2 = Array(srp.data for _, srp in s_m)[lane2]
+        lane1 = rm_rp.data[field.slot_bits:field.slot_bits + lane_bits]
         with m.If(adv):
             m.d.sync += [v1.eq(issue), kb_bank1.eq(sc_bank),
-                         v2.eq(v1), lane2.eq(rm_rp.data[field.slot_bits:field.slot_bits + lane_bits]),
-                         kval2.eq(kval1)]
+                         v2.eq(v1), lane2.eq(Mux(n_sent[0], lane1 + L, lane1)), kval2.eq(kval1)]
         o_al = requant(m, oval2, regs["ov_mult"][:15], regs["ov_shift"][:6], 32, en=adv, name="rq_ov")
         vk, kv = v2, kval2
         for s_ in range(REQUANT_STAGES):  # K travels beside the overlay requantiser
@@ -309,18 +342,19 @@ class Accelerator(wiring.Component):
                     m.d.sync += sc_bank.eq(sc_bank + 1)
         with m.If(fire):
             m.d.sync += out_i.eq(out_i + 1)
+            with m.If(out_i == regs["m"] - 1):  # the vector's last y: SEND moves to the next
+                m.d.sync += [out_i.eq(0), sent_i.eq(0), sc.eq(0), sc_bank.eq(0), sc_blk.eq(0), s_rowbase.eq(0),
+                             n_sent.eq(n_sent + 1), self.vector_cycles.eq(now - started[n_sent] + 1)]
 
-        # ---- controller ----
+        # ---- GEMM controller: vector n_g2 once its RECV is complete and its kbuf half is free
+        # (SEND of the vector before last is over) ----
         def start_gemm(is_second):
             m.d.sync += [second.eq(is_second), rb_row.eq(0), cb_col.eq(0), p_base.eq(0), q_base.eq(0), k.eq(0),
                          dest_row_base.eq(0), dest_col_base.eq(0), kb_col.eq(0)]
 
-        with m.FSM(name="ctrl") as fsm:
+        with m.FSM(name="gemm") as fsm:
             with m.State("IDLE"):
-                with m.If(x_fire):
-                    m.next = "RECV"
-            with m.State("RECV"):
-                with m.If(x_fire & (e == regs["n"] - 1)):
+                with m.If((ahead(n_recv, n_g2) >= 1) & (ahead(n_g2, n_sent) <= 1)):
                     start_gemm(0)
                     m.next = "FEED"
             with m.State("FEED"):  # K cycles: P rows and Q columns of one tile enter the array
@@ -345,25 +379,18 @@ class Accelerator(wiring.Component):
                         m.d.sync += [cb_col.eq(0), q_base.eq(0), dest_col_base.eq(0), kb_col.eq(0),
                                      rb_row.eq(rb_row + R), p_base.eq(p_base + g_k),
                                      dest_row_base.eq(dest_row_base + regs["n2"])]
-                    with m.Elif(~second):
-                        m.d.sync += wait.eq(0)
+                    with m.Elif(~second):  # X is read: RECV may take the next vector
+                        m.d.sync += [wait.eq(0), n_g1.eq(n_g1 + 1)]
                         m.next = "SETTLE"
                     with m.Else():
-                        m.d.sync += [sc.eq(0), sc_bank.eq(0), sc_blk.eq(0), s_rowbase.eq(0), sent_i.eq(0),
-                                     out_i.eq(0)]
-                        m.next = "SEND"
+                        m.d.sync += n_g2.eq(n_g2 + 1)
+                        m.next = "IDLE"
             with m.State("SETTLE"):  # G1's last requantised writes land before G2 reads them
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == G1_SETTLE - 1):
                     start_gemm(1)
                     m.next = "FEED"
-            with m.State("SEND"):
-                with m.If(fire & (out_i == regs["m"] - 1)):
-                    m.d.sync += [counting.eq(0), self.vector_cycles.eq(count + 1), e.eq(0),
-                                 xr.eq(0), xc.eq(0), xr_bank.eq(0), xr_base.eq(0), xc_bank.eq(0), xc_base.eq(0)]
-                    m.next = "IDLE"
-        gemm = fsm.ongoing("FEED") | fsm.ongoing("FLUSH") | fsm.ongoing("DRAIN") | fsm.ongoing("SETTLE")
-        m.d.comb += [accepting.eq(fsm.ongoing("IDLE") | fsm.ongoing("RECV")), in_send.eq(fsm.ongoing("SEND")),
-                     feeding.eq(fsm.ongoing("FEED")), draining.eq(fsm.ongoing("DRAIN")),
-                     self.status.eq(Mux(fsm.ongoing("RECV"), 1, Mux(gemm, 2 + second, Mux(in_send, 4, 0))))]
+        m.d.comb += [gemm_idle.eq(fsm.ongoing("IDLE")), feeding.eq(fsm.ongoing("FEED")),
+                     draining.eq(fsm.ongoing("DRAIN")),
+                     self.status.eq(Cat(e != 0, ~gemm_idle, lanes_active, send_pending & (out_i != 0) | issue))]
         return m

@@ -21,7 +21,7 @@ from cocotb.triggers import FallingEdge, SimTimeoutError, with_timeout
 from doping import golden
 from doping.config import AccelConfig
 from doping.hw.loader import load_words
-from doping.hw.top import PHASES
+from doping.hw.top import UNITS
 from doping.pack import read_pack
 
 
@@ -49,32 +49,30 @@ class StreamDriver:
 
 
 class OutputMonitor:
-    """Sets ``y__ready`` randomly, collects transferred int8 payloads, per-vector cycle counts
-    and the cycles spent in each controller phase."""
+    """Sets ``y__ready`` randomly, collects transferred int8 payloads, per-vector latencies (the
+    design's ``vector_cycles``) and the cycles each unit was busy (``status`` bits) over the run."""
 
     def __init__(self, dut, rng, stall, m):
         self.dut, self.rng, self.stall, self.m = dut, rng, stall, m
-        self.values, self.cycles, self.phases = [], [], []
+        self.values, self.cycles = [], []
+        self.busy = {u: 0 for u in UNITS} | {"cycles": 0}
 
     async def collect(self, vectors):
         dut = self.dut
-        phase = {p: 0 for p in PHASES}
         while len(self.values) < vectors * self.m:
             ready = int(not (self.stall and self.rng.random() < self.stall))
             dut.y__ready.value = ready
             valid = int(dut.y__valid.value)
             payload = dut.y__payload.value.to_signed() if valid else 0
-            phase[PHASES[int(dut.status.value)]] += 1
+            status = int(dut.status.value)
+            for bit, unit in enumerate(UNITS):
+                self.busy[unit] += (status >> bit) & 1
+            self.busy["cycles"] += 1
             await FallingEdge(dut.clk)
             if ready and valid:
                 self.values.append(payload)
                 if len(self.values) % self.m == 0:
                     self.cycles.append(int(dut.vector_cycles.value))
-                    # the first element of every vector is accepted in an IDLE cycle: count it as RECV
-                    phase["IDLE"] -= 1
-                    phase["RECV"] += 1
-                    self.phases.append(phase)
-                    phase = {p: 0 for p in PHASES}
         dut.y__ready.value = 0
 
 
@@ -102,7 +100,7 @@ def watchdog_cycles(layer, cfg, vectors: int, job: dict) -> int:
 
 
 async def run_vectors(dut, cfg, layer, xs, rng, job):
-    """Load ``layer``, stream ``xs``, return (outputs, cycles, phases). Fails the test when the run
+    """Load ``layer``, stream ``xs``, return (outputs, latencies, busy cycles). Fails the test when the run
     outlasts ``watchdog_cycles`` (a hang), instead of simulating forever."""
     limit = watchdog_cycles(layer, cfg, len(xs), job)
 
@@ -119,7 +117,7 @@ async def run_vectors(dut, cfg, layer, xs, rng, job):
     except SimTimeoutError:
         raise AssertionError(f"watchdog: no result after {limit} cycles (the cycle model allows far fewer); "
                              f"{len(mon.values)} of {len(xs) * layer.m} outputs seen") from None
-    return np.array(mon.values, dtype=np.int64).reshape(len(xs), layer.m), mon.cycles, mon.phases
+    return np.array(mon.values, dtype=np.int64).reshape(len(xs), layer.m), mon.cycles, mon.busy
 
 
 MAX_EXAMPLES = 5
@@ -144,7 +142,7 @@ async def regression(dut):
     rng = np.random.default_rng(job["seed"])
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     await reset(dut)
-    result = {"vectors": 0, "mismatches": 0, "cycles_per_vector": [], "phase_cycles": [], "packs": []}
+    result = {"vectors": 0, "mismatches": 0, "cycles_per_vector": [], "busy_cycles": [], "packs": []}
     for k, pack_path in enumerate(job["packs"]):
         layer = read_pack(pack_path).layer(job.get("layer"))
         xs = rng.integers(-128, 128, size=(job["vectors"], layer.n)).astype(np.int8)
@@ -153,12 +151,12 @@ async def regression(dut):
             await StreamDriver(dut, "load", rng).send(load_payloads(layer, cfg))
             await StreamDriver(dut, "x", rng).send([int(v) for v in xs[0, : layer.n // 2]])
             await reset(dut)
-        got, cycles, phases = await run_vectors(dut, cfg, layer, xs, rng, job)
+        got, cycles, busy = await run_vectors(dut, cfg, layer, xs, rng, job)
         bad, examples = scoreboard(got, golden.forward(layer, xs).astype(np.int64), str(pack_path))
         result["vectors"] += len(xs)
         result["mismatches"] += bad
         result["cycles_per_vector"] += cycles
-        result["phase_cycles"] += phases
+        result["busy_cycles"].append(busy)
         result["packs"].append({"pack": str(pack_path), "vectors": len(xs), "mismatches": bad})
         result.setdefault("mismatch_examples", [])
         result["mismatch_examples"] += examples[: MAX_EXAMPLES - len(result["mismatch_examples"])]

@@ -29,8 +29,12 @@ def test_energy_and_power_are_consistent():
     r = estimate(layer, fit_config(PRESETS["default"], layer))
     assert r["energy_pj"] == pytest.approx(sum(r["breakdown"]["energy_pj"].values()))
     assert r["area_mm2"] == pytest.approx(sum(r["breakdown"]["area_mm2"].values()))
-    seconds = r["cycles"] / (r["config"]["clock_mhz"] * 1e6)
-    assert r["power_mw"] == pytest.approx(r["energy_pj"] * 1e-12 / seconds * 1e3)
+    # latency from one vector's cycles, power while streaming: one vector's energy per interval,
+    # both at the lower of the config's clock and the netlist's estimate
+    assert r["clock_mhz"] == min(r["config"]["clock_mhz"], r["fmax_estimate_mhz"])
+    assert r["latency_us"] == pytest.approx(r["cycles"] / r["clock_mhz"])
+    assert 0 < r["interval_cycles"] <= r["cycles"]
+    assert r["power_mw"] == pytest.approx(r["energy_pj"] * 1e-12 / (r["interval_cycles"] / (r["clock_mhz"] * 1e6)) * 1e3)
     # MAC energy alone is a floor: every nonzero and every KP MAC costs at least one int8 MAC
     assert r["breakdown"]["energy_pj"]["gather_macs"] >= layer.nnz * 0.315 - 1e-6
     # a smaller node costs less energy and area

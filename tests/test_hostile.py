@@ -90,7 +90,7 @@ def test_reports_escape_names(tmp_path):
     r = {"verification": {"passed": True, "vectors": 1, "mismatches": 0, "cycle_model_matches_rtl": True,
                           "simulator": "verilator"},
          "compression": {"param_ratio": 4.0, "bit_ratio": 3.0},
-         "per_vector": {"cycles": 10, "latency_us": 0.02, "energy_nj": 1.0, "power_mw": 1.0},
+         "per_vector": {"cycles": 10, "clock_mhz": 500.0, "latency_us": 0.02, "energy_nj": 1.0, "power_mw": 1.0},
          "config": {"clock_mhz": 500.0, "note": evil}, "sram_kib": 1.0, "energy_saving_vs_dense": 2.0,
          "area_mm2": 0.1, "layers": [{"name": evil, "shape": [4, 4], "cycles": 10, "phase_cycles": phases,
                                       "energy_pj": 1000.0, "energy_breakdown": {"mac": 1.0}}],

@@ -229,7 +229,7 @@ def cmd_sim(args) -> int:
             y_stall=args.y_stall, layer=args.layer)
     cyc = r["cycles_per_vector"]
     summary = {"vectors": r["vectors"], "mismatches": r["mismatches"], "cycles_per_vector": cyc,
-               "phase_cycles": r["phase_cycles"], "simulator": r["simulator"], "wall_seconds": r["wall_seconds"]}
+               "busy_cycles": r["busy_cycles"], "simulator": r["simulator"], "wall_seconds": r["wall_seconds"]}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -282,12 +282,13 @@ def _sum_estimates(parts: list[dict]) -> dict:
     cycles = sum(p["cycles"] for p in parts)
     energy = sum(p["energy_pj"] for p in parts)
     seconds = cycles / (first["clock_mhz"] * 1e6)
+    streaming = sum(p["interval_cycles"] for p in parts) / (first["clock_mhz"] * 1e6)
     breakdown = {"energy_pj": {}, "area_mm2": first["breakdown"]["area_mm2"]}
     for p in parts:
         for k, v in p["breakdown"]["energy_pj"].items():
             breakdown["energy_pj"][k] = breakdown["energy_pj"].get(k, 0.0) + v
     return {"cycles": cycles, "energy_pj": energy, "area_mm2": first["area_mm2"], "sram_bits": first["sram_bits"],
-            "sram_kib": first["sram_kib"], "power_mw": energy * 1e-12 / seconds * 1e3, "latency_us": seconds * 1e6,
+            "sram_kib": first["sram_kib"], "power_mw": energy * 1e-12 / streaming * 1e3, "latency_us": seconds * 1e6,
             "breakdown": breakdown, "config": first["config"], "clock_mhz": first["clock_mhz"],
             "interval_cycles": sum(p["interval_cycles"] for p in parts),
             "latency_cycles": sum(p["latency_cycles"] for p in parts)}
@@ -465,8 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                     "in [0, 1)")
     sm.add_argument("--y-stall", type=probability, default=0.0, help="probability of y.ready low in a cycle, in [0, 1)")
     sm.add_argument("--layer", help="layer name (default: the first)")
-    sm.add_argument("--json", action="store_true", help="print JSON: vectors, mismatches, cycles_per_vector, "
-                                                        "phase_cycles, simulator")
+    sm.add_argument("--json", action="store_true", help="print JSON: vectors, mismatches, cycles_per_vector (each "
+                                                        "vector's first x to last y; vectors overlap), "
+                                                        "busy_cycles (per unit, per pack), simulator")
     sm.set_defaults(func=cmd_sim)
 
     es = sub.add_parser("estimate", help="cycles, SRAM, energy, area, power of a pack or a (shape, ratio, method)",

@@ -39,7 +39,7 @@ class AccelConfig:
 
     rows: int = 8
     cols: int = 8
-    lanes: int = 8
+    lanes: int = 64  # the balanced point for the 2600x1300 @25x flagship layer (docs/results.md)
     max_m: int = 2600
     max_n: int = 1300
     max_factor: int = 4096
@@ -81,11 +81,13 @@ class AccelConfig:
             "b": {"banks": c, "depth": self.bank_depth(self.max_factor, c), "width": 8},
             "act_p": {"banks": r, "depth": self.bank_depth(act, r), "width": 8},
             "act_q": {"banks": c, "depth": self.bank_depth(act, c), "width": 8},
-            "kbuf": {"banks": c, "depth": self.bank_depth(self.max_m, c), "width": 32},
+            # double-buffered (two halves, by address MSB or bank): one vector is written while
+            # the previous one is read
+            "kbuf": {"banks": c, "depth": 2 * self.bank_depth(self.max_m, c), "width": 32},
             "overlay": {"banks": l, "depth": self.bank_depth(self.max_nnz + l, l),
                         "width": col_bits + slot_bits + 8 + 2},
-            "ov_acc": {"banks": l, "depth": ov_depth, "width": 32},
-            "x_buf": {"banks": 1, "depth": 1 << bits_for(self.max_n), "width": 8},
+            "ov_acc": {"banks": 2 * l, "depth": ov_depth, "width": 32},
+            "x_buf": {"banks": 1, "depth": 2 << bits_for(self.max_n), "width": 8},
             "row_map": {"banks": 1, "depth": 1 << bits_for(self.max_m), "width": bits_for(l) + slot_bits},
         }
 
@@ -127,8 +129,9 @@ class AccelConfig:
                                    "max_intermediate"),
                                   ("kbuf", m1 * ceil_div(m2, self.cols), "max_m"), ("overlay", per_lane, "max_nnz"),
                                   ("ov_acc", ceil_div(layer.m, self.lanes), "max_m")):
-            if need > mem[name]["depth"]:
-                out.append((f"{name} bank depth", need, mem[name]["depth"], field))
+            have = mem[name]["depth"] // (2 if name == "kbuf" else 1)  # kbuf: per half
+            if need > have:
+                out.append((f"{name} bank depth", need, have, field))
         return out
 
     def check(self, layer) -> None:

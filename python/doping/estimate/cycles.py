@@ -1,19 +1,21 @@
-"""Exact cycle model of the generated accelerator (hw/top.py), per phase and per vector.
+"""Exact cycle model of the generated accelerator (hw/top.py): per unit, per vector, and for a
+stream of vectors (``vector_times``).
 
 Cycle 0 is the cycle the first x element is accepted; x arrives whenever the design is ready
 and y is always ready (the estimator's assumption; the RTL tests also check back-pressure).
-With K, rows and cols of each GEMM as in docs/hardware.md:
+Per vector, with K, rows and cols of each GEMM as in docs/hardware.md:
 
-  RECV   n: one element per cycle into the activation memory and the input buffer
-  G1     tiles * (K + (R + C - 1) + D) + G1_SETTLE   FEED K, FLUSH R+C-1, DRAIN D (C for the AX
-  G2     tiles * (K + (R + C - 1) + D)               first GEMM's row drain, else R); G1's
-                                                     requantised writes land G1_SETTLE later
-  gather from cycle 0, concurrently with RECV and the GEMMs: the input buffer is broadcast to
-         the lanes at the pace of the slowest (``gather_timing``)
-  SEND   from max(end of G2, every lane done): y[i] is read one per cycle and is on the y
-         stream SEND_LATENCY cycles after its read
+  RECV    n: one element per cycle into the activation memory and the input buffer
+  G1      tiles * (K + (R + C - 1) + D) + G1_SETTLE   FEED K, FLUSH R+C-1, DRAIN D (C for the AX
+  G2      tiles * (K + (R + C - 1) + D)               first GEMM's row drain, else R); G1's
+                                                      requantised writes land G1_SETTLE later
+  GATHER  from the first x element: the input buffer is broadcast to the lanes at the pace of
+          the slowest (``gather_timing``)
+  SEND    from max(end of G2, every lane done): y[i] is read one per cycle and is on the y
+          stream SEND_LATENCY cycles after its read
 
-vector cycles (first x accepted .. last y accepted, inclusive) = RECV + G1 + G2 + SEND.
+The units overlap across vectors (``vector_times``): one vector's latency is its first x to its
+last y; the steady-state interval is what a stream of vectors costs per vector.
 """
 
 from __future__ import annotations
@@ -41,14 +43,15 @@ class Gemm:
 
 @dataclass(frozen=True)
 class Schedule:
-    phases: dict  # RECV, G1, G2, SEND -> cycles
-    cycles: int  # per vector
+    phases: dict  # busy cycles of each unit for one vector: RECV, G1, G2, GATHER, SEND
+    cycles: int  # latency of one vector (first x accepted .. last y accepted), from idle
+    interval: int  # steady state: cycles between consecutive vectors' last y
     gemms: tuple
     lane_entries: tuple
     kp_macs: int
     nnz: int
     bound: int  # max(ceil(KP MACs / (R*C)), ceil(nnz / L), n, m): the busiest resource's cycles
-    gather_end: int  # first cycle at which every gather lane is done
+    gather_end: int  # first cycle at which every gather lane is done (first vector)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -66,15 +69,16 @@ def gemms(layer: QuantLayer, cfg: AccelConfig) -> tuple[Gemm, Gemm]:
     return tuple(Gemm(r, c, k, d, ceil_div(r, R) * ceil_div(c, C)) for r, c, k, d in dims)
 
 
-def gather_timing(layer: QuantLayer, cfg: AccelConfig, entries=None) -> tuple[list[int], list[int]]:
+def gather_timing(layer: QuantLayer, cfg: AccelConfig, entries=None, start: int = 0,
+                  avail: int = 1) -> tuple[list[int], list[int]]:
     """Arrival cycle of every x element and the cycle from which each lane's ``done`` is seen.
 
-    Element j is accepted at cycle j (RECV never waits), read from the input buffer for the
-    broadcast at r_j = max(r_{j-1} + 1, j + 1, every lane's waiting entry has column > j - F)
-    (F = ``cfg.x_window``) and written into the windows at a_j = r_j + 1. A lane started at
-    cycle 0 has entry 0 waiting at s_0 = 2; entry p is consumed at c_p = max(s_p, a[col_p] + 1)
-    and the next waits from c_p + 1; its ``end`` word waits from s_end, and ``done`` is seen
-    from s_end + 1. Returns (a_j per element, done cycle per lane).
+    The lanes start at cycle ``start``; element j is in the input buffer from cycle avail + j.
+    It is read for the broadcast at r_j = max(r_{j-1} + 1, start + 1, avail + j, every lane's
+    waiting entry has column > j - F) (F = ``cfg.x_window``) and written into the windows at
+    a_j = r_j + 1. A lane's entry 0 waits from s_0 = start + 2; entry p is consumed at
+    c_p = max(s_p, a[col_p] + 1) and the next waits from c_p + 1; its ``end`` word waits from
+    s_end, and ``done`` is seen from s_end + 1. Returns (a_j per element, done cycle per lane).
     """
     import numpy as np
 
@@ -86,26 +90,71 @@ def gather_timing(layer: QuantLayer, cfg: AccelConfig, entries=None) -> tuple[li
     # Least fixed point of the monotone system, from the unconstrained broadcast (r_j = j + 1):
     # each pass recomputes the lanes' consumption from the arrivals, then the broadcast from the
     # lanes' windows; arrivals only grow, and stop changing at the causal solution.
-    arrive = j + 2
+    base = max(start + 1, avail)
+    arrive = j + base + 1
     while True:
         need = np.zeros(n, dtype=np.int64)
         done = []
         for c in cols:
             p = np.arange(len(c), dtype=np.int64)
             # c_p = max(s_0 + p, max_{q <= p} (a[col_q] + 1 + p - q))
-            cons = p + np.maximum.accumulate(np.maximum(arrive[c] + 1 - p, 2)) if len(c) else p
-            wait = np.concatenate(([2], cons + 1))  # s of each entry, then of the end word
+            cons = p + np.maximum.accumulate(np.maximum(arrive[c] + 1 - p, start + 2)) if len(c) else p
+            wait = np.concatenate(([start + 2], cons + 1))  # s of each entry, then of the end word
             done.append(int(wait[-1]) + 1)
             first_past = np.searchsorted(c, j - F, side="right")  # first entry with column > j - F
             np.maximum(need, np.where(j >= F, wait[first_past], 0), out=need)
-        read = j + np.maximum.accumulate(np.maximum(need - j, 1))
+        read = j + np.maximum.accumulate(np.maximum(need - j, base))
         if np.array_equal(read + 1, arrive):
             return arrive.tolist(), done
         arrive = read + 1
 
 
+def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) -> list[dict]:
+    """Cycle of every hand-over for ``vectors`` consecutive vectors, x always valid, y always
+    ready: ``x`` first element accepted, ``gemm`` first FEED, ``gather`` lanes started,
+    ``gather_done`` every lane done, ``send`` first y read, ``latency`` (first x .. last y).
+
+    Each unit takes vector v once its inputs are complete and its output half is free
+    (hw/top.py): RECV(v) after RECV(v-1), G1(v-1) and the lanes' v-2; the GEMM engine one cycle
+    after RECV(v), GEMM(v-1) and SEND(v-2); the lanes after RECV(v) began, lanes(v-1) and
+    SEND(v-2), and they count a vector done no earlier than its RECV; SEND after G2(v), the
+    lanes' v and SEND(v-1). A counter written in cycle t is seen from t + 1.
+    """
+    from doping.hw.loader import lane_entries
+    from doping.hw.top import G1_SETTLE, SEND_LATENCY
+
+    lanes = lanes or lane_entries(layer, cfg)
+    g1, g2 = (g.cycles(cfg) for g in gemms(layer, cfg))
+    n, m = layer.n, layer.m
+    out = []
+    for v in range(vectors):
+        prev = out[v - 1] if v else None
+        prev2 = out[v - 2] if v >= 2 else None
+        x = 0 if prev is None else max(prev["x"] + n, prev["g1_seen"], prev2["lanes_seen"] if prev2 else 0)
+        sent2 = prev2["sent_seen"] if prev2 else 0
+        gemm = max(x + n, prev["g2_seen"] if prev else 0, sent2) + 1
+        g1_seen = gemm + g1
+        g2_seen = g1_seen + G1_SETTLE + g2
+        start = max(x, prev["lanes_seen"] if prev else 0, sent2)
+        _, done = gather_timing(layer, cfg, lanes, start=start, avail=x + 1)
+        gather_done = max(done)
+        lanes_seen = max(gather_done, x + n) + 1  # the lanes finish a vector no earlier than its RECV
+        send = max(g2_seen, lanes_seen, prev["sent_seen"] if prev else 0)
+        sent_seen = send + m + SEND_LATENCY
+        out.append({"x": x, "gemm": gemm, "g1_seen": g1_seen, "g2_seen": g2_seen, "gather": start,
+                    "gather_done": gather_done, "lanes_seen": lanes_seen, "send": send,
+                    "sent_seen": sent_seen, "latency": sent_seen - x})
+    return out
+
+
+#: Vectors simulated by ``schedule`` to reach the steady state (the pipeline is at most four
+#: vectors deep: RECV, GEMM and gather, SEND).
+STEADY_VECTORS = 6
+
+
 def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
-    """Cycles of one vector through ``layer`` on ``cfg``; equal to what the RTL takes."""
+    """Cycles of ``layer`` on ``cfg``: one vector's latency and the steady-state interval, equal
+    to what the RTL takes."""
     from doping.hw.loader import lane_entries
     from doping.hw.top import G1_SETTLE, SEND_LATENCY
 
@@ -113,12 +162,12 @@ def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     g1, g2 = gemms(layer, cfg)
     lanes = lane_entries(layer, cfg)
     entries = tuple(len(e) for e in lanes)
-    arrive, done = gather_timing(layer, cfg, lanes)
-    recv = layer.n
-    kp_end = recv + g1.cycles(cfg) + G1_SETTLE + g2.cycles(cfg)
-    first_issue = max(kp_end, max(done))
-    total = first_issue + layer.m - 1 + SEND_LATENCY + 1
-    phases = {"RECV": recv, "G1": g1.cycles(cfg) + G1_SETTLE, "G2": g2.cycles(cfg), "SEND": total - kp_end}
+    times = vector_times(layer, cfg, STEADY_VECTORS, lanes)
+    first = times[0]
+    interval = times[-1]["sent_seen"] - times[-2]["sent_seen"]
+    phases = {"RECV": layer.n, "G1": g1.cycles(cfg) + G1_SETTLE, "G2": g2.cycles(cfg),
+              "GATHER": first["gather_done"] - first["gather"], "SEND": layer.m + SEND_LATENCY}
     kp = g1.macs() + g2.macs()
     bound = max(ceil_div(kp, cfg.rows * cfg.cols), ceil_div(layer.nnz, cfg.lanes), layer.n, layer.m)
-    return Schedule(phases, total, (g1, g2), entries, kp, layer.nnz, bound, max(done))
+    return Schedule(phases, first["latency"], interval, (g1, g2), entries, kp, layer.nnz, bound,
+                    first["gather_done"])

@@ -29,13 +29,16 @@ def clock_mhz(cfg: AccelConfig) -> float:
 
 
 def utilisation(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, float]:
-    """Busy fractions (0-1) of one vector: ``array_kp``: MAC slots used in the Kronecker phases
-    (KP MACs / (R*C * cycles of G1 and G2)); ``lanes``: overlay entries / (L * cycles until every
-    lane is done)."""
+    """Busy fractions (0-1) per vector: ``array_kp``: MAC slots used in the Kronecker phases
+    (KP MACs / (R*C * cycles of G1 and G2)); ``lanes``: overlay entries / (L * cycles from the
+    lanes' start until every lane is done); ``interval``: each unit's busy cycles per vector over
+    the steady-state interval (which unit binds)."""
     s = s or schedule(layer, cfg)
     kp_cycles = s.phases["G1"] + s.phases["G2"]
     return {"array_kp": s.kp_macs / (cfg.rows * cfg.cols * kp_cycles) if kp_cycles else 0.0,
-            "lanes": sum(s.lane_entries) / (cfg.lanes * s.gather_end)}
+            "lanes": sum(s.lane_entries) / (cfg.lanes * s.phases["GATHER"]),
+            "interval": {"RECV": s.phases["RECV"] / s.interval, "GEMM": kp_cycles / s.interval,
+                         "GATHER": s.phases["GATHER"] / s.interval, "SEND": s.phases["SEND"] / s.interval}}
 
 
 def cell_area_um2(by_type: dict) -> float:
@@ -131,18 +134,19 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> dict:
     area["logic"] = logic_um2 * a_scale / 1e6
     clock = clock_mhz(cfg)
     seconds = s.cycles / (clock * 1e6)
+    interval_s = s.interval / (clock * 1e6)
     return {
         "layer": {"name": layer.name, "shape": [layer.m, layer.n], "factors": layer.factor_shapes,
                   "order": layer.order, "nnz": layer.nnz},
         "config": cfg.as_dict(),
         "cycles": s.cycles, "phase_cycles": s.phases, "bound": s.bound,
-        # vectors do not overlap yet: the steady-state interval is the first vector's latency
-        "interval_cycles": s.cycles, "latency_cycles": s.cycles, "utilisation": utilisation(layer, cfg, s),
+        "interval_cycles": s.interval, "latency_cycles": s.cycles, "utilisation": utilisation(layer, cfg, s),
         "clock_mhz": clock, "fmax_estimate_mhz": fmax_estimate_mhz(cfg),
-        "latency_us": seconds * 1e6, "throughput_vectors_per_s": 1 / seconds,
+        "latency_us": seconds * 1e6, "throughput_vectors_per_s": 1 / interval_s,
         "sram_bits": {k: v["bits"] for k, v in inv.items()},
         "sram_kib": {k: v["bits"] / 8192 for k, v in inv.items()},
         "accesses": acc,
-        "energy_pj": total_pj, "area_mm2": sum(area.values()), "power_mw": total_pj * 1e-12 / seconds * 1e3,
+        # power while streaming vectors back to back: one vector's energy per interval
+        "energy_pj": total_pj, "area_mm2": sum(area.values()), "power_mw": total_pj * 1e-12 / interval_s * 1e3,
         "breakdown": {"energy_pj": energy, "area_mm2": area},
     }
