@@ -1,12 +1,13 @@
-"""Simulated cycles per vector (Verilator, cocotb) against the resource bound and the estimator's
-model, with the array's and the lanes' utilisation, for the flagship layer and the PTB pack.
+"""Simulated latencies of vectors streamed back to back (Verilator, cocotb) against the estimator's
+exact model, the steady-state interval against the resource bound, and the array's and the lanes'
+utilisation, for the flagship layer and the PTB pack.
 
 Layers: 2600x1300 @25x (synthetic, seed 0) at the rule's factor shapes and at a Kronecker-heavy
 share (--share, default 0.78: the most-Kronecker shape of bench/dkp_speed.py), and every layer of
 the PTB pack. The bound is max(KP MACs / (R*C), nnz / L, n, m): the busiest of the array, the
 lanes and the one-element-per-beat x and y streams.
 
-  python bench/rtl_cycles.py [--config default] [--vectors 2] [--share 0.78] [--pack packs/...] [--json F]
+  python bench/rtl_cycles.py [--config default] [--vectors 3] [--share 0.78] [--pack packs/...] [--json F]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from doping.compression import factor_shapes_for_share
 from doping.config import load_config
 from doping.estimate.baselines import fit_config
+from doping.estimate.cycles import vector_times
 from doping.estimate.model import estimate
 from doping.pack import read_pack, write_pack
 from doping.sim.runner import run
@@ -34,12 +36,13 @@ def measure(name, layer, base, vectors, tmp):
     pack = write_pack(Path(tmp) / f"{name}.dpack", [layer])
     r = run([pack], cfg, vectors=vectors, seed=0)
     e = estimate(layer, cfg)
-    measured = r["cycles_per_vector"][0]
+    model = [t["latency"] for t in vector_times(layer, cfg, vectors)]
     return {"layer": name, "shape": [layer.m, layer.n], "factors": layer.factor_shapes, "order": layer.order,
             "nnz": layer.nnz, "config": cfg.as_dict(), "mismatches": r["mismatches"],
-            "measured_cycles": r["cycles_per_vector"], "phase_cycles": r["phase_cycles"][0],
-            "model_cycles": e["cycles"], "latency_cycles": e["latency_cycles"],
-            "interval_cycles": e["interval_cycles"], "bound": e["bound"], "ratio_to_bound": measured / e["bound"],
+            "measured_latencies": r["cycles_per_vector"], "model_latencies": model,
+            "model_equals_rtl": r["cycles_per_vector"] == model, "busy_cycles": r["busy_cycles"][0],
+            "latency_cycles": e["latency_cycles"], "interval_cycles": e["interval_cycles"], "bound": e["bound"],
+            "interval_to_bound": e["interval_cycles"] / e["bound"],
             "utilisation": e["utilisation"], "area_mm2": e["area_mm2"], "clock_mhz": e["clock_mhz"],
             "wall_seconds": r["wall_seconds"]}
 
@@ -47,7 +50,7 @@ def measure(name, layer, base, vectors, tmp):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="default")
-    ap.add_argument("--vectors", type=int, default=2)
+    ap.add_argument("--vectors", type=int, default=3)
     ap.add_argument("--share", type=float, default=0.78)
     ap.add_argument("--pack", default=str(PTB_PACK))
     ap.add_argument("--only", nargs="*", help="layer names to run (rule, share, or PTB layer names)")
@@ -64,8 +67,9 @@ def main():
             if args.only and not any(name.startswith(o) for o in args.only):
                 continue
             rows.append(measure(name.replace(":", "_"), layer, base, args.vectors, tmp))
-            print(json.dumps({k: rows[-1][k] for k in ("layer", "measured_cycles", "model_cycles", "bound",
-                                                         "utilisation", "mismatches")}), flush=True)
+            print(json.dumps({k: rows[-1][k] for k in ("layer", "measured_latencies", "model_equals_rtl",
+                                                         "interval_cycles", "bound", "utilisation", "area_mm2",
+                                                         "mismatches")}), flush=True)
     out = {"date": str(date.today()), "machine": platform.node(), "config": args.config,
            "command": "python bench/rtl_cycles.py " + " ".join(f"--{k} {v}" for k, v in
                                                               (("config", args.config), ("vectors", args.vectors),

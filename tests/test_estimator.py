@@ -82,6 +82,9 @@ def test_sweep_and_dse_write_outputs(tmp_path, capsys):
     assert main(["dse", str(pack), "--latency-us", "5", "-o", str(tmp_path / "dse")]) == 0
     d = json.loads((tmp_path / "dse" / "dse.json").read_text())
     assert d["pareto"] and d["best_edp"]["edp"] == min(p["edp"] for p in d["points"])
+    z = d["balanced"]
+    assert z["interval_cycles"] * z["area_mm2"] == min(p["interval_cycles"] * p["area_mm2"] for p in d["points"])
+    assert z["binding"] == next(iter(z["busy"])) and z["busy"][z["binding"]] >= 0.9
 
 
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (make setup installs it as root)")

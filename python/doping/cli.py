@@ -320,7 +320,13 @@ def cmd_dse(args) -> int:
     b, s = r["best_edp"], r["smallest_area_meeting_latency"]
     print(f"min energy x delay: {b['rows']}x{b['cols']} array, {b['lanes']} lanes: {b['latency_us']:.2f} us, "
           f"{b['energy_nj']:.1f} nJ, {b['area_mm2']:.3f} mm^2")
-    if s:
+    z = r["balanced"]
+    print(f"balanced (most vectors/s per mm^2 when streaming): {z['rows']}x{z['cols']} array, {z['lanes']} lanes: "
+          f"{z['interval_cycles']} cycles per vector, {z['area_mm2']:.3f} mm^2; busy share of the interval: "
+          + ", ".join(f"{k} {v:.0%}" for k, v in z["busy"].items()) + f" (bound by {z['binding']})")
+    if args.latency_us is None:
+        pass
+    elif s:
         print(f"smallest area meeting {args.latency_us} us: {s['rows']}x{s['cols']}, {s['lanes']} lanes: "
               f"{s['area_mm2']:.3f} mm^2, {s['latency_us']:.2f} us")
     else:

@@ -30,9 +30,13 @@ def fit_config(base: AccelConfig, layer) -> AccelConfig:
     (m1, n1), (m2, n2) = layer.factor_shapes
     p2 = lambda v: 1 << bits_for(v)  # noqa: E731
     need = dict(max_m=layer.m, max_n=layer.n, max_factor=max(m1 * n1, m2 * n2),
-                max_intermediate=m1 * n2 if layer.order == "AX" else n1 * m2,
-                max_nnz=sum(len(e) for e in lane_entries(layer, base)))
-    cfg = replace(base, **{k: max(getattr(base, k), p2(v)) for k, v in need.items()})
+                max_intermediate=m1 * n2 if layer.order == "AX" else n1 * m2)
+    grown = {k: max(getattr(base, k), p2(v)) for k, v in need.items()}
+    # the overlay: each lane's bank holds its entries and an end word, in a power-of-two depth;
+    # size the capacity to exactly that (not the total rounded up, which can double every bank)
+    longest = max(len(e) for e in lane_entries(layer, base)) + 1
+    grown["max_nnz"] = max(base.max_nnz, base.lanes * p2(longest) - base.lanes)
+    cfg = replace(base, **grown)
     for _ in range(64):
         short = cfg.shortfalls(layer)
         if not short:

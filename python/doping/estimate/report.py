@@ -78,15 +78,20 @@ def _plot_sweep(rows, methods, path, shape):
 def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None,
         arrays=(1, 2, 4, 8, 16), lanes=(1, 2, 4, 8, 16, 32, 64)) -> dict:
     """Every (rows = cols, lanes) point for ``layer``: the energy x delay optimum, the smallest
-    area meeting ``latency_us``, and the energy/latency Pareto front (plotted)."""
+    area meeting ``latency_us``, the energy/latency Pareto front (plotted), and the balanced point:
+    the most vectors per second per mm^2 when streaming (min interval x area), with each unit's
+    busy share of the interval, the binding one first."""
     pts = []
     for a, l in itertools.product(arrays, lanes):
         cfg = fit_config(replace(base, rows=a, cols=a, lanes=l), layer)
         r = estimate(layer, cfg)
+        busy = r["utilisation"]["interval"]
         pts.append({"rows": a, "cols": a, "lanes": l, "cycles": r["cycles"], "latency_us": r["latency_us"],
-                    "energy_nj": r["energy_pj"] / 1e3, "area_mm2": r["area_mm2"], "power_mw": r["power_mw"],
-                    "edp": r["energy_pj"] * r["latency_us"]})
+                    "interval_cycles": r["interval_cycles"], "energy_nj": r["energy_pj"] / 1e3,
+                    "area_mm2": r["area_mm2"], "power_mw": r["power_mw"], "edp": r["energy_pj"] * r["latency_us"],
+                    "busy": dict(sorted(busy.items(), key=lambda kv: -kv[1])), "binding": max(busy, key=busy.get)})
     best = min(pts, key=lambda p: p["edp"])
+    balanced = min(pts, key=lambda p: (p["interval_cycles"] * p["area_mm2"], p["area_mm2"]))
     front = sorted([p for p in pts if not any(q["energy_nj"] <= p["energy_nj"] and q["latency_us"] <= p["latency_us"]
                                               and q != p for q in pts)], key=lambda p: p["latency_us"])
     meeting = [p for p in pts if latency_us is None or p["latency_us"] <= latency_us]
@@ -110,4 +115,4 @@ def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return {"points": pts, "best_edp": best, "pareto": front, "smallest_area_meeting_latency": smallest,
-            "latency_bound_us": latency_us}
+            "latency_bound_us": latency_us, "balanced": balanced}
