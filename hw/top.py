@@ -237,6 +237,14 @@ class Accelerator(wiring.Component):
         dest_row_base, dest_col_base = Signal(32), Signal(32)  # AX g1: rb*n2; XB g1: cb*n1
         kb_row = Signal(32)  # kbuf: (row being drained) * kb_stride
         kb_col = Signal(32)  # kbuf: cb
+        # the tile being drained, latched when its FEED ends (the next tile may be feeding by then)
+        dr_rb, dr_cb, dr_dest_row, dr_dest_col, dr_kb_col = (Signal(32, name=f"dr_{n}") for n in
+                                                             ("rb", "cb", "dest_row", "dest_col", "kb_col"))
+        drain_len = Mux(drain_cols, R, C)
+        # tiles start every max(K, R + C + D - 1) cycles: a tile's results must have left the
+        # shadow registers before the next tile's first PE captures
+        spacing = R + C + drain_len - 1
+        gap_len = Mux(spacing > g_k, spacing - g_k, 0)
         feeding = Signal()
         f_v, f_first, f_last = Signal(), Signal(), Signal()
         m.d.sync += [f_v.eq(feeding), f_first.eq(feeding & (k == 0)), f_last.eq(feeding & (k == g_k - 1))]
@@ -262,22 +270,22 @@ class Accelerator(wiring.Component):
 
         for i in range(R):
             t8 = requant(m, arr.out_row[i], regs["t_mult"][:15], regs["t_shift"][:6], 8, name=f"rq_row{i}")
-            col = cb_col + (C - 1) - d
-            w_addr = delayed((dest_row_base + col)[:abits["act_p"]], f"pw_row{i}")
-            w_en = delayed(draining & ~second & ~order_xb & (rb_row + i < g_rows) & (col < g_cols), f"pw_en_row{i}")
+            col = dr_cb + (C - 1) - d
+            w_addr = delayed((dr_dest_row + col)[:abits["act_p"]], f"pw_row{i}")
+            w_en = delayed(draining & ~second & ~order_xb & (dr_rb + i < g_rows) & (col < g_cols), f"pw_en_row{i}")
             with m.If(w_en):
                 m.d.comb += [p_wr[i][0].eq(w_addr), p_wr[i][1].eq(t8), p_wr[i][2].eq(1)]
-        row = rb_row + (R - 1) - d
+        row = dr_rb + (R - 1) - d
         kb_bits = abits["kbuf"] - 1
         for j in range(C):
             t8 = requant(m, arr.out_col[j], regs["t_mult"][:15], regs["t_shift"][:6], 8, name=f"rq_col{j}")
-            w_addr = delayed((dest_col_base + row)[:abits["act_q"]], f"qw_col{j}")
-            w_en = delayed(draining & ~second & order_xb & (row < g_rows) & (cb_col + j < g_cols), f"qw_en_col{j}")
+            w_addr = delayed((dr_dest_col + row)[:abits["act_q"]], f"qw_col{j}")
+            w_en = delayed(draining & ~second & order_xb & (row < g_rows) & (dr_cb + j < g_cols), f"qw_en_col{j}")
             with m.If(w_en):
                 m.d.comb += [q_wr[j][0].eq(w_addr), q_wr[j][1].eq(t8), q_wr[j][2].eq(1)]
             kwp = k_m[j][0]
-            m.d.comb += [kwp.addr.eq(Cat((kb_row + kb_col)[:kb_bits], n_g2[0])), kwp.data.eq(arr.out_col[j]),
-                         kwp.en.eq(draining & second & (row < g_rows) & (cb_col + j < g_cols))]
+            m.d.comb += [kwp.addr.eq(Cat((kb_row + dr_kb_col)[:kb_bits], n_g2[0])), kwp.data.eq(arr.out_col[j]),
+                         kwp.en.eq(draining & second & (row < g_rows) & (dr_cb + j < g_cols))]
 
         # ---- SEND: y[i] = requant(sat32(K[i] + requant(O[i]))), a pipeline that stalls as a
         # whole when y is not taken. Stages: S0 read the row map and kbuf; S1 read the row sum;
@@ -352,6 +360,27 @@ class Accelerator(wiring.Component):
             m.d.sync += [second.eq(is_second), rb_row.eq(0), cb_col.eq(0), p_base.eq(0), q_base.eq(0), k.eq(0),
                          dest_row_base.eq(0), dest_col_base.eq(0), kb_col.eq(0)]
 
+        last_drain = Signal()  # the last DRAIN cycle of a tile
+        with m.FSM(name="drain") as dfsm:  # FLUSH R+C-1 cycles after a tile's FEED, then DRAIN D
+            with m.State("IDLE"):
+                with m.If(feeding & (k == g_k - 1)):
+                    m.d.sync += wait.eq(0)
+                    m.next = "FLUSH"
+            with m.State("FLUSH"):  # until PE (R-1, C-1) has captured its sum
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(wait == R + C - 2):
+                    m.d.sync += [d.eq(0), kb_row.eq((dr_rb + R - 1) * regs["kb_stride"])]
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):  # shadow registers shift out
+                m.d.sync += [d.eq(d + 1), kb_row.eq(kb_row - regs["kb_stride"])]
+                with m.If(d == drain_len - 1):
+                    m.d.comb += last_drain.eq(1)
+                    m.next = "IDLE"
+                    with m.If(feeding & (k == g_k - 1)):  # tiles at the closest spacing: the next
+                        m.d.sync += wait.eq(0)             # tile's FEED ends in this very cycle
+                        m.next = "FLUSH"
+
+        gap = Signal(range(2 * (R + C) + 2))
         with m.FSM(name="gemm") as fsm:
             with m.State("IDLE"):
                 with m.If((ahead(n_recv, n_g2) >= 1) & (ahead(n_g2, n_sent) <= 1)):
@@ -360,26 +389,30 @@ class Accelerator(wiring.Component):
             with m.State("FEED"):  # K cycles: P rows and Q columns of one tile enter the array
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == g_k - 1):
-                    m.d.sync += [k.eq(0), wait.eq(0)]
-                    m.next = "FLUSH"
-            with m.State("FLUSH"):  # R+C-1 cycles: until PE (R-1, C-1) has captured its sum
-                m.d.sync += wait.eq(wait + 1)
-                with m.If(wait == R + C - 2):
-                    m.d.sync += [d.eq(0), kb_row.eq((rb_row + R - 1) * regs["kb_stride"])]
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):  # C or R cycles: shadow registers shift out
-                m.d.sync += [d.eq(d + 1), kb_row.eq(kb_row - regs["kb_stride"])]
-                with m.If(d == Mux(drain_cols, R, C) - 1):
-                    m.next = "FEED"
+                    m.d.sync += [k.eq(0), dr_rb.eq(rb_row), dr_cb.eq(cb_col), dr_dest_row.eq(dest_row_base),
+                                 dr_dest_col.eq(dest_col_base), dr_kb_col.eq(kb_col), gap.eq(1)]
                     # next tile: columns first, then rows
                     with m.If(cb_col + C < g_cols):
                         m.d.sync += [cb_col.eq(cb_col + C), q_base.eq(q_base + g_k),
                                      dest_col_base.eq(dest_col_base + regs["n1"]), kb_col.eq(kb_col + 1)]
+                        m.next = "GAP"
                     with m.Elif(rb_row + R < g_rows):
                         m.d.sync += [cb_col.eq(0), q_base.eq(0), dest_col_base.eq(0), kb_col.eq(0),
                                      rb_row.eq(rb_row + R), p_base.eq(p_base + g_k),
                                      dest_row_base.eq(dest_row_base + regs["n2"])]
-                    with m.Elif(~second):  # X is read: RECV may take the next vector
+                        m.next = "GAP"
+                    with m.Else():
+                        m.next = "TAIL"
+                    with m.If(gap_len == 0):
+                        with m.If((cb_col + C < g_cols) | (rb_row + R < g_rows)):
+                            m.next = "FEED"
+            with m.State("GAP"):  # spacing between tiles
+                m.d.sync += gap.eq(gap + 1)
+                with m.If(gap == gap_len):
+                    m.next = "FEED"
+            with m.State("TAIL"):  # the last tile drains
+                with m.If(last_drain):
+                    with m.If(~second):  # X is read: RECV may take the next vector
                         m.d.sync += [wait.eq(0), n_g1.eq(n_g1 + 1)]
                         m.next = "SETTLE"
                     with m.Else():
@@ -391,6 +424,6 @@ class Accelerator(wiring.Component):
                     start_gemm(1)
                     m.next = "FEED"
         m.d.comb += [gemm_idle.eq(fsm.ongoing("IDLE")), feeding.eq(fsm.ongoing("FEED")),
-                     draining.eq(fsm.ongoing("DRAIN")),
+                     draining.eq(dfsm.ongoing("DRAIN")),
                      self.status.eq(Cat(e != 0, ~gemm_idle, lanes_active, send_pending & (out_i != 0) | issue))]
         return m

@@ -6,9 +6,11 @@ and y is always ready (the estimator's assumption; the RTL tests also check back
 Per vector, with K, rows and cols of each GEMM as in docs/hardware.md:
 
   RECV    n: one element per cycle into the activation memory and the input buffer
-  G1      tiles * (K + (R + C - 1) + D) + G1_SETTLE   FEED K, FLUSH R+C-1, DRAIN D (C for the AX
-  G2      tiles * (K + (R + C - 1) + D)               first GEMM's row drain, else R); G1's
-                                                      requantised writes land G1_SETTLE later
+  G1      (tiles - 1) * max(K, R + C - 1 + D)         tiles back to back: FEED K, and each tile's
+          + K + R + C - 1 + D + G1_SETTLE             FLUSH R+C-1 and DRAIN D (C for the AX first
+  G2      the same without G1_SETTLE                  GEMM's row drain, else R) under the next
+                                                      FEED; G1's requantised writes land
+                                                      G1_SETTLE after its last drain
   GATHER  from the first x element: the input buffer is broadcast to the lanes at the pace of
           the slowest (``gather_timing``)
   SEND    from max(end of G2, every lane done): y[i] is read one per cycle and is on the y
@@ -34,8 +36,14 @@ class Gemm:
     drain: int
     tiles: int
 
+    def spacing(self, cfg: AccelConfig) -> int:
+        """Cycles between consecutive tiles' FEED starts: K, or longer when a tile's results must
+        first leave the shadow registers (R + C - 1 + D: flush, then drain)."""
+        return max(self.k, cfg.rows + cfg.cols - 1 + self.drain)
+
     def cycles(self, cfg: AccelConfig) -> int:
-        return self.tiles * (self.k + cfg.rows + cfg.cols - 1 + self.drain)
+        """First FEED to last DRAIN: tiles start every ``spacing``; the last flushes and drains."""
+        return (self.tiles - 1) * self.spacing(cfg) + self.k + cfg.rows + cfg.cols - 1 + self.drain
 
     def macs(self) -> int:
         return self.rows * self.cols * self.k
