@@ -102,3 +102,28 @@ def test_area_model_and_clock_against_yosys(tmp_path):
     assert logic_area_um2(cfg) == pytest.approx(yosys_um2, rel=0.2)
     # the estimator's clock is no faster than this config's netlist allows
     assert 10 < levels <= json.loads(TIMING.read_text())["max_levels"]
+
+
+def test_multi_layer_pack_per_token_counts_the_reloads(tmp_path):
+    from doping.estimate.model import per_token
+    from doping.hw.loader import load_words
+    from doping.pack import write_pack
+
+    layers = [synth_layer((120, 60), 6, seed=s, name=f"l{s}") for s in (1, 2)]
+    cfg = fit_config(PRESETS["default"], layers[0])
+    t = per_token(layers, cfg)
+    runs = [estimate(l, cfg) for l in layers]
+    assert t["cycles_per_token"] == sum(len(load_words(l, cfg)) + r["cycles"] for l, r in zip(layers, runs))
+    assert t["resident_cycles_per_token"] == sum(r["cycles"] for r in runs)
+    assert t["energy_per_token_pj"] > t["resident_energy_per_token_pj"] == pytest.approx(sum(r["energy_pj"] for r in runs))
+    assert "reloads each layer" in t["weights"]
+    pack = write_pack(tmp_path / "two.dpack", layers)
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps(cfg.as_dict()))
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["estimate", str(pack), "--config", str(cfg_file), "--json"]) == 0
+    assert json.loads(buf.getvalue())["per_token"]["cycles_per_token"] == t["cycles_per_token"]

@@ -255,10 +255,14 @@ def cmd_estimate(args) -> int:
             raise DopingError("give either a PACK or --layer/--ratio, not both")
         from doping.pack import read_pack
 
+        from doping.estimate.model import per_token
+
         layers = read_pack(args.pack).layers
         parts = [estimate(l, base) for l in layers]  # check(): a pack that does not fit is an error
         r = _sum_estimates(parts)
         r["layers"] = parts
+        if len(layers) > 1:
+            r["per_token"] = per_token(layers, base, parts)
     else:
         if not (args.layer and args.ratio):
             raise DopingError("give a PACK, or --layer MxN and --ratio R")
@@ -267,7 +271,7 @@ def cmd_estimate(args) -> int:
         m, n = parse_shape(args.layer)
         r = price(m, n, args.ratio, args.method, base)
     keys = ("cycles", "interval_cycles", "latency_cycles", "utilisation", "clock_mhz", "sram_bits", "energy_pj",
-            "area_mm2", "power_mw", "breakdown", "latency_us")
+            "area_mm2", "power_mw", "breakdown", "latency_us", "per_token")
     if args.json:
         print(json.dumps({k: r[k] for k in keys if k in r} | {"config": r.get("config")}, indent=2, default=str))
     else:
@@ -485,8 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--ratio", type=ratio_float, help="compression ratio (with --layer)")
     es.add_argument("--method", default="dkp", help="dkp, kp, dense, prune or lmf (default dkp)")
     es.add_argument("--config", help="preset or config file (with --layer, buffers grow to fit)")
-    es.add_argument("--json", action="store_true", help="JSON with keys cycles, sram_bits, energy_pj, area_mm2, "
-                                                        "power_mw, breakdown")
+    es.add_argument("--json", action="store_true", help="JSON with keys cycles (one vector from idle), "
+                                                        "interval_cycles (steady state), latency_cycles, utilisation "
+                                                        "(array_kp, lanes, interval), clock_mhz, sram_bits, energy_pj, "
+                                                        "area_mm2, power_mw (streaming), breakdown, latency_us, and "
+                                                        "for multi-layer packs per_token (weights reloaded per layer)")
     es.set_defaults(func=cmd_estimate)
     sw = sub.add_parser("sweep", help="estimate across compression ratios and methods (CSV, markdown, plots)",
                         description="Sweep compression ratios for several methods on one layer shape.")

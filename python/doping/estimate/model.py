@@ -150,3 +150,34 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> dict:
         "energy_pj": total_pj, "area_mm2": sum(area.values()), "power_mw": total_pj * 1e-12 / interval_s * 1e3,
         "breakdown": {"energy_pj": energy, "area_mm2": area},
     }
+
+
+def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[dict] | None = None) -> dict:
+    """A multi-layer model per token (one vector through every layer) on one accelerator, which
+    holds one layer's weights at a time: each token loads every layer again (the load stream, one
+    word per cycle, accepted only while every unit is idle) and then runs it, so layers follow one
+    another without overlap. The reload's DRAM traffic is the layer's stored bits (int8 values and
+    sparse indices, as the pack accounts them) in 64-bit accesses."""
+    import math
+
+    from doping.compression import account
+    from doping.hw.loader import load_words
+
+    parts = parts or [estimate(layer, cfg) for layer in layers]
+    e_scale, _ = tables.node_scale(cfg.tech_nm)
+    rows = []
+    for layer, p in zip(layers, parts):
+        bits = account(layer.m, layer.n, layer.factor_shapes, layer.nnz).stored_bits
+        load_cycles = len(load_words(layer, cfg))
+        rows.append({"layer": layer.name, "load_cycles": load_cycles, "run_cycles": p["cycles"],
+                     "load_energy_pj": math.ceil(bits / 64) * tables.DRAM_64B_PJ * e_scale,
+                     "run_energy_pj": p["energy_pj"]})
+    cycles = sum(r["load_cycles"] + r["run_cycles"] for r in rows)
+    energy = sum(r["load_energy_pj"] + r["run_energy_pj"] for r in rows)
+    clock = clock_mhz(cfg)
+    return {"weights": "streamed per layer: the accelerator holds one layer, so every token reloads each layer "
+                       "from DRAM (load cycles and DRAM energy counted)",
+            "cycles_per_token": cycles, "energy_per_token_pj": energy, "latency_per_token_us": cycles / clock,
+            "power_mw": energy * 1e-12 / (cycles / (clock * 1e6)) * 1e3,
+            "resident_cycles_per_token": sum(r["run_cycles"] for r in rows),
+            "resident_energy_per_token_pj": sum(r["run_energy_pj"] for r in rows), "layers": rows}

@@ -21,6 +21,14 @@ def format_estimate(r: dict) -> str:
         lines.append("SRAM KiB: " + ", ".join(f"{k} {v:.1f}" for k, v in r["sram_kib"].items()))
     lines.append("energy pJ: " + ", ".join(f"{k} {v:.0f}" for k, v in r["breakdown"]["energy_pj"].items() if v))
     lines.append("area mm^2: " + ", ".join(f"{k} {v:.4f}" for k, v in r["breakdown"]["area_mm2"].items() if v))
+    if r.get("interval_cycles"):
+        lines.insert(1, f"steady-state interval {r['interval_cycles']} cycles per vector (vectors streamed back to back)")
+    t = r.get("per_token")
+    if t:
+        lines.append(f"per token, all {len(t['layers'])} layers: {t['cycles_per_token']} cycles, "
+                     f"{t['energy_per_token_pj'] / 1e3:.1f} nJ, {t['latency_per_token_us']:.2f} us ({t['weights']}; "
+                     f"with every layer resident it would be {t['resident_cycles_per_token']} cycles, "
+                     f"{t['resident_energy_per_token_pj'] / 1e3:.1f} nJ)")
     return "\n".join(lines)
 
 
