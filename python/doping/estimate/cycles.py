@@ -22,7 +22,7 @@ last y; the steady-state interval is what a stream of vectors costs per vector.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from doping.config import AccelConfig, ceil_div
 from doping.golden import QuantLayer
@@ -60,11 +60,6 @@ class Schedule:
     nnz: int
     bound: int  # max(ceil(KP MACs / (R*C)), ceil(nnz / L), n, m): the busiest resource's cycles
     gather_end: int  # first cycle at which every gather lane is done (first vector)
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["gemms"] = [asdict(g) for g in self.gemms]
-        return d
 
 
 def gemms(layer: QuantLayer, cfg: AccelConfig) -> tuple[Gemm, Gemm]:
