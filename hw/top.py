@@ -261,10 +261,13 @@ class Accelerator(wiring.Component):
         draining = Signal()
         m.d.comb += arr.drain.eq(draining)
 
-        def delayed(sig, name):
+        def delayed(sig, name, en=None):
+            """``sig`` REQUANT_STAGES registers later (advancing only while ``en``, if given): what
+            travels beside a requantiser."""
             for s_ in range(REQUANT_STAGES):
                 nxt = Signal.like(sig, name=f"{name}_d{s_}")
-                m.d.sync += nxt.eq(sig)
+                with m.If(1 if en is None else en):
+                    m.d.sync += nxt.eq(sig)
                 sig = nxt
             return sig
 
@@ -316,12 +319,7 @@ class Accelerator(wiring.Component):
             m.d.sync += [v1.eq(issue), kb_bank1.eq(sc_bank),
                          v2.eq(v1), lane2.eq(Mux(n_sent[0], lane1 + L, lane1)), kval2.eq(kval1)]
         o_al = requant(m, oval2, regs["ov_mult"][:15], regs["ov_shift"][:6], 32, en=adv, name="rq_ov")
-        vk, kv = v2, kval2
-        for s_ in range(REQUANT_STAGES):  # K travels beside the overlay requantiser
-            nv, nk = Signal(name=f"send_v{s_}"), Signal(signed(32), name=f"send_k{s_}")
-            with m.If(adv):
-                m.d.sync += [nv.eq(vk), nk.eq(kv)]
-            vk, kv = nv, nk
+        vk, kv = delayed(v2, "send_v", adv), delayed(kval2, "send_k", adv)  # beside the overlay requantiser
         joined = Signal(signed(33))
         acc = Signal(signed(32))
         v_acc = Signal()
@@ -331,12 +329,7 @@ class Accelerator(wiring.Component):
                                                   Mux(joined < -(1 << 31), -(1 << 31), joined)))]
         y8 = requant(m, acc, regs["y_mult"][:15], regs["y_shift"][:6], 8, en=adv, name="rq_y",
                      _round=self.mutation != "round_down")
-        vy = v_acc
-        for s_ in range(REQUANT_STAGES):
-            nv = Signal(name=f"send_vy{s_}")
-            with m.If(adv):
-                m.d.sync += nv.eq(vy)
-            vy = nv
+        vy = delayed(v_acc, "send_vy", adv)
         m.d.comb += [y_valid.eq(vy), self.y.valid.eq(y_valid), self.y.payload.eq(y8)]
         with m.If(issue):
             m.d.sync += sent_i.eq(sent_i + 1)

@@ -328,13 +328,12 @@ def cmd_dse(args) -> int:
     print(f"balanced (most vectors/s per mm^2 when streaming): {z['rows']}x{z['cols']} array, {z['lanes']} lanes: "
           f"{z['interval_cycles']} cycles per vector, {z['area_mm2']:.3f} mm^2; busy share of the interval: "
           + ", ".join(f"{k} {v:.0%}" for k, v in z["busy"].items()) + f" (bound by {z['binding']})")
-    if args.latency_us is None:
-        pass
-    elif s:
-        print(f"smallest area meeting {args.latency_us} us: {s['rows']}x{s['cols']}, {s['lanes']} lanes: "
-              f"{s['area_mm2']:.3f} mm^2, {s['latency_us']:.2f} us")
-    else:
-        print(f"no design point meets {args.latency_us} us")
+    if args.latency_us is not None:
+        if s:
+            print(f"smallest area meeting {args.latency_us} us: {s['rows']}x{s['cols']}, {s['lanes']} lanes: "
+                  f"{s['area_mm2']:.3f} mm^2, {s['latency_us']:.2f} us")
+        else:
+            print(f"no design point meets {args.latency_us} us")
     from doping.fileio import atomic_path
 
     with atomic_path(Path(args.output) / "dse.json") as tmp:

@@ -73,6 +73,8 @@ class AccelConfig:
         """Every memory of the design: banks x depth x width bits."""
         r, c, l = self.rows, self.cols, self.lanes
         act = max(self.max_n, self.max_intermediate)
+        from doping.hw.loader import OverlayField  # the entry format is defined there, with the layout
+
         col_bits = bits_for(self.max_n)
         ov_depth = self.bank_depth(self.max_m, l)
         slot_bits = bits_for(ov_depth)
@@ -85,7 +87,7 @@ class AccelConfig:
             # the previous one is read
             "kbuf": {"banks": c, "depth": 2 * self.bank_depth(self.max_m, c), "width": 32},
             "overlay": {"banks": l, "depth": self.bank_depth(self.max_nnz + l, l),
-                        "width": col_bits + slot_bits + 8 + 2},
+                        "width": OverlayField(col_bits, slot_bits).width},
             "ov_acc": {"banks": 2 * l, "depth": ov_depth, "width": 32},
             "x_buf": {"banks": 1, "depth": 2 << bits_for(self.max_n), "width": 8},
             "row_map": {"banks": 1, "depth": 1 << bits_for(self.max_m), "width": bits_for(l) + slot_bits},

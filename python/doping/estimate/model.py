@@ -75,9 +75,9 @@ def sram_inventory(cfg: AccelConfig) -> dict[str, dict]:
     return out
 
 
-def accesses(layer: QuantLayer, cfg: AccelConfig) -> dict[str, dict[str, int]]:
+def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str, int]]:
     """Per-vector access counts per memory: {"reads": .., "writes": ..} (one word of the bank)."""
-    s = schedule(layer, cfg)
+    s = s or schedule(layer, cfg)
     g1, g2 = s.gemms
     n, m, L = layer.n, layer.m, cfg.lanes
     first_act = "act_q" if layer.order == "AX" else "act_p"
@@ -111,7 +111,7 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> dict:
     s = schedule(layer, cfg)
     e_scale, a_scale = tables.node_scale(cfg.tech_nm)
     inv = sram_inventory(cfg)
-    acc = accesses(layer, cfg)
+    acc = accesses(layer, cfg, s)
     g1, g2 = s.gemms
     energy = {}
     for name, a in acc.items():
