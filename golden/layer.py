@@ -38,6 +38,12 @@ class QuantLayer:
     ``m2 x n2``. The overlay S is CSR by output row: ``rowptr`` (m+1, int64), ``cols`` (nnz,
     int64, strictly increasing within a row), ``vals`` (nnz, int8).
 
+    A layer without a Kronecker part (a pruned matrix: W = S) has 0 x 0 factors (``has_kp`` is
+    False); its ``a_scale`` then carries the overlay's scale and ``b_scale`` is 1, so that the
+    accumulator's scale is x_scale * s_scale with ``t_rq`` and ``ov_rq`` the identity.
+    ``input`` names the earlier layer of the pack whose int8 output is this layer's input (a
+    chain, e.g. LMF's y = U (V x)); None: the model's input.
+
     Scales (real units per LSB): ``x_scale`` of the int8 input, ``a_scale`` and ``b_scale`` of the
     factors. Everything else follows from the three requantisations: ``t_rq`` (intermediate to
     int8), ``ov_rq`` (overlay accumulator into the Kronecker accumulator's scale), ``y_rq``
@@ -59,6 +65,12 @@ class QuantLayer:
     ov_rq: Requant
     y_rq: Requant
     meta: dict = field(default_factory=dict)
+    input: str | None = None
+
+    @property
+    def has_kp(self) -> bool:
+        """Whether W has a Kronecker part (False: a pure sparse layer, W = S)."""
+        return self.a.size > 0
 
     @property
     def m(self) -> int:
@@ -113,10 +125,14 @@ class QuantLayer:
             raise PackError(f"{where}: shape {self.shape} is not a positive 2-D shape")
         m, n = self.shape
         for label, arr in (("A", self.a), ("B", self.b)):
-            if arr.ndim != 2 or min(arr.shape) < 1:
+            if arr.ndim != 2:
                 raise PackError(f"{where}: factor {label} has shape {arr.shape}, expected 2-D")
         (m1, n1), (m2, n2) = self.factor_shapes
-        if m1 * m2 != m or n1 * n2 != n:
+        no_kp = self.a.shape == (0, 0) and self.b.shape == (0, 0)
+        if not no_kp and min(m1, n1, m2, n2) < 1:
+            raise PackError(f"{where}: factors A {m1}x{n1} and B {m2}x{n2} must both be non-empty, or both 0x0 "
+                            "(no Kronecker part)")
+        if not no_kp and (m1 * m2 != m or n1 * n2 != n):
             raise PackError(
                 f"{where}: factor shapes A {m1}x{n1} and B {m2}x{n2} give a {m1 * m2}x{n1 * n2} "
                 f"Kronecker product, but the layer is {m}x{n}"

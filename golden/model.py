@@ -34,6 +34,8 @@ def first_gemm(layer: QuantLayer, x: np.ndarray) -> np.ndarray:
     where ``X = x.reshape(batch, n1, n2)`` row-major.
     """
     x = check_input(layer, x)
+    if not layer.has_kp:  # no Kronecker part: an empty intermediate
+        return np.zeros((x.shape[0], 0, 0), dtype=np.int64)
     (m1, n1), (m2, n2) = layer.factor_shapes
     xm = x.reshape(-1, n1, n2)
     if layer.order == "AX":
@@ -43,6 +45,8 @@ def first_gemm(layer: QuantLayer, x: np.ndarray) -> np.ndarray:
 
 def second_gemm(layer: QuantLayer, t: np.ndarray) -> np.ndarray:
     """int32 accumulators of the second GEMM on the (requantised) intermediate, shape (batch, m)."""
+    if not layer.has_kp:
+        return np.zeros((t.shape[0], layer.m), dtype=np.int64)
     if layer.order == "AX":
         y = np.matmul(t, layer.b.astype(np.int64).T)
     else:
@@ -118,3 +122,18 @@ def _clipped(before: np.ndarray, after: np.ndarray) -> int:
 def forward(layer: QuantLayer, x: np.ndarray) -> np.ndarray:
     """The accelerator's result: int8 output batch (batch, m) for an int8 input batch (batch, n)."""
     return trace(layer, x).y
+
+
+def forward_chain(layers: list[QuantLayer], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs of every layer of a pack, in order: a layer with ``input`` set takes that earlier
+    layer's int8 output, any other takes ``inputs[its name]``."""
+    out: dict[str, np.ndarray] = {}
+    for layer in layers:
+        if layer.input is None:
+            x = inputs[layer.name]
+        elif layer.input in out:
+            x = out[layer.input]
+        else:
+            raise DopingError(f"layer {layer.name!r} takes the output of {layer.input!r}, which does not come before it")
+        out[layer.name] = forward(layer, x)
+    return out

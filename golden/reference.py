@@ -17,11 +17,13 @@ def float_forward(layer: QuantLayer, x: np.ndarray) -> np.ndarray:
     """
     xi = check_input(layer, x)
     sc = layer.scales()
-    (m1, n1), (m2, n2) = layer.factor_shapes
-    xr = xi.astype(np.float64).reshape(-1, n1, n2) * sc["x"]
-    a = layer.a.astype(np.float64) * sc["a"]
-    b = layer.b.astype(np.float64) * sc["b"]
-    kp = np.matmul(np.matmul(a, xr), b.T).reshape(-1, layer.m)
+    kp = 0.0
+    if layer.has_kp:
+        (m1, n1), (m2, n2) = layer.factor_shapes
+        xr = xi.astype(np.float64).reshape(-1, n1, n2) * sc["x"]
+        a = layer.a.astype(np.float64) * sc["a"]
+        b = layer.b.astype(np.float64) * sc["b"]
+        kp = np.matmul(np.matmul(a, xr), b.T).reshape(-1, layer.m)
     s = layer.dense_overlay().astype(np.float64) * sc["s"]
     return kp + xi.astype(np.float64) * sc["x"] @ s.T
 
@@ -40,6 +42,8 @@ def error_bound(layer: QuantLayer) -> np.ndarray:
     """
     sc = layer.scales()
     (m1, _), (m2, _) = layer.factor_shapes
+    if not layer.has_kp:  # no intermediate: the overlay alignment is exact (ov_rq = 1)
+        return np.full(layer.m, 0.5 * sc["acc"] + 0.5 * sc["y"])
     if layer.order == "AX":
         carry = np.tile(np.abs(layer.b.astype(np.int64)).sum(axis=1), m1)  # row i = (a, b): B row b
     else:

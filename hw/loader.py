@@ -27,9 +27,10 @@ SEL_REG, SEL_A, SEL_B, SEL_OVERLAY, SEL_ROWMAP = 0, 1, 2, 3, 4
 LOAD_DATA_BITS = 64
 LOAD_ADDR_BITS = 24
 
-#: Register file: index -> name. All are 32-bit, written before the first vector.
+#: Register file: index -> name. All are 32-bit, written before the first vector. ``kp_off`` = 1:
+#: the layer has no Kronecker part (the GEMM engine passes every vector at once, the join adds 0).
 REGS = ("order", "m1", "n1", "m2", "n2", "n", "m", "kb_stride", "t_mult", "t_shift", "ov_mult", "ov_shift",
-        "y_mult", "y_shift")
+        "y_mult", "y_shift", "kp_off")
 REG_INDEX = {name: i for i, name in enumerate(REGS)}
 
 
@@ -115,7 +116,7 @@ def register_values(layer: QuantLayer, cfg: AccelConfig) -> dict[str, int]:
         "m": layer.m, "kb_stride": ceil_div(m2, cfg.cols),
         "t_mult": layer.t_rq.multiplier, "t_shift": layer.t_rq.shift,
         "ov_mult": layer.ov_rq.multiplier, "ov_shift": layer.ov_rq.shift,
-        "y_mult": layer.y_rq.multiplier, "y_shift": layer.y_rq.shift,
+        "y_mult": layer.y_rq.multiplier, "y_shift": layer.y_rq.shift, "kp_off": int(not layer.has_kp),
     }
 
 

@@ -100,7 +100,9 @@ def _runner(simulator: str):
 def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator", vectors: int = 10, seed: int = 0,
         x_gap: float = 0.0, y_stall: float = 0.0, load_gap: float = 0.0, reset_mid_vector: bool = False,
         mutation: str | None = None, waves: bool | None = None, layer: str | None = None) -> dict:
-    """Run the regression; returns the tb's result dict plus the simulator and wall time.
+    """Run the regression: every layer of each pack in order (a chained layer takes the design's
+    outputs of its input layer), or only the layer named ``layer``; returns the tb's result dict
+    plus the simulator and wall time.
     Fails (DopingError) on a build or simulator failure; mismatches are reported, not raised."""
     from doping.pack import read_pack
 
@@ -109,9 +111,10 @@ def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator",
             raise DopingError(f"{what} must be a probability in [0, 1) (1 would stall forever), got {v}")
     if vectors < 1:
         raise DopingError(f"vectors must be at least 1, got {vectors}")
-    for p in packs:
+    for p in packs:  # every layer that will run (one named layer, or the whole pack) must fit
         pk = read_pack(p)
-        cfg.check(pk.layer(layer))
+        for one in ([pk.layer(layer)] if layer else pk.layers):
+            cfg.check(one)
     waves = bool(int(os.environ.get("WAVES", "0"))) if waves is None else waves
     d = build(cfg, simulator, mutation, waves)
     runner = _runner(simulator)

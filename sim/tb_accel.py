@@ -144,24 +144,35 @@ async def regression(dut):
     await reset(dut)
     result = {"vectors": 0, "mismatches": 0, "cycles_per_vector": [], "busy_cycles": [], "packs": []}
     for k, pack_path in enumerate(job["packs"]):
-        layer = read_pack(pack_path).layer(job.get("layer"))
-        xs = rng.integers(-128, 128, size=(job["vectors"], layer.n)).astype(np.int8)
-        if job.get("reset_mid_vector") and k == 0:
-            # abandon a vector half way, reset, then everything must work after a reload
-            await StreamDriver(dut, "load", rng).send(load_payloads(layer, cfg))
-            await StreamDriver(dut, "x", rng).send([int(v) for v in xs[0, : layer.n // 2]])
-            await reset(dut)
-        got, cycles, busy = await run_vectors(dut, cfg, layer, xs, rng, job)
-        bad, examples = scoreboard(got, golden.forward(layer, xs).astype(np.int64), str(pack_path))
-        result["vectors"] += len(xs)
-        result["mismatches"] += bad
-        result["cycles_per_vector"] += cycles
-        result["busy_cycles"].append(busy)
-        result["packs"].append({"pack": str(pack_path), "vectors": len(xs), "mismatches": bad})
-        result.setdefault("mismatch_examples", [])
-        result["mismatch_examples"] += examples[: MAX_EXAMPLES - len(result["mismatch_examples"])]
-        if examples:
-            result.setdefault("first_mismatch", examples[0])
+        pack = read_pack(pack_path)
+        # one named layer, or every layer in order; a chained layer (LMF's U after V) takes the
+        # outputs the design gave for its input layer
+        layers = [pack.layer(job["layer"])] if job.get("layer") else pack.layers
+        outputs = {}
+        for layer in layers:
+            if layer.input is not None and layer.input in outputs:
+                xs = outputs[layer.input].astype(np.int8)
+            else:
+                xs = rng.integers(-128, 128, size=(job["vectors"], layer.n)).astype(np.int8)
+            if job.get("reset_mid_vector") and k == 0 and layer is layers[0]:
+                # abandon a vector half way, reset, then everything must work after a reload
+                await StreamDriver(dut, "load", rng).send(load_payloads(layer, cfg))
+                await StreamDriver(dut, "x", rng).send([int(v) for v in xs[0, : layer.n // 2]])
+                await reset(dut)
+            got, cycles, busy = await run_vectors(dut, cfg, layer, xs, rng, job)
+            outputs[layer.name] = got
+            where = str(pack_path) if len(layers) == 1 else f"{pack_path}:{layer.name}"
+            bad, examples = scoreboard(got, golden.forward(layer, xs).astype(np.int64), where)
+            result["vectors"] += len(xs)
+            result["mismatches"] += bad
+            result["cycles_per_vector"] += cycles
+            result["busy_cycles"].append(busy)
+            result["packs"].append({"pack": str(pack_path), "layer": layer.name, "vectors": len(xs),
+                                    "mismatches": bad})
+            result.setdefault("mismatch_examples", [])
+            result["mismatch_examples"] += examples[: MAX_EXAMPLES - len(result["mismatch_examples"])]
+            if examples:
+                result.setdefault("first_mismatch", examples[0])
     Path(job["out"]).write_text(json.dumps(result))
     assert result["mismatches"] == 0, f"{result['mismatches']} of {result['vectors']} vectors mismatched: " \
                                       f"{result.get('first_mismatch')}"

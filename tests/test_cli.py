@@ -55,6 +55,33 @@ def test_synth_explicit_factors(tmp_path, capsys):
     assert layer.factor_shapes == ((6, 4), (10, 10)) and layer.order == "XB"
 
 
+@pytest.mark.parametrize("method", ["kp", "prune", "dense", "lmf"])
+def test_synth_every_method(tmp_path, capsys, method):
+    from doping.pack import totals
+
+    p = tmp_path / f"{method}.dpack"
+    ratio = "1" if method == "dense" else "5"
+    assert main(["pack", "synth", "--method", method, "--shape", "60x40", "--ratio", ratio, "-o", str(p)]) == 0
+    pk = read_pack(p)
+    assert pk.provenance["method"] == method and f"({method})" in capsys.readouterr().out
+    t = totals(pk.layers)
+    assert t["dense_params"] == 60 * 40 and (t["param_ratio"] >= 5 if method != "dense" else t["params"] == 2401)
+    assert [l.has_kp for l in pk.layers] == {"kp": [True], "prune": [False], "dense": [True],
+                                               "lmf": [True, True]}[method]
+    if method == "lmf":
+        assert pk.layers[1].input == pk.layers[0].name
+
+
+def test_synth_method_errors(tmp_path):
+    out = tmp_path / "x.dpack"
+    _assert_clean_failure(run("pack", "synth", "--method", "dense", "--shape", "60x40", "--ratio", "5", "-o", out),
+                          "a dense layer has ratio 1", out)
+    _assert_clean_failure(run("pack", "synth", "--method", "prune", "--shape", "60x40", "--ratio", "5", "--factors",
+                              "6x4,10x10", "-o", out), "apply to the dkp method only", out)
+    _assert_clean_failure(run("pack", "synth", "--method", "lmf", "--shape", "60x40", "--ratio", "3000", "-o", out),
+                          "no rank", out)
+
+
 def test_golden_int_and_float(tmp_path, pack):
     layer = read_pack(pack).layer()
     x = np.random.default_rng(0).integers(-128, 128, size=(7, layer.n)).astype(np.int8)
@@ -93,12 +120,12 @@ def test_golden_bad_input_batch(tmp_path, pack, case):
 
 
 def test_golden_bad_pack_writes_nothing(tmp_path, pack):
-    bad = rewrite_pack(pack, tmp_path / "bad.dpack", manifest=lambda m: m.update(version=2))
+    bad = rewrite_pack(pack, tmp_path / "bad.dpack", manifest=lambda m: m.update(version=3))
     np.save(tmp_path / "x.npy", np.zeros((1, 40), np.int8))
     out = tmp_path / "y.npy"
     _assert_clean_failure(run("golden", bad, "--input", tmp_path / "x.npy", "--output", out),
-                          "unsupported pack version 2", out)
-    _assert_clean_failure(run("pack", "inspect", bad), "unsupported pack version 2")
+                          "unsupported pack version 3", out)
+    _assert_clean_failure(run("pack", "inspect", bad), "unsupported pack version 3")
 
 
 def test_synth_ratio_beyond_factors(tmp_path):

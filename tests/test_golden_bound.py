@@ -28,6 +28,18 @@ def test_error_bound_holds(shape, ratio, order, seed):
     assert bound.max() < 0.25 * np.abs(golden.float_forward(layer, x)).max()
 
 
+@pytest.mark.parametrize("method,ratio", [("prune", 10), ("dense", 1), ("kp", 10)])
+def test_error_bound_holds_for_baselines(method, ratio):
+    from doping.synth import synth_method
+
+    (layer,) = synth_method(method, (64, 48), ratio, seed=4)
+    x = (random_inputs(layer, 16, seed=5).astype(np.int16) // 2).astype(np.int8)
+    tr = golden.trace(layer, x)
+    assert tr.saturations() == {"t": 0, "y": 0}
+    err = np.abs(golden.dequantise_output(layer, tr.y) - golden.float_forward(layer, x))
+    assert np.all(err <= golden.error_bound(layer)[None, :] * (1 + 1e-9))
+
+
 def test_saturation_is_counted(rng):
     from tests.conftest import int8_batch, random_layer
 

@@ -140,3 +140,59 @@ def test_non_pack_files(tmp_path):
         read_pack(tmp_path / "missing.dpack")
     with pytest.raises(PackError, match="is a directory"):
         read_pack(tmp_path)
+
+
+def test_baseline_packs_round_trip(tmp_path):
+    """Version 2: a layer without a Kronecker part and a chain (LMF's U takes V's output)."""
+    from doping.synth import synth_method
+
+    for method in ("prune", "lmf", "dense", "kp"):
+        layers = synth_method(method, (24, 20), 1 if method == "dense" else 4, seed=3)
+        back = read_pack(write_pack(tmp_path / f"{method}.dpack", layers)).layers
+        assert [(l.name, l.input, l.has_kp, l.a.shape) for l in back] == \
+               [(l.name, l.input, l.has_kp, l.a.shape) for l in layers]
+        xs = {l.name: random_inputs(l, 4, seed=1) for l in layers}
+        want, got = golden.forward_chain(layers, xs), golden.forward_chain(back, xs)
+        assert all(np.array_equal(want[k], got[k]) for k in want)
+    dense = read_pack(tmp_path / "dense.dpack").layer()
+    x = random_inputs(dense, 4, seed=2)
+    assert np.array_equal(golden.trace(dense, x).t_q.reshape(4, -1), x)  # the intermediate is x itself
+    prune = read_pack(tmp_path / "prune.dpack").layer()
+    x = random_inputs(prune, 4, seed=2)
+    # no Kronecker part: the output is the requantised overlay alone
+    assert np.array_equal(golden.trace(prune, x).acc, golden.overlay_path(prune, x))
+
+
+@pytest.fixture
+def lmf_path(tmp_path):
+    from doping.synth import synth_method
+
+    return write_pack(tmp_path / "lmf.dpack", synth_method("lmf", (24, 20), 4, seed=3))
+
+
+def _set_layer1(key, value):
+    def edit(m):
+        m["layers"][1][key] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit,message", [
+    (_set_layer1("input", "nope"), "takes its input from 'nope', which is not an earlier layer"),
+    (_set_layer1("input", 7), "layer input must be a layer name or null"),
+    (lambda m: m["layers"].reverse(), "not an earlier layer"),
+    (lambda m: m.update(version=1) or m["layers"][0].update(factors=None), "factors null .* needs pack version 2"),
+])
+def test_malformed_chain_is_rejected(tmp_path, lmf_path, edit, message):
+    with pytest.raises(PackError, match=message):
+        read_pack(rewrite_pack(lmf_path, tmp_path / "bad.dpack", manifest=edit))
+
+
+def test_chain_width_must_match(tmp_path):
+    from doping.synth import synth_method
+
+    v, u = synth_method("lmf", (24, 20), 4, seed=3)
+    other = synth_method("lmf", (30, 20), 4, seed=3)[1]
+    other.input = v.name
+    assert other.n != v.m
+    with pytest.raises(PackError, match="inputs but its input layer"):
+        write_pack(tmp_path / "x.dpack", [v, other])

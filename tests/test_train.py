@@ -95,8 +95,9 @@ def test_export_pack_and_golden_match_torch(tmp_path):
     assert [l.name for l in pack.layers] == ["lstm.l0.gates", "lstm.l1.gates"]
     assert pack.provenance["method"] == "dkp"
     assert report["lstm_compression"]["param_ratio"] == pytest.approx(4.0, rel=1e-3)
-    # int8 through the golden model costs little perplexity
+    # int8 through the golden model costs little perplexity, and so does the whole integer LSTM
     assert report["test_ppl_golden_int8"] < 1.05 * report["test_ppl_float"]
+    assert report["test_ppl_int_lstm"] < 1.05 * report["test_ppl_float"]
     model, cfg, _ = load_run_model(run)
     from doping.data import batchify
     # the calibration vectors themselves: by construction nothing saturates on them
@@ -115,9 +116,28 @@ def test_export_pack_and_golden_match_torch(tmp_path):
         assert np.all(np.abs(got - want) <= bound + 1e-9)
 
 
-def test_export_rejects_non_kronecker_runs(tmp_path):
-    _, run = _train(tmp_path, "dense", epochs=1)
-    with pytest.raises(DopingError, match="only dkp and kp runs"):
+@pytest.mark.parametrize("method,ratio,names", [
+    ("prune", 4.0, ["lstm.l0.gates", "lstm.l1.gates"]),
+    ("lmf", 4.0, ["lstm.l0.gates.v", "lstm.l0.gates.u", "lstm.l1.gates.v", "lstm.l1.gates.u"]),
+    ("dense", 1.0, ["lstm.l0.gates", "lstm.l1.gates"]),
+])
+def test_export_baselines_as_packs(tmp_path, method, ratio, names):
+    """Pruning (no Kronecker part), LMF (a chain per gate) and dense export to packs the
+    accelerator runs, and int8 through the golden model stays close to float."""
+    kw = dict(method=method, ratio=ratio, anneal_end=0.5) if method != "dense" else {}
+    _, run = _train(tmp_path, method, epochs=2, **kw)
+    report = export_run(run, tmp_path / "m.dpack", calib_vectors=256, log=lambda *_: None)
+    pack = read_pack(tmp_path / "m.dpack")
+    assert [l.name for l in pack.layers] == names and pack.provenance["method"] == method
+    if method == "lmf":
+        assert [l.input for l in pack.layers] == [None, names[0], None, names[2]]
+    assert all(l.has_kp == (method != "prune") for l in pack.layers)
+    assert report["test_ppl_golden_int8"] < 1.05 * report["test_ppl_float"]
+
+
+def test_export_rejects_hmd_runs(tmp_path):
+    _, run = _train(tmp_path, "hmd", epochs=1, method="hmd", ratio=4.0)
+    with pytest.raises(DopingError, match="export takes dkp, kp, prune, dense, lmf runs"):
         export_run(run, tmp_path / "x.dpack")
     assert not (tmp_path / "x.dpack").exists()
 

@@ -56,17 +56,18 @@ def _save_npy(path: str, arr: np.ndarray) -> None:
 
 
 def cmd_pack_synth(args) -> int:
-    from doping.pack import layer_compression, write_pack
-    from doping.synth import parse_shape, synth_layer
+    from doping.pack import totals, write_pack
+    from doping.synth import parse_shape, synth_method
 
-    layer = synth_layer(parse_shape(args.shape), args.ratio, seed=args.seed,
-                        factor_shapes=_factor_shapes(args.factors), order=args.order, name=args.name)
-    write_pack(args.output, [layer], provenance={"method": "dkp", "source": "synthetic", "seed": args.seed,
-                                                 "target_ratio": args.ratio})
-    c = layer_compression(layer)
-    print(f"wrote {args.output}: {layer.m}x{layer.n}, A {layer.a.shape[0]}x{layer.a.shape[1]}, "
-          f"B {layer.b.shape[0]}x{layer.b.shape[1]}, nnz {layer.nnz}, {c.param_ratio:.2f}x parameters, "
-          f"{c.bit_ratio:.2f}x bits")
+    layers = synth_method(args.method, parse_shape(args.shape), args.ratio, seed=args.seed, name=args.name,
+                          factor_shapes=_factor_shapes(args.factors), order=args.order)
+    write_pack(args.output, layers, provenance={"method": args.method, "source": "synthetic", "seed": args.seed,
+                                                "target_ratio": args.ratio})
+    t = totals(layers)
+    parts = "; ".join(f"{l.name} {l.m}x{l.n}" + (f" A {l.a.shape[0]}x{l.a.shape[1]} B {l.b.shape[0]}x{l.b.shape[1]}"
+                                                  if l.has_kp else "") + f" nnz {l.nnz}" for l in layers)
+    print(f"wrote {args.output} ({args.method}): {parts}; {t['param_ratio']:.2f}x parameters, "
+          f"{t['bit_ratio']:.2f}x bits")
     return 0
 
 
@@ -255,11 +256,11 @@ def cmd_estimate(args) -> int:
             raise DopingError("give either a PACK or --layer/--ratio, not both")
         from doping.pack import read_pack
 
-        from doping.estimate.model import per_token
+        from doping.estimate.model import combine, per_token
 
         layers = read_pack(args.pack).layers
         parts = [estimate(l, base) for l in layers]  # check(): a pack that does not fit is an error
-        r = _sum_estimates(parts)
+        r = combine(parts)
         r["layers"] = parts
         if len(layers) > 1:
             r["per_token"] = per_token(layers, base, parts)
@@ -279,25 +280,6 @@ def cmd_estimate(args) -> int:
     return 0
 
 
-def _sum_estimates(parts: list[dict]) -> dict:
-    """Layers of one model run one after another on one accelerator: cycles and energy add up;
-    the config (hence area and SRAM) is shared."""
-    first = parts[0]
-    cycles = sum(p["cycles"] for p in parts)
-    energy = sum(p["energy_pj"] for p in parts)
-    seconds = cycles / (first["clock_mhz"] * 1e6)
-    streaming = sum(p["interval_cycles"] for p in parts) / (first["clock_mhz"] * 1e6)
-    breakdown = {"energy_pj": {}, "area_mm2": first["breakdown"]["area_mm2"]}
-    for p in parts:
-        for k, v in p["breakdown"]["energy_pj"].items():
-            breakdown["energy_pj"][k] = breakdown["energy_pj"].get(k, 0.0) + v
-    return {"cycles": cycles, "energy_pj": energy, "area_mm2": first["area_mm2"], "sram_bits": first["sram_bits"],
-            "sram_kib": first["sram_kib"], "power_mw": energy * 1e-12 / streaming * 1e3, "latency_us": seconds * 1e6,
-            "breakdown": breakdown, "config": first["config"], "clock_mhz": first["clock_mhz"],
-            "interval_cycles": sum(p["interval_cycles"] for p in parts),
-            "latency_cycles": sum(p["latency_cycles"] for p in parts)}
-
-
 def cmd_sweep(args) -> int:
     from doping.config import load_config
     from doping.estimate.report import sweep
@@ -308,9 +290,22 @@ def cmd_sweep(args) -> int:
         ratios = [float(r) for r in args.ratios.split(",")]
     except ValueError:
         raise DopingError(f"--ratios {args.ratios!r} must be comma-separated numbers") from None
-    rows = sweep(m, n, ratios, args.methods.split(","), load_config(args.config), Path(args.output))
+    rows = sweep(m, n, ratios, args.methods.split(","), load_config(args.config), Path(args.output),
+                 balanced=args.balanced)
     print((Path(args.output) / "sweep.md").read_text())
     print(f"wrote {args.output}/sweep.csv, sweep.md, sweep.png ({len(rows)} points)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from doping.config import load_config
+    from doping.estimate.compare import compare
+
+    r = compare(Path(args.results), Path(args.packs), Path(args.runs) if args.runs else None, load_config(args.config),
+                Path(args.output), hidden=args.hidden, balanced=not args.base_design,
+                reference_ratio=args.reference_ratio, log=lambda s: print(s, flush=True))
+    print((Path(args.output) / "compare.md").read_text())
+    print(f"wrote {args.output}/compare.json, compare.md, compare.png ({len(r['points'])} runs priced)")
     return 0
 
 
@@ -404,8 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     pk = sub.add_parser("pack", help="create and inspect model packs", description="Create and inspect model packs.")
     pks = pk.add_subparsers(dest="pack_command", required=True, metavar="SUBCOMMAND")
-    s = pks.add_parser("synth", help="make a random doped layer meeting a compression ratio",
-                       description="Make a valid random doped layer whose parameter count meets RATIO.")
+    s = pks.add_parser("synth", help="make a random layer of a method meeting a compression ratio",
+                       description="Make a valid random layer whose parameter count meets RATIO: doped Kronecker "
+                                   "(dkp) or a baseline on the same hardware (kp: factors only; prune: sparse only; "
+                                   "dense: ratio 1; lmf: two chained low-rank layers).")
+    s.add_argument("--method", choices=["dkp", "kp", "prune", "dense", "lmf"], default="dkp",
+                   help="compression method (default dkp)")
     s.add_argument("--shape", required=True, help="layer shape MxN, e.g. 2600x1300")
     s.add_argument("--ratio", required=True, type=ratio_float, help="parameter compression ratio, e.g. 25")
     s.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
@@ -474,19 +473,22 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--x-gap", type=probability, default=0.0, help="probability of an idle cycle on the x stream, "
                                                                     "in [0, 1)")
     sm.add_argument("--y-stall", type=probability, default=0.0, help="probability of y.ready low in a cycle, in [0, 1)")
-    sm.add_argument("--layer", help="layer name (default: the first)")
+    sm.add_argument("--layer", help="run only this layer (default: every layer in order; a chained layer takes "
+                                    "the design's outputs of its input layer)")
     sm.add_argument("--json", action="store_true", help="print JSON: vectors, mismatches, cycles_per_vector (each "
                                                         "vector's first x to last y; vectors overlap), "
                                                         "busy_cycles (per unit, per pack), simulator")
     sm.set_defaults(func=cmd_sim)
 
     es = sub.add_parser("estimate", help="cycles, SRAM, energy, area, power of a pack or a (shape, ratio, method)",
-                        description="Estimate the generated accelerator (dkp, kp) or price a baseline (dense, prune, "
-                                    "lmf) on the same 45 nm tables.")
+                        description="Estimate a pack on the generated accelerator, or a method's synthetic pack of "
+                                    "a shape and ratio (dkp, kp, prune, dense, lmf: every method runs on the same "
+                                    "design and 45 nm tables).")
     es.add_argument("pack", nargs="?", help="model pack (all its layers, one after another)")
     es.add_argument("--layer", help="layer shape MxN (instead of a pack)")
     es.add_argument("--ratio", type=ratio_float, help="compression ratio (with --layer)")
-    es.add_argument("--method", default="dkp", help="dkp, kp, dense, prune or lmf (default dkp)")
+    es.add_argument("--method", default="dkp", help="method of the synthetic pack with --layer: dkp, kp, prune, "
+                                                    "dense or lmf (default dkp)")
     es.add_argument("--config", help="preset or config file (with --layer, buffers grow to fit)")
     es.add_argument("--json", action="store_true", help="JSON with keys cycles (one vector from idle), "
                                                         "interval_cycles (steady state), latency_cycles, utilisation "
@@ -495,13 +497,33 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "for multi-layer packs per_token (weights reloaded per layer)")
     es.set_defaults(func=cmd_estimate)
     sw = sub.add_parser("sweep", help="estimate across compression ratios and methods (CSV, markdown, plots)",
-                        description="Sweep compression ratios for several methods on one layer shape.")
+                        description="Sweep compression ratios for several methods on one layer shape; every point "
+                                    "is the method's synthetic pack on the generated accelerator.")
     sw.add_argument("--layer", required=True, help="layer shape MxN")
     sw.add_argument("--ratios", default="5,10,25,50,100,200", help="comma-separated ratios")
     sw.add_argument("--methods", default="dkp,dense,prune,lmf,kp", help="comma-separated methods")
     sw.add_argument("--config", help="base preset or config file")
+    sw.add_argument("--balanced", action="store_true", help="each point on its own balanced design (array shape "
+                                                            "and lanes with the least interval x area), not the "
+                                                            "base config with its buffers fitted")
     sw.add_argument("-o", "--output", default="build/sweep", help="output folder")
     sw.set_defaults(func=cmd_sweep)
+    cp = sub.add_parser("compare", help="cost per token against test perplexity for every trained run (PTB table)",
+                        description="Price every run of the PTB table as its exported pack on the generated "
+                                    "accelerator (each on its own balanced design, per token, layers reloaded per "
+                                    "token) and set it against its test perplexity: table, Pareto fronts, plot, and "
+                                    "what each method costs at the best DKP run's perplexity.")
+    cp.add_argument("--results", default="docs/ptb_results.json", help="results written by bench/ptb_table.py")
+    cp.add_argument("--packs", default="build/packs", help="folder of <run>.dpack (missing ones are exported)")
+    cp.add_argument("--runs", help="folder of the training runs (to export missing packs from)")
+    cp.add_argument("--hidden", type=int, default=200, help="LSTM hidden size of the table to compare (default 200)")
+    cp.add_argument("--reference-ratio", type=ratio_float, default=25.0,
+                    help="compare at the best DKP run of this ratio (default 25)")
+    cp.add_argument("--config", help="base preset or config file (tech node, clock, capacities)")
+    cp.add_argument("--base-design", action="store_true", help="price every run on the base config with fitted "
+                                                                "buffers, not on its own balanced design")
+    cp.add_argument("-o", "--output", default="build/compare", help="output folder")
+    cp.set_defaults(func=cmd_compare)
     ds = sub.add_parser("dse", help="array size and lane count for a pack's layer (energy x delay, Pareto)",
                         description="Design-space exploration over array sizes and lane counts.")
     ds.add_argument("pack")
@@ -617,6 +639,7 @@ def _one_line(text: str) -> str:
 
 #: commands whose -o/--output/--out is a folder (the others write one file)
 OUTPUT_FOLDERS = {"rtl": ("output",), "synth": ("output",), "sweep": ("output",), "dse": ("output",),
+                  "compare": ("output", "packs"),
                   "flow": ("output",), "demo": ("out",), "train": ("out",)}
 
 

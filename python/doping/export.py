@@ -1,8 +1,11 @@
-"""Export a trained DKP (or KP) run to a model pack, and evaluate the quantised model through
-the golden model's integer arithmetic.
+"""Export a trained run to a model pack, and evaluate the quantised model through the golden
+model's integer arithmetic.
 
 Each LSTM layer's gate matrix ``[W_ih | W_hh]`` (4H x (I+H), acting on ``[x; h]``) becomes one
-pack layer ``lstm.l<i>.gates``. Input, intermediate and output scales are calibrated on the
+pack layer ``lstm.l<i>.gates``: DKP and KP as factors and overlay, pruning as an overlay without
+a Kronecker part, dense as A = W with B = [1], and LMF as a chain of two layers
+``lstm.l<i>.gates.v`` then ``.u`` (HMD and sums of Kronecker products are not expressible as
+one accelerator layer or a chain, and are refused). Input, intermediate and output scales are calibrated on the
 gate inputs the float model sees on the validation split. The gate bias, the nonlinearities,
 embedding and softmax stay on the host in float and are not part of the pack.
 """
@@ -19,16 +22,23 @@ from doping.data import batchify, load_corpus
 from doping.errors import DopingError
 from doping.golden import QuantLayer
 from doping.nn.dkp import DKPLinear
+from doping.nn.structured import DenseGate, LowRankLinear, PrunedLinear
 from doping.pack import totals, write_pack
 from doping.quantize import quantise_layer, quantise_tensor
 from doping.train import evaluate, load_run_model
 
 
-def overlay_csr(gate: DKPLinear):
-    """The masked overlay as CSR by row (rowptr, cols, float values)."""
-    if gate.s is None:
+EXPORTABLE = ("dkp", "kp", "prune", "dense", "lmf")
+#: Validation chunks (of BPTT steps) the integer LSTM's activation and cell ranges are measured on.
+CELL_CALIBRATION_CHUNKS = 50
+
+
+def overlay_csr(gate):
+    """The masked overlay (DKP) or masked weights (pruning) as CSR by row (rowptr, cols, float values)."""
+    values = gate.w if isinstance(gate, PrunedLinear) else gate.s
+    if values is None:
         return np.zeros(gate.out_features + 1, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    s = (gate.s * gate.mask).detach().double().numpy()
+    s = (values * gate.mask).detach().double().numpy()
     mask = gate.mask.numpy()
     rows, cols = np.nonzero(mask)
     rowptr = np.zeros(gate.out_features + 1, dtype=np.int64)
@@ -62,53 +72,74 @@ def export_run(run: str | Path, out: str | Path, calib_vectors: int = 4096, eval
                log=print) -> dict:
     """Write the pack of ``run`` to ``out``; return a report with float and quantised perplexities."""
     model, cfg, ckpt = load_run_model(run)
-    if cfg.method not in ("dkp", "kp"):
-        raise DopingError(f"run {run} was trained with method {cfg.method!r}; only dkp and kp runs have Kronecker "
-                          "factors to export")
+    if cfg.method not in EXPORTABLE:
+        raise DopingError(f"run {run} was trained with method {cfg.method!r}; export takes {', '.join(EXPORTABLE)} "
+                          "runs (the others are not one accelerator layer or a chain of them)")
     corpus = load_corpus(cfg.data)
     valid = batchify(corpus.valid, cfg.eval_batch)
     calib = collect_gate_inputs(model, valid, cfg.bptt, calib_vectors)
-    layers = []
+    per_gate = []
     for l, (gate, x) in enumerate(zip(model.lstm.gates, calib)):
-        rowptr, cols, vals = overlay_csr(gate)
         meta = {"lstm_layer": l, "gate_order": "i,f,g,o", "input": "[x; h]", "hidden": cfg.hidden}
-        layer, _ = quantise_layer(f"lstm.l{l}.gates", gate.a.detach().double().numpy(),
-                                  gate.b.detach().double().numpy(), rowptr, cols, vals, x, meta=meta)
-        layers.append(layer)
+        per_gate.append(gate_layers(f"lstm.l{l}.gates", gate, x, meta))
+    layers = [layer for chain in per_gate for layer in chain]
     report = {"run": str(Path(run).name), "method": cfg.method, "ratio": cfg.ratio, "cmr": cfg.cmr,
               "hidden": cfg.hidden, "epoch": ckpt.get("epoch"), "lstm_compression": totals(layers)}
     if evaluate_test:
         test = batchify(corpus.test, cfg.eval_batch)
         report["test_ppl_float"] = evaluate(model, test, cfg.bptt)
-        report["test_ppl_golden_int8"] = evaluate_quantised(model, layers, test, cfg.bptt)
-        log(f"test perplexity: float {report['test_ppl_float']:.2f}, int8 through the golden model "
-            f"{report['test_ppl_golden_int8']:.2f}")
+        report["test_ppl_golden_int8"] = evaluate_quantised(model, per_gate, test, cfg.bptt)
+        from doping import int_lstm
+
+        cells = int_lstm.calibrate(model, per_gate, valid[: CELL_CALIBRATION_CHUNKS * cfg.bptt], cfg.bptt)
+        report["test_ppl_int_lstm"] = int_lstm.evaluate(model, cells, test, cfg.bptt)
+        log(f"test perplexity: float {report['test_ppl_float']:.2f}, int8 gate mat-vecs through the golden model "
+            f"{report['test_ppl_golden_int8']:.2f}, the whole integer LSTM {report['test_ppl_int_lstm']:.2f}")
     write_pack(out, layers, provenance=report)
     return report
 
 
+def gate_layers(name: str, gate, x: np.ndarray, meta: dict) -> list[QuantLayer]:
+    """The pack layer(s) of one trained gate module, calibrated on its real inputs ``x``."""
+    from doping.synth import dense_layer
+
+    if isinstance(gate, PrunedLinear):
+        return [quantise_layer(name, None, None, *overlay_csr(gate), x, meta=meta)[0]]
+    if isinstance(gate, DKPLinear):
+        return [quantise_layer(name, gate.a.detach().double().numpy(), gate.b.detach().double().numpy(),
+                               *overlay_csr(gate), x, meta=meta)[0]]
+    if isinstance(gate, LowRankLinear):
+        v, u = (t.detach().double().numpy() for t in (gate.v, gate.u))
+        first = dense_layer(f"{name}.v", v, x, meta)
+        return [first, dense_layer(f"{name}.u", u, x @ v.T, meta, source=first)]
+    if isinstance(gate, DenseGate):
+        return [dense_layer(name, gate.w.detach().double().numpy(), x, meta)]
+    raise DopingError(f"cannot export a {type(gate).__name__} gate (export takes {', '.join(EXPORTABLE)} runs)")
+
+
 class GoldenGate:
     """Stands in for a gate's step function: quantise [x; h] with the pack's input scale, run the
-    golden model, dequantise, add the float bias."""
+    golden model through the gate's layers (a chain for LMF), dequantise, add the float bias."""
 
-    def __init__(self, layer: QuantLayer, bias: torch.Tensor | None):
-        self.layer, self.bias = layer, bias
-        self.y_scale = layer.scales()["y"]
+    def __init__(self, layers: list[QuantLayer], bias: torch.Tensor | None):
+        self.layers, self.bias = layers, bias
+        self.y_scale = layers[-1].scales()["y"]
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
-        xq = quantise_tensor(v.detach().double().numpy(), self.layer.x_scale)
-        y = torch.from_numpy(golden.forward(self.layer, xq).astype(np.float32) * np.float32(self.y_scale))
+        xq = quantise_tensor(v.detach().double().numpy(), self.layers[0].x_scale)
+        y = golden.forward_chain(self.layers, {self.layers[0].name: xq})[self.layers[-1].name]
+        y = torch.from_numpy(y.astype(np.float32) * np.float32(self.y_scale))
         return y if self.bias is None else y + self.bias
 
 
 @torch.no_grad()
-def evaluate_quantised(model, layers: list[QuantLayer], data: torch.Tensor, bptt: int) -> float:
-    """Perplexity with every gate mat-vec computed by ``golden.forward`` on int8 inputs (a forward
-    hook on each gate replaces its float output)."""
+def evaluate_quantised(model, per_gate: list[list[QuantLayer]], data: torch.Tensor, bptt: int) -> float:
+    """Perplexity with every gate mat-vec computed by the golden model on int8 inputs (a forward
+    hook on each gate replaces its float output); ``per_gate``: each gate's layers."""
     gates = model.lstm.gates
     hooks = []
-    for gate, layer in zip(gates, layers):
-        gg = GoldenGate(layer, gate.bias.detach() if gate.bias is not None else None)
+    for gate, layers in zip(gates, per_gate):
+        gg = GoldenGate(layers, gate.bias.detach() if gate.bias is not None else None)
         hooks.append(gate.register_forward_hook(lambda mod, inp, out, gg=gg: gg(inp[0])))
     model.lstm.per_step_calls = True
     try:

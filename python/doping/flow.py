@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import time
-from dataclasses import replace
 from html import escape
 from pathlib import Path
 
@@ -61,14 +60,6 @@ class Stages:
             tmp.write_text(json.dumps({"fingerprint": fingerprint, "result": result}, default=str))
         self.log(f"[{name}] done in {time.time() - t0:.1f} s")
         return result
-
-
-def fit_all(base: AccelConfig, layers) -> AccelConfig:
-    from doping.estimate.baselines import fit_config
-
-    cfgs = [fit_config(base, l) for l in layers]
-    keys = ("max_m", "max_n", "max_factor", "max_intermediate", "max_nnz")
-    return replace(base, **{k: max(getattr(c, k) for c in cfgs) for k in keys})
 
 
 def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None, ratio: float | None = None,
@@ -130,7 +121,9 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
     layers = read_pack(pack_path).layers
 
     # 3. RTL
-    cfg = load_config(config) if config else fit_all(FLOW_BASE, layers)
+    from doping.estimate.baselines import fit_layers
+
+    cfg = load_config(config) if config else fit_layers(FLOW_BASE, layers)
     for layer in layers:
         try:
             cfg.check(layer)

@@ -23,8 +23,9 @@ from doping.fileio import atomic_path, read_npy_header
 from doping.golden import QuantLayer, Requant
 
 FORMAT = "doping-pack"
-VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+#: Version 2 adds layers without a Kronecker part ("factors": null) and chains ("input").
+VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 ARRAYS = ("a", "b", "rowptr", "cols", "vals")
 _DTYPES = {"a": np.int8, "b": np.int8, "vals": np.int8, "rowptr": np.int64, "cols": np.int64}
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -70,7 +71,8 @@ def layer_manifest(i: int, layer: QuantLayer) -> dict:
     return {
         "name": layer.name,
         "shape": [layer.m, layer.n],
-        "factors": {"a": [m1, n1], "b": [m2, n2]},
+        "factors": {"a": [m1, n1], "b": [m2, n2]} if layer.has_kp else None,
+        "input": layer.input,
         "order": layer.order,
         "overlay": {"format": "csr-by-row", "nnz": layer.nnz, "max_row_nnz": int(rn.max(initial=0)),
                     "empty_rows": int(np.count_nonzero(rn == 0))},
@@ -88,10 +90,21 @@ def layer_manifest(i: int, layer: QuantLayer) -> dict:
 
 
 def totals(layers: list[QuantLayer]) -> dict:
-    """Compression of all layers together (sums of parameters and bits)."""
+    """Compression of all layers together (sums of parameters and bits). A chain (LMF's V then U)
+    replaces one dense matrix: the last layer's outputs by the first layer's inputs."""
     cs = [layer_compression(l) for l in layers]
-    dp, p = sum(c.dense_params for c in cs), sum(c.params for c in cs)
-    db, sb = sum(c.dense_bits for c in cs), sum(c.stored_bits for c in cs)
+    p, sb = sum(c.params for c in cs), sum(c.stored_bits for c in cs)
+    by_name = {l.name: l for l in layers}
+    consumed = {l.input for l in layers}
+    dense = []
+    for l in layers:
+        if l.name in consumed:
+            continue  # an inner stage of a chain
+        root = l
+        while root.input is not None:
+            root = by_name[root.input]
+        dense.append(account(l.m, root.n, ((l.m, root.n), (1, 1)), 0))
+    dp, db = sum(c.dense_params for c in dense), sum(c.dense_bits for c in dense)
     return {"dense_params": dp, "params": p, "param_ratio": dp / p, "dense_bits": db,
             "stored_bits": sb, "bit_ratio": db / sb}
 
@@ -103,8 +116,9 @@ def write_pack(path, layers: list[QuantLayer], provenance: dict | None = None) -
     names = [l.name for l in layers]
     if len(set(names)) != len(names):
         raise PackError(f"layer names must be unique, got {names}")
-    for layer in layers:
+    for i, layer in enumerate(layers):
         layer.validate()
+        _check_input(layers[:i], layer, "")
     manifest = {
         "format": FORMAT, "version": VERSION, "created_by": f"doping {doping.__version__}",
         "provenance": dict(provenance or {}), "totals": totals(layers),
@@ -191,6 +205,19 @@ def _pair(value, what: str, where: str) -> tuple[int, int]:
     return tuple(_int(v, what, where, 1, MAX_DIM) for v in value)
 
 
+def _check_input(before: list[QuantLayer], layer: QuantLayer, where: str) -> None:
+    """A chained layer takes an earlier layer's output: that layer exists and its m is our n."""
+    if layer.input is None:
+        return
+    src = {l.name: l for l in before}.get(layer.input)
+    if src is None:
+        raise PackError(f"{where}layer {layer.name!r} takes its input from {layer.input!r}, which is not an "
+                        "earlier layer of the pack")
+    if src.m != layer.n:
+        raise PackError(f"{where}layer {layer.name!r} has {layer.n} inputs but its input layer {src.name!r} has "
+                        f"{src.m} outputs")
+
+
 def _field(obj: dict, key: str, where: str):
     if not isinstance(obj, dict) or key not in obj:
         raise PackError(f"{where}: manifest entry {key!r} is missing")
@@ -238,12 +265,17 @@ def _load_array(zf: zipfile.ZipFile, member: str, where: str, key: str, shape: t
     return arr.reshape(got_shape, order="F" if fortran else "C")
 
 
-def _layer_geometry(entry: dict, where: str) -> dict:
+def _layer_geometry(entry: dict, where: str, version: int) -> dict:
     """Shapes of a layer's arrays from its manifest entry, every number type- and range-checked."""
     m, n = _pair(_field(entry, "shape", where), "shape", where)
     factors = _field(entry, "factors", where)
-    a = _pair(_field(factors, "a", where), "factor A shape", where)
-    b = _pair(_field(factors, "b", where), "factor B shape", where)
+    if factors is None:  # no Kronecker part
+        if version < 2:
+            raise PackError(f"{where}: factors null (a layer without a Kronecker part) needs pack version 2")
+        a = b = (0, 0)
+    else:
+        a = _pair(_field(factors, "a", where), "factor A shape", where)
+        b = _pair(_field(factors, "b", where), "factor B shape", where)
     nnz = _int(_field(_field(entry, "overlay", where), "nnz", where), "overlay nnz", where)
     for what, count in (("factor A", a[0] * a[1]), ("factor B", b[0] * b[1]), ("row pointers", m + 1)):
         if count > MAX_ELEMENTS:
@@ -283,7 +315,7 @@ def _read_layers(path, manifest: dict, zf: zipfile.ZipFile) -> Pack:
             raise PackError(f"{where}: duplicate layer name {name!r}")
         names.add(name)
         where = f"{path}: layer {i} ({name})"
-        geo = _layer_geometry(entry, where)
+        geo = _layer_geometry(entry, where, manifest["version"])
         total += sum(int(np.prod(geo[k])) * np.dtype(_DTYPES[k]).itemsize for k in ARRAYS)
         if total > MAX_TOTAL_BYTES:
             raise PackError(f"{path}: the arrays would take more than the {MAX_TOTAL_BYTES} bytes a pack may hold")
@@ -296,6 +328,9 @@ def _read_layers(path, manifest: dict, zf: zipfile.ZipFile) -> Pack:
         meta = entry.get("meta") or {}
         if not isinstance(meta, dict):
             raise PackError(f"{where}: layer meta must be an object")
+        source = entry.get("input") if manifest["version"] >= 2 else None
+        if source is not None and not isinstance(source, str):
+            raise PackError(f"{where}: layer input must be a layer name or null, got {source!r:.60}")
         layer = QuantLayer(
             name=name, shape=(geo["m"], geo["n"]), a=data["a"], b=data["b"],
             rowptr=data["rowptr"].astype(np.int64), cols=data["cols"].astype(np.int64), vals=data["vals"],
@@ -303,10 +338,11 @@ def _read_layers(path, manifest: dict, zf: zipfile.ZipFile) -> Pack:
             a_scale=_real(_field(quant, "a_scale", where), "a_scale", where),
             b_scale=_real(_field(quant, "b_scale", where), "b_scale", where),
             t_rq=_requant(quant, "intermediate_requant", where), ov_rq=_requant(quant, "overlay_requant", where),
-            y_rq=_requant(quant, "output_requant", where), meta=dict(meta),
+            y_rq=_requant(quant, "output_requant", where), meta=dict(meta), input=source,
         )
         try:
             layer.validate()
+            _check_input(layers, layer, "")
         except PackError as e:
             raise PackError(f"{path}: {e}") from None
         for k in ("a", "b", "vals"):

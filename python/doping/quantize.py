@@ -39,21 +39,27 @@ def quantise_layer(
     x_calib: np.ndarray,
     order: str | None = None,
     meta: dict | None = None,
+    x_scale: float | None = None,
 ) -> tuple[QuantLayer, np.ndarray]:
     """Quantise float factors ``a``, ``b`` and a float CSR overlay against a real-valued
-    calibration batch ``x_calib`` of shape (batch, n).
+    calibration batch ``x_calib`` of shape (batch, n). ``a = b = None``: a layer without a
+    Kronecker part (W = S, of width ``x_calib.shape[1]`` and ``len(rowptr) - 1`` rows).
+    ``x_scale``: the input's scale when it is fixed by what feeds the layer (a chained layer takes
+    its input layer's output codes), instead of calibrating it.
 
     Returns the validated layer and the calibration batch quantised to int8.
     """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
     vals = np.asarray(vals, dtype=np.float64)
     x_calib = np.atleast_2d(np.asarray(x_calib, dtype=np.float64))
+    if a is None and b is None:
+        return _quantise_sparse(name, rowptr, cols, vals, x_calib, meta, x_scale)
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
     m, n = a.shape[0] * b.shape[0], a.shape[1] * b.shape[1]
     if x_calib.shape[1] != n:
         raise DopingError(f"calibration batch has width {x_calib.shape[1]}, layer needs {n}")
     order = order or cheaper_order(a.shape[0], a.shape[1], b.shape[0], b.shape[1])
-    sa, sb, sx = _scale(a), _scale(b), _scale(x_calib)
+    sa, sb, sx = _scale(a), _scale(b), x_scale or _scale(x_calib)
     ss = _scale(vals)
     xq = quantise_tensor(x_calib, sx)
     unit = Requant(1, 0)
@@ -68,6 +74,25 @@ def quantise_layer(
     layer.t_rq = Requant.from_real(sx * first / _scale(t_real))
     acc_scale = layer.scales()["acc"]
     layer.ov_rq = Requant.from_real(ss * sx / acc_scale)
+    acc = trace(layer, xq).acc.astype(np.float64) * acc_scale
+    layer.y_rq = Requant.from_real(acc_scale / _scale(acc))
+    return layer.validate(), xq
+
+
+def _quantise_sparse(name, rowptr, cols, vals, x_calib, meta, x_scale=None) -> tuple[QuantLayer, np.ndarray]:
+    """A layer without a Kronecker part: the accumulator is in units of x_scale * s_scale (carried
+    by ``a_scale``, see QuantLayer), so the overlay joins it unscaled."""
+    sx, ss = x_scale or _scale(x_calib), _scale(vals)
+    xq = quantise_tensor(x_calib, sx)
+    unit = Requant(1, 0)
+    empty = np.zeros((0, 0), dtype=np.int8)
+    layer = QuantLayer(
+        name=name, shape=(len(rowptr) - 1, x_calib.shape[1]), a=empty, b=empty,
+        rowptr=np.asarray(rowptr, dtype=np.int64), cols=np.asarray(cols, dtype=np.int64),
+        vals=quantise_tensor(vals, ss), order="AX", x_scale=sx, a_scale=ss, b_scale=1.0,
+        t_rq=unit, ov_rq=unit, y_rq=unit, meta=dict(meta or {}),
+    )
+    acc_scale = layer.scales()["acc"]
     acc = trace(layer, xq).acc.astype(np.float64) * acc_scale
     layer.y_rq = Requant.from_real(acc_scale / _scale(acc))
     return layer.validate(), xq

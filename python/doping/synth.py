@@ -1,9 +1,14 @@
-"""Synthetic doped layers: valid packs of any shape and compression ratio, without training.
+"""Synthetic layers: valid packs of any shape and compression ratio, without training, for DKP and
+for every baseline method on the same hardware (``synth_method``).
 
 Rule (docs/pack-format.md, "Synthetic packs"): factor shapes from
 ``compression.choose_factor_shapes`` unless given; A, B ~ N(0, 1); the overlay holds exactly the
 nonzeros the ratio leaves, at uniformly random distinct positions, values ~ N(0, 1); the layer is
 quantised against a calibration batch of 64 vectors x ~ N(0, 1), all from one seeded generator.
+Baselines (budget = floor(m*n / ratio) parameters): ``kp`` the largest factors within the budget
+and no overlay; ``prune`` budget nonzeros and no Kronecker part; ``dense`` W as factor A with a
+1 x 1 factor B = [1] (XB order: the intermediate is x itself); ``lmf`` rank r = budget // (m+n)
+as two chained dense layers, V (r x n) then U (m x r).
 """
 
 from __future__ import annotations
@@ -12,13 +17,17 @@ import re
 
 import numpy as np
 
-from doping.compression import choose_factor_shapes, overlay_budget
+import math
+
+from doping.compression import choose_factor_shapes, largest_factor_shapes_within, overlay_budget
 from doping.errors import DopingError
 from doping.golden import QuantLayer
 from doping.pack import MAX_DIM
 from doping.quantize import quantise_layer
 
 CALIBRATION_VECTORS = 64
+#: Methods ``synth_method`` makes; each runs on the generated accelerator.
+METHODS = ("dkp", "kp", "prune", "dense", "lmf")
 # sampling distinct overlay positions takes 8*m*n bytes for a while: checked before it starts
 MAX_SYNTH_ELEMENTS = 1 << 27
 
@@ -50,9 +59,7 @@ def synth_layer(
 ) -> QuantLayer:
     """A random doped layer whose parameter count meets compression ``ratio``."""
     m, n = shape
-    if max(m, n) > MAX_DIM or m * n > MAX_SYNTH_ELEMENTS:
-        raise DopingError(f"a synthetic {m}x{n} layer is larger than this tool makes (each side <= {MAX_DIM}, "
-                          f"m*n <= {MAX_SYNTH_ELEMENTS}); nothing was allocated")
+    _check_size(m, n)
     if factor_shapes is None:
         factor_shapes = choose_factor_shapes(m, n)
     (m1, n1), (m2, n2) = factor_shapes
@@ -68,6 +75,67 @@ def synth_layer(
     meta = {"method": "dkp", "source": "synthetic", "seed": seed, "target_ratio": ratio}
     layer, _ = quantise_layer(name, a, b, rowptr, cols, vals, x, order=order, meta=meta)
     return layer
+
+
+def _check_size(m: int, n: int) -> None:
+    if max(m, n) > MAX_DIM or m * n > MAX_SYNTH_ELEMENTS:
+        raise DopingError(f"a synthetic {m}x{n} layer is larger than this tool makes (each side <= {MAX_DIM}, "
+                          f"m*n <= {MAX_SYNTH_ELEMENTS}); nothing was allocated")
+
+
+def dense_layer(name: str, w: np.ndarray, x: np.ndarray, meta: dict, source: QuantLayer | None = None) -> QuantLayer:
+    """A dense matrix ``w`` as a layer the accelerator runs: A = w, B = [1], XB order, calibrated
+    on the real inputs ``x``; chained after ``source`` (its output codes are the input, at its
+    output scale) when given."""
+    x_scale = source.scales()["y"] if source is not None else None
+    layer, _ = quantise_layer(name, w, np.ones((1, 1)), np.zeros(w.shape[0] + 1, np.int64), np.zeros(0, np.int64),
+                              np.zeros(0), x, order="XB", meta=meta, x_scale=x_scale)
+    layer.input = None if source is None else source.name
+    return layer.validate()
+
+
+def synth_method(method: str, shape: tuple[int, int], ratio: float, seed: int = 0, name: str = "synth",
+                 factor_shapes=None, order: str | None = None) -> list[QuantLayer]:
+    """The layers of one random ``method`` model of ``shape`` at parameter ``ratio`` (see the
+    module docstring): one layer, or LMF's chain of two."""
+    if method not in METHODS:
+        raise DopingError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if (factor_shapes or order) and method != "dkp":
+        raise DopingError("--factors and --order apply to the dkp method only")
+    m, n = shape
+    _check_size(m, n)
+    if method == "dkp":
+        return [synth_layer(shape, ratio, seed, factor_shapes, order, name)]
+    if method == "dense" and ratio != 1:
+        raise DopingError(f"a dense layer has ratio 1, got --ratio {ratio:g}")
+    budget = math.floor(m * n / ratio)
+    meta = {"method": method, "source": "synthetic", "seed": seed, "target_ratio": ratio}
+    if method == "kp":
+        shapes = largest_factor_shapes_within(m, n, budget)
+        kp = shapes[0][0] * shapes[0][1] + shapes[1][0] * shapes[1][1]
+        layer = synth_layer(shape, m * n / kp, seed, shapes, None, name)
+        layer.meta.update(meta)
+        return [layer]
+    rng = np.random.default_rng(seed)
+    if method == "prune":
+        if budget < 1:
+            raise DopingError(f"ratio {ratio:g} leaves no nonzero in a {m}x{n} layer")
+        rowptr, cols = random_csr(rng, m, n, budget)
+        vals = rng.standard_normal(budget)
+        x = rng.standard_normal((CALIBRATION_VECTORS, n))
+        layer, _ = quantise_layer(name, None, None, rowptr, cols, vals, x, meta=meta)
+        return [layer]
+    if method == "dense":
+        w = rng.standard_normal((m, n)) / np.sqrt(n)
+        return [dense_layer(name, w, rng.standard_normal((CALIBRATION_VECTORS, n)), meta)]
+    rank = budget // (m + n)
+    if rank < 1:
+        raise DopingError(f"ratio {ratio:g} leaves no rank for a {m}x{n} low-rank factorisation")
+    v = rng.standard_normal((rank, n)) / np.sqrt(n)
+    u = rng.standard_normal((m, rank)) / np.sqrt(rank)
+    x = rng.standard_normal((CALIBRATION_VECTORS, n))
+    first = dense_layer(f"{name}.v", v, x, dict(meta, rank=rank))
+    return [first, dense_layer(f"{name}.u", u, x @ v.T, dict(meta, rank=rank), source=first)]
 
 
 def random_inputs(layer: QuantLayer, batch: int, seed: int = 0) -> np.ndarray:

@@ -78,6 +78,27 @@ def test_cycles_equal_estimator(tmp_path, cfg_name):
         assert all(0 < busy[u] <= busy["cycles"] for u in UNITS)
 
 
+def test_baseline_method_packs(tmp_path):
+    """Pruned, dense and LMF-chain packs (the baselines, on the same design): bit-exact under
+    back-pressure, and cycles equal to the model in a clean run (LMF: both layers, U on V's outputs)."""
+    from doping.synth import synth_method
+
+    cfg = SIM_CONFIGS["r4c4l3"]
+    rng = np.random.default_rng(21)
+    packs = []
+    for method in ("prune", "dense", "lmf", "prune"):
+        # within r4c4l3: a dense factor holds <= 256 entries, and m <= 32 (kbuf half per bank)
+        hi = 17 if method == "dense" else 33
+        m, n = int(rng.integers(8, hi)), int(rng.integers(8, hi))
+        ratio = 1 if method == "dense" else float(rng.uniform(2, 6))
+        packs.append(write_pack(tmp_path / f"{method}{len(packs)}.dpack", synth_method(method, (m, n), ratio, seed=len(packs))))
+    r = run(packs, cfg, vectors=30, seed=8, x_gap=0.2, y_stall=0.3, load_gap=0.1)
+    assert r["mismatches"] == 0 and r["vectors"] == 30 * 5, r.get("first_mismatch")
+    clean = run(packs, cfg, vectors=2, seed=9)
+    want = [t["latency"] for p in packs for l in read_pack(p).layers for t in vector_times(l, cfg, 2)]
+    assert clean["mismatches"] == 0 and clean["cycles_per_vector"] == want
+
+
 def _corner_layers(rng):
     big = AccelConfig(rows=2, cols=3, lanes=2, max_m=64, max_n=64, max_factor=128, max_intermediate=256,
                       max_nnz=4096)

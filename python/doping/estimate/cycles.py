@@ -62,7 +62,10 @@ class Schedule:
     gather_end: int  # first cycle at which every gather lane is done (first vector)
 
 
-def gemms(layer: QuantLayer, cfg: AccelConfig) -> tuple[Gemm, Gemm]:
+def gemms(layer: QuantLayer, cfg: AccelConfig) -> tuple[Gemm, ...]:
+    """The two Kronecker GEMMs of one vector (none for a layer without a Kronecker part)."""
+    if not layer.has_kp:
+        return ()
     (m1, n1), (m2, n2) = layer.factor_shapes
     R, C = cfg.rows, cfg.cols
     if layer.order == "AX":
@@ -121,23 +124,26 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     (hw/top.py): RECV(v) after RECV(v-1), G1(v-1) and the lanes' v-2; the GEMM engine one cycle
     after RECV(v), GEMM(v-1) and SEND(v-2); the lanes after RECV(v) began, lanes(v-1) and
     SEND(v-2), and they count a vector done no earlier than its RECV; SEND after G2(v), the
-    lanes' v and SEND(v-1). A counter written in cycle t is seen from t + 1.
+    lanes' v and SEND(v-1). A counter written in cycle t is seen from t + 1. Without a Kronecker
+    part the GEMM engine passes a vector in the cycle it may start it, and RECV does not wait on it.
     """
     from doping.hw.loader import lane_entries
     from doping.hw.top import G1_SETTLE, SEND_LATENCY
 
     lanes = lanes or lane_entries(layer, cfg)
-    g1, g2 = (g.cycles(cfg) for g in gemms(layer, cfg))
+    kp = layer.has_kp
+    g1, g2 = (g.cycles(cfg) for g in gemms(layer, cfg)) if kp else (0, 0)
     n, m = layer.n, layer.m
     out = []
     for v in range(vectors):
         prev = out[v - 1] if v else None
         prev2 = out[v - 2] if v >= 2 else None
-        x = 0 if prev is None else max(prev["x"] + n, prev["g1_seen"], prev2["lanes_seen"] if prev2 else 0)
+        x = 0 if prev is None else max(prev["x"] + n, prev["g1_seen"] if kp else 0,
+                                       prev2["lanes_seen"] if prev2 else 0)
         sent2 = prev2["sent_seen"] if prev2 else 0
         gemm = max(x + n, prev["g2_seen"] if prev else 0, sent2) + 1
         g1_seen = gemm + g1
-        g2_seen = g1_seen + G1_SETTLE + g2
+        g2_seen = g1_seen + G1_SETTLE + g2 if kp else gemm
         start = max(x, prev["lanes_seen"] if prev else 0, sent2)
         _, done = gather_timing(layer, cfg, lanes, start=start, avail=x + 1)
         gather_done = max(done)
@@ -162,15 +168,16 @@ def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     from doping.hw.top import G1_SETTLE, SEND_LATENCY
 
     cfg.check(layer)
-    g1, g2 = gemms(layer, cfg)
+    gs = gemms(layer, cfg)
     lanes = lane_entries(layer, cfg)
     entries = tuple(len(e) for e in lanes)
     times = vector_times(layer, cfg, STEADY_VECTORS, lanes)
     first = times[0]
     interval = times[-1]["sent_seen"] - times[-2]["sent_seen"]
-    phases = {"RECV": layer.n, "G1": g1.cycles(cfg) + G1_SETTLE, "G2": g2.cycles(cfg),
+    g1, g2 = (gs[0].cycles(cfg) + G1_SETTLE, gs[1].cycles(cfg)) if gs else (0, 0)
+    phases = {"RECV": layer.n, "G1": g1, "G2": g2,
               "GATHER": first["gather_done"] - first["gather"], "SEND": layer.m + SEND_LATENCY}
-    kp = g1.macs() + g2.macs()
+    kp = sum(g.macs() for g in gs)
     bound = max(ceil_div(kp, cfg.rows * cfg.cols), ceil_div(layer.nnz, cfg.lanes), layer.n, layer.m)
-    return Schedule(phases, first["latency"], interval, (g1, g2), entries, kp, layer.nnz, bound,
+    return Schedule(phases, first["latency"], interval, gs, entries, kp, layer.nnz, bound,
                     first["gather_done"])

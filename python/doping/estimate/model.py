@@ -78,22 +78,23 @@ def sram_inventory(cfg: AccelConfig) -> dict[str, dict]:
 def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str, int]]:
     """Per-vector access counts per memory: {"reads": .., "writes": ..} (one word of the bank)."""
     s = s or schedule(layer, cfg)
-    g1, g2 = s.gemms
     n, m, L = layer.n, layer.m, cfg.lanes
     first_act = "act_q" if layer.order == "AX" else "act_p"
     second_act = "act_p" if layer.order == "AX" else "act_q"
     acc = {k: {"reads": 0, "writes": 0} for k in cfg.memories}
-    acc[first_act]["writes"] += n
+    acc[first_act]["writes"] += n  # RECV writes it whether or not a GEMM reads it
     acc["x_buf"]["writes"] += n
     acc["x_buf"]["reads"] += n  # the broadcast to the lanes
-    # FEED: every bank of the P and Q sources is read each feed cycle
-    p1, q1 = ("a", first_act) if layer.order == "AX" else (first_act, "b")
-    p2, q2 = (second_act, "b") if layer.order == "AX" else ("a", second_act)
-    for g, p, q in ((g1, p1, q1), (g2, p2, q2)):
-        acc[p]["reads"] += g.tiles * g.k * cfg.rows
-        acc[q]["reads"] += g.tiles * g.k * cfg.cols
-    acc[second_act]["writes"] += g1.rows * g1.cols
-    acc["kbuf"]["writes"] += m
+    if s.gemms:
+        g1, g2 = s.gemms
+        # FEED: every bank of the P and Q sources is read each feed cycle
+        p1, q1 = ("a", first_act) if layer.order == "AX" else (first_act, "b")
+        p2, q2 = (second_act, "b") if layer.order == "AX" else ("a", second_act)
+        for g, p, q in ((g1, p1, q1), (g2, p2, q2)):
+            acc[p]["reads"] += g.tiles * g.k * cfg.rows
+            acc[q]["reads"] += g.tiles * g.k * cfg.cols
+        acc[second_act]["writes"] += g1.rows * g1.cols
+        acc["kbuf"]["writes"] += m
     entries = sum(s.lane_entries)
     acc["overlay"]["reads"] += entries + L
     # gather: every entry writes its row sum; all but each row's first read it back first
@@ -101,7 +102,7 @@ def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str,
     acc["ov_acc"]["reads"] += entries - m
     # SEND: the row map, kbuf and the row sum of every output
     acc["row_map"]["reads"] += m
-    acc["kbuf"]["reads"] += m
+    acc["kbuf"]["reads"] += m  # read even without a Kronecker part (the join selects 0)
     acc["ov_acc"]["reads"] += m
     return acc
 
@@ -112,19 +113,18 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> dict:
     e_scale, a_scale = tables.node_scale(cfg.tech_nm)
     inv = sram_inventory(cfg)
     acc = accesses(layer, cfg, s)
-    g1, g2 = s.gemms
     energy = {}
     for name, a in acc.items():
         mem = inv[name]
         energy[f"sram_{name}"] = (a["reads"] * tables.sram_read_pj(mem["macro_bytes"], mem["width"])
                                   + a["writes"] * tables.sram_write_pj(mem["macro_bytes"], mem["width"]))
-    array_slots = (g1.tiles * g1.k + g2.tiles * g2.k) * cfg.rows * cfg.cols
+    array_slots = sum(g.tiles * g.k for g in s.gemms) * cfg.rows * cfg.cols
     energy["array_macs"] = array_slots * tables.MAC_INT8_PJ
     energy["gather_macs"] = sum(s.lane_entries) * tables.MAC_INT8_PJ
     # input windows: each x element written into every lane's window, read once per entry; an
     # 8-bit register access priced as half the 16-bit register read of [A45]
     energy["x_window"] = (layer.n * cfg.lanes + sum(s.lane_entries)) * tables.REG16_READ_PJ / 2
-    requants = g1.rows * g1.cols + 2 * layer.m
+    requants = (s.gemms[0].rows * s.gemms[0].cols if s.gemms else 0) + 2 * layer.m
     energy["requant"] = requants * (tables.MULT_INT32_PJ + tables.ADD_INT32_PJ)
     energy = {k: v * e_scale for k, v in energy.items()}
     total_pj = sum(energy.values())
@@ -150,6 +150,25 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> dict:
         "energy_pj": total_pj, "area_mm2": sum(area.values()), "power_mw": total_pj * 1e-12 / interval_s * 1e3,
         "breakdown": {"energy_pj": energy, "area_mm2": area},
     }
+
+
+def combine(parts: list[dict]) -> dict:
+    """Layers of one model run one after another on one accelerator: cycles, energy and the
+    streaming interval add up; the config (hence area and SRAM) is shared."""
+    first = parts[0]
+    cycles = sum(p["cycles"] for p in parts)
+    energy = sum(p["energy_pj"] for p in parts)
+    interval = sum(p["interval_cycles"] for p in parts)
+    breakdown = {"energy_pj": {}, "area_mm2": first["breakdown"]["area_mm2"]}
+    for p in parts:
+        for k, v in p["breakdown"]["energy_pj"].items():
+            breakdown["energy_pj"][k] = breakdown["energy_pj"].get(k, 0.0) + v
+    clock = first["clock_mhz"]
+    return {"cycles": cycles, "energy_pj": energy, "area_mm2": first["area_mm2"], "sram_bits": first["sram_bits"],
+            "sram_kib": first["sram_kib"], "power_mw": energy * 1e-12 / (interval / (clock * 1e6)) * 1e3,
+            "latency_us": cycles / clock, "breakdown": breakdown, "config": first["config"], "clock_mhz": clock,
+            "interval_cycles": interval, "latency_cycles": sum(p["latency_cycles"] for p in parts),
+            "throughput_vectors_per_s": clock * 1e6 / interval}
 
 
 def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[dict] | None = None) -> dict:

@@ -32,41 +32,46 @@ def format_estimate(r: dict) -> str:
     return "\n".join(lines)
 
 
-def sweep(m, n, ratios, methods, base: AccelConfig, out_dir: Path) -> list[dict]:
+def sweep(m, n, ratios, methods, base: AccelConfig, out_dir: Path, balanced: bool = False) -> list[dict]:
+    """Every (method, ratio) point as that method's pack on the generated accelerator: ``base``
+    with its buffers fitted, or (``balanced``) each point on its own balanced design point."""
     for meth in methods:
         if meth not in METHODS:
             raise DopingError(f"unknown method {meth!r}; choose from {', '.join(METHODS)}")
     rows = []
-    # dkp/kp: the base config, its buffers grown (to powers of two) where a point needs more;
-    # the baselines keep their weights on chip when they fit the base config's SRAM
     for ratio in ratios:
         for meth in methods:
-            r = price(m, n, ratio, meth, base)
-            rows.append({"method": meth, "ratio": ratio, "params": r["params"], "cycles": r["cycles"],
+            r = price(m, n, ratio, meth, base, balanced=balanced)
+            c = r["config"]
+            rows.append({"method": meth, "ratio": 1.0 if meth == "dense" else ratio, "params": r["params"],
+                         "layers": len(r["layers"]), "cycles": r["cycles"], "interval_cycles": r["interval_cycles"],
                          "energy_nj": r["energy_pj"] / 1e3, "area_mm2": r["area_mm2"], "power_mw": r["power_mw"],
-                         "dram_nj": r["breakdown"]["energy_pj"].get("dram_weights", 0.0) / 1e3})
+                         "sram_kib": sum(r["sram_bits"].values()) / 8192,
+                         "design": f"{c['rows']}x{c['cols']}, {c['lanes']} lanes"})
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "sweep.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    md = ["| method | ratio | params | cycles | energy nJ/vector | area mm² | power mW |", "|---|---|---|---|---|---|---|"]
-    md += [f"| {r['method']} | {r['ratio']:g} | {r['params']} | {r['cycles']} | {r['energy_nj']:.1f} | "
-           f"{r['area_mm2']:.3f} | {r['power_mw']:.1f} |" for r in rows]
+    md = ["| method | ratio | params | design | latency cycles | interval cycles | energy nJ/vector | SRAM KiB | "
+          "area mm² | power mW |", "|---|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {r['method']} | {r['ratio']:g} | {r['params']} | {r['design']} | {r['cycles']} | {r['interval_cycles']} | "
+           f"{r['energy_nj']:.1f} | {r['sram_kib']:.0f} | {r['area_mm2']:.3f} | {r['power_mw']:.1f} |" for r in rows]
     with atomic_path(out_dir / "sweep.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")
-    _plot_sweep(rows, methods, out_dir / "sweep.png", f"{m}x{n}")
+    _plot_sweep(rows, methods, out_dir / "sweep.png", f"{m}x{n}", "each on its balanced design" if balanced
+                else "on one design family")
     return rows
 
 
-def _plot_sweep(rows, methods, path, shape):
+def _plot_sweep(rows, methods, path, shape, how):
     from doping.plotting import pyplot
 
     plt = pyplot()
 
     fig, axes = plt.subplots(2, 2, figsize=(8, 5.6), dpi=72)
-    for ax, key, label in zip(axes.flat, ("energy_nj", "area_mm2", "power_mw", "cycles"),
-                              ("energy per vector (nJ)", "area (mm²)", "power (mW)", "cycles per vector")):
+    for ax, key, label in zip(axes.flat, ("energy_nj", "area_mm2", "power_mw", "interval_cycles"),
+                              ("energy per vector (nJ)", "area (mm²)", "power (mW)", "cycles per vector (streaming)")):
         for meth in methods:
             pts = [(r["ratio"], r[key]) for r in rows if r["method"] == meth]
             ax.plot(*zip(*pts), marker="o", ms=3, label=meth)
@@ -76,7 +81,7 @@ def _plot_sweep(rows, methods, path, shape):
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"{shape} layer, 45 nm, same tables for every method", fontsize=9)
+    fig.suptitle(f"{shape} layer, 45 nm: every method as a pack on the generated accelerator, {how}", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

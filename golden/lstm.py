@@ -1,0 +1,108 @@
+"""The integer LSTM (docs/numerics.md §9): one doped gate mat-vec per layer and time step, then
+bias, activations, cell state and the fed-back h, all in fixed point, bit-exact.
+
+Per layer l and step t, on int8 ``v = [x_t; h_{t-1}]`` at the gate layer's input scale:
+
+  acc   = the gate layers' joined int32 accumulator (numerics.md §4; a chain's last layer)
+  a     = saturate(acc + bias, 32)                   bias: int32, at the accumulator's scale
+  p     = requant(a, pre_rq, 8)                      int8 pre-activation, scale s_p
+  i, f, o = SIGMOID[p], g = TANH[p]                  Q0.15 (int16 LUTs over the 256 int8 codes)
+  c     = saturate(shift_round(f*c, 15) + shift_round(i*g, 15), 32)     Q0.15 in int32
+  tc    = TANH_C[requant(c, cell_rq, 8)]             Q0.15
+  h     = requant(o*tc, h_rq, 8)                     Q0.30 -> int8 at this layer's input scale
+  h_out = requant(o*tc, out_rq, 8)                   ... and at the next layer's input scale
+
+Rows of the gate output are torch's order: input, forget, cell, output, H each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from doping.golden.fixedpoint import Requant, requantise, saturate, shift_round
+from doping.golden.layer import QuantLayer
+from doping.golden.model import trace
+
+#: Fraction bits of the activations and the cell state (Q0.15; c is held in int32).
+Q = 15
+ONE = 1 << Q
+LUT_SIZE = 256  # one entry per int8 code, index code + 128
+
+
+def sigmoid_lut(scale: float) -> np.ndarray:
+    """int16 Q0.15 sigmoid of every int8 code at ``scale`` (rounded, saturated to 32767)."""
+    x = np.arange(-128, 128, dtype=np.float64) * scale
+    return np.clip(np.floor(ONE / (1.0 + np.exp(-x)) + 0.5), 0, ONE - 1).astype(np.int16)
+
+
+def tanh_lut(scale: float) -> np.ndarray:
+    """int16 Q0.15 tanh of every int8 code at ``scale`` (rounded half up, saturated to ±32767)."""
+    x = np.arange(-128, 128, dtype=np.float64) * scale
+    return np.clip(np.floor(np.tanh(x) * ONE + 0.5), -(ONE - 1), ONE - 1).astype(np.int16)
+
+
+@dataclass
+class LSTMLayerQuant:
+    """One integer LSTM layer: its gate layers and the cell's constants. The LUTs are stored, not
+    recomputed, so that the arithmetic does not depend on a math library."""
+
+    gates: list[QuantLayer]
+    hidden: int
+    bias: np.ndarray  # int32 (4H,), units of the last gate layer's accumulator scale
+    pre_rq: Requant
+    cell_rq: Requant
+    h_rq: Requant
+    out_rq: Requant
+    sigmoid: np.ndarray  # int16 (256,)
+    tanh: np.ndarray  # int16 (256,)
+    tanh_c: np.ndarray  # int16 (256,)
+
+    @property
+    def input_size(self) -> int:
+        return self.gates[0].n - self.hidden
+
+
+def gate_accumulator(gates: list[QuantLayer], v: np.ndarray) -> np.ndarray:
+    """The joined int32 accumulator of a gate mat-vec (through a chain: each inner layer's int8
+    output feeds the next), shape (batch, 4H), int64."""
+    for layer in gates[:-1]:
+        v = trace(layer, v).y
+    return trace(gates[-1], v).acc
+
+
+def step(layer: LSTMLayerQuant, x: np.ndarray, h: np.ndarray, c: np.ndarray):
+    """One time step: int8 ``x`` (batch, I), int8 ``h`` (batch, H), int32 ``c`` (batch, H) ->
+    (h at this layer's input scale, h at the next layer's, c), int8/int8/int64."""
+    H = layer.hidden
+    v = np.concatenate([x, h], axis=1).astype(np.int8)
+    a = saturate(gate_accumulator(layer.gates, v) + layer.bias.astype(np.int64)[None, :], 32)
+    p = requantise(a, layer.pre_rq, 8) + 128
+    i = layer.sigmoid[p[:, :H]].astype(np.int64)
+    f = layer.sigmoid[p[:, H:2 * H]].astype(np.int64)
+    g = layer.tanh[p[:, 2 * H:3 * H]].astype(np.int64)
+    o = layer.sigmoid[p[:, 3 * H:]].astype(np.int64)
+    c = saturate(shift_round(f * c, Q) + shift_round(i * g, Q), 32)
+    tc = layer.tanh_c[requantise(c, layer.cell_rq, 8) + 128].astype(np.int64)
+    hq = o * tc
+    return (requantise(hq, layer.h_rq, 8).astype(np.int8), requantise(hq, layer.out_rq, 8).astype(np.int8), c)
+
+
+def run_sequence(layers: list[LSTMLayerQuant], xs: np.ndarray, state=None):
+    """Int8 inputs ``xs`` (T, batch, I) through the stack; returns (outputs (T, batch, H) int8 at
+    the last layer's output scale, state). ``state``: per layer (h int8, h_next int8, c int64);
+    None starts from zeros (a new sequence)."""
+    T, B, _ = xs.shape
+    if state is None:
+        state = [(np.zeros((B, l.hidden), np.int8), None, np.zeros((B, l.hidden), np.int64)) for l in layers]
+    state = list(state)
+    out = np.empty((T, B, layers[-1].hidden), np.int8)
+    for t in range(T):
+        v = xs[t]
+        for k, layer in enumerate(layers):
+            h, h_next, c = step(layer, v, state[k][0], state[k][2])
+            state[k] = (h, h_next, c)
+            v = h_next
+        out[t] = v
+    return out, state
