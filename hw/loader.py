@@ -29,8 +29,9 @@ LOAD_ADDR_BITS = 24
 
 #: Register file: index -> name. All are 32-bit, written before the first vector. ``kp_off`` = 1:
 #: the layer has no Kronecker part (the GEMM engine passes every vector at once, the join adds 0).
+#: ``layer``: which resident layer's region of the weight memories the units read.
 REGS = ("order", "m1", "n1", "m2", "n2", "n", "m", "kb_stride", "t_mult", "t_shift", "ov_mult", "ov_shift",
-        "y_mult", "y_shift", "kp_off")
+        "y_mult", "y_shift", "kp_off", "layer")
 REG_INDEX = {name: i for i, name in enumerate(REGS)}
 
 
@@ -109,7 +110,7 @@ def lane_entries(layer: QuantLayer, cfg: AccelConfig) -> tuple:
     return lane_plan(layer, cfg).entries
 
 
-def register_values(layer: QuantLayer, cfg: AccelConfig) -> dict[str, int]:
+def register_values(layer: QuantLayer, cfg: AccelConfig, region: int = 0) -> dict[str, int]:
     (m1, n1), (m2, n2) = layer.factor_shapes
     return {
         "order": 0 if layer.order == "AX" else 1, "m1": m1, "n1": n1, "m2": m2, "n2": n2, "n": layer.n,
@@ -117,29 +118,42 @@ def register_values(layer: QuantLayer, cfg: AccelConfig) -> dict[str, int]:
         "t_mult": layer.t_rq.multiplier, "t_shift": layer.t_rq.shift,
         "ov_mult": layer.ov_rq.multiplier, "ov_shift": layer.ov_rq.shift,
         "y_mult": layer.y_rq.multiplier, "y_shift": layer.y_rq.shift, "kp_off": int(not layer.has_kp),
+        "layer": region,
     }
 
 
-def load_words(layer: QuantLayer, cfg: AccelConfig) -> list[tuple[int, int, int]]:
-    """(sel, addr, data) words that load ``layer``; checks the layer fits ``cfg`` first."""
+def register_words(layer: QuantLayer, cfg: AccelConfig, region: int = 0) -> list[tuple[int, int, int]]:
+    """The register words of ``layer`` in resident region ``region``: all a switch to a layer
+    whose weights are already loaded costs."""
+    return [(SEL_REG, REG_INDEX[k], v) for k, v in register_values(layer, cfg, region).items()]
+
+
+def load_words(layer: QuantLayer, cfg: AccelConfig, region: int = 0) -> list[tuple[int, int, int]]:
+    """(sel, addr, data) words that load ``layer`` into resident region ``region`` (< the config's
+    ``resident_layers``) of the weight memories, registers first; checks the layer fits first."""
     cfg.check(layer)
+    if not 0 <= region < cfg.resident_layers:
+        raise ValueError(f"region {region} outside the config's {cfg.resident_layers} resident layers")
     mem = cfg.memories
     (m1, n1), (m2, n2) = layer.factor_shapes
-    words = [(SEL_REG, REG_INDEX[k], v) for k, v in register_values(layer, cfg).items()]
-    a_bits, b_bits, o_bits = (bits_for(mem[k]["depth"]) for k in ("a", "b", "overlay"))
+    words = register_words(layer, cfg, region)
+    (a_bits, a_base), (b_bits, b_base), (o_bits, o_base), (_, r_base) = (
+        (bits_for(mem[k]["depth"]), region * mem[k]["layer_depth"]) for k in ("a", "b", "overlay", "row_map"))
     for r in range(m1):
         for k in range(n1):
-            words.append((SEL_A, ((r % cfg.rows) << a_bits) | ((r // cfg.rows) * n1 + k), int(layer.a[r, k]) & 0xFF))
+            words.append((SEL_A, ((r % cfg.rows) << a_bits) | (a_base + (r // cfg.rows) * n1 + k),
+                          int(layer.a[r, k]) & 0xFF))
     for j in range(m2):
         for k in range(n2):
-            words.append((SEL_B, ((j % cfg.cols) << b_bits) | ((j // cfg.cols) * n2 + k), int(layer.b[j, k]) & 0xFF))
+            words.append((SEL_B, ((j % cfg.cols) << b_bits) | (b_base + (j // cfg.cols) * n2 + k),
+                          int(layer.b[j, k]) & 0xFF))
     plan = lane_plan(layer, cfg)
     field = overlay_field(cfg)
     for lane, entries in enumerate(plan.entries):
         for p, (col, slot, val, first) in enumerate(entries.tolist()):
-            words.append((SEL_OVERLAY, (lane << o_bits) | p, field.pack(col, slot, val, first, 0)))
-        words.append((SEL_OVERLAY, (lane << o_bits) | len(entries), field.pack(0, 0, 0, 0, 1)))
+            words.append((SEL_OVERLAY, (lane << o_bits) | (o_base + p), field.pack(col, slot, val, first, 0)))
+        words.append((SEL_OVERLAY, (lane << o_bits) | (o_base + len(entries)), field.pack(0, 0, 0, 0, 1)))
     slot_bits = field.slot_bits
     for i in range(layer.m):
-        words.append((SEL_ROWMAP, i, (int(plan.lane[i]) << slot_bits) | int(plan.slot[i])))
+        words.append((SEL_ROWMAP, r_base + i, (int(plan.lane[i]) << slot_bits) | int(plan.slot[i])))
     return words

@@ -74,6 +74,14 @@ class Accelerator(wiring.Component):
         R, C, L = cfg.rows, cfg.cols, cfg.lanes
         mem = cfg.memories
         abits = {k: bits_for(v["depth"]) for k, v in mem.items()}
+
+        def in_region(addr, key):
+            """A read address of weight memory ``key`` inside the current resident layer's region
+            (the region index is the address's high part)."""
+            if cfg.resident_layers == 1:
+                return addr
+            return Cat(addr[:bits_for(mem[key]["layer_depth"])], regs["layer"][:bits_for(cfg.resident_layers)])
+
         col_bits = bits_for(cfg.max_n)
         VB = VECTOR_COUNT_BITS
 
@@ -107,12 +115,13 @@ class Accelerator(wiring.Component):
         send_slot, send_ren = Signal(field.slot_bits), Signal()
         lane_half = n_lanes[0]
         for l in range(L):
-            lane = GatherLane(field, abits["overlay"], cfg.x_window,
+            lane = GatherLane(field, bits_for(mem["overlay"]["layer_depth"]), cfg.x_window,
                               _col_offset=int(self.mutation == "gather_off_by_one"))
             m.submodules[f"lane{l}"] = lane
             lanes.append(lane)
             _, orp = o_m[l]
-            m.d.comb += [orp.addr.eq(lane.ent_addr), orp.en.eq(lane.ent_en), lane.ent_data.eq(orp.data)]
+            m.d.comb += [orp.addr.eq(in_region(lane.ent_addr, "overlay")), orp.en.eq(lane.ent_en),
+                         lane.ent_data.eq(orp.data)]
             for h in (0, 1):  # the lanes own half n_lanes % 2, SEND reads half n_sent % 2
                 swp, srp = s_m[h * L + l]
                 send_owns = send_pending & (n_sent[0] == h)
@@ -251,10 +260,12 @@ class Accelerator(wiring.Component):
         m.d.sync += [f_v.eq(feeding), f_first.eq(feeding & (k == 0)), f_last.eq(feeding & (k == g_k - 1))]
         m.d.comb += [arr.valid.eq(f_v), arr.first.eq(f_first), arr.last.eq(f_last), arr.drain_cols.eq(drain_cols)]
         for i, ((_, arp), (_, prp)) in enumerate(zip(a_m, p_m)):
-            m.d.comb += [arp.addr.eq(p_base + k), prp.addr.eq(p_base + k), arp.en.eq(feeding), prp.en.eq(feeding),
+            m.d.comb += [arp.addr.eq(in_region(p_base + k, "a")), prp.addr.eq(p_base + k), arp.en.eq(feeding),
+                         prp.en.eq(feeding),
                          arr.p[i].eq(Mux(p_from_a, arp.data, prp.data))]
         for j, ((_, brp), (_, qrp)) in enumerate(zip(b_m, q_m)):
-            m.d.comb += [brp.addr.eq(q_base + k), qrp.addr.eq(q_base + k), brp.en.eq(feeding), qrp.en.eq(feeding),
+            m.d.comb += [brp.addr.eq(in_region(q_base + k, "b")), qrp.addr.eq(q_base + k), brp.en.eq(feeding),
+                         qrp.en.eq(feeding),
                          arr.q[j].eq(Mux(q_from_b, brp.data, qrp.data))]
 
         # drain writes: G1 requantises (pipelined, so its write address and enable travel
@@ -306,7 +317,7 @@ class Accelerator(wiring.Component):
         issue = Signal()
         m.d.comb += issue.eq(send_pending & (sent_i < regs["m"]) & adv)
         rm_rp = rowmap_m[0][1]
-        m.d.comb += [rm_rp.addr.eq(sent_i), rm_rp.en.eq(adv)]
+        m.d.comb += [rm_rp.addr.eq(in_region(sent_i, "row_map")), rm_rp.en.eq(adv)]
         for j, (_, krp) in enumerate(k_m):
             m.d.comb += [krp.addr.eq(Cat((s_rowbase + sc_blk)[:kb_bits], n_sent[0])), krp.en.eq(adv & (sc_bank == j))]
         v1, kb_bank1 = Signal(), Signal(range(max(C, 2)))

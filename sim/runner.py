@@ -99,10 +99,13 @@ def _runner(simulator: str):
 
 def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator", vectors: int = 10, seed: int = 0,
         x_gap: float = 0.0, y_stall: float = 0.0, load_gap: float = 0.0, reset_mid_vector: bool = False,
-        mutation: str | None = None, waves: bool | None = None, layer: str | None = None) -> dict:
+        mutation: str | None = None, waves: bool | None = None, layer: str | None = None,
+        resident: bool = False) -> dict:
     """Run the regression: every layer of each pack in order (a chained layer takes the design's
-    outputs of its input layer), or only the layer named ``layer``; returns the tb's result dict
-    plus the simulator and wall time.
+    outputs of its input layer), or only the layer named ``layer``; ``resident``: a pack's layers
+    are loaded once, each into its own region (the config must hold them all), and each run
+    switches to its layer by register words alone. Returns the tb's result dict plus the simulator
+    and wall time.
     Fails (DopingError) on a build or simulator failure; mismatches are reported, not raised."""
     from doping.pack import read_pack
 
@@ -115,6 +118,9 @@ def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator",
         pk = read_pack(p)
         for one in ([pk.layer(layer)] if layer else pk.layers):
             cfg.check(one)
+        if resident and not layer and len(pk.layers) > cfg.resident_layers:
+            raise DopingError(f"{p} has {len(pk.layers)} layers; the config holds {cfg.resident_layers} "
+                              "(resident_layers)")
     waves = bool(int(os.environ.get("WAVES", "0"))) if waves is None else waves
     d = build(cfg, simulator, mutation, waves)
     runner = _runner(simulator)
@@ -124,7 +130,7 @@ def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator",
         job.write_text(json.dumps({"config": cfg.as_dict(), "packs": [str(Path(p).resolve()) for p in packs],
                                    "vectors": vectors, "seed": seed, "x_gap": x_gap, "y_stall": y_stall,
                                    "load_gap": load_gap, "reset_mid_vector": reset_mid_vector, "out": str(out),
-                                   "layer": layer}))
+                                   "layer": layer, "resident": resident}))
         t0 = time.perf_counter()
         test_dir = d / "run"
         try:

@@ -20,7 +20,7 @@ from cocotb.triggers import FallingEdge, SimTimeoutError, with_timeout
 
 from doping import golden
 from doping.config import AccelConfig
-from doping.hw.loader import load_words
+from doping.hw.loader import load_words, register_words
 from doping.hw.top import UNITS
 from doping.pack import read_pack
 
@@ -76,8 +76,8 @@ class OutputMonitor:
         dut.y__ready.value = 0
 
 
-def load_payloads(layer, cfg):
-    return [sel | (addr << 4) | (data << 28) for sel, addr, data in load_words(layer, cfg)]
+def load_payloads(layer, cfg, words=None):
+    return [sel | (addr << 4) | (data << 28) for sel, addr, data in (words or load_words(layer, cfg))]
 
 
 async def reset(dut, cycles=2):
@@ -99,13 +99,14 @@ def watchdog_cycles(layer, cfg, vectors: int, job: dict) -> int:
     return int(4 * (words + vectors * (schedule(layer, cfg).cycles + layer.m)) / (1.0 - slow)) + 10_000
 
 
-async def run_vectors(dut, cfg, layer, xs, rng, job):
-    """Load ``layer``, stream ``xs``, return (outputs, latencies, busy cycles). Fails the test when the run
-    outlasts ``watchdog_cycles`` (a hang), instead of simulating forever."""
+async def run_vectors(dut, cfg, layer, xs, rng, job, words=None):
+    """Load ``layer`` (its ``words``, or all of its load words), stream ``xs``, return (outputs,
+    latencies, busy cycles). Fails the test when the run outlasts ``watchdog_cycles`` (a hang),
+    instead of simulating forever."""
     limit = watchdog_cycles(layer, cfg, len(xs), job)
 
     async def work():
-        await StreamDriver(dut, "load", rng, job.get("load_gap", 0.0)).send(load_payloads(layer, cfg))
+        await StreamDriver(dut, "load", rng, job.get("load_gap", 0.0)).send(load_payloads(layer, cfg, words))
         x = StreamDriver(dut, "x", rng, job.get("x_gap", 0.0))
         task = cocotb.start_soon(mon.collect(len(xs)))
         await x.send([int(v) for v in np.asarray(xs).reshape(-1)])
@@ -149,7 +150,11 @@ async def regression(dut):
         # outputs the design gave for its input layer
         layers = [pack.layer(job["layer"])] if job.get("layer") else pack.layers
         outputs = {}
-        for layer in layers:
+        resident = job.get("resident") and len(layers) > 1
+        if resident:  # every layer into its own region once; each run below switches by registers
+            preload = [w for r, layer in enumerate(layers) for w in load_words(layer, cfg, r)]
+            await StreamDriver(dut, "load", rng, job.get("load_gap", 0.0)).send(load_payloads(None, cfg, preload))
+        for region, layer in enumerate(layers):
             if layer.input is not None and layer.input in outputs:
                 xs = outputs[layer.input].astype(np.int8)
             else:
@@ -159,7 +164,8 @@ async def regression(dut):
                 await StreamDriver(dut, "load", rng).send(load_payloads(layer, cfg))
                 await StreamDriver(dut, "x", rng).send([int(v) for v in xs[0, : layer.n // 2]])
                 await reset(dut)
-            got, cycles, busy = await run_vectors(dut, cfg, layer, xs, rng, job)
+            words = register_words(layer, cfg, region) if resident else None
+            got, cycles, busy = await run_vectors(dut, cfg, layer, xs, rng, job, words)
             outputs[layer.name] = got
             where = str(pack_path) if len(layers) == 1 else f"{pack_path}:{layer.name}"
             bad, examples = scoreboard(got, golden.forward(layer, xs).astype(np.int64), where)

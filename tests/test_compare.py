@@ -25,7 +25,8 @@ def test_compare_prices_every_exportable_run(tmp_path, capsys):
     assert [s["method"] for s in r["not_priced"]] == ["hmd"]  # not an accelerator layer: listed, not priced
     assert all((tmp_path / "packs" / f"{m}.dpack").is_file() for m in ("dkp", "prune", "lmf"))
     for p in r["points"]:
-        assert p["cycles_per_token"] > p["resident_cycles_per_token"] > 0 and p["energy_per_token_nj"] > 0
+        assert p["cycles_per_token"] > 0 and p["energy_per_token_nj"] > 0 and p["weights"].startswith("resident")
+        assert p["config"]["resident_layers"] == (4 if p["method"] == "lmf" else 2)
     assert r["reference"]["run"] == "dkp" and (out / "compare.png").stat().st_size > 10_000
     assert "At the reference perplexity" in capsys.readouterr().out
 

@@ -124,18 +124,30 @@ def test_area_model_and_clock_against_yosys(tmp_path):
 
 
 def test_multi_layer_pack_per_token_counts_the_reloads(tmp_path):
-    from doping.estimate.model import per_token
-    from doping.hw.loader import load_words
+    """One layer held: every token reloads each layer (words and DRAM). Both resident: a layer
+    switch is its register words. (That these are the RTL's cycles: tests/hw/test_cycle_model.py.)"""
+    from dataclasses import replace
+
+    from doping.estimate.model import HANDOVER_CYCLES, per_token
+    from doping.hw.loader import load_words, register_words
     from doping.pack import write_pack
 
     layers = [synth_layer((120, 60), 6, seed=s, name=f"l{s}") for s in (1, 2)]
     cfg = fit_config(PRESETS["default"], layers[0])
     t = per_token(layers, cfg)
     runs = [estimate(l, cfg) for l in layers]
-    assert t["cycles_per_token"] == sum(len(load_words(l, cfg)) + r["cycles"] for l, r in zip(layers, runs))
-    assert t["resident_cycles_per_token"] == sum(r["cycles"] for r in runs)
+    assert t["cycles_per_token"] == sum(len(load_words(l, cfg)) + r["cycles"] + HANDOVER_CYCLES
+                                        for l, r in zip(layers, runs))
+    assert t["resident_cycles_per_token"] == sum(len(register_words(l, cfg)) + r["cycles"] + HANDOVER_CYCLES
+                                                 for l, r in zip(layers, runs))
     assert t["energy_per_token_pj"] > t["resident_energy_per_token_pj"] == pytest.approx(sum(r["energy_pj"] for r in runs))
-    assert "reloads each layer" in t["weights"]
+    assert "reloads each layer" in t["weights"] and not t["resident"]
+    cfg2 = replace(cfg, resident_layers=2)
+    both = per_token(layers, cfg2)
+    assert both["resident"] and both["cycles_per_token"] == t["resident_cycles_per_token"]
+    # no DRAM; larger weight memories cost a little more per access
+    assert both["energy_per_token_pj"] == pytest.approx(sum(estimate(l, cfg2)["energy_pj"] for l in layers))
+    assert t["resident_energy_per_token_pj"] < both["energy_per_token_pj"] < t["energy_per_token_pj"]
     pack = write_pack(tmp_path / "two.dpack", layers)
     cfg_file = tmp_path / "c.json"
     cfg_file.write_text(json.dumps(cfg.as_dict()))

@@ -227,7 +227,7 @@ def cmd_sim(args) -> int:
 
     cfg = load_config(args.config)
     r = run([args.pack], cfg, simulator=args.sim, vectors=args.vectors, seed=args.seed, x_gap=args.x_gap,
-            y_stall=args.y_stall, layer=args.layer)
+            y_stall=args.y_stall, layer=args.layer, resident=args.resident)
     cyc = r["cycles_per_vector"]
     summary = {"vectors": r["vectors"], "mismatches": r["mismatches"], "cycles_per_vector": cyc,
                "busy_cycles": r["busy_cycles"], "simulator": r["simulator"], "wall_seconds": r["wall_seconds"]}
@@ -475,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--y-stall", type=probability, default=0.0, help="probability of y.ready low in a cycle, in [0, 1)")
     sm.add_argument("--layer", help="run only this layer (default: every layer in order; a chained layer takes "
                                     "the design's outputs of its input layer)")
+    sm.add_argument("--resident", action="store_true", help="load every layer of the pack once into its own region "
+                                                            "(the config's resident_layers must hold them) and "
+                                                            "switch between them by register words")
     sm.add_argument("--json", action="store_true", help="print JSON: vectors, mismatches, cycles_per_vector (each "
                                                         "vector's first x to last y; vectors overlap), "
                                                         "busy_cycles (per unit, per pack), simulator")

@@ -20,6 +20,7 @@ def ceil_div(a: int, b: int) -> int:
 
 
 MAX_CAPACITY = 1 << 24  # largest value any integer config field may take
+MAX_RESIDENT_LAYERS = 16
 X_WINDOW = 16  # broadcast input window per gather lane, in elements (see ``AccelConfig.x_window``)
 
 
@@ -33,6 +34,9 @@ class AccelConfig:
     max_factor: largest factor (m1*n1 or m2*n2 entries) the A and B buffers hold.
     max_intermediate: largest intermediate (m1*n2 for AX, n1*m2 for XB) in entries.
     max_nnz: overlay capacity in entries (nonzeros plus one per empty row), over all lanes.
+    resident_layers: layers whose weights (A, B, overlay, row map) are held at once, each in its
+    own region of those memories sized by the capacities above; switching to a resident layer
+    costs its register words only (hw/loader.register_words).
     clock_mhz: target clock; tech_nm: technology node of the estimator's tables.
     Widths are fixed by docs/numerics.md: 8-bit data, 32-bit accumulators, 8-bit intermediate.
     """
@@ -45,6 +49,7 @@ class AccelConfig:
     max_factor: int = 4096
     max_intermediate: int = 4096
     max_nnz: int = 163840
+    resident_layers: int = 1
     clock_mhz: float = 500.0
     tech_nm: int = 45
 
@@ -62,6 +67,9 @@ class AccelConfig:
             raise DopingError(f"accelerator config: a {self.rows}x{self.cols} array is larger than the 64x64 supported")
         if self.lanes > 64:
             raise DopingError(f"accelerator config: {self.lanes} gather lanes exceed the 64 supported")
+        if self.resident_layers > MAX_RESIDENT_LAYERS:
+            raise DopingError(f"accelerator config: {self.resident_layers} resident layers exceed the "
+                              f"{MAX_RESIDENT_LAYERS} supported")
 
     # --- derived memory geometry (exactly what hw/top.py instantiates). Bank depths are powers
     # of two sized for an evenly tiled matrix; check() verifies the tiling of an actual layer. ---
@@ -70,7 +78,9 @@ class AccelConfig:
 
     @property
     def memories(self) -> dict[str, dict]:
-        """Every memory of the design: banks x depth x width bits."""
+        """Every memory of the design: banks x depth x width bits. The weight memories (a, b,
+        overlay, row_map) hold ``resident_layers`` regions of ``layer_depth`` words each (a power of
+        two: the resident layer's index is the address's high part)."""
         r, c, l = self.rows, self.cols, self.lanes
         act = max(self.max_n, self.max_intermediate)
         from doping.hw.loader import OverlayField  # the entry format is defined there, with the layout
@@ -78,19 +88,22 @@ class AccelConfig:
         col_bits = bits_for(self.max_n)
         ov_depth = self.bank_depth(self.max_m, l)
         slot_bits = bits_for(ov_depth)
+        def weights(banks, layer_depth, width):
+            return {"banks": banks, "depth": self.resident_layers * layer_depth, "width": width,
+                    "layer_depth": layer_depth}
+
         return {
-            "a": {"banks": r, "depth": self.bank_depth(self.max_factor, r), "width": 8},
-            "b": {"banks": c, "depth": self.bank_depth(self.max_factor, c), "width": 8},
+            "a": weights(r, self.bank_depth(self.max_factor, r), 8),
+            "b": weights(c, self.bank_depth(self.max_factor, c), 8),
             "act_p": {"banks": r, "depth": self.bank_depth(act, r), "width": 8},
             "act_q": {"banks": c, "depth": self.bank_depth(act, c), "width": 8},
             # double-buffered (two halves, by address MSB or bank): one vector is written while
             # the previous one is read
             "kbuf": {"banks": c, "depth": 2 * self.bank_depth(self.max_m, c), "width": 32},
-            "overlay": {"banks": l, "depth": self.bank_depth(self.max_nnz + l, l),
-                        "width": OverlayField(col_bits, slot_bits).width},
+            "overlay": weights(l, self.bank_depth(self.max_nnz + l, l), OverlayField(col_bits, slot_bits).width),
             "ov_acc": {"banks": 2 * l, "depth": ov_depth, "width": 32},
             "x_buf": {"banks": 1, "depth": 2 << bits_for(self.max_n), "width": 8},
-            "row_map": {"banks": 1, "depth": 1 << bits_for(self.max_m), "width": bits_for(l) + slot_bits},
+            "row_map": weights(1, 1 << bits_for(self.max_m), bits_for(l) + slot_bits),
         }
 
     @property
@@ -131,7 +144,8 @@ class AccelConfig:
                                    "max_intermediate"),
                                   ("kbuf", m1 * ceil_div(m2, self.cols), "max_m"), ("overlay", per_lane, "max_nnz"),
                                   ("ov_acc", ceil_div(layer.m, self.lanes), "max_m")):
-            have = mem[name]["depth"] // (2 if name == "kbuf" else 1)  # kbuf: per half
+            # per layer: kbuf's half, a weight memory's region
+            have = mem[name].get("layer_depth", mem[name]["depth"] // (2 if name == "kbuf" else 1))
             if need > have:
                 out.append((f"{name} bank depth", need, have, field))
         return out

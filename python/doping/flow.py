@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import time
+from dataclasses import replace
 from html import escape
 from pathlib import Path
 
@@ -121,9 +122,12 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
     layers = read_pack(pack_path).layers
 
     # 3. RTL
+    from doping.config import MAX_RESIDENT_LAYERS
     from doping.estimate.baselines import fit_layers
 
-    cfg = load_config(config) if config else fit_layers(FLOW_BASE, layers)
+    # sized to the pack, with every layer resident (a token switches layers by registers alone)
+    cfg = load_config(config) if config else fit_layers(
+        replace(FLOW_BASE, resident_layers=min(len(layers), MAX_RESIDENT_LAYERS)), layers)
     for layer in layers:
         try:
             cfg.check(layer)
@@ -223,10 +227,8 @@ def summary_lines(r: dict) -> list[str]:
         f"on the same tables)",
         f"area:         {r['area_mm2']:.3f} mm^2 (45 nm)",
         f"power:        {p['power_mw']:.1f} mW",
-    ] + ([f"per token:    {t['cycles_per_token']} cycles, {t['energy_per_token_pj'] / 1e3:.1f} nJ with every layer "
-          f"reloaded per token (the accelerator holds one layer); {t['resident_cycles_per_token']} cycles, "
-          f"{t['resident_energy_per_token_pj'] / 1e3:.1f} nJ if all were resident"]
-         if (t := r.get("per_token")) else [])
+    ] + ([f"per token:    {t['cycles_per_token']} cycles, {t['energy_per_token_pj'] / 1e3:.1f} nJ; weights "
+          f"{t['weights']}"] if (t := r.get("per_token")) else [])
 
 
 def _plots(r: dict) -> dict[str, bytes]:

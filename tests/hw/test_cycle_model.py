@@ -80,3 +80,55 @@ def test_baseline_methods_bit_exact_and_cycles_equal_rtl(method, shape, ratio):
         stressed, _ = run_top(cfg, layer, xs, seed=5, x_gap=0.3, y_stall=0.3)
         assert np.array_equal(stressed, got)
         prev = got
+
+
+def _scalesim_os_fold(rows, cols, k):
+    """SCALE-Sim's output-stationary cycles for one fold (Samajdar et al., "SCALE-Sim", 2018,
+    §III): 2*Sr + Sc + T - 2, with Sr x Sc the array and T the reduction length."""
+    return 2 * rows + cols + k - 2
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1][0]}x{c[1][1]}-{c[4]}")
+def test_gemm_phases_against_scalesim(case):
+    """One tile costs SCALE-Sim's fold cycles plus one (the memory read register in front of the
+    array); a row drain is SCALE-Sim's Sr, a column drain its Sc with rows and columns swapped.
+    Several tiles cost less than SCALE-Sim's folds in series, since FLUSH and DRAIN of one tile
+    run under the next tile's FEED."""
+    from doping.estimate.cycles import Gemm, gemms
+
+    (r, c, l), shape, ratio, factors, order = case
+    cfg = _config(r, c, l)
+    layer = synth_layer(shape, ratio, seed=sum(shape), factor_shapes=factors, order=order)
+    for g in gemms(layer, cfg):
+        fold = _scalesim_os_fold(r, c, g.k) if g.drain == r else _scalesim_os_fold(c, r, g.k)
+        assert Gemm(g.rows, g.cols, g.k, g.drain, 1).cycles(cfg) == fold + 1
+        assert g.cycles(cfg) <= g.tiles * (fold + 1)
+        assert (g.cycles(cfg) == g.tiles * (fold + 1)) == (g.tiles == 1)
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_per_token_cycles_equal_rtl(resident):
+    """A token through two layers: with both resident a layer costs its register words, its
+    latency and the handover; with one held, its whole reload instead — as the RTL takes."""
+    from dataclasses import replace
+
+    from doping.estimate.model import per_token
+    from doping.hw.loader import load_words, register_words
+    from doping.synth import synth_method
+    from tests.hw.amaranth_tb import run_phases
+
+    cfg = replace(_config(2, 3, 2), resident_layers=2 if resident else 1)
+    first = synth_layer((24, 20), 3, seed=5, name="first")
+    (second,) = synth_method("prune", (20, 24), 4, seed=6, name="second")
+    x1, x2 = random_inputs(first, 1, seed=1), random_inputs(second, 1, seed=2)
+    if resident:
+        setup = load_words(second, cfg, 1) + load_words(first, cfg, 0)
+        words = [register_words(second, cfg, 1), register_words(first, cfg, 0)]
+    else:
+        setup, words = load_words(first, cfg), [load_words(second, cfg), load_words(first, cfg)]
+    phases = [(setup, first.m, x1), (words[0], second.m, x2), (words[1], first.m, x1)]
+    _, ends = run_phases(cfg, phases)
+    t = per_token([second, first], cfg)
+    assert t["resident"] == resident
+    assert [b - a for a, b in zip(ends, ends[1:])] == [r["cycles"] for r in t["layers"]]
+    assert ends[2] - ends[0] == t["cycles_per_token"]

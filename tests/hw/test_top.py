@@ -100,3 +100,29 @@ def test_gather_outlasting_the_kronecker_phases(rng):
     xs = int8_batch(rng, 2, layer.n)
     y, cycles = run_top(cfg, layer, xs, seed=2, y_stall=0.2)
     np.testing.assert_array_equal(y, golden.forward(layer, xs))
+
+
+def test_resident_layers_switch_by_registers_alone():
+    """Two layers loaded once into their own regions; switching between them is the register
+    words only, in any order, bit-exact (also a layer without a Kronecker part beside a DKP one)."""
+    from dataclasses import replace
+
+    from doping.golden import forward
+    from doping.hw.loader import register_words
+    from doping.synth import synth_method
+    from tests.hw.amaranth_tb import run_phases
+
+    cfg = replace(CONFIGS["2x3x2"], resident_layers=3)
+    first = synth_layer((24, 20), 3, seed=5, name="first")
+    (second,) = synth_method("prune", (20, 24), 4, seed=6, name="second")
+    for layer in (first, second):
+        cfg.check(layer)
+    xs1, xs2 = random_inputs(first, 2, seed=1), random_inputs(second, 2, seed=2)
+    # the last register words written decide which layer runs: load the other layer first
+    phases = [(load_words(second, cfg, 2) + load_words(first, cfg, 0), first.m, xs1),
+              (register_words(second, cfg, 2), second.m, xs2),
+              (register_words(first, cfg, 0), first.m, xs1[::-1])]
+    outs, _ = run_phases(cfg, phases, y_stall=0.2)
+    assert np.array_equal(outs[0][0], forward(first, xs1))
+    assert np.array_equal(outs[1][0], forward(second, xs2))
+    assert np.array_equal(outs[2][0], forward(first, xs1[::-1]))

@@ -99,6 +99,24 @@ def test_baseline_method_packs(tmp_path):
     assert clean["mismatches"] == 0 and clean["cycles_per_vector"] == want
 
 
+def test_resident_layers(tmp_path):
+    """A pack of three layers (DKP, then LMF's chain) loaded once into three regions; each runs
+    after a switch by register words alone, bit-exact under back-pressure, cycles equal the model."""
+    from dataclasses import replace
+
+    from doping.synth import synth_method
+
+    cfg = replace(SIM_CONFIGS["r4c4l3"], resident_layers=3)
+    layers = [synth_layer((30, 28), 3, seed=4, name="dkp")] + synth_method("lmf", (24, 20), 3, seed=5)
+    pack = write_pack(tmp_path / "three.dpack", layers)
+    r = run([pack], cfg, vectors=20, seed=3, x_gap=0.2, y_stall=0.3, resident=True)
+    assert r["mismatches"] == 0 and r["vectors"] == 60, r.get("first_mismatch")
+    clean = run([pack], cfg, vectors=2, seed=4, resident=True)
+    assert clean["cycles_per_vector"] == [t["latency"] for l in layers for t in vector_times(l, cfg, 2)]
+    with pytest.raises(DopingError, match="the config holds 1"):
+        run([pack], SIM_CONFIGS["r4c4l3"], vectors=1, resident=True)
+
+
 def _corner_layers(rng):
     big = AccelConfig(rows=2, cols=3, lanes=2, max_m=64, max_n=64, max_factor=128, max_intermediate=256,
                       max_nnz=4096)

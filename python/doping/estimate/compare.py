@@ -4,8 +4,8 @@ the generated accelerator, priced per token, against its test perplexity.
 Input: the table's results (``docs/ptb_results.json``, one object per run with ``run``,
 ``method``, ``ratio``, ``test_ppl``...) and a folder of packs named ``<run>.dpack`` (exported on
 demand from ``<runs>/<run>`` when missing). Every point is priced the same way: its own balanced
-design (``baselines.balanced_config``), whole model per token with every layer reloaded per token
-(``model.per_token``: the accelerator holds one layer), 45 nm tables. Runs whose method has no
+design (``baselines.balanced_config``) holding every layer of the model (``resident_layers``), the
+whole model per token (``model.per_token``: a layer switch is its register words), 45 nm tables. Runs whose method has no
 accelerator form (HMD, sums of Kronecker products) are listed as not priced.
 """
 
@@ -53,15 +53,19 @@ def run_pack(row: dict, packs: Path, runs: Path | None, log=print) -> Path | Non
 
 
 def price_pack(layers, base: AccelConfig, balanced: bool = True) -> dict:
-    """Per-token cost of a pack's layers on its balanced design (or ``base`` fitted)."""
+    """Per-token cost of a pack's layers, all resident, on its balanced design (or ``base`` fitted)."""
+    from dataclasses import replace
+
+    from doping.config import MAX_RESIDENT_LAYERS
+
+    base = replace(base, resident_layers=min(len(layers), MAX_RESIDENT_LAYERS))
     cfg = balanced_config(base, layers) if balanced else fit_layers(base, layers)
     parts = [estimate(l, cfg) for l in layers]
     t = per_token(layers, cfg, parts)
     return {"design": f"{cfg.rows}x{cfg.cols}, {cfg.lanes} lanes", "config": cfg.as_dict(),
             "cycles_per_token": t["cycles_per_token"], "energy_per_token_nj": t["energy_per_token_pj"] / 1e3,
             "latency_per_token_us": t["latency_per_token_us"], "area_mm2": parts[0]["area_mm2"],
-            "resident_cycles_per_token": t["resident_cycles_per_token"],
-            "resident_energy_per_token_nj": t["resident_energy_per_token_pj"] / 1e3, "weights": t["weights"]}
+            "weights": t["weights"]}
 
 
 def pareto(points: list[dict], key: str) -> list[dict]:
@@ -123,14 +127,14 @@ def markdown(r: dict) -> str:
           "layer reloaded per token (the accelerator holds one layer). Reference: the best DKP run at "
           f"{ref['ratio']:g}x, "
           f"{ref['run']} (test ppl {ref['test_ppl']:.2f}).", "",
-          "| run | method | ratio | test ppl | design | cycles/token | energy/token nJ | latency/token µs | area mm² |"
-          " resident cycles/token |", "|---|---|---|---|---|---|---|---|---|---|"]
+          "| run | method | ratio | test ppl | design | cycles/token | energy/token nJ | latency/token µs | area mm² |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for p in sorted(r["points"], key=lambda p: p["test_ppl"]):
         md.append(f"| {p['run']} | {p['method']} | {p['ratio']:g} | {p['test_ppl']:.2f} | {p['design']} | "
                   f"{p['cycles_per_token']} | {p['energy_per_token_nj']:.1f} | {p['latency_per_token_us']:.2f} | "
-                  f"{p['area_mm2']:.3f} | {p['resident_cycles_per_token']} |")
+                  f"{p['area_mm2']:.3f} |")
     for s in r["not_priced"]:
-        md.append(f"| {s['run']} | {s['method']} | — | {s['test_ppl']:.2f} | not an accelerator layer | — | — | — | — | — |")
+        md.append(f"| {s['run']} | {s['method']} | — | {s['test_ppl']:.2f} | not an accelerator layer | — | — | — | — |")
     md += ["", f"At the reference perplexity ({ref['test_ppl']:.2f}), the cheapest run of each method:", "",
            "| method | reaches it | run | energy/token nJ | latency/token µs | area mm² | its best test ppl |",
            "|---|---|---|---|---|---|---|"]

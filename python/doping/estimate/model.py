@@ -171,32 +171,46 @@ def combine(parts: list[dict]) -> dict:
             "throughput_vectors_per_s": clock * 1e6 / interval}
 
 
+#: Cycles between a layer's last y and the first load word of the next being accepted (the
+#: counters that raise ``load.ready`` are seen one cycle after the last y).
+HANDOVER_CYCLES = 1
+
+
 def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[dict] | None = None) -> dict:
-    """A multi-layer model per token (one vector through every layer) on one accelerator, which
-    holds one layer's weights at a time: each token loads every layer again (the load stream, one
-    word per cycle, accepted only while every unit is idle) and then runs it, so layers follow one
-    another without overlap. The reload's DRAM traffic is the layer's stored bits (int8 values and
-    sparse indices, as the pack accounts them) in 64-bit accesses."""
+    """A multi-layer model per token (one vector through every layer, in order) on one
+    accelerator. When the config holds every layer (``resident_layers`` >= layers), a layer costs
+    its register words (the switch), its latency and the handover; otherwise the accelerator holds
+    one layer and every token reloads each layer (all its load words, and its stored bits — int8
+    values and sparse indices, as the pack accounts them — from DRAM in 64-bit accesses). The
+    handover and the words are accepted one per cycle only while every unit is idle, so layers
+    follow one another without overlap; the per-layer cycles equal the RTL's
+    (tests/hw/test_cycle_model.py)."""
     import math
 
     from doping.compression import account
-    from doping.hw.loader import load_words
+    from doping.hw.loader import load_words, register_words
 
     parts = parts or [estimate(layer, cfg) for layer in layers]
     e_scale, _ = tables.node_scale(cfg.tech_nm)
+    resident = cfg.resident_layers >= len(layers)
     rows = []
-    for layer, p in zip(layers, parts):
+    for k, (layer, p) in enumerate(zip(layers, parts)):
         bits = account(layer.m, layer.n, layer.factor_shapes, layer.nnz).stored_bits
-        load_cycles = len(load_words(layer, cfg))
-        rows.append({"layer": layer.name, "load_cycles": load_cycles, "run_cycles": p["cycles"],
-                     "load_energy_pj": math.ceil(bits / 64) * tables.DRAM_64B_PJ * e_scale,
+        switch = len(register_words(layer, cfg, k if resident else 0))
+        load = switch if resident else len(load_words(layer, cfg))
+        rows.append({"layer": layer.name, "load_cycles": load, "switch_cycles": switch, "run_cycles": p["cycles"],
+                     "cycles": load + p["cycles"] + HANDOVER_CYCLES,
+                     "load_energy_pj": 0.0 if resident else math.ceil(bits / 64) * tables.DRAM_64B_PJ * e_scale,
                      "run_energy_pj": p["energy_pj"]})
-    cycles = sum(r["load_cycles"] + r["run_cycles"] for r in rows)
+    cycles = sum(r["cycles"] for r in rows)
     energy = sum(r["load_energy_pj"] + r["run_energy_pj"] for r in rows)
     clock = clock_mhz(cfg)
-    return {"weights": "streamed per layer: the accelerator holds one layer, so every token reloads each layer "
-                       "from DRAM (load cycles and DRAM energy counted)",
+    weights = (f"resident: all {len(layers)} layers held on chip ({cfg.resident_layers} resident layers); a layer "
+               "switch is its register words" if resident else
+               f"streamed per layer: the config holds {cfg.resident_layers} of {len(layers)} layers, so every token "
+               "reloads each layer from DRAM (load cycles and DRAM energy counted)")
+    return {"weights": weights, "resident": resident,
             "cycles_per_token": cycles, "energy_per_token_pj": energy, "latency_per_token_us": cycles / clock,
             "power_mw": energy * 1e-12 / (cycles / (clock * 1e6)) * 1e3,
-            "resident_cycles_per_token": sum(r["run_cycles"] for r in rows),
+            "resident_cycles_per_token": sum(r["switch_cycles"] + r["run_cycles"] + HANDOVER_CYCLES for r in rows),
             "resident_energy_per_token_pj": sum(r["run_energy_pj"] for r in rows), "layers": rows}

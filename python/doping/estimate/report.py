@@ -26,9 +26,10 @@ def format_estimate(r: dict) -> str:
     t = r.get("per_token")
     if t:
         lines.append(f"per token, all {len(t['layers'])} layers: {t['cycles_per_token']} cycles, "
-                     f"{t['energy_per_token_pj'] / 1e3:.1f} nJ, {t['latency_per_token_us']:.2f} us ({t['weights']}; "
-                     f"with every layer resident it would be {t['resident_cycles_per_token']} cycles, "
-                     f"{t['resident_energy_per_token_pj'] / 1e3:.1f} nJ)")
+                     f"{t['energy_per_token_pj'] / 1e3:.1f} nJ, {t['latency_per_token_us']:.2f} us ({t['weights']}"
+                     + ("" if t["resident"] else f"; with every layer resident it would be "
+                        f"{t['resident_cycles_per_token']} cycles, {t['resident_energy_per_token_pj'] / 1e3:.1f} nJ")
+                     + ")")
     return "\n".join(lines)
 
 
