@@ -123,10 +123,9 @@ def compare(results: Path, packs: Path, runs: Path | None, base: AccelConfig, ou
 def markdown(r: dict) -> str:
     ref = r["reference"]
     md = [f"Every run of the 2x{r['hidden']} PTB table as its exported pack on "
-          f"{'its own balanced design' if r['balanced'] else 'the base design'}; per token, both LSTM layers, every "
-          "layer reloaded per token (the accelerator holds one layer). Reference: the best DKP run at "
-          f"{ref['ratio']:g}x, "
-          f"{ref['run']} (test ppl {ref['test_ppl']:.2f}).", "",
+          f"{'its own balanced design' if r['balanced'] else 'the base design'}; per token through the whole LSTM "
+          "stack, every layer's weights resident on chip (a layer switch is its register words). Reference: the "
+          f"best DKP run at {ref['ratio']:g}x, {ref['run']} (test ppl {ref['test_ppl']:.2f}).", "",
           "| run | method | ratio | test ppl | design | cycles/token | energy/token nJ | latency/token µs | area mm² |",
           "|---|---|---|---|---|---|---|---|---|"]
     for p in sorted(r["points"], key=lambda p: p["test_ppl"]):
