@@ -5,9 +5,10 @@ Each LSTM layer's gate matrix ``[W_ih | W_hh]`` (4H x (I+H), acting on ``[x; h]`
 pack layer ``lstm.l<i>.gates``: DKP and KP as factors and overlay, pruning as an overlay without
 a Kronecker part, dense as A = W with B = [1], and LMF as a chain of two layers
 ``lstm.l<i>.gates.v`` then ``.u`` (HMD and sums of Kronecker products are not expressible as
-one accelerator layer or a chain, and are refused). Input, intermediate and output scales are calibrated on the
-gate inputs the float model sees on the validation split. The gate bias, the nonlinearities,
-embedding and softmax stay on the host in float and are not part of the pack.
+one accelerator layer or a chain, and are refused). Input, intermediate and output scales are
+calibrated on the gate inputs the float model sees on the validation split. The gate bias, the
+nonlinearities, embedding and softmax stay on the host in float and are not part of the pack;
+the integer LSTM that takes them on (``doping.int_lstm``) is evaluated beside it.
 """
 
 from __future__ import annotations

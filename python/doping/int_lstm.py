@@ -91,7 +91,8 @@ def evaluate(model, layers: list[LSTMLayerQuant], data: torch.Tensor, bptt: int)
         x, y = data[i: i + seq], data[i + 1: i + 1 + seq]
         emb = model.embed(x).double().numpy()
         out, state = run_sequence(layers, quantise_tensor(emb, s_in), state)
-        logits = model.decoder(torch.from_numpy(out.astype(np.float32) * np.float32(s_out)))
+        h = torch.from_numpy(out.astype(np.float64) * s_out).to(model.decoder.weight.dtype)
+        logits = model.decoder(h)
         total += float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
                                                    reduction="sum"))
         count += y.numel()

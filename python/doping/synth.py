@@ -13,11 +13,10 @@ as two chained dense layers, V (r x n) then U (m x r).
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
-
-import math
 
 from doping.compression import choose_factor_shapes, largest_factor_shapes_within, overlay_budget
 from doping.errors import DopingError
