@@ -70,6 +70,10 @@ def test_synth_every_method(tmp_path, capsys, method):
                                                "lmf": [True, True]}[method]
     if method == "lmf":
         assert pk.layers[1].input == pk.layers[0].name
+    assert main(["pack", "inspect", str(p)]) == 0
+    text = capsys.readouterr().out
+    assert ("no Kronecker part" in text) == (method == "prune")
+    assert ("input: the output of synth.v" in text) == (method == "lmf")
 
 
 def test_synth_method_errors(tmp_path):

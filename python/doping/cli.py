@@ -75,9 +75,14 @@ def format_summary(s: dict) -> str:
     lines = [f"doping pack v{s['version']}  provenance: {json.dumps(s['provenance'], sort_keys=True)}"]
     for e in s["layers"]:
         c = e["compression"]
-        (m1, n1), (m2, n2) = e["factors"]["a"], e["factors"]["b"]
+        if e["factors"] is None:
+            kp = "no Kronecker part"
+        else:
+            (m1, n1), (m2, n2) = e["factors"]["a"], e["factors"]["b"]
+            kp = f"A {m1}x{n1}  B {m2}x{n2}  order {e['order']}"
+        source = f"  input: the output of {e['input']}" if e.get("input") else ""
         lines += [
-            f"layer {e['name']}: {e['shape'][0]}x{e['shape'][1]}  A {m1}x{n1}  B {m2}x{n2}  order {e['order']}",
+            f"layer {e['name']}: {e['shape'][0]}x{e['shape'][1]}  {kp}{source}",
             f"  overlay: {e['overlay']['nnz']} nonzeros (max {e['overlay']['max_row_nnz']} per row, "
             f"{e['overlay']['empty_rows']} empty rows)",
             f"  compression: {c['param_ratio']:.2f}x parameters ({c['params']} of {c['dense_params']}), "
