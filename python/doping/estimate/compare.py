@@ -5,8 +5,9 @@ Input: the table's results (``docs/ptb_results.json``, one object per run with `
 ``method``, ``ratio``, ``test_ppl``...) and a folder of packs named ``<run>.dpack`` (exported on
 demand from ``<runs>/<run>`` when missing). Every point is priced the same way: its own balanced
 design (``baselines.balanced_config``) holding every layer of the model (``resident_layers``), the
-whole model per token (``model.per_token``: a layer switch is its register words), 45 nm tables. Runs whose method has no
-accelerator form (HMD, sums of Kronecker products) are listed as not priced.
+whole model per token (``model.per_token``: a layer switch is its register words), 45 nm
+tables. Runs whose method has no accelerator form (HMD, sums of Kronecker products) are listed as
+not priced.
 """
 
 from __future__ import annotations
