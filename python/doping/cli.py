@@ -570,6 +570,9 @@ class Terminated(BaseException):
 
 
 def _on_sigterm(signum, frame):
+    # an object interrupted half way through its constructor (e.g. zipfile.ZipFile) may fail in its
+    # finaliser while the stack unwinds: the process is terminating, "doping: terminated" says so
+    sys.unraisablehook = lambda unraisable: None
     raise Terminated()
 
 
@@ -577,7 +580,7 @@ def main(argv=None) -> int:
     import signal
 
     args = build_parser().parse_args(argv)
-    previous = None
+    previous, unraisable, terminated = None, sys.unraisablehook, False
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -599,6 +602,7 @@ def main(argv=None) -> int:
         print("doping: error: out of memory", file=sys.stderr)
         return 2
     except Terminated:
+        terminated = True
         kill_descendants()
         print("doping: terminated", file=sys.stderr)
         return 143
@@ -612,6 +616,8 @@ def main(argv=None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if not terminated:  # once terminated, finalisers stay quiet until the process ends
+            sys.unraisablehook = unraisable
 
 
 def kill_descendants() -> None:
