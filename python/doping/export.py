@@ -48,19 +48,24 @@ def overlay_csr(gate):
 
 
 @torch.no_grad()
-def collect_gate_inputs(model, data: torch.Tensor, bptt: int, vectors: int, seed: int = 0) -> list[np.ndarray]:
-    """Up to ``vectors`` random gate input vectors ``[x; h]`` per LSTM layer from running ``data``
-    (forward hooks on the gate modules, called once per time step)."""
-    seen = [[] for _ in model.lstm.gates]
-    hooks = [gate.register_forward_hook(lambda mod, inp, out, l=l: seen[l].append(inp[0].double().numpy().copy()))
+def evaluate_with_gate_hooks(model, data: torch.Tensor, bptt: int, hook) -> float:
+    """Perplexity of ``model`` on ``data`` with ``hook(l, inp, out)`` as a forward hook on layer
+    l's gate module, called once per time step (a hook's non-None return replaces the output)."""
+    hooks = [gate.register_forward_hook(lambda mod, inp, out, l=l: hook(l, inp[0], out))
              for l, gate in enumerate(model.lstm.gates)]
     model.lstm.per_step_calls = True
     try:
-        evaluate(model, data, bptt)
+        return evaluate(model, data, bptt)
     finally:
         model.lstm.per_step_calls = False
         for h in hooks:
             h.remove()
+
+
+def collect_gate_inputs(model, data: torch.Tensor, bptt: int, vectors: int, seed: int = 0) -> list[np.ndarray]:
+    """Up to ``vectors`` random gate input vectors ``[x; h]`` per LSTM layer from running ``data``."""
+    seen = [[] for _ in model.lstm.gates]
+    evaluate_with_gate_hooks(model, data, bptt, lambda l, inp, out: seen[l].append(inp.double().numpy().copy()))
     rng = np.random.default_rng(seed)
     out = []
     for chunks in seen:
@@ -137,15 +142,6 @@ class GoldenGate:
 def evaluate_quantised(model, per_gate: list[list[QuantLayer]], data: torch.Tensor, bptt: int) -> float:
     """Perplexity with every gate mat-vec computed by the golden model on int8 inputs (a forward
     hook on each gate replaces its float output); ``per_gate``: each gate's layers."""
-    gates = model.lstm.gates
-    hooks = []
-    for gate, layers in zip(gates, per_gate):
-        gg = GoldenGate(layers, gate.bias.detach() if gate.bias is not None else None)
-        hooks.append(gate.register_forward_hook(lambda mod, inp, out, gg=gg: gg(inp[0])))
-    model.lstm.per_step_calls = True
-    try:
-        return evaluate(model, data, bptt)
-    finally:
-        model.lstm.per_step_calls = False
-        for h in hooks:
-            h.remove()
+    golden_gates = [GoldenGate(layers, gate.bias.detach() if gate.bias is not None else None)
+                    for gate, layers in zip(model.lstm.gates, per_gate)]
+    return evaluate_with_gate_hooks(model, data, bptt, lambda l, inp, out: golden_gates[l](inp))

@@ -27,18 +27,10 @@ def float_statistics(model, data: torch.Tensor, bptt: int) -> list[dict]:
     """Per LSTM layer, the largest |pre-activation| (gate output with bias) and |cell state| seen
     when the float model runs ``data`` (forward hooks on the gate modules; c rebuilt from the
     gate outputs in time order)."""
-    from doping.train import evaluate
+    from doping.export import evaluate_with_gate_hooks
 
     seen = [[] for _ in model.lstm.gates]
-    hooks = [gate.register_forward_hook(lambda mod, inp, out, l=l: seen[l].append(out.double().numpy().copy()))
-             for l, gate in enumerate(model.lstm.gates)]
-    model.lstm.per_step_calls = True
-    try:
-        evaluate(model, data, bptt)
-    finally:
-        model.lstm.per_step_calls = False
-        for h in hooks:
-            h.remove()
+    evaluate_with_gate_hooks(model, data, bptt, lambda l, inp, out: seen[l].append(out.double().numpy().copy()))
     stats = []
     for steps in seen:
         pre = np.stack(steps)  # (T, batch, 4H), in time order across the chunks (hidden carried)
