@@ -5,8 +5,11 @@ macros), price them with the [N45] cell areas. The per-PE area comes from the ar
 per-lane area from the lane modules, and the top-level remainder is fitted as
 fixed + per_edge * (rows + cols) by least squares. The model is then compared with yosys on every
 config (fit and held-out); the error is reported. Writes python/doping/estimate/area_fit.json.
+The LSTM top's extra logic (cell unit, sequencer, bias stage) is the difference between a design
+with and without ``lstm_cell`` at the same config, measured at LSTM_CONFIGS (``--lstm`` measures
+only that and updates the file's ``lstm_cell`` entry).
 
-  python bench/area_model.py [--out python/doping/estimate/area_fit.json]
+  python bench/area_model.py [--out python/doping/estimate/area_fit.json] [--lstm]
 """
 
 from __future__ import annotations
@@ -27,25 +30,52 @@ from doping.hw.verilog import TOP, generate
 CAP = dict(max_m=256, max_n=256, max_factor=256, max_intermediate=256, max_nnz=4096)
 FIT = [(1, 1, 1), (2, 2, 1), (2, 3, 2), (4, 4, 2), (3, 5, 4)]
 HELD_OUT = [(6, 4, 3), (8, 8, 8)]
+LSTM_CONFIGS = [(2, 2, 1), (4, 4, 2)]
+
+
+def _module_areas(cfg):
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(cfg, tmp)
+        mods = yosys_cells(Path(tmp) / f"{TOP}.v", TOP, Path(tmp) / "stat.json")
+    return {name: cell_area_um2(m["by_type"]) for name, m in mods.items()}, sum(m["cells"] for m in mods.values())
+
+
+def measure_lstm(r, c, l):
+    """Logic of the LSTM top beyond the mat-vec accelerator at one config (two resident layers)."""
+    base = dict(rows=r, cols=c, lanes=l, resident_layers=2, **CAP)
+    with_cell, _ = _module_areas(AccelConfig(lstm_cell=1, **base))
+    without, _ = _module_areas(AccelConfig(**base))
+    return {"config": [r, c, l], "lstm_um2": sum(with_cell.values()), "accel_um2": sum(without.values()),
+            "cell_um2": sum(v for k, v in with_cell.items() if k.endswith(".cell")),
+            "delta_um2": sum(with_cell.values()) - sum(without.values())}
 
 
 def measure(r, c, l):
     cfg = AccelConfig(rows=r, cols=c, lanes=l, **CAP)
-    with tempfile.TemporaryDirectory() as tmp:
-        generate(cfg, tmp)
-        mods = yosys_cells(Path(tmp) / f"{TOP}.v", TOP, Path(tmp) / "stat.json")
-    area = {name: cell_area_um2(m["by_type"]) for name, m in mods.items()}
+    area, cells = _module_areas(cfg)
     array = sum(v for k, v in area.items() if k.endswith(".array"))
     lanes = sum(v for k, v in area.items() if ".lane" in k)
     top = area[TOP]
     return {"config": [r, c, l], "array_um2": array, "lanes_um2": lanes, "top_um2": top,
-            "total_um2": array + lanes + top, "cells": sum(m["cells"] for m in mods.values())}
+            "total_um2": array + lanes + top, "cells": cells}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="python/doping/estimate/area_fit.json")
+    ap.add_argument("--lstm", action="store_true", help="measure only the LSTM top's extra logic")
     args = ap.parse_args()
+    if args.lstm:
+        out = json.loads(Path(args.out).read_text())
+        checks = [measure_lstm(*k) for k in LSTM_CONFIGS]
+        out["um2"]["lstm_cell"] = float(np.mean([m["delta_um2"] for m in checks]))
+        out["lstm_checks"] = checks
+        out["lstm_date"] = str(date.today())
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+        for m in checks:
+            print(f"R×C×L {'×'.join(map(str, m['config']))}: LSTM top {m['lstm_um2']:.0f} µm², accelerator "
+                  f"{m['accel_um2']:.0f} µm², difference {m['delta_um2']:.0f} µm² (cell module {m['cell_um2']:.0f})")
+        return
     rows = {tuple(k): measure(*k) for k in FIT + HELD_OUT}
     per_pe = float(np.mean([rows[k]["array_um2"] / (k[0] * k[1]) for k in FIT]))
     per_lane = float(np.mean([rows[k]["lanes_um2"] / k[2] for k in FIT]))

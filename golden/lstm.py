@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from doping.errors import PackError
 from doping.golden.fixedpoint import Requant, requantise, saturate, shift_round
 from doping.golden.layer import QuantLayer
 from doping.golden.model import trace
@@ -63,6 +64,32 @@ class LSTMLayerQuant:
     def input_size(self) -> int:
         return self.gates[0].n - self.hidden
 
+    def validate(self) -> "LSTMLayerQuant":
+        """Check what the arithmetic above and the cell unit rely on; PackError names the first
+        problem (the gate layers are validated as pack layers)."""
+        H, last = self.hidden, self.gates[-1]
+        where = f"LSTM layer over {last.name!r}"
+        if not isinstance(H, int) or H < 1:
+            raise PackError(f"{where}: hidden size must be a positive integer, got {H!r}")
+        if last.m != 4 * H:
+            raise PackError(f"{where}: the gate layer has {last.m} outputs, an LSTM of hidden size {H} needs {4 * H}")
+        if self.gates[0].n <= H:
+            raise PackError(f"{where}: the gate layer has {self.gates[0].n} inputs, fewer than [x; h] with "
+                            f"hidden size {H} needs")
+        for prev, g in zip(self.gates, self.gates[1:]):
+            if g.input != prev.name:
+                raise PackError(f"{where}: gate layer {g.name!r} must take its input from {prev.name!r}")
+        for name, arr, shape, dtype, lo, hi in (
+                ("bias", self.bias, (4 * H,), np.int32, -(1 << 31), (1 << 31) - 1),
+                ("sigmoid", self.sigmoid, (LUT_SIZE,), np.int16, 0, ONE - 1),
+                ("tanh", self.tanh, (LUT_SIZE,), np.int16, -(ONE - 1), ONE - 1),
+                ("tanh_c", self.tanh_c, (LUT_SIZE,), np.int16, -(ONE - 1), ONE - 1)):
+            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
+                raise PackError(f"{where}: {name} must be {np.dtype(dtype)} of shape {shape}")
+            if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+                raise PackError(f"{where}: {name} holds values outside {lo}..{hi}")
+        return self
+
 
 def gate_accumulator(gates: list[QuantLayer], v: np.ndarray) -> np.ndarray:
     """The joined int32 accumulator of a gate mat-vec (through a chain: each inner layer's int8
@@ -72,13 +99,25 @@ def gate_accumulator(gates: list[QuantLayer], v: np.ndarray) -> np.ndarray:
     return trace(gates[-1], v).acc
 
 
+def pre_activation(layer: LSTMLayerQuant, v: np.ndarray) -> np.ndarray:
+    """int8 pre-activations p (batch, 4H) of int8 ``v = [x; h]`` (batch, n): the gate mat-vec's
+    accumulator plus bias, requantised (what the accelerator's y stream carries in an LSTM)."""
+    a = saturate(gate_accumulator(layer.gates, v) + layer.bias.astype(np.int64)[None, :], 32)
+    return requantise(a, layer.pre_rq, 8)
+
+
 def step(layer: LSTMLayerQuant, x: np.ndarray, h: np.ndarray, c: np.ndarray):
     """One time step: int8 ``x`` (batch, I), int8 ``h`` (batch, H), int32 ``c`` (batch, H) ->
     (h at this layer's input scale, h at the next layer's, c), int8/int8/int64."""
-    H = layer.hidden
     v = np.concatenate([x, h], axis=1).astype(np.int8)
-    a = saturate(gate_accumulator(layer.gates, v) + layer.bias.astype(np.int64)[None, :], 32)
-    p = requantise(a, layer.pre_rq, 8) + 128
+    return cell(layer, pre_activation(layer, v), c)
+
+
+def cell(layer: LSTMLayerQuant, p: np.ndarray, c: np.ndarray):
+    """The cell after the gate mat-vec: int8 pre-activations ``p`` (batch, 4H) and the int32 cell
+    state ``c`` (batch, H) -> (h at this layer's input scale, h at the next layer's, new c)."""
+    H = layer.hidden
+    p = np.asarray(p, dtype=np.int64) + 128
     i = layer.sigmoid[p[:, :H]].astype(np.int64)
     f = layer.sigmoid[p[:, H:2 * H]].astype(np.int64)
     g = layer.tanh[p[:, 2 * H:3 * H]].astype(np.int64)

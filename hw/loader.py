@@ -24,6 +24,8 @@ from doping.config import AccelConfig, bits_for, ceil_div
 from doping.golden import QuantLayer
 
 SEL_REG, SEL_A, SEL_B, SEL_OVERLAY, SEL_ROWMAP = 0, 1, 2, 3, 4
+#: LSTM top only (config lstm_cell): gate bias, per-layer register words, activation tables.
+SEL_BIAS, SEL_LAYER_REGS, SEL_GATE_LUT, SEL_CELL_LUT = 5, 6, 7, 8
 LOAD_DATA_BITS = 64
 LOAD_ADDR_BITS = 24
 
@@ -33,6 +35,12 @@ LOAD_ADDR_BITS = 24
 REGS = ("order", "m1", "n1", "m2", "n2", "n", "m", "kb_stride", "t_mult", "t_shift", "ov_mult", "ov_shift",
         "y_mult", "y_shift", "kp_off", "layer")
 REG_INDEX = {name: i for i, name in enumerate(REGS)}
+#: Cell registers of one LSTM layer (the upper half of its layer_regs words, in this order):
+#: hidden size H, inputs I besides h, the three requantisations of the cell, and ``last`` = 1 on
+#: the stack's last layer (its h leaves on the output stream; the next layer is layer 0 of the
+#: next token).
+CELL_REGS = ("hidden", "inputs", "cell_mult", "cell_shift", "h_mult", "h_shift", "out_mult", "out_shift", "last")
+CELL_REG_INDEX = {name: i for i, name in enumerate(CELL_REGS)}
 
 
 @dataclass(frozen=True)
@@ -156,4 +164,52 @@ def load_words(layer: QuantLayer, cfg: AccelConfig, region: int = 0) -> list[tup
     slot_bits = field.slot_bits
     for i in range(layer.m):
         words.append((SEL_ROWMAP, r_base + i, (int(plan.lane[i]) << slot_bits) | int(plan.slot[i])))
+    return words
+
+
+def cell_register_values(cell, last: bool) -> dict[str, int]:
+    """The cell registers of LSTM layer ``cell`` (golden LSTMLayerQuant)."""
+    return {"hidden": cell.hidden, "inputs": cell.input_size,
+            "cell_mult": cell.cell_rq.multiplier, "cell_shift": cell.cell_rq.shift,
+            "h_mult": cell.h_rq.multiplier, "h_shift": cell.h_rq.shift,
+            "out_mult": cell.out_rq.multiplier, "out_shift": cell.out_rq.shift, "last": int(last)}
+
+
+def lstm_gate_values(cell, cfg: AccelConfig, region: int) -> dict[str, int]:
+    """The mat-vec registers of an LSTM layer's gate layer: its output requantisation is the
+    cell's pre-activation requantisation (the y stream carries p, bias added in the join)."""
+    if len(cell.gates) != 1:
+        raise ValueError(f"the LSTM top runs one gate layer per LSTM layer, {cell.gates[-1].name!r} is a chain of "
+                         f"{len(cell.gates)}")
+    return {**register_values(cell.gates[0], cfg, region), "y_mult": cell.pre_rq.multiplier,
+            "y_shift": cell.pre_rq.shift}
+
+
+def lstm_load_words(cells: list, cfg: AccelConfig) -> list[tuple[int, int, int]]:
+    """(sel, addr, data) words that place an LSTM stack (golden LSTMLayerQuant per layer) in the
+    LSTM top: layer k's gate layer in resident region k (``load_words``), its bias, its layer
+    register words (mat-vec word i in bits 0-31, cell word i in bits 32-63) and its tables."""
+    if not cfg.lstm_cell:
+        raise ValueError("the config has no LSTM cell unit (lstm_cell = 0)")
+    if len(cells) > cfg.resident_layers:
+        raise ValueError(f"an LSTM of {len(cells)} layers needs resident_layers >= {len(cells)}, the config has "
+                         f"{cfg.resident_layers}")
+    mem = cfg.memories
+    words = []
+    for k, cell in enumerate(cells):
+        if cell.hidden > cfg.max_hidden:
+            raise ValueError(f"LSTM layer {k}: hidden size {cell.hidden} > the config's {cfg.max_hidden}")
+        gate_words = lstm_gate_values(cell, cfg, k)  # refuses chains
+        words += load_words(cell.gates[0], cfg, region=k)
+        b_base = k * mem["bias"]["layer_depth"]
+        words += [(SEL_BIAS, b_base + i, int(v) & 0xFFFFFFFF) for i, v in enumerate(cell.bias.tolist())]
+        acc = [gate_words[r] & 0xFFFFFFFF for r in REGS]
+        cw = list(cell_register_values(cell, k == len(cells) - 1).values())
+        cw += [0] * (len(acc) - len(cw))
+        r_base = k * mem["layer_regs"]["layer_depth"]
+        words += [(SEL_LAYER_REGS, r_base + i, a | (c << 32)) for i, (a, c) in enumerate(zip(acc, cw))]
+        lut = np.concatenate([cell.sigmoid, cell.tanh]).astype(np.int64) & 0xFFFF
+        words += [(SEL_GATE_LUT, k * mem["gate_lut"]["layer_depth"] + i, int(v)) for i, v in enumerate(lut.tolist())]
+        lut = cell.tanh_c.astype(np.int64) & 0xFFFF
+        words += [(SEL_CELL_LUT, k * mem["cell_lut"]["layer_depth"] + i, int(v)) for i, v in enumerate(lut.tolist())]
     return words

@@ -91,7 +91,9 @@ def yosys_synth(verilog: Path, top: str, out_json: Path) -> tuple[dict, int]:
     found = re.findall(r"Longest topological path in \S+ \(length=(\d+)\)", ltp)
     if not found:
         raise DopingError(f"yosys reported no longest path for {verilog}:\n{ltp[-2000:]}")
-    stat = json.loads(out_json.read_text())
+    # yosys 0.23 prints the hierarchy of a design nested deeper than one level into the JSON's
+    # "design" section as bare "name count" lines: drop them
+    stat = json.loads(re.sub(r'(?m)^[ \t]+[^\s"{}\[\]]+[ \t]+\d+[ \t]*\n', "", out_json.read_text()))
     cells = {name.lstrip("\\"): {"cells": mod["num_cells"],
                                  "by_type": {k: v for k, v in mod["num_cells_by_type"].items() if v}}
              for name, mod in stat["modules"].items()}

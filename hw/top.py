@@ -20,8 +20,8 @@ from amaranth.lib.wiring import In, Out
 from doping.config import AccelConfig, bits_for
 from doping.hw.array import SystolicArray
 from doping.hw.gather import GatherLane
-from doping.hw.loader import (LOAD_ADDR_BITS, LOAD_DATA_BITS, REG_INDEX, SEL_A, SEL_B, SEL_OVERLAY, SEL_REG,
-                              SEL_ROWMAP, overlay_field)
+from doping.hw.loader import (LOAD_ADDR_BITS, LOAD_DATA_BITS, REG_INDEX, SEL_A, SEL_B, SEL_BIAS, SEL_OVERLAY,
+                              SEL_REG, SEL_ROWMAP, overlay_field)
 from doping.hw.requant import REQUANT_STAGES, requant
 
 #: Units, as reported on the ``status`` bits (bit i: unit i busy; the cocotb monitor counts them).
@@ -37,6 +37,12 @@ LoadWord = data.StructLayout({"sel": unsigned(4), "addr": unsigned(LOAD_ADDR_BIT
 #: Cycles from a y element's read (SEND issue) to the cycle it is on the y stream: row map and
 #: kbuf read, row-sum read, the overlay requantiser, the saturating join, the output requantiser.
 SEND_LATENCY = 2 + REQUANT_STAGES + 1 + REQUANT_STAGES
+
+
+def send_latency(cfg: AccelConfig) -> int:
+    """SEND_LATENCY, plus the bias stage (a saturating add after the join) of the LSTM top."""
+    return SEND_LATENCY + cfg.lstm_cell
+
 #: Extra cycles at the end of the first GEMM: its requantised drain writes land that much later.
 G1_SETTLE = REQUANT_STAGES
 
@@ -100,6 +106,7 @@ class Accelerator(wiring.Component):
         s_m = _banks(m, "ov_acc", 2 * L, mem["ov_acc"]["depth"], signed(32), transparent=True)
         rowmap_m = _banks(m, "row_map", 1, mem["row_map"]["depth"], unsigned(mem["row_map"]["width"]))
         xbuf_m = _banks(m, "x_buf", 1, mem["x_buf"]["depth"], signed(8))
+        bias_m = _banks(m, "bias", 1, mem["bias"]["depth"], signed(32)) if cfg.lstm_cell else []
         field = overlay_field(cfg)
 
         # ---- vector counters: vectors each unit has finished (mod 2**VB) ----
@@ -149,7 +156,7 @@ class Accelerator(wiring.Component):
                     with m.Case(idx):
                         m.d.sync += regs[name].eq(lw.data)
         for sel, banks, key in ((SEL_A, a_m, "a"), (SEL_B, b_m, "b"), (SEL_OVERLAY, o_m, "overlay"),
-                                (SEL_ROWMAP, rowmap_m, "row_map")):
+                                (SEL_ROWMAP, rowmap_m, "row_map"), (SEL_BIAS, bias_m, "bias")):
             for bidx, (wp, _) in enumerate(banks):
                 hit = load_fire & (lw.sel == sel) & (lw.addr[abits[key]:] == bidx)
                 m.d.comb += [wp.addr.eq(lw.addr[:abits[key]]), wp.data.eq(lw.data), wp.en.eq(hit)]
@@ -336,9 +343,25 @@ class Accelerator(wiring.Component):
         acc = Signal(signed(32))
         v_acc = Signal()
         m.d.comb += joined.eq(kv + o_al)
+
+        def sat32(v):
+            return Mux(v > (1 << 31) - 1, (1 << 31) - 1, Mux(v < -(1 << 31), -(1 << 31), v))
+
         with m.If(adv):
-            m.d.sync += [v_acc.eq(vk), acc.eq(Mux(joined > (1 << 31) - 1, (1 << 31) - 1,
-                                                  Mux(joined < -(1 << 31), -(1 << 31), joined)))]
+            m.d.sync += [v_acc.eq(vk), acc.eq(sat32(joined))]
+        if cfg.lstm_cell:  # the LSTM gate bias: a = sat32(acc + bias[row]), one more stage
+            _, brp = bias_m[0]
+            m.d.comb += [brp.addr.eq(in_region(sent_i, "bias")), brp.en.eq(adv)]
+            bval2 = Signal(signed(32))
+            with m.If(adv):
+                m.d.sync += bval2.eq(brp.data)
+            bk, bacc = delayed(bval2, "send_b", adv), Signal(signed(32))
+            with m.If(adv):
+                m.d.sync += bacc.eq(bk)
+            biased, v_biased = Signal(signed(32)), Signal()
+            with m.If(adv):
+                m.d.sync += [biased.eq(sat32(acc + bacc)), v_biased.eq(v_acc)]
+            acc, v_acc = biased, v_biased
         y8 = requant(m, acc, regs["y_mult"][:15], regs["y_shift"][:6], 8, en=adv, name="rq_y",
                      _round=self.mutation != "round_down")
         vy = delayed(v_acc, "send_vy", adv)

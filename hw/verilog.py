@@ -1,4 +1,5 @@
-"""Verilog generation of the accelerator, with a JSON manifest of the design."""
+"""Verilog generation of the accelerator (the LSTM top when the config has ``lstm_cell``), with a
+JSON manifest of the design."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ def verilog_text(cfg: AccelConfig, mutation: str | None = None) -> tuple[str, li
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     from amaranth.back import verilog
 
+    from doping.hw.lstm import LSTMAccelerator
     from doping.hw.top import Accelerator
 
-    top = Accelerator(cfg, mutation=mutation)
+    top = (LSTMAccelerator if cfg.lstm_cell else Accelerator)(cfg, mutation=mutation)
     ports = _ports(top)
     text = verilog.convert(top, name=TOP, emit_src=False, strip_internal_attrs=True)
     return _ZERO_INIT.sub("", text), ports

@@ -121,23 +121,30 @@ def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator",
         if resident and not layer and len(pk.layers) > cfg.resident_layers:
             raise DopingError(f"{p} has {len(pk.layers)} layers; the config holds {cfg.resident_layers} "
                               "(resident_layers)")
+    return _run_tb("doping.sim.tb_accel", cfg, simulator, mutation, waves, {
+        "config": cfg.as_dict(), "packs": [str(Path(p).resolve()) for p in packs], "vectors": vectors, "seed": seed,
+        "x_gap": x_gap, "y_stall": y_stall, "load_gap": load_gap, "reset_mid_vector": reset_mid_vector,
+        "layer": layer, "resident": resident})
+
+
+def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None, waves: bool | None,
+            job: dict) -> dict:
+    """Build (cached) and run cocotb test module ``module`` on ``job`` (written as JSON for the
+    testbench, which writes its result file); returns the result plus simulator and wall time."""
     waves = bool(int(os.environ.get("WAVES", "0"))) if waves is None else waves
     d = build(cfg, simulator, mutation, waves)
     runner = _runner(simulator)
     with tempfile.TemporaryDirectory(prefix="doping-sim-") as tmp:
         out = Path(tmp) / "result.json"
-        job = Path(tmp) / "job.json"
-        job.write_text(json.dumps({"config": cfg.as_dict(), "packs": [str(Path(p).resolve()) for p in packs],
-                                   "vectors": vectors, "seed": seed, "x_gap": x_gap, "y_stall": y_stall,
-                                   "load_gap": load_gap, "reset_mid_vector": reset_mid_vector, "out": str(out),
-                                   "layer": layer, "resident": resident}))
+        job_file = Path(tmp) / "job.json"
+        job_file.write_text(json.dumps({**job, "out": str(out)}))
         t0 = time.perf_counter()
         test_dir = d / "run"
         try:
             with tool_env(simulator):
-                runner.test(test_module="doping.sim.tb_accel", hdl_toplevel="doping_accel", hdl_toplevel_lang="verilog",
+                runner.test(test_module=module, hdl_toplevel="doping_accel", hdl_toplevel_lang="verilog",
                             build_dir=str((d / "build").resolve()), test_dir=str(test_dir.resolve()),
-                            extra_env={"DOPING_SIM_JOB": str(job)}, waves=waves,
+                            extra_env={"DOPING_SIM_JOB": str(job_file)}, waves=waves,
                             log_file=str((d / "run.log").resolve()),
                             timescale=("1ns", "1ps") if simulator == "icarus" else None)
         except SystemExit:
@@ -150,4 +157,40 @@ def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator",
     result.update(simulator=simulator, wall_seconds=wall, build=str(d))
     if waves:
         result["waves"] = str(test_dir)
+    return result
+
+
+def run_lstm(pack: str | Path, cfg: AccelConfig, simulator: str = "verilator", tokens: int = 20, seed: int = 0,
+             tok_gap: float = 0.0, h_stall: float = 0.0, waves: bool | None = None) -> dict:
+    """Run ``tokens`` tokens (random sequences, state reset between them) through the LSTM top
+    built for ``cfg`` (which must have the cell unit and hold the pack's LSTM) against the golden
+    LSTM. Returns the tb's result (``mismatches``, ``token_intervals``) plus ``cycles_per_token``
+    (the median interval between tokens' last h; with no gaps or stalls, every interval) and the
+    model's ``model_cycles_per_token``."""
+    from doping.estimate.lstm import lstm_per_token
+    from doping.estimate.cycles import schedule
+    from doping.hw.loader import lstm_load_words
+    from doping.pack import read_pack
+
+    cells = read_pack(pack).lstm
+    if cells is None:
+        raise DopingError(f"{pack} has no LSTM section: --tokens runs an LSTM pack (doping pack synth-lstm, or "
+                          "doping export of a trained run)")
+    for what, v in (("tok_gap", tok_gap), ("h_stall", h_stall)):
+        if not 0.0 <= v < 1.0:
+            raise DopingError(f"{what} must be a probability in [0, 1) (1 would stall forever), got {v}")
+    if not 2 <= tokens <= 1_000_000:
+        raise DopingError(f"tokens must be in 2..1000000 (cycles per token are measured between tokens), got {tokens}")
+    try:
+        lstm_load_words(cells, cfg)  # fits: cell unit, resident layers, hidden size, every gate layer
+    except ValueError as e:
+        raise DopingError(f"{pack}: {e}") from None
+    model = lstm_per_token(cells, cfg)["cycles_per_token"]
+    per_token = model + sum(c.hidden + c.gates[0].m + schedule(c.gates[0], cfg).cycles for c in cells)
+    watchdog = int(4 * tokens * per_token / (1.0 - max(tok_gap, h_stall))) + 10_000
+    result = _run_tb("doping.sim.tb_lstm", cfg, simulator, None, waves, {
+        "config": cfg.as_dict(), "pack": str(Path(pack).resolve()), "tokens": tokens, "seed": seed,
+        "tok_gap": tok_gap, "h_stall": h_stall, "watchdog_cycles": watchdog})
+    iv = result["token_intervals"]
+    result.update(cycles_per_token=int(sorted(iv)[len(iv) // 2]) if iv else None, model_cycles_per_token=model)
     return result

@@ -124,12 +124,12 @@ def test_golden_bad_input_batch(tmp_path, pack, case):
 
 
 def test_golden_bad_pack_writes_nothing(tmp_path, pack):
-    bad = rewrite_pack(pack, tmp_path / "bad.dpack", manifest=lambda m: m.update(version=3))
+    bad = rewrite_pack(pack, tmp_path / "bad.dpack", manifest=lambda m: m.update(version=4))
     np.save(tmp_path / "x.npy", np.zeros((1, 40), np.int8))
     out = tmp_path / "y.npy"
     _assert_clean_failure(run("golden", bad, "--input", tmp_path / "x.npy", "--output", out),
-                          "unsupported pack version 3", out)
-    _assert_clean_failure(run("pack", "inspect", bad), "unsupported pack version 3")
+                          "unsupported pack version 4", out)
+    _assert_clean_failure(run("pack", "inspect", bad), "unsupported pack version 4")
 
 
 def test_synth_ratio_beyond_factors(tmp_path):
@@ -156,3 +156,38 @@ def test_cli_reference_is_current():
 
     assert (Path(__file__).parent.parent / "docs" / "cli.md").read_text() == render(), \
         "docs/cli.md is stale: run `python -m doping.clidoc > docs/cli.md`"
+
+
+def test_synth_lstm_inspect_and_estimate(tmp_path, capsys):
+    """`pack synth-lstm` makes an LSTM pack; `estimate --json` gives its cycles per token on the
+    LSTM top, equal to the model's."""
+    from doping.config import PRESETS
+    from doping.estimate.lstm import lstm_config, lstm_per_token
+
+    p = tmp_path / "lstm.dpack"
+    assert main(["pack", "synth-lstm", "--input", "8", "--hidden", "6", "--layers", "2", "--ratio", "3", "--seed", "4",
+                 "-o", str(p)]) == 0
+    pk = read_pack(p)
+    assert [c.hidden for c in pk.lstm] == [6, 6] and [l.shape for l in pk.layers] == [(24, 14), (24, 12)]
+    capsys.readouterr()
+    assert main(["pack", "inspect", str(p), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert [e["hidden"] for e in s["lstm"]] == [6, 6] and s["lstm"][1]["gates"] == ["lstm.l1.gates"]
+    assert main(["estimate", str(p), "--config", "minimal", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    want = lstm_per_token(pk.lstm, lstm_config(PRESETS["minimal"], 2))
+    assert r["cycles_per_token"] == want["cycles_per_token"] == r["lstm"]["cycles_per_token"]
+    assert r["lstm"]["resident"] and r["lstm"]["energy_per_token_pj"] > 0
+    assert main(["estimate", str(p), "--config", "minimal"]) == 0
+    assert "LSTM per token, all 2 layers" in capsys.readouterr().out
+
+
+def test_synth_lstm_and_sim_tokens_errors(tmp_path, pack):
+    out = tmp_path / "x.dpack"
+    _assert_clean_failure(run("pack", "synth-lstm", "--input", "8", "--hidden", "0", "--ratio", "3", "-o", out),
+                          "positive integer", out)
+    _assert_clean_failure(run("pack", "synth-lstm", "--input", "8", "--hidden", "4", "--layers", "17", "--ratio", "3",
+                              "-o", out), "layers must be an integer in 1..16", out)
+    _assert_clean_failure(run("sim", "--pack", pack, "--tokens", "4"), "has no LSTM section")
+    _assert_clean_failure(run("sim", "--pack", pack, "--tokens", "4", "--resident"), "do not apply")
+    _assert_clean_failure(run("sim", "--pack", pack, "--tokens", "4", "--h-stall", "1"), "probability in [0, 1)")

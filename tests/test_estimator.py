@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from doping.cli import main
+from doping.errors import DopingError
 from doping.config import PRESETS, AccelConfig
 from doping.estimate.baselines import fit_config, price
 from doping.estimate.model import AREA_FIT, cell_area_um2, estimate, logic_area_um2
@@ -158,3 +159,31 @@ def test_multi_layer_pack_per_token_counts_the_reloads(tmp_path):
     with contextlib.redirect_stdout(buf):
         assert main(["estimate", str(pack), "--config", str(cfg_file), "--json"]) == 0
     assert json.loads(buf.getvalue())["per_token"]["cycles_per_token"] == t["cycles_per_token"]
+
+
+def test_lstm_per_token_resident_streamed_and_design():
+    """The LSTM top per token: resident when the config holds every layer; otherwise a model that
+    reloads each layer's words every token (more cycles, DRAM energy); the design point minimises
+    cycles per token x area over the candidates it lists."""
+    import dataclasses
+
+    from doping.estimate.lstm import lstm_config, lstm_design, lstm_per_token
+    from doping.hw.loader import lstm_load_words
+    from doping.synth import synth_lstm
+
+    _, cells = synth_lstm(10, 8, 2, 4, seed=2)
+    cfg = lstm_config(PRESETS["minimal"], 2)
+    res = lstm_per_token(cells, cfg)
+    assert res["resident"] and all(r["reload_energy_pj"] == 0 for r in res["layers"])
+    streamed = lstm_per_token(cells, dataclasses.replace(cfg, resident_layers=1))
+    words = sum(len(lstm_load_words([c], dataclasses.replace(cfg, resident_layers=1))) for c in cells)
+    assert not streamed["resident"] and "model only" in streamed["weights"]
+    assert streamed["cycles_per_token"] == res["cycles_per_token"] + words
+    assert streamed["energy_per_token_pj"] > res["energy_per_token_pj"]
+    best, table = lstm_design(PRESETS["minimal"], cells)
+    assert best.lstm_cell == 1 and best.resident_layers == 2 and len(table) == 28
+    key = min(t["cycles_per_token"] * t["area_mm2"] for t in table)
+    assert lstm_per_token(cells, best)["cycles_per_token"] * lstm_per_token(cells, best)["area_mm2"] == \
+        pytest.approx(key)
+    with pytest.raises(DopingError, match="lstm_cell = 1"):
+        lstm_per_token(cells, PRESETS["minimal"])

@@ -32,13 +32,18 @@ def test_flow_verifies_and_reports(flow_dir):
     assert len(imgs) == 3 and all(len(i) > 2000 for i in imgs)  # plots embedded, not linked
     assert "PASSED" in html and f"{r['per_vector']['cycles']} per vector" in html
     assert f"{r['compression']['param_ratio']:.2f}x parameters" in html
+    # the exported pack carries the integer LSTM: the flow ran it token by token on the LSTM top
+    t = r["lstm"]
+    assert t["passed"] and t["tokens"] >= 20 and t["cycle_model_matches_rtl"] and t["resident"]
+    assert r["config"]["lstm_cell"] == 1 and t["cycles_per_token"] == t["cycles_per_token_model"]
+    assert f"LSTM token:   {t['cycles_per_token']} cycles" in html
 
 
 def test_flow_reuses_unchanged_stages(flow_dir):
     out, _, _ = flow_dir
     logs = []
     flow(out, vectors=10, log=logs.append)
-    assert sum("unchanged, reused" in l for l in logs) == 5  # train, export, rtl, sim, estimate
+    assert sum("unchanged, reused" in l for l in logs) == 6  # train, export, rtl, sim, sim-lstm, estimate
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (make report-check)")

@@ -196,3 +196,65 @@ def test_chain_width_must_match(tmp_path):
     assert other.n != v.m
     with pytest.raises(PackError, match="inputs but its input layer"):
         write_pack(tmp_path / "x.dpack", [v, other])
+
+
+@pytest.fixture
+def lstm_path(tmp_path):
+    from doping.synth import synth_lstm
+
+    gates, cells = synth_lstm(6, 4, 2, 3, seed=5)
+    return write_pack(tmp_path / "lstm.dpack", gates, lstm=cells)
+
+
+def test_lstm_pack_round_trip(lstm_path):
+    """Version 3: the integer LSTM around the gate layers comes back identical and runs the same."""
+    from doping.golden.lstm import run_sequence
+    from doping.synth import synth_lstm
+
+    _, cells = synth_lstm(6, 4, 2, 3, seed=5)
+    back = read_pack(lstm_path)
+    assert back.version == 3 and [c.gates[0].name for c in back.lstm] == ["lstm.l0.gates", "lstm.l1.gates"]
+    assert all(c.gates[0] is l for c, l in zip(back.lstm, back.layers))
+    for a, b in zip(cells, back.lstm):
+        assert (a.hidden, a.pre_rq, a.cell_rq, a.h_rq, a.out_rq) == (b.hidden, b.pre_rq, b.cell_rq, b.h_rq, b.out_rq)
+        for k in ("bias", "sigmoid", "tanh", "tanh_c"):
+            assert getattr(b, k).dtype == getattr(a, k).dtype and np.array_equal(getattr(a, k), getattr(b, k))
+    xs = np.random.default_rng(0).integers(-128, 128, (7, 3, 6)).astype(np.int8)
+    assert np.array_equal(run_sequence(cells, xs)[0], run_sequence(back.lstm, xs)[0])
+
+
+def _lstm(k, fn):
+    def edit(m):
+        fn(m["lstm"][k])
+    return edit
+
+
+@pytest.mark.parametrize("edit,arrays,message", [
+    (_lstm(0, lambda e: e.update(gates=["nope"])), None, "gate layer 'nope' is not a layer of the pack"),
+    (_lstm(1, lambda e: e.update(gates=["lstm.l0.gates"])), None, "already serves another LSTM layer"),
+    (_lstm(0, lambda e: e.update(hidden=5)), None, "bias' has shape \\(16,\\), the manifest implies \\(20,\\)"),
+    (_lstm(0, lambda e: e["requant"]["cell"].update(shift=60)), None, "shift 60 outside"),
+    (_lstm(0, lambda e: e["requant"].pop("h")), None, "'h' is missing"),
+    (lambda m: m.update(version=2), None, "an LSTM section needs pack version 3"),
+    (lambda m: m.update(lstm=[]), None, "1..64 LSTM layers"),
+    (lambda m: m["lstm"].reverse(), None, "LSTM layer 1 takes 6 inputs besides h, but LSTM layer 0 has hidden size 4"),
+    (None, {"lstm/0/sigmoid.npy": np.full(256, -5, np.int16)}, "sigmoid holds values outside 0..32767"),
+    (None, {"lstm/1/tanh_c.npy": np.full(256, 40000, np.int32)}, "tanh_c holds values outside int16"),
+    (None, {"lstm/0/bias.npy": np.zeros(16, np.float32)}, "array 'bias' has dtype float32"),
+])
+def test_malformed_lstm_section_is_rejected(tmp_path, lstm_path, edit, arrays, message):
+    with pytest.raises(PackError, match=message):
+        read_pack(rewrite_pack(lstm_path, tmp_path / "bad.dpack", manifest=edit, arrays=arrays))
+
+
+def test_lstm_writer_checks_the_stack(tmp_path):
+    import dataclasses
+
+    from doping.synth import synth_lstm
+
+    gates, cells = synth_lstm(6, 4, 2, 3, seed=5)
+    with pytest.raises(PackError, match="is not a layer of the pack"):
+        write_pack(tmp_path / "x.dpack", gates[:1], lstm=cells)
+    with pytest.raises(PackError, match="16 outputs, an LSTM of hidden size 5 needs 20"):
+        write_pack(tmp_path / "x.dpack", gates, lstm=[dataclasses.replace(cells[0], hidden=5), cells[1]])
+    assert not (tmp_path / "x.dpack").exists()

@@ -93,6 +93,20 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_pack_synth_lstm(args) -> int:
+    from doping.pack import totals, write_pack
+    from doping.synth import synth_lstm
+
+    gates, cells = synth_lstm(args.input, args.hidden, args.layers, args.ratio, seed=args.seed)
+    write_pack(args.output, gates, provenance={"method": "dkp", "source": "synthetic", "seed": args.seed,
+                                               "target_ratio": args.ratio, "model": "lstm", "input": args.input,
+                                               "hidden": args.hidden}, lstm=cells)
+    t = totals(gates)
+    print(f"wrote {args.output}: a {args.layers}-layer doped LSTM, input {args.input}, hidden {args.hidden} (gate "
+          f"layers {', '.join(f'{g.m}x{g.n}' for g in gates)}); {t['param_ratio']:.2f}x parameters")
+    return 0
+
+
 def cmd_pack_inspect(args) -> int:
     from doping.pack import read_pack, summary
 
@@ -228,25 +242,58 @@ def cmd_synth(args) -> int:
 
 def cmd_sim(args) -> int:
     from doping.config import load_config
-    from doping.sim.runner import run
 
     cfg = load_config(args.config)
+    if args.tokens is not None:
+        return _sim_tokens(args, cfg)
+    from doping.sim.runner import run
+
     r = run([args.pack], cfg, simulator=args.sim, vectors=args.vectors, seed=args.seed, x_gap=args.x_gap,
             y_stall=args.y_stall, layer=args.layer, resident=args.resident)
     cyc = r["cycles_per_vector"]
     summary = {"vectors": r["vectors"], "mismatches": r["mismatches"], "cycles_per_vector": cyc,
                "busy_cycles": r["busy_cycles"], "simulator": r["simulator"], "wall_seconds": r["wall_seconds"]}
-    if args.json:
+    return _sim_verdict(args.json, summary, r, f"{r['vectors']} vectors on {r['simulator']}, {r['mismatches']} "
+                        f"mismatching; cycles per vector median {int(np.median(cyc))} (min {min(cyc)}, max {max(cyc)}); "
+                        f"{r['wall_seconds']:.1f} s",
+                        lambda ex: f"vector {ex['vector']} element {ex['element']}: got {ex['got']}, want "
+                                   f"{ex['want']} ({ex['elements_wrong']} elements of that vector wrong)")
+
+
+def _sim_verdict(as_json: bool, summary: dict, r: dict, headline: str, describe) -> int:
+    """Print a simulation's summary (JSON, or PASS/FAIL, the headline and the first mismatches);
+    exit status 1 on any mismatch."""
+    if as_json:
         print(json.dumps(summary, indent=2))
     else:
-        verdict = "PASS" if r["mismatches"] == 0 else "FAIL"
-        print(f"{verdict}: {r['vectors']} vectors on {r['simulator']}, {r['mismatches']} mismatching; "
-              f"cycles per vector median {int(np.median(cyc))} (min {min(cyc)}, max {max(cyc)}); "
-              f"{r['wall_seconds']:.1f} s")
+        print(f"{'PASS' if r['mismatches'] == 0 else 'FAIL'}: {headline}")
         for ex in r.get("mismatch_examples", [])[:5]:
-            print(f"mismatch: vector {ex['vector']} element {ex['element']}: got {ex['got']}, want {ex['want']} "
-                  f"({ex['elements_wrong']} elements of that vector wrong)")
+            print(f"mismatch: {describe(ex)}")
     return 0 if r["mismatches"] == 0 else 1
+
+
+def _sim_tokens(args, cfg) -> int:
+    """``doping sim --tokens``: the LSTM top on an LSTM pack (the config as the LSTM top: cell
+    unit on, every layer resident)."""
+    from doping.estimate.lstm import lstm_config
+    from doping.pack import read_pack
+    from doping.sim.runner import run_lstm
+
+    if args.layer or args.resident or args.x_gap or args.y_stall:
+        raise DopingError("--tokens runs the whole LSTM: --layer, --resident, --x-gap and --y-stall do not apply "
+                          "(use --tok-gap and --h-stall)")
+    cells = read_pack(args.pack).lstm
+    if cells is None:
+        raise DopingError(f"{args.pack} has no LSTM section: --tokens needs an LSTM pack (doping pack synth-lstm, or "
+                          "doping export of a trained run)")
+    r = run_lstm(args.pack, lstm_config(cfg, len(cells)), simulator=args.sim, tokens=args.tokens, seed=args.seed,
+                 tok_gap=args.tok_gap, h_stall=args.h_stall)
+    summary = {k: r[k] for k in ("tokens", "sequences", "mismatches", "cycles_per_token", "model_cycles_per_token",
+                                 "simulator", "wall_seconds")}
+    return _sim_verdict(args.json, summary, r, f"{r['tokens']} tokens in {r['sequences']} sequences on "
+                        f"{r['simulator']}, {r['mismatches']} mismatching; cycles per token {r['cycles_per_token']} "
+                        f"(model {r['model_cycles_per_token']}); {r['wall_seconds']:.1f} s",
+                        lambda ex: f"token {ex['token']} element {ex['element']}: got {ex['got']}, want {ex['want']}")
 
 
 def cmd_estimate(args) -> int:
@@ -263,11 +310,19 @@ def cmd_estimate(args) -> int:
 
         from doping.estimate.model import combine, per_token
 
-        layers = read_pack(args.pack).layers
+        pack = read_pack(args.pack)
+        if pack.lstm is not None:  # the whole LSTM on the LSTM top
+            from doping.estimate.lstm import lstm_config, lstm_per_token
+
+            base = lstm_config(base, len(pack.lstm))
+        layers = pack.layers
         parts = [estimate(l, base) for l in layers]  # check(): a pack that does not fit is an error
         r = combine(parts)
         r["layers"] = parts
-        if len(layers) > 1:
+        if pack.lstm is not None:
+            r["lstm"] = lstm_per_token(pack.lstm, base)
+            r["cycles_per_token"] = r["lstm"]["cycles_per_token"]
+        elif len(layers) > 1:
             r["per_token"] = per_token(layers, base, parts)
     else:
         if not (args.layer and args.ratio):
@@ -277,7 +332,7 @@ def cmd_estimate(args) -> int:
         m, n = parse_shape(args.layer)
         r = price(m, n, args.ratio, args.method, base)
     keys = ("cycles", "interval_cycles", "latency_cycles", "utilisation", "clock_mhz", "sram_bits", "energy_pj",
-            "area_mm2", "power_mw", "breakdown", "latency_us", "per_token")
+            "area_mm2", "power_mw", "breakdown", "latency_us", "per_token", "cycles_per_token", "lstm")
     if args.json:
         print(json.dumps({k: r[k] for k in keys if k in r} | {"config": r.get("config")}, indent=2, default=str))
     else:
@@ -346,7 +401,7 @@ def cmd_flow(args) -> int:
     from doping.flow import flow, summary_lines
 
     r = flow(args.output, checkpoint=args.checkpoint, pack=args.pack, ratio=args.ratio, config=args.config,
-             vectors=args.vectors, log=lambda s: print(s, flush=True))
+             vectors=args.vectors, tokens=args.tokens, log=lambda s: print(s, flush=True))
     print("\n".join(["", "doping flow summary", *summary_lines(r)]))
     return 0 if r["verification"]["passed"] else 1
 
@@ -418,6 +473,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default="synth", help="layer name (default synth)")
     s.add_argument("-o", "--output", required=True, help="pack file to write")
     s.set_defaults(func=cmd_pack_synth)
+    sl = pks.add_parser("synth-lstm", help="make a random doped LSTM (gate layers and integer cells)",
+                        description="Make a random doped LSTM stack: per layer a DKP gate layer (4H x (I+H)) at RATIO "
+                                    "and its integer cell (bias, activation tables, requantisations), calibrated like "
+                                    "an exported model (docs/numerics.md §9).")
+    sl.add_argument("--input", required=True, type=positive_int, help="input size I of the first layer")
+    sl.add_argument("--hidden", required=True, type=positive_int, help="hidden size H of every layer")
+    sl.add_argument("--layers", type=positive_int, default=1, help="LSTM layers (default 1)")
+    sl.add_argument("--ratio", required=True, type=ratio_float, help="parameter compression ratio of each gate layer")
+    sl.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
+    sl.add_argument("-o", "--output", required=True, help="pack file to write")
+    sl.set_defaults(func=cmd_pack_synth_lstm)
     i = pks.add_parser("inspect", help="summarise a pack", description="Validate a pack and summarise it.")
     i.add_argument("pack", help="pack file")
     i.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -483,9 +549,17 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--resident", action="store_true", help="load every layer of the pack once into its own region "
                                                             "(the config's resident_layers must hold them) and "
                                                             "switch between them by register words")
+    sm.add_argument("--tokens", type=positive_int, help="run the pack's whole LSTM on the LSTM top: this many tokens "
+                                                        "in random sequences (state reset between them), checked "
+                                                        "against the golden integer LSTM")
+    sm.add_argument("--tok-gap", type=probability, default=0.0, help="with --tokens: probability of an idle cycle on "
+                                                                     "the token stream")
+    sm.add_argument("--h-stall", type=probability, default=0.0, help="with --tokens: probability of h.ready low")
     sm.add_argument("--json", action="store_true", help="print JSON: vectors, mismatches, cycles_per_vector (each "
                                                         "vector's first x to last y; vectors overlap), "
-                                                        "busy_cycles (per unit, per pack), simulator")
+                                                        "busy_cycles (per unit, per pack), simulator; with --tokens: "
+                                                        "tokens, mismatches, cycles_per_token (median interval "
+                                                        "between tokens), model_cycles_per_token, simulator")
     sm.set_defaults(func=cmd_sim)
 
     es = sub.add_parser("estimate", help="cycles, SRAM, energy, area, power of a pack or a (shape, ratio, method)",
@@ -551,6 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--ratio", type=ratio_float, help="compression ratio when the flow trains (default 4)")
     fl.add_argument("--config", help="accelerator preset or config file (default: sized to the pack)")
     fl.add_argument("--vectors", type=positive_int, default=20, help="random vectors per layer in simulation (default 20)")
+    fl.add_argument("--tokens", type=positive_int, default=20, help="tokens through the LSTM top when the pack has an "
+                                                                    "LSTM section (default 20)")
     fl.add_argument("-o", "--output", default="build/flow", help="output folder (default build/flow)")
     fl.set_defaults(func=cmd_flow)
 

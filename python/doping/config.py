@@ -21,6 +21,9 @@ def ceil_div(a: int, b: int) -> int:
 
 MAX_CAPACITY = 1 << 24  # largest value any integer config field may take
 MAX_RESIDENT_LAYERS = 16
+#: Register words per resident layer of the LSTM top: the mat-vec's 16 (hw/loader.REGS), each
+#: beside one cell register word (hw/loader.CELL_REGS) in the upper 32 bits.
+LAYER_REG_WORDS = 16
 X_WINDOW = 16  # broadcast input window per gather lane, in elements (see ``AccelConfig.x_window``)
 
 
@@ -37,6 +40,9 @@ class AccelConfig:
     resident_layers: layers whose weights (A, B, overlay, row map) are held at once, each in its
     own region of those memories sized by the capacities above; switching to a resident layer
     costs its register words only (hw/loader.register_words).
+    lstm_cell: 1 = the LSTM top (hw/lstm.py): a bias stage in the join, the cell unit (activation
+    tables, cell and hidden state of every resident layer, up to max_m // 4 hidden units) and the
+    token sequencer; 0 = the mat-vec accelerator alone.
     clock_mhz: target clock; tech_nm: technology node of the estimator's tables.
     Widths are fixed by docs/numerics.md: 8-bit data, 32-bit accumulators, 8-bit intermediate.
     """
@@ -50,6 +56,7 @@ class AccelConfig:
     max_intermediate: int = 4096
     max_nnz: int = 163840
     resident_layers: int = 1
+    lstm_cell: int = 0
     clock_mhz: float = 500.0
     tech_nm: int = 45
 
@@ -60,6 +67,9 @@ class AccelConfig:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 1e5:
                     raise DopingError(f"accelerator config: clock_mhz must be a finite number in (0, 100000], "
                                       f"got {v!r:.60}")
+            elif f.name == "lstm_cell":
+                if isinstance(v, bool) or v not in (0, 1):
+                    raise DopingError(f"accelerator config: lstm_cell must be 0 or 1, got {v!r:.60}")
             elif isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= MAX_CAPACITY:
                 raise DopingError(f"accelerator config: {f.name} must be an integer in 1..{MAX_CAPACITY}, "
                                   f"got {v!r:.60}")
@@ -92,7 +102,7 @@ class AccelConfig:
             return {"banks": banks, "depth": self.resident_layers * layer_depth, "width": width,
                     "layer_depth": layer_depth}
 
-        return {
+        mems = {
             "a": weights(r, self.bank_depth(self.max_factor, r), 8),
             "b": weights(c, self.bank_depth(self.max_factor, c), 8),
             "act_p": {"banks": r, "depth": self.bank_depth(act, r), "width": 8},
@@ -105,6 +115,24 @@ class AccelConfig:
             "x_buf": {"banks": 1, "depth": 2 << bits_for(self.max_n), "width": 8},
             "row_map": weights(1, 1 << bits_for(self.max_m), bits_for(l) + slot_bits),
         }
+        if self.lstm_cell:
+            hd = 1 << bits_for(self.max_hidden)
+            mems.update({
+                "bias": weights(1, 1 << bits_for(self.max_m), 32),
+                "layer_regs": weights(1, LAYER_REG_WORDS, 64),  # per layer: mat-vec | cell register words
+                "gate_lut": weights(1, 2 * 256, 16),  # sigmoid, then tanh, of the int8 pre-activation
+                "cell_lut": weights(1, 256, 16),  # tanh of the requantised cell state
+                "gbuf": {"banks": 3, "depth": hd, "width": 16},  # i, f, g of the step, until o arrives
+                "c_state": weights(1, hd, 32),
+                "h_state": weights(1, hd, 8),
+                "h_next": {"banks": 1, "depth": hd, "width": 8},  # this layer's h for the next layer
+            })
+        return mems
+
+    @property
+    def max_hidden(self) -> int:
+        """Largest LSTM hidden size the cell unit holds (its gate layer has 4H outputs)."""
+        return max(self.max_m // 4, 1)
 
     @property
     def x_window(self) -> int:

@@ -6,9 +6,10 @@ pack layer ``lstm.l<i>.gates``: DKP and KP as factors and overlay, pruning as an
 a Kronecker part, dense as A = W with B = [1], and LMF as a chain of two layers
 ``lstm.l<i>.gates.v`` then ``.u`` (HMD and sums of Kronecker products are not expressible as
 one accelerator layer or a chain, and are refused). Input, intermediate and output scales are
-calibrated on the gate inputs the float model sees on the validation split. The gate bias, the
-nonlinearities, embedding and softmax stay on the host in float and are not part of the pack;
-the integer LSTM that takes them on (``doping.int_lstm``) is evaluated beside it.
+calibrated on the gate inputs the float model sees on the validation split. The pack's LSTM
+section (version 3) holds the integer LSTM around the gate layers (``doping.int_lstm.calibrate``:
+bias, activation tables, cell and h requantisations), which the LSTM top runs token by token;
+embedding and softmax stay on the host in float.
 """
 
 from __future__ import annotations
@@ -91,17 +92,17 @@ def export_run(run: str | Path, out: str | Path, calib_vectors: int = 4096, eval
     layers = [layer for chain in per_gate for layer in chain]
     report = {"run": str(Path(run).name), "method": cfg.method, "ratio": cfg.ratio, "cmr": cfg.cmr,
               "hidden": cfg.hidden, "epoch": ckpt.get("epoch"), "lstm_compression": totals(layers)}
+    from doping import int_lstm
+
+    cells = int_lstm.calibrate(model, per_gate, valid[: CELL_CALIBRATION_CHUNKS * cfg.bptt], cfg.bptt)
     if evaluate_test:
         test = batchify(corpus.test, cfg.eval_batch)
         report["test_ppl_float"] = evaluate(model, test, cfg.bptt)
         report["test_ppl_golden_int8"] = evaluate_quantised(model, per_gate, test, cfg.bptt)
-        from doping import int_lstm
-
-        cells = int_lstm.calibrate(model, per_gate, valid[: CELL_CALIBRATION_CHUNKS * cfg.bptt], cfg.bptt)
         report["test_ppl_int_lstm"] = int_lstm.evaluate(model, cells, test, cfg.bptt)
         log(f"test perplexity: float {report['test_ppl_float']:.2f}, int8 gate mat-vecs through the golden model "
             f"{report['test_ppl_golden_int8']:.2f}, the whole integer LSTM {report['test_ppl_int_lstm']:.2f}")
-    write_pack(out, layers, provenance=report)
+    write_pack(out, layers, provenance=report, lstm=cells)
     return report
 
 

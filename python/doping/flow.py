@@ -64,7 +64,7 @@ class Stages:
 
 
 def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None, ratio: float | None = None,
-         config: str | None = None, vectors: int = 20, log=print) -> dict:
+         config: str | None = None, vectors: int = 20, tokens: int = 20, log=print) -> dict:
     out = Path(out)
     if checkpoint and pack:
         raise DopingError("give --checkpoint or --pack, not both")
@@ -119,7 +119,13 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
             return export_run(run_dir, pack_path, log=lambda *_: None)
 
         st.run("export", _digest(run_dir / "best.pt", run_dir / "config.json"), [pack_path], do_export)
-    layers = read_pack(pack_path).layers
+    pk = read_pack(pack_path)
+    layers = pk.layers
+    # the whole LSTM on the LSTM top when the pack has one it can run (one gate layer per LSTM layer)
+    cells = pk.lstm if pk.lstm is not None and all(len(c.gates) == 1 for c in pk.lstm) else None
+    if pk.lstm is not None and cells is None:
+        log("[flow] the pack's LSTM has chained gate layers, which the LSTM top does not run: verifying the gate "
+            "mat-vecs only")
 
     # 3. RTL
     from doping.config import MAX_RESIDENT_LAYERS
@@ -128,11 +134,16 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
     # sized to the pack, with every layer resident (a token switches layers by registers alone)
     cfg = load_config(config) if config else fit_layers(
         replace(FLOW_BASE, resident_layers=min(len(layers), MAX_RESIDENT_LAYERS)), layers)
+    if cells is not None:  # the LSTM top: the design point chosen for cycles per token x area
+        from doping.estimate.lstm import lstm_config, lstm_design
+
+        cfg = lstm_config(cfg, len(cells)) if config else lstm_design(FLOW_BASE, cells)[0]
     for layer in layers:
         try:
             cfg.check(layer)
         except DopingError as e:
             raise DopingError(f"{e}. Pick a larger --config, or leave --config out to size the buffers to the pack")
+    matvec_cfg = replace(cfg, lstm_cell=0)  # the gate mat-vecs are also checked alone, on the plain top
     rtl_dir = out / "rtl"
 
     def do_rtl():
@@ -152,16 +163,31 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
 
         res = []
         for layer in layers:
-            stress = run([pack_path], cfg, vectors=vectors, seed=1, x_gap=0.1, y_stall=0.1, layer=layer.name)
-            clean = run([pack_path], cfg, vectors=2, seed=2, layer=layer.name)
+            stress = run([pack_path], matvec_cfg, vectors=vectors, seed=1, x_gap=0.1, y_stall=0.1, layer=layer.name)
+            clean = run([pack_path], matvec_cfg, vectors=2, seed=2, layer=layer.name)
             res.append({"layer": layer.name, "vectors": stress["vectors"] + clean["vectors"],
                         "mismatches": stress["mismatches"] + clean["mismatches"],
                         "cycles_measured": clean["cycles_per_vector"][0],
-                        "cycles_model": schedule(layer, cfg).cycles, "busy_cycles": clean["busy_cycles"][0],
+                        "cycles_model": schedule(layer, matvec_cfg).cycles, "busy_cycles": clean["busy_cycles"][0],
                         "wall_seconds": stress["wall_seconds"] + clean["wall_seconds"]})
         return res
 
     sim = st.run("sim", _digest(pack_path, cfg.as_dict(), vectors, source_digest()), [rtl_dir / "doping_accel.v"], do_sim)
+
+    # 4b. the whole LSTM, token by token, against the golden integer LSTM
+    def do_sim_lstm():
+        from doping.sim.runner import run_lstm
+
+        stress = run_lstm(pack_path, cfg, tokens=tokens, seed=1, tok_gap=0.1, h_stall=0.1)
+        clean = run_lstm(pack_path, cfg, tokens=4, seed=2)
+        return {"tokens": stress["tokens"] + clean["tokens"], "sequences": stress["sequences"] + clean["sequences"],
+                "mismatches": stress["mismatches"] + clean["mismatches"],
+                "cycles_per_token_measured": sorted(set(clean["token_intervals"])),
+                "cycles_per_token_model": clean["model_cycles_per_token"],
+                "wall_seconds": stress["wall_seconds"] + clean["wall_seconds"]}
+
+    sim_lstm = st.run("sim-lstm", _digest(pack_path, cfg.as_dict(), tokens, source_digest()),
+                      [rtl_dir / "doping_accel.v"], do_sim_lstm) if cells is not None else None
 
     # 5. estimate, against the dense counterpart on the same tables
     def do_estimate():
@@ -170,27 +196,32 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
 
         per = [estimate(l, cfg) for l in layers]
         dense = [price(l.m, l.n, 1.0, "dense", cfg) for l in layers]
-        return {"layers": per, "dense": dense, "per_token": per_token(layers, cfg, per) if len(layers) > 1 else None}
+        out = {"layers": per, "dense": dense, "per_token": per_token(layers, cfg, per) if len(layers) > 1 else None}
+        if cells is not None:
+            from doping.estimate.lstm import lstm_per_token
+
+            out["lstm"] = lstm_per_token(cells, cfg)
+        return out
 
     est = st.run("estimate", _digest(pack_path, cfg.as_dict()), [], do_estimate)
 
     # 6. report
     from doping.pack import summary
 
-    report = build_report(summary(read_pack(pack_path)), cfg, rtl, sim, est, train_info, str(pack_path))
+    report = build_report(summary(pk), cfg, rtl, sim, est, train_info, str(pack_path), sim_lstm)
     write_report(out, report)
     log(f"[report] {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'}")
     return report
 
 
-def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path) -> dict:
+def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path, sim_lstm=None) -> dict:
     layers = est["layers"]
     cycles = sum(l["cycles"] for l in layers)
     energy = sum(l["energy_pj"] for l in layers)
     dense_energy = sum(d["energy_pj"] for d in est["dense"])
     seconds = cycles / (layers[0]["clock_mhz"] * 1e6)
     streaming = sum(l["interval_cycles"] for l in layers) / (layers[0]["clock_mhz"] * 1e6)
-    verified = all(s["mismatches"] == 0 for s in sim)
+    verified = all(s["mismatches"] == 0 for s in sim) and (sim_lstm is None or sim_lstm["mismatches"] == 0)
     cycles_proven = all(s["cycles_measured"] == s["cycles_model"] for s in sim)
     return {
         "pack": pack_path, "config": cfg.as_dict(), "training": train_info,
@@ -211,6 +242,10 @@ def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path) -> dic
         "area_breakdown_mm2": layers[0]["breakdown"]["area_mm2"],
         "per_token": {k: v for k, v in (est.get("per_token") or {}).items() if k != "layers"} or None,
         "sram_bits": layers[0]["sram_bits"],
+        "lstm": None if sim_lstm is None else {
+            **sim_lstm, "passed": sim_lstm["mismatches"] == 0,
+            "cycle_model_matches_rtl": sim_lstm["cycles_per_token_measured"] == [sim_lstm["cycles_per_token_model"]],
+            **{k: v for k, v in est["lstm"].items() if k != "layers"}},
     }
 
 
@@ -228,7 +263,13 @@ def summary_lines(r: dict) -> list[str]:
         f"area:         {r['area_mm2']:.3f} mm^2 (45 nm)",
         f"power:        {p['power_mw']:.1f} mW",
     ] + ([f"per token:    {t['cycles_per_token']} cycles, {t['energy_per_token_pj'] / 1e3:.1f} nJ; weights "
-          f"{t['weights']}"] if (t := r.get("per_token")) else [])
+          f"{t['weights']}"] if (t := r.get("per_token")) else []) + ([
+        f"LSTM:         {'PASSED' if t['passed'] else 'FAILED'} ({t['tokens']} tokens in {t['sequences']} sequences "
+        f"through the LSTM top, {t['mismatches']} mismatching; cycle model "
+        f"{'equals' if t['cycle_model_matches_rtl'] else 'DIFFERS from'} the RTL)",
+        f"LSTM token:   {t['cycles_per_token']} cycles, {t['energy_per_token_pj'] / 1e3:.1f} nJ, "
+        f"{t['latency_per_token_us']:.2f} us, {t['tokens_per_s']:.0f} tokens/s, {t['power_mw']:.1f} mW (cell, state "
+        f"and recurrence on chip)"] if (t := r.get("lstm")) else [])
 
 
 def _plots(r: dict) -> dict[str, bytes]:

@@ -1,7 +1,9 @@
 """The model pack: the one hand-off between training and hardware (docs/pack-format.md).
 
 A pack is a ZIP archive (stored, fixed timestamps, so identical content gives identical bytes)
-holding ``manifest.json`` and, per layer, NumPy ``.npy`` arrays ``layers/<i>/{a,b,rowptr,cols,vals}.npy``.
+holding ``manifest.json`` and, per layer, NumPy ``.npy`` arrays ``layers/<i>/{a,b,rowptr,cols,vals}.npy``;
+an LSTM pack (version 3) adds, per LSTM layer, ``lstm/<k>/{bias,sigmoid,tanh,tanh_c}.npy`` and the
+cell's requantisations (golden/lstm.py).
 ``read_pack`` validates everything and raises PackError with one readable message.
 """
 
@@ -21,13 +23,18 @@ from doping.compression import account
 from doping.errors import PackError
 from doping.fileio import atomic_path, read_npy_header
 from doping.golden import QuantLayer, Requant
+from doping.golden.lstm import LUT_SIZE, LSTMLayerQuant
 
 FORMAT = "doping-pack"
-#: Version 2 adds layers without a Kronecker part ("factors": null) and chains ("input").
-VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
+#: Version 2 adds layers without a Kronecker part ("factors": null) and chains ("input"); version 3
+#: the integer LSTM around the gate layers ("lstm").
+VERSION = 3
+SUPPORTED_VERSIONS = (1, 2, 3)
 ARRAYS = ("a", "b", "rowptr", "cols", "vals")
-_DTYPES = {"a": np.int8, "b": np.int8, "vals": np.int8, "rowptr": np.int64, "cols": np.int64}
+LSTM_ARRAYS = ("bias", "sigmoid", "tanh", "tanh_c")
+LSTM_REQUANTS = ("pre", "cell", "h", "out")
+_DTYPES = {"a": np.int8, "b": np.int8, "vals": np.int8, "rowptr": np.int64, "cols": np.int64,
+           "bias": np.int32, "sigmoid": np.int16, "tanh": np.int16, "tanh_c": np.int16}
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 # Limits that are part of the format (docs/pack-format.md, "Limits"): checked against the manifest
@@ -37,6 +44,7 @@ MAX_ELEMENTS = 1 << 26  # entries of any one array (and overlay nonzeros)
 MAX_TOTAL_BYTES = 1 << 30  # all arrays of a pack, uncompressed
 MAX_MANIFEST_BYTES = 1 << 22
 MAX_LAYERS = 4096
+MAX_LSTM_LAYERS = 64
 _NPY_HEADER_MAX = 4096  # bytes of .npy magic + header the reader accepts
 
 
@@ -47,6 +55,8 @@ class Pack:
     layers: list[QuantLayer]
     provenance: dict = field(default_factory=dict)
     version: int = VERSION
+    #: the integer LSTM stack whose gate mat-vecs are ``layers`` (None: a pack of layers only)
+    lstm: list[LSTMLayerQuant] | None = None
 
     def layer(self, name: str | None = None) -> QuantLayer:
         if name is None:
@@ -109,8 +119,40 @@ def totals(layers: list[QuantLayer]) -> dict:
             "stored_bits": sb, "bit_ratio": db / sb}
 
 
-def write_pack(path, layers: list[QuantLayer], provenance: dict | None = None) -> Path:
-    """Validate ``layers`` and write them atomically as a pack at ``path``."""
+def _check_lstm(layers: list[QuantLayer], lstm: list[LSTMLayerQuant], where: str) -> None:
+    """An LSTM stack over the pack's layers: each LSTM layer's gates are pack layers (a chain from
+    its input [x; h]), no layer serves two LSTM layers, and layer k's input is layer k-1's h."""
+    if not lstm or len(lstm) > MAX_LSTM_LAYERS:
+        raise PackError(f"{where}an LSTM stack needs 1..{MAX_LSTM_LAYERS} layers, got {len(lstm)}")
+    by_name, used = {l.name: l for l in layers}, set()
+    for k, cell in enumerate(lstm):
+        for g in cell.gates:
+            if by_name.get(g.name) is not g:
+                raise PackError(f"{where}LSTM layer {k}: gate layer {g.name!r} is not a layer of the pack")
+            if g.name in used:
+                raise PackError(f"{where}LSTM layer {k}: gate layer {g.name!r} already serves another LSTM layer")
+            used.add(g.name)
+        if cell.gates[0].input is not None:
+            raise PackError(f"{where}LSTM layer {k}: its first gate layer takes [x; h], not another layer's output")
+        try:
+            cell.validate()
+        except PackError as e:
+            raise PackError(f"{where}LSTM layer {k}: {e}") from None
+        if k and cell.input_size != lstm[k - 1].hidden:
+            raise PackError(f"{where}LSTM layer {k} takes {cell.input_size} inputs besides h, but LSTM layer "
+                            f"{k - 1} has hidden size {lstm[k - 1].hidden}")
+
+
+def lstm_manifest(k: int, cell: LSTMLayerQuant) -> dict:
+    return {"gates": [g.name for g in cell.gates], "hidden": cell.hidden,
+            "requant": {r: _requant_json(getattr(cell, f"{r}_rq")) for r in LSTM_REQUANTS},
+            "arrays": {a: f"lstm/{k}/{a}.npy" for a in LSTM_ARRAYS}}
+
+
+def write_pack(path, layers: list[QuantLayer], provenance: dict | None = None,
+               lstm: list[LSTMLayerQuant] | None = None) -> Path:
+    """Validate ``layers`` (and the LSTM stack over them, if given) and write them atomically as a
+    pack at ``path``."""
     if not layers:
         raise PackError("a pack needs at least one layer")
     names = [l.name for l in layers]
@@ -119,11 +161,15 @@ def write_pack(path, layers: list[QuantLayer], provenance: dict | None = None) -
     for i, layer in enumerate(layers):
         layer.validate()
         _check_input(layers[:i], layer, "")
+    if lstm is not None:
+        _check_lstm(layers, lstm, "")
     manifest = {
         "format": FORMAT, "version": VERSION, "created_by": f"doping {doping.__version__}",
         "provenance": dict(provenance or {}), "totals": totals(layers),
         "layers": [layer_manifest(i, l) for i, l in enumerate(layers)],
     }
+    if lstm is not None:
+        manifest["lstm"] = [lstm_manifest(k, c) for k, c in enumerate(lstm)]
     path = Path(path)
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -133,6 +179,11 @@ def write_pack(path, layers: list[QuantLayer], provenance: dict | None = None) -
                     buf = io.BytesIO()
                     np.save(buf, np.ascontiguousarray(getattr(layer, k), dtype=_DTYPES[k]), allow_pickle=False)
                     _put(zf, f"layers/{i}/{k}.npy", buf.getvalue())
+            for k, cell in enumerate(lstm or []):
+                for a in LSTM_ARRAYS:
+                    buf = io.BytesIO()
+                    np.save(buf, np.ascontiguousarray(getattr(cell, a), dtype=_DTYPES[a]), allow_pickle=False)
+                    _put(zf, f"lstm/{k}/{a}.npy", buf.getvalue())
     return path
 
 
@@ -348,7 +399,43 @@ def _read_layers(path, manifest: dict, zf: zipfile.ZipFile) -> Pack:
         for k in ("a", "b", "vals"):
             setattr(layer, k, getattr(layer, k).astype(np.int8))
         layers.append(layer)
-    return Pack(layers=layers, provenance=dict(provenance), version=manifest["version"])
+    lstm = _read_lstm(path, manifest, zf, layers) if manifest.get("lstm") is not None else None
+    return Pack(layers=layers, provenance=dict(provenance), version=manifest["version"], lstm=lstm)
+
+
+def _read_lstm(path, manifest: dict, zf: zipfile.ZipFile, layers: list[QuantLayer]) -> list[LSTMLayerQuant]:
+    if manifest["version"] < 3:
+        raise PackError(f"{path}: an LSTM section needs pack version 3")
+    entries = manifest["lstm"]
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_LSTM_LAYERS:
+        raise PackError(f"{path}: manifest lstm must list 1..{MAX_LSTM_LAYERS} LSTM layers")
+    by_name, out = {l.name: l for l in layers}, []
+    for k, entry in enumerate(entries):
+        where = f"{path}: LSTM layer {k}"
+        gates = _field(entry, "gates", where)
+        if not isinstance(gates, list) or not gates or not all(isinstance(g, str) for g in gates):
+            raise PackError(f"{where}: gates must be a non-empty list of layer names")
+        missing = [g for g in gates if g not in by_name]
+        if missing:
+            raise PackError(f"{where}: gate layer {missing[0]!r} is not a layer of the pack")
+        hidden = _int(_field(entry, "hidden", where), "hidden", where, 1, MAX_DIM)
+        requants = _field(entry, "requant", where)
+        arrays = _field(entry, "arrays", where)
+        if not isinstance(arrays, dict):
+            raise PackError(f"{where}: manifest entry 'arrays' must be an object")
+        shapes = {"bias": (4 * hidden,), "sigmoid": (LUT_SIZE,), "tanh": (LUT_SIZE,), "tanh_c": (LUT_SIZE,)}
+        data = {}
+        for a in LSTM_ARRAYS:
+            raw = _load_array(zf, str(_field(arrays, a, where)), where, a, shapes[a])
+            data[a] = raw.astype(_DTYPES[a])
+            if not np.array_equal(data[a], raw):
+                raise PackError(f"{where}: {a} holds values outside {np.dtype(_DTYPES[a])}")
+        rq = {r: _requant(requants, r, where) for r in LSTM_REQUANTS}
+        out.append(LSTMLayerQuant(gates=[by_name[g] for g in gates], hidden=hidden, bias=data["bias"],
+                                  pre_rq=rq["pre"], cell_rq=rq["cell"], h_rq=rq["h"], out_rq=rq["out"],
+                                  sigmoid=data["sigmoid"], tanh=data["tanh"], tanh_c=data["tanh_c"]))
+    _check_lstm(layers, out, f"{path}: ")
+    return out
 
 
 def summary(pack: Pack) -> dict:
@@ -359,4 +446,10 @@ def summary(pack: Pack) -> dict:
         del entry["arrays"]
         entry["scales"] = layer.scales()
         out["layers"].append(entry)
+    if pack.lstm is not None:
+        out["lstm"] = []
+        for k, cell in enumerate(pack.lstm):
+            entry = lstm_manifest(k, cell)
+            del entry["arrays"]
+            out["lstm"].append(entry)
     return out

@@ -137,6 +137,44 @@ def synth_method(method: str, shape: tuple[int, int], ratio: float, seed: int = 
     return [first, dense_layer(f"{name}.u", u, x @ v.T, dict(meta, rank=rank), source=first)]
 
 
+def synth_lstm(input_size: int, hidden: int, layers: int, ratio: float, seed: int = 0):
+    """A random doped LSTM stack: per layer a DKP gate layer ``lstm.l<k>.gates`` (4H x (I+H)) at
+    ``ratio`` (``synth_layer``, seed + k) and its cell (golden/lstm.py). Ranges are calibrated the
+    way export calibrates a trained model (``doping.int_lstm``): the pre-activation scale from the
+    largest |pre-activation| over CALIBRATION_VECTORS random [x; h] (clipped at PRE_CLIP), the cell
+    scale at CELL_CLIP; bias ~ N(0, 1). Returns (gate layers, LSTM layers)."""
+    from doping.golden.lstm import LSTMLayerQuant, gate_accumulator, sigmoid_lut, tanh_lut
+    from doping.golden import Requant
+    from doping.int_lstm import CELL_CLIP, PRE_CLIP
+
+    for what, v, hi in (("input size", input_size, MAX_DIM), ("hidden size", hidden, MAX_DIM // 4),
+                        ("layers", layers, 16)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+            raise DopingError(f"synthetic LSTM: {what} must be an integer in 1..{hi}, got {v!r}")
+    gates = [synth_layer((4 * hidden, (input_size if k == 0 else hidden) + hidden), ratio, seed + k,
+                         name=f"lstm.l{k}.gates") for k in range(layers)]
+    for k, g in enumerate(gates):
+        g.meta.update({"lstm_layer": k, "gate_order": "i,f,g,o", "input": "[x; h]", "hidden": hidden})
+    rng = np.random.default_rng(seed)
+    cells = []
+    for k, g in enumerate(gates):
+        h = rng.uniform(-1, 1, (CALIBRATION_VECTORS, hidden))
+        x = rng.standard_normal((CALIBRATION_VECTORS, g.n - hidden)) if k == 0 else np.tanh(rng.standard_normal(
+            (CALIBRATION_VECTORS, g.n - hidden)))
+        v = np.clip(np.round(np.concatenate([x, h], axis=1) / g.x_scale), -128, 127).astype(np.int8)
+        acc_scale = g.scales()["acc"]
+        bias = rng.standard_normal(4 * hidden)
+        pre = gate_accumulator([g], v) * acc_scale + bias
+        s_p, s_c = min(float(np.abs(pre).max()), PRE_CLIP) / 127, CELL_CLIP / 127
+        s_next = gates[k + 1].x_scale if k + 1 < layers else g.x_scale
+        cells.append(LSTMLayerQuant(
+            gates=[g], hidden=hidden, bias=np.round(bias / acc_scale).astype(np.int32),
+            pre_rq=Requant.from_real(acc_scale / s_p), cell_rq=Requant.from_real(2.0 ** -15 / s_c),
+            h_rq=Requant.from_real(2.0 ** -30 / g.x_scale), out_rq=Requant.from_real(2.0 ** -30 / s_next),
+            sigmoid=sigmoid_lut(s_p), tanh=tanh_lut(s_p), tanh_c=tanh_lut(s_c)).validate())
+    return gates, cells
+
+
 def random_inputs(layer: QuantLayer, batch: int, seed: int = 0) -> np.ndarray:
     """Int8 input vectors drawn like the calibration data: round(N(0,1) / x_scale), saturated."""
     rng = np.random.default_rng(seed)

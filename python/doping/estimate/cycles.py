@@ -128,7 +128,7 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     part the GEMM engine passes a vector in the cycle it may start it, and RECV does not wait on it.
     """
     from doping.hw.loader import lane_entries
-    from doping.hw.top import G1_SETTLE, SEND_LATENCY
+    from doping.hw.top import G1_SETTLE, send_latency
 
     lanes = lanes or lane_entries(layer, cfg)
     kp = layer.has_kp
@@ -149,7 +149,7 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
         gather_done = max(done)
         lanes_seen = max(gather_done, x + n) + 1  # the lanes finish a vector no earlier than its RECV
         send = max(g2_seen, lanes_seen, prev["sent_seen"] if prev else 0)
-        sent_seen = send + m + SEND_LATENCY
+        sent_seen = send + m + send_latency(cfg)
         out.append({"x": x, "gemm": gemm, "g1_seen": g1_seen, "g2_seen": g2_seen, "gather": start,
                     "gather_done": gather_done, "lanes_seen": lanes_seen, "send": send,
                     "sent_seen": sent_seen, "latency": sent_seen - x})
@@ -165,7 +165,7 @@ def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     """Cycles of ``layer`` on ``cfg``: one vector's latency and the steady-state interval, equal
     to what the RTL takes."""
     from doping.hw.loader import lane_entries
-    from doping.hw.top import G1_SETTLE, SEND_LATENCY
+    from doping.hw.top import G1_SETTLE, send_latency
 
     cfg.check(layer)
     gs = gemms(layer, cfg)
@@ -176,7 +176,7 @@ def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     interval = times[-1]["sent_seen"] - times[-2]["sent_seen"]
     g1, g2 = (gs[0].cycles(cfg) + G1_SETTLE, gs[1].cycles(cfg)) if gs else (0, 0)
     phases = {"RECV": layer.n, "G1": g1, "G2": g2,
-              "GATHER": first["gather_done"] - first["gather"], "SEND": layer.m + SEND_LATENCY}
+              "GATHER": first["gather_done"] - first["gather"], "SEND": layer.m + send_latency(cfg)}
     kp = sum(g.macs() for g in gs)
     bound = max(ceil_div(kp, cfg.rows * cfg.cols), ceil_div(layer.nnz, cfg.lanes), layer.n, layer.m)
     return Schedule(phases, first["latency"], interval, gs, entries, kp, layer.nnz, bound,

@@ -60,11 +60,12 @@ def cell_area_um2(by_type: dict) -> float:
 
 
 def logic_area_um2(cfg: AccelConfig) -> float:
-    """Logic area from the yosys-fitted model: per PE, per array edge row/column, per lane, fixed
-    (coefficients in area_fit.json, produced and checked by bench/area_model.py)."""
+    """Logic area from the yosys-fitted model: per PE, per array edge row/column, per lane, fixed,
+    and the LSTM top's cell unit and sequencer when the config has them (coefficients in
+    area_fit.json, produced and checked by bench/area_model.py)."""
     fit = json.loads(AREA_FIT.read_text())["um2"]
     return (fit["per_pe"] * cfg.rows * cfg.cols + fit["per_edge"] * (cfg.rows + cfg.cols)
-            + fit["per_lane"] * cfg.lanes + fit["fixed"])
+            + fit["per_lane"] * cfg.lanes + fit["fixed"] + fit["lstm_cell"] * cfg.lstm_cell)
 
 
 def sram_inventory(cfg: AccelConfig) -> dict[str, dict]:

@@ -30,6 +30,11 @@ def format_estimate(r: dict) -> str:
                      + ("" if t["resident"] else f"; with every layer resident it would be "
                         f"{t['resident_cycles_per_token']} cycles, {t['resident_energy_per_token_pj'] / 1e3:.1f} nJ")
                      + ")")
+    t = r.get("lstm")
+    if t:
+        lines.append(f"LSTM per token, all {len(t['layers'])} layers with cell and state: {t['cycles_per_token']} cycles, "
+                     f"{t['energy_per_token_pj'] / 1e3:.1f} nJ, {t['latency_per_token_us']:.2f} us, "
+                     f"{t['tokens_per_s']:.0f} tokens/s ({t['weights']})")
     return "\n".join(lines)
 
 

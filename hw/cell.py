@@ -1,0 +1,170 @@
+"""The LSTM cell unit (docs/numerics.md §9, golden ``doping.golden.lstm.cell``): int8 pre-activations
+in, one per cycle, in the gate layer's row order (i, f, g, o; H rows each); per hidden unit j,
+once its o row arrives, the new cell state and h out.
+
+Rows of blocks i, f and g are looked up in the gate table (sigmoid, or tanh for g) and held in
+``gbuf`` (int16 Q0.15) until the o row of the same unit arrives; then
+
+  c   = sat32(shift_round(f*c, 15) + shift_round(i*g, 15))     written back to the cell state
+  tc  = TANH_C[requant(c, cell_rq, 8)]
+  h   = requant(o*tc, h_rq, 8), h_out = requant(o*tc, out_rq, 8)
+
+leave on ``h`` with the unit's index. The pipeline advances as a whole when ``h`` is taken (or
+empty); ``p.ready`` is that advance. The tables and the cell state are per resident layer
+(``region``); ``fresh`` = 1 reads the cell state as 0 (the first step of a sequence).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from doping.config import AccelConfig, bits_for
+from doping.golden.lstm import Q
+from doping.hw.requant import REQUANT_STAGES, requant
+
+#: Cycles from a pre-activation o row accepted to its unit's h on the ``h`` stream: the table read,
+#: the products f*c and i*g, the new c, the cell requantiser, the tanh_c read, o*tc, the output
+#: requantisers.
+CELL_LATENCY = 1 + 1 + 1 + REQUANT_STAGES + 1 + 1 + REQUANT_STAGES
+
+
+def hidden_bits(cfg: AccelConfig) -> int:
+    """Address bits of one hidden unit within a layer's state."""
+    return bits_for(cfg.memories["c_state"]["layer_depth"])
+
+
+def cell_output(cfg: AccelConfig) -> data.StructLayout:
+    """One hidden unit's result: h at its layer's input scale (``own``, fed back), at the next
+    layer's (``out``), and the unit's index."""
+    return data.StructLayout({"own": signed(8), "out": signed(8), "index": unsigned(hidden_bits(cfg))})
+
+
+#: A table write from the load stream: ``which`` 0 = gate table (sigmoid then tanh), 1 = tanh_c.
+TableWrite = data.StructLayout({"en": 1, "which": 1, "addr": unsigned(16), "data": signed(16)})
+
+
+def region_address(cfg: AccelConfig, key: str, offset, region):
+    """Address of ``offset`` within resident layer ``region``'s part of memory ``key``."""
+    low = offset[:bits_for(cfg.memories[key]["layer_depth"])]
+    return low if cfg.resident_layers == 1 else Cat(low, region[:bits_for(cfg.resident_layers)])
+
+
+class LSTMCell(wiring.Component):
+    """Ports: ``p`` int8 pre-activations in; ``h`` results out (``cell_output``); ``region``,
+    ``fresh``, ``hidden`` (H) and the three requantisations (15-bit multiplier, 6-bit shift) are
+    the running layer's constants, stable while it runs; ``table`` writes the activation tables;
+    ``busy``: a row is in the pipeline."""
+
+    def __init__(self, cfg: AccelConfig):
+        self.cfg = cfg
+        super().__init__({
+            "p": In(stream.Signature(signed(8))),
+            "h": Out(stream.Signature(cell_output(cfg))),
+            "region": In(bits_for(cfg.resident_layers)),
+            "fresh": In(1),
+            "hidden": In(32),
+            "cell_mult": In(15), "cell_shift": In(6),
+            "h_mult": In(15), "h_shift": In(6),
+            "out_mult": In(15), "out_shift": In(6),
+            "table": In(TableWrite),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, mem = self.cfg, self.cfg.memories
+        hb = hidden_bits(cfg)
+
+        def new_memory(name, key, shape, banks=1, transparent=False):
+            out = []
+            for b in range(banks):
+                mm = memory.Memory(shape=shape, depth=mem[key]["depth"], init=[])
+                m.submodules[f"{name}{b}" if banks > 1 else name] = mm
+                wp = mm.write_port()
+                out.append((wp, mm.read_port(transparent_for=(wp,) if transparent else ())))
+            return out
+
+        (glut_w, glut_r), = new_memory("gate_lut", "gate_lut", signed(16))
+        (clut_w, clut_r), = new_memory("cell_lut", "cell_lut", signed(16))
+        gbuf = new_memory("gbuf", "gbuf", signed(16), banks=3, transparent=True)
+        (c_w, c_r), = new_memory("c_state", "c_state", signed(32))
+        for wp, which in ((glut_w, 0), (clut_w, 1)):
+            m.d.comb += [wp.addr.eq(self.table.addr), wp.data.eq(self.table.data),
+                         wp.en.eq(self.table.en & (self.table.which == which))]
+
+        adv = Signal()
+        m.d.comb += [adv.eq(~self.h.valid | self.h.ready), self.p.ready.eq(adv)]
+        fire = self.p.valid & self.p.ready
+
+        # ---- row counters: block (i, f, g, o) and unit j of the next row ----
+        blk, j = Signal(2), Signal(hb + 1)
+        with m.If(fire):
+            with m.If(j == self.hidden - 1):
+                m.d.sync += [j.eq(0), blk.eq(blk + 1)]
+            with m.Else():
+                m.d.sync += j.eq(j + 1)
+
+        code = Cat(self.p.payload[:7], ~self.p.payload[7])  # p + 128: the table index of an int8 code
+        m.d.comb += [glut_r.addr.eq(region_address(cfg, "gate_lut", Cat(code, blk == 2), self.region)),
+                     glut_r.en.eq(adv)]
+        for _, rp in gbuf:
+            m.d.comb += [rp.addr.eq(j), rp.en.eq(adv)]
+        m.d.comb += [c_r.addr.eq(region_address(cfg, "c_state", j, self.region)), c_r.en.eq(adv)]
+
+        # stage 1: the table value of the row; i, f, g, c of its unit (for an o row)
+        v1, blk1, j1 = Signal(), Signal(2), Signal(hb + 1)
+        with m.If(adv):
+            m.d.sync += [v1.eq(fire), blk1.eq(blk), j1.eq(j)]
+        for k, (wp, _) in enumerate(gbuf):
+            m.d.comb += [wp.addr.eq(j1), wp.data.eq(glut_r.data), wp.en.eq(adv & v1 & (blk1 == k))]
+        c_prev = Mux(self.fresh, 0, c_r.data)
+        i_, f_, g_ = (rp.data for _, rp in gbuf)
+
+        # stage 2: the two products
+        v2, j2, o2 = Signal(), Signal(hb + 1), Signal(signed(16))
+        fc, ig = Signal(signed(48)), Signal(signed(32))
+        with m.If(adv):
+            m.d.sync += [v2.eq(v1 & (blk1 == 3)), j2.eq(j1), o2.eq(glut_r.data), fc.eq(f_ * c_prev), ig.eq(i_ * g_)]
+
+        # stage 3: the new cell state, written back
+        half = Const(1 << (Q - 1))
+        c_sum = Signal(signed(50))
+        m.d.comb += c_sum.eq(((fc + half) >> Q) + ((ig + half) >> Q))
+        v3, j3, o3, c3 = Signal(), Signal(hb + 1), Signal(signed(16)), Signal(signed(32))
+        with m.If(adv):
+            m.d.sync += [v3.eq(v2), j3.eq(j2), o3.eq(o2),
+                         c3.eq(Mux(c_sum > (1 << 31) - 1, (1 << 31) - 1, Mux(c_sum < -(1 << 31), -(1 << 31), c_sum)))]
+        m.d.comb += [c_w.addr.eq(region_address(cfg, "c_state", j3, self.region)), c_w.data.eq(c3),
+                     c_w.en.eq(adv & v3)]
+
+        in_flight = [v1, v2, v3]  # every valid bit of the pipeline
+
+        def delayed(sig, name, stages=REQUANT_STAGES):
+            for s_ in range(stages):
+                nxt = Signal.like(sig, name=f"{name}_d{s_}")
+                with m.If(adv):
+                    m.d.sync += nxt.eq(sig)
+                sig = nxt
+                if name.startswith("v"):
+                    in_flight.append(sig)
+            return sig
+
+        # the cell requantiser, then the tanh_c table
+        c8 = requant(m, c3, self.cell_mult, self.cell_shift, 8, en=adv, name="rq_cell")
+        v4, j4, o4 = delayed(v3, "v4"), delayed(j3, "j4"), delayed(o3, "o4")
+        m.d.comb += [clut_r.addr.eq(region_address(cfg, "cell_lut", Cat(c8[:7], ~c8[7]), self.region)),
+                     clut_r.en.eq(adv)]
+        v5, j5, o5 = delayed(v4, "v5", 1), delayed(j4, "j5", 1), delayed(o4, "o5", 1)
+        hq, v6, j6 = Signal(signed(32)), Signal(), Signal(hb + 1)
+        with m.If(adv):
+            m.d.sync += [hq.eq(o5 * clut_r.data), v6.eq(v5), j6.eq(j5)]
+        in_flight.append(v6)
+        own = requant(m, hq, self.h_mult, self.h_shift, 8, en=adv, name="rq_h")
+        out = requant(m, hq, self.out_mult, self.out_shift, 8, en=adv, name="rq_out")
+        v7, j7 = delayed(v6, "v7"), delayed(j6, "j7")
+        m.d.comb += [self.h.valid.eq(v7), self.h.payload.own.eq(own), self.h.payload.out.eq(out),
+                     self.h.payload.index.eq(j7),
+                     self.busy.eq(Cat(*in_flight).any())]
+        return m

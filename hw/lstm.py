@@ -1,0 +1,172 @@
+"""The LSTM top: the whole doped LSTM stack on chip, token by token (docs/hardware.md, "LSTM").
+
+Around the mat-vec accelerator (``Accelerator`` with its bias stage) sit the cell unit
+(``LSTMCell``), the hidden state of every resident layer (``h_state``), the hand-over buffer
+between layers (``h_next``) and a sequencer. Per token and layer k (resident region k):
+
+  SWITCH  the layer's 16 register words from ``layer_regs`` into the accelerator (the mat-vec
+          word, bits 0-31) and the cell registers (bits 32-63), one a cycle
+  FEED    v = [x; h] into the accelerator: x from the ``tok`` stream (layer 0) or ``h_next``
+          (the layer below's h), then h from ``h_state`` (0 on a sequence's first token)
+  WAIT    the accelerator's 4H pre-activations go through the cell; its H results are written
+          to ``h_state`` and to ``h_next`` or, on the last layer, leave on ``h``
+
+Streams: ``load`` (the accelerator's load words plus SEL_LAYER_REGS, SEL_GATE_LUT and
+SEL_CELL_LUT, from ``hw.loader.lstm_load_words``; taken while no token is in flight), ``tok``
+(int8 embedding elements, I per token; ``first`` on a sequence's first token resets h and c)
+and ``h`` (the last layer's int8 h at its output scale, H per token; logits stay on the host).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from doping.config import LAYER_REG_WORDS, AccelConfig, bits_for
+from doping.hw.cell import CELL_LATENCY, LSTMCell, hidden_bits, region_address
+from doping.hw.loader import CELL_REG_INDEX, SEL_CELL_LUT, SEL_GATE_LUT, SEL_LAYER_REGS, SEL_REG
+from doping.hw.top import Accelerator, LoadWord
+
+#: SWITCH: the layer's register words, one a cycle, behind the register memory's read.
+SWITCH_CYCLES = LAYER_REG_WORDS + 1
+#: Cycles of one LSTM layer beside its gate mat-vec's latency (first x .. last y, the estimator's
+#: ``schedule``): SWITCH, FEED's source stage, the cell's latency after the last o row, and WAIT
+#: seeing the last result.
+LAYER_OVERHEAD_CYCLES = SWITCH_CYCLES + 1 + CELL_LATENCY + 1
+#: Per token: IDLE taking the token's first element.
+TOKEN_OVERHEAD_CYCLES = 1
+
+#: One ``tok`` beat: an int8 input element; ``first`` marks the first token of a sequence (read on
+#: the token's first element).
+TokenBeat = data.StructLayout({"data": signed(8), "first": 1})
+
+
+class LSTMAccelerator(wiring.Component):
+    def __init__(self, cfg: AccelConfig, mutation: str | None = None):
+        if not cfg.lstm_cell:
+            raise ValueError("the LSTM top needs a config with lstm_cell = 1")
+        self.cfg, self.mutation = cfg, mutation
+        super().__init__({
+            "load": In(stream.Signature(LoadWord)),
+            "tok": In(stream.Signature(TokenBeat)),
+            "h": Out(stream.Signature(signed(8))),
+            "status": Out(4),  # SWITCH, FEED, WAIT, cell busy
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, mem = self.cfg, self.cfg.memories
+        hb = hidden_bits(cfg)
+        m.submodules.accel = acc = Accelerator(cfg, self.mutation)
+        m.submodules.cell = cell = LSTMCell(cfg)
+        wiring.connect(m, acc.y, cell.p)
+
+        def new_memory(name, key, shape):
+            mm = memory.Memory(shape=shape, depth=mem[key]["depth"], init=[])
+            m.submodules[name] = mm
+            return mm.write_port(), mm.read_port()
+
+        regs_w, regs_r = new_memory("layer_regs", "layer_regs", unsigned(64))
+        hs_w, hs_r = new_memory("h_state", "h_state", signed(8))
+        hn_w, hn_r = new_memory("h_next", "h_next", signed(8))
+
+        region, fresh = Signal(bits_for(cfg.resident_layers)), Signal()
+        creg = {name: Signal(32, name=f"cell_{name}") for name in CELL_REG_INDEX}
+        m.d.comb += [cell.region.eq(region), cell.fresh.eq(fresh), cell.hidden.eq(creg["hidden"])]
+        for r in ("cell", "h", "out"):
+            m.d.comb += [getattr(cell, f"{r}_mult").eq(creg[f"{r}_mult"]),
+                         getattr(cell, f"{r}_shift").eq(creg[f"{r}_shift"])]
+
+        # ---- host load words: to the layer registers, the tables, or the accelerator ----
+        lw = self.load.payload
+        idle = Signal()
+        own_sel = (lw.sel == SEL_LAYER_REGS) | (lw.sel == SEL_GATE_LUT) | (lw.sel == SEL_CELL_LUT)
+        host_acc = Signal()  # the host drives the accelerator's load stream (else SWITCH does)
+        m.d.comb += [host_acc.eq(idle & ~own_sel),
+                     self.load.ready.eq(idle & (own_sel | acc.load.ready))]
+        host_fire = self.load.valid & self.load.ready
+        m.d.comb += [regs_w.addr.eq(lw.addr), regs_w.data.eq(lw.data),
+                     regs_w.en.eq(host_fire & (lw.sel == SEL_LAYER_REGS)),
+                     cell.table.en.eq(host_fire & ((lw.sel == SEL_GATE_LUT) | (lw.sel == SEL_CELL_LUT))),
+                     cell.table.which.eq(lw.sel == SEL_CELL_LUT), cell.table.addr.eq(lw.addr),
+                     cell.table.data.eq(lw.data[:16])]
+
+        # ---- cell results: h_state always; h_next, or the h stream on the last layer ----
+        last = creg["last"][0]
+        res = cell.h.payload
+        m.d.comb += [self.h.valid.eq(cell.h.valid & last), self.h.payload.eq(res.out),
+                     cell.h.ready.eq(~last | self.h.ready)]
+        res_fire = cell.h.valid & cell.h.ready
+        m.d.comb += [hs_w.addr.eq(region_address(cfg, "h_state", res.index, region)), hs_w.data.eq(res.own),
+                     hs_w.en.eq(res_fire), hn_w.addr.eq(res.index), hn_w.data.eq(res.out),
+                     hn_w.en.eq(res_fire & ~last)]
+        results = Signal(hb + 1)  # results of the running layer
+
+        # ---- FEED's source stage: one element of [x; h] a cycle, from tok, h_next or h_state ----
+        e = Signal(32)  # next element of v to fetch
+        n = creg["inputs"] + creg["hidden"]
+        src_valid, src, tok_data = Signal(), Signal(2), Signal(signed(8))  # src: 0 tok, 1 h_next, 2 h_state, 3 zero
+        feed_adv = Signal()
+        m.d.comb += [feed_adv.eq(~src_valid | acc.x.ready), acc.x.valid.eq(src_valid),
+                     acc.x.payload.eq(Mux(src == 0, tok_data, Mux(src == 1, hn_r.data, Mux(src == 2, hs_r.data, 0)))),
+                     hn_r.addr.eq(e), hn_r.en.eq(feed_adv),
+                     hs_r.addr.eq(region_address(cfg, "h_state", (e - creg["inputs"])[:hb + 1], region)),
+                     hs_r.en.eq(feed_adv)]
+
+        # ---- the sequencer ----
+        word = Signal(range(LAYER_REG_WORDS + 1))  # SWITCH: next layer_regs word to read
+        word_valid, word_idx = Signal(), Signal(range(LAYER_REG_WORDS))
+        m.d.comb += [regs_r.addr.eq(region_address(cfg, "layer_regs", word, region)), regs_r.en.eq(acc.load.ready)]
+        with m.If(host_acc):
+            m.d.comb += [acc.load.valid.eq(self.load.valid), acc.load.payload.eq(self.load.payload)]
+        with m.Else():
+            m.d.comb += [acc.load.valid.eq(word_valid), acc.load.payload.sel.eq(SEL_REG),
+                         acc.load.payload.addr.eq(word_idx), acc.load.payload.data.eq(regs_r.data[:32])]
+
+        with m.FSM(name="sequencer") as fsm:
+            with m.State("IDLE"):
+                m.d.comb += idle.eq(1)
+                with m.If(self.tok.valid & ~self.load.valid):
+                    m.d.sync += [fresh.eq(self.tok.payload.first), region.eq(0), word.eq(0), word_valid.eq(0)]
+                    m.next = "SWITCH"
+            with m.State("SWITCH"):  # one word a cycle (the accelerator is idle: it takes each at once)
+                with m.If(acc.load.ready):
+                    m.d.sync += [word_valid.eq(word < LAYER_REG_WORDS), word_idx.eq(word),
+                                 word.eq(word + (word < LAYER_REG_WORDS))]
+                    with m.If(word_valid):
+                        with m.Switch(word_idx):
+                            for name, i in CELL_REG_INDEX.items():
+                                with m.Case(i):
+                                    m.d.sync += creg[name].eq(regs_r.data[32:])
+                    with m.If(word_valid & (word_idx == LAYER_REG_WORDS - 1)):
+                        m.d.sync += [word_valid.eq(0), e.eq(0), src_valid.eq(0), results.eq(0)]
+                        m.next = "FEED"
+            with m.State("FEED"):
+                with m.If(feed_adv):
+                    with m.If(e < n):
+                        m.d.sync += e.eq(e + 1)
+                        with m.If(e < creg["inputs"]):
+                            with m.If(region == 0):
+                                m.d.comb += self.tok.ready.eq(1)
+                                m.d.sync += [src_valid.eq(self.tok.valid), src.eq(0), tok_data.eq(self.tok.payload.data)]
+                                with m.If(~self.tok.valid):
+                                    m.d.sync += e.eq(e)  # wait for the element
+                            with m.Else():
+                                m.d.sync += [src_valid.eq(1), src.eq(1)]
+                        with m.Else():
+                            m.d.sync += [src_valid.eq(1), src.eq(Mux(fresh, 3, 2))]
+                    with m.Else():
+                        m.d.sync += src_valid.eq(0)
+                        m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(results == creg["hidden"]):
+                    with m.If(last):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [region.eq(region + 1), word.eq(0), word_valid.eq(0)]
+                        m.next = "SWITCH"
+        with m.If(res_fire):
+            m.d.sync += results.eq(results + 1)
+        m.d.comb += self.status.eq(Cat(fsm.ongoing("SWITCH"), fsm.ongoing("FEED"), fsm.ongoing("WAIT"), cell.busy))
+        return m

@@ -1,0 +1,102 @@
+"""cocotb testbench of the generated LSTM top (hw/lstm.py): whole token sequences against the golden
+integer LSTM (``doping.golden.lstm.run_sequence``), state reset between sequences.
+
+The job (pack, tokens, seed, gaps, result file) comes as JSON in the file named by
+``DOPING_SIM_JOB``; results go to its ``out`` file. Sequences have random lengths (1 .. max(2,
+tokens // 3)) and random int8 embedding elements; a monitor takes h with random stalls and notes
+the cycle each token's last element is taken; the scoreboard compares token by token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, SimTimeoutError, with_timeout
+
+from doping.config import AccelConfig
+from doping.golden.lstm import run_sequence
+from doping.hw.loader import lstm_load_words
+from doping.pack import read_pack
+from doping.sim.tb_accel import MAX_EXAMPLES, StreamDriver, load_payloads
+
+
+def sequences(rng, tokens: int, inputs: int) -> list[np.ndarray]:
+    """Random int8 sequences (T_i, inputs) of random lengths summing to ``tokens``."""
+    out, left = [], tokens
+    while left:
+        t = int(min(left, rng.integers(1, max(2, tokens // 3) + 1)))
+        out.append(rng.integers(-128, 128, (t, inputs)).astype(np.int8))
+        left -= t
+    return out
+
+
+class HiddenMonitor:
+    """Sets ``h__ready`` randomly; collects the h elements and the cycle each token's last one is
+    taken."""
+
+    def __init__(self, dut, rng, stall, hidden):
+        self.dut, self.rng, self.stall, self.hidden = dut, rng, stall, hidden
+        self.values, self.token_end = [], []
+
+    async def collect(self, tokens):
+        dut, now = self.dut, 0
+        while len(self.values) < tokens * self.hidden:
+            ready = int(not (self.stall and self.rng.random() < self.stall))
+            dut.h__ready.value = ready
+            valid = int(dut.h__valid.value)
+            payload = dut.h__payload.value.to_signed() if valid else 0
+            await FallingEdge(dut.clk)
+            now += 1
+            if ready and valid:
+                self.values.append(payload)
+                if len(self.values) % self.hidden == 0:
+                    self.token_end.append(now)
+        dut.h__ready.value = 0
+
+
+@cocotb.test()
+async def lstm_sequences(dut):
+    job = json.loads(Path(os.environ["DOPING_SIM_JOB"]).read_text())
+    cfg = AccelConfig(**job["config"])
+    rng = np.random.default_rng(job["seed"])
+    cells = read_pack(job["pack"]).lstm
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    for s in ("load__valid", "tok__valid", "h__ready"):
+        getattr(dut, s).value = 0
+    for _ in range(2):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0
+
+    seqs = sequences(rng, job["tokens"], cells[0].input_size)
+    H = cells[-1].hidden
+    beats = [(int(v) & 0xFF) | (int(t == 0) << 8) for s in seqs for t, x in enumerate(s) for v in x]
+    mon = HiddenMonitor(dut, rng, job.get("h_stall", 0.0), H)
+    words = lstm_load_words(cells, cfg)
+    limit = job["watchdog_cycles"]
+
+    async def work():
+        await StreamDriver(dut, "load", rng).send(load_payloads(None, cfg, words))
+        task = cocotb.start_soon(mon.collect(job["tokens"]))
+        await StreamDriver(dut, "tok", rng, job.get("tok_gap", 0.0)).send(beats)
+        await task
+
+    try:
+        await with_timeout(work(), (limit + len(words)) * 10, "ns")
+    except SimTimeoutError:
+        raise AssertionError(f"watchdog: no result after {limit} cycles; {len(mon.values)} of "
+                             f"{job['tokens'] * H} h elements seen") from None
+    got = np.array(mon.values, dtype=np.int64).reshape(job["tokens"], H)
+    want = np.concatenate([run_sequence(cells, s[:, None, :])[0][:, 0, :] for s in seqs]).astype(np.int64)
+    bad = np.flatnonzero(np.any(got != want, axis=1))
+    examples = [{"token": int(i), "element": int(np.flatnonzero(got[i] != want[i])[0]),
+                 "got": got[i].tolist(), "want": want[i].tolist()} for i in bad[:MAX_EXAMPLES]]
+    result = {"tokens": job["tokens"], "sequences": len(seqs), "mismatches": len(bad), "mismatch_examples": examples,
+              "token_intervals": np.diff(mon.token_end).tolist()}
+    Path(job["out"]).write_text(json.dumps(result))
+    assert not len(bad), f"{len(bad)} of {job['tokens']} tokens mismatched: {examples[:1]}"
