@@ -106,7 +106,7 @@ def _golden(cells, seqs):
     return np.concatenate([run_sequence(cells, s[:, None, :])[0][:, 0, :] for s in seqs])
 
 
-@pytest.mark.parametrize("inputs,hidden,layers,seed", [(6, 4, 2, 1), (5, 3, 1, 2), (3, 6, 2, 3)])
+@pytest.mark.parametrize("inputs,hidden,layers,seed", [(6, 4, 2, 1), (5, 3, 1, 2)])
 def test_lstm_top_sequences_bit_exact_and_cycles_equal_model(inputs, hidden, layers, seed):
     """Sequences of random lengths (state reset between them) through a random doped LSTM: the
     last layer's h equals the golden LSTM's, and in a clean run every token after the first takes
