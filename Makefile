@@ -12,7 +12,7 @@ export AMARANTH_USE_YOSYS := builtin
 .PHONY: help setup system-deps test test-slow demo bench clean verilog synth sim sim-full docs report-check
 
 help:
-	@echo "make demo       the main job on embedded defaults: doping flow -o build/demo"
+	@echo "make demo       the main job on embedded defaults: doping demo -o build/demo --ratio RATIO (default 4)"
 	@echo "make test       create the venv, install everything, run the whole fast suite"
 	@echo "make test-slow  the long regressions (pytest -m slow)"
 	@echo "make bench      benchmarks whose results go to docs/results.md"
@@ -51,8 +51,9 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
+RATIO ?= 4
 demo: setup
-	$(DOPING) flow -o build/demo
+	$(DOPING) demo -o build/demo --ratio $(RATIO)
 
 bench: setup
 	$(PY) bench/golden_bench.py

@@ -16,7 +16,14 @@ from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.hw import source_digest
 
-BUILD_ROOT = Path(os.environ.get("DOPING_BUILD", "build")) / "sim"
+def cache_root() -> Path:
+    """Where simulator builds are cached: ``$DOPING_CACHE``, else the per-user cache folder
+    (``$XDG_CACHE_HOME/doping/sim``, default ``~/.cache/doping/sim``) — one cache whichever
+    folder a command runs in."""
+    if os.environ.get("DOPING_CACHE"):
+        return Path(os.environ["DOPING_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "doping" / "sim"
 SIMULATORS = ("verilator", "icarus")
 
 
@@ -25,7 +32,7 @@ def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None =
     if simulator not in SIMULATORS:
         raise DopingError(f"unknown simulator {simulator!r}; choose {' or '.join(SIMULATORS)}")
     key = hashlib.sha1(f"{cfg.to_json()}|{simulator}|{mutation}|{waves}|{source_digest()[:10]}".encode()).hexdigest()[:12]
-    d = BUILD_ROOT / f"{simulator}-{key}"
+    d = cache_root() / f"{simulator}-{key}"
     done = d / "built.ok"
     if done.is_file():
         return d

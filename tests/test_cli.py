@@ -142,11 +142,24 @@ def test_synth_ratio_beyond_factors(tmp_path):
                               "-o", out), "do not multiply", out)
 
 
-def test_demo_prints_summary(tmp_path):
-    r = run("demo", "-o", tmp_path / "demo", "--shape", "260x130", "--vectors", "8")
-    assert r.returncode == 0, r.stderr
-    assert "within the documented bound" in r.stdout and "25.00x parameters" in r.stdout
-    assert read_pack(tmp_path / "demo" / "layer.dpack").layer().shape == (260, 130)
+def test_demo_is_the_flow(tmp_path, monkeypatch, capsys):
+    """`doping demo` (what `make demo` runs) is the flow on the shipped corpus at --ratio; its exit
+    status is the verification verdict."""
+    import doping.flow
+
+    seen = {}
+
+    def fake_flow(out, **kw):
+        seen.update(out=out, **kw)
+        return {"verification": {"passed": seen["ratio"] == 4.0}}
+
+    monkeypatch.setattr(doping.flow, "flow", fake_flow)
+    monkeypatch.setattr(doping.flow, "summary_lines", lambda r: ["summary line"])
+    assert main(["demo", "-o", str(tmp_path / "d")]) == 0
+    assert seen["out"] == str(tmp_path / "d") and seen["ratio"] == 4.0 and "checkpoint" not in seen
+    assert "doping demo summary" in capsys.readouterr().out
+    assert main(["demo", "-o", str(tmp_path / "d"), "--ratio", "8"]) == 1 and seen["ratio"] == 8.0
+    _assert_clean_failure(run("demo", "--ratio", "0.5"), "compression ratio must be >= 1")
 
 
 def test_cli_reference_is_current():

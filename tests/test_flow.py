@@ -37,6 +37,12 @@ def test_flow_verifies_and_reports(flow_dir):
     assert t["passed"] and t["tokens"] >= 20 and t["cycle_model_matches_rtl"] and t["resident"]
     assert r["config"]["lstm_cell"] == 1 and t["cycles_per_token"] == t["cycles_per_token_model"]
     assert f"LSTM token:   {t['cycles_per_token']} cycles" in html
+    # accuracy beside the hardware numbers, where the outputs are, and progress on the way
+    assert set(r["accuracy"]) == {"test_ppl_float", "test_ppl_golden_int8", "test_ppl_int_lstm"}
+    assert "accuracy:     test perplexity float" in html and f"Verilog {out / 'rtl' / 'doping_accel.v'}" in html
+    logs = flow_dir[2]
+    assert any(l.startswith("[train] epoch 4:") for l in logs) and any(l.startswith("[sim] lstm.l1.gates:") for l in logs)
+    assert any(l.startswith("[sim-lstm] 24 tokens, 0 mismatching") for l in logs)
 
 
 def test_flow_reuses_unchanged_stages(flow_dir):

@@ -7,7 +7,6 @@ import json
 import math
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -130,37 +129,13 @@ def cmd_golden(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from doping import golden
-    from doping.pack import layer_compression, read_pack, write_pack
-    from doping.synth import parse_shape, random_inputs, synth_layer
+    """``doping demo`` = ``make demo``: the whole flow on the shipped corpus (train a small DKP LSTM,
+    export, Verilog, Verilator against golden, estimate, report)."""
+    from doping.flow import flow, summary_lines
 
-    out = Path(args.out)
-    shape = parse_shape(args.shape)
-    layer = synth_layer(shape, args.ratio, seed=args.seed, name="demo")
-    pack_path = write_pack(out / "layer.dpack", [layer], provenance={"method": "dkp", "source": "synthetic",
-                                                                    "seed": args.seed, "target_ratio": args.ratio})
-    layer = read_pack(pack_path).layer()
-    x = random_inputs(layer, args.vectors, seed=args.seed + 1)
-    t1 = time.perf_counter()
-    tr = golden.trace(layer, x)
-    t2 = time.perf_counter()
-    err = np.abs(golden.dequantise_output(layer, tr.y) - golden.float_forward(layer, x))
-    bound = golden.error_bound(layer)
-    _save_npy(out / "x.npy", x)
-    _save_npy(out / "y.npy", tr.y)
-    c = layer_compression(layer)
-    sat = tr.saturations()
-    print("doping demo: synthetic doped layer -> model pack -> golden model")
-    print(f"  layer       {layer.m}x{layer.n} = kron(A {layer.a.shape[0]}x{layer.a.shape[1]}, "
-          f"B {layer.b.shape[0]}x{layer.b.shape[1]}) + S ({layer.nnz} nonzeros), order {layer.order}")
-    print(f"  compression {c.param_ratio:.2f}x parameters, {c.bit_ratio:.2f}x stored bits (indices included)")
-    print(f"  pack        {pack_path} ({pack_path.stat().st_size / 1024:.1f} KiB)")
-    print(f"  golden      {args.vectors} int8 vectors in {1e3 * (t2 - t1):.1f} ms; "
-          f"saturated: {sat['t']} intermediate, {sat['y']} output values")
-    verdict = "within" if bool(np.all(err <= bound[None, :] + 1e-12)) else "OUTSIDE"
-    print(f"  vs float    max |error| {err.max():.4g} (max bound {bound.max():.4g}): {verdict} the documented bound")
-    print(f"  outputs     {out / 'y.npy'}")
-    return 0 if verdict == "within" or sat["t"] + sat["y"] else 1
+    r = flow(args.output, ratio=args.ratio, log=lambda s: print(s, flush=True))
+    print("\n".join(["", "doping demo summary", *summary_lines(r)]))
+    return 0 if r["verification"]["passed"] else 1
 
 
 def cmd_data_download(args) -> int:
@@ -630,13 +605,13 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("-o", "--output", default="build/flow", help="output folder (default build/flow)")
     fl.set_defaults(func=cmd_flow)
 
-    d = sub.add_parser("demo", help="the main job on embedded defaults",
-                       description="Synthesise a doped layer, write its pack, run the golden model, print a summary.")
-    d.add_argument("-o", "--out", default="build/demo", help="output folder (default build/demo)")
-    d.add_argument("--shape", default="2600x1300", help="layer shape (default 2600x1300, the PTB-medium gate matrix)")
-    d.add_argument("--ratio", type=ratio_float, default=25.0, help="compression ratio (default 25)")
-    d.add_argument("--vectors", type=positive_int, default=20, help="batch of input vectors (default 20)")
-    d.add_argument("--seed", type=seed_int, default=0)
+    d = sub.add_parser("demo", help="the main job on embedded defaults (what `make demo` runs)",
+                       description="The whole flow on the shipped corpus: train a small DKP LSTM at RATIO, export its "
+                                   "pack with the integer LSTM, generate and lint the Verilog, check it under Verilator "
+                                   "against the golden model (gate mat-vecs and the LSTM token by token), estimate, and "
+                                   "write report.{md,html,json}. Same as `doping flow -o OUT --ratio RATIO`.")
+    d.add_argument("-o", "--output", default="build/demo", help="output folder (default build/demo)")
+    d.add_argument("--ratio", type=ratio_float, default=4.0, help="compression ratio (default 4)")
     d.set_defaults(func=cmd_demo)
     return p
 
@@ -730,7 +705,7 @@ def _one_line(text: str) -> str:
 #: commands whose -o/--output/--out is a folder (the others write one file)
 OUTPUT_FOLDERS = {"rtl": ("output",), "synth": ("output",), "sweep": ("output",), "dse": ("output",),
                   "compare": ("output", "packs"),
-                  "flow": ("output",), "demo": ("out",), "train": ("out",)}
+                  "flow": ("output",), "demo": ("output",), "train": ("out",)}
 
 
 def positive_int(text: str) -> int:

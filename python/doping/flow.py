@@ -106,7 +106,7 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
             def do_train():
                 from doping.train import TrainConfig, train
 
-                return train(TrainConfig(**cfg_train), run_dir, progress=False, log=lambda *_: None)
+                return train(TrainConfig(**cfg_train), run_dir, progress=False, log=lambda m: log(f"[train] {m}"))
 
             train_info = st.run("train", _digest(cfg_train), [run_dir / "best.pt"], do_train)
         elif not (run_dir / "config.json").is_file():
@@ -116,7 +116,7 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
         def do_export():
             from doping.export import export_run
 
-            return export_run(run_dir, pack_path, log=lambda *_: None)
+            return export_run(run_dir, pack_path, log=lambda m: log(f"[export] {m}"))
 
         st.run("export", _digest(run_dir / "best.pt", run_dir / "config.json"), [pack_path], do_export)
     pk = read_pack(pack_path)
@@ -170,6 +170,9 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
                         "cycles_measured": clean["cycles_per_vector"][0],
                         "cycles_model": schedule(layer, matvec_cfg).cycles, "busy_cycles": clean["busy_cycles"][0],
                         "wall_seconds": stress["wall_seconds"] + clean["wall_seconds"]})
+            r = res[-1]
+            log(f"[sim] {layer.name}: {r['vectors']} vectors, {r['mismatches']} mismatching, {r['cycles_measured']} "
+                f"cycles (model {r['cycles_model']}), {r['wall_seconds']:.0f} s")
         return res
 
     sim = st.run("sim", _digest(pack_path, cfg.as_dict(), vectors, source_digest()), [rtl_dir / "doping_accel.v"], do_sim)
@@ -180,6 +183,8 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
 
         stress = run_lstm(pack_path, cfg, tokens=tokens, seed=1, tok_gap=0.1, h_stall=0.1)
         clean = run_lstm(pack_path, cfg, tokens=4, seed=2)
+        log(f"[sim-lstm] {stress['tokens'] + clean['tokens']} tokens, {stress['mismatches'] + clean['mismatches']} "
+            f"mismatching, {clean['cycles_per_token']} cycles per token (model {clean['model_cycles_per_token']})")
         return {"tokens": stress["tokens"] + clean["tokens"], "sequences": stress["sequences"] + clean["sequences"],
                 "mismatches": stress["mismatches"] + clean["mismatches"],
                 "cycles_per_token_measured": sorted(set(clean["token_intervals"])),
@@ -209,6 +214,8 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
     from doping.pack import summary
 
     report = build_report(summary(pk), cfg, rtl, sim, est, train_info, str(pack_path), sim_lstm)
+    report["outputs"] = {"verilog": str(rtl_dir / "doping_accel.v"), "report": str(out / "report.html"),
+                         "pack": str(pack_path)}
     write_report(out, report)
     log(f"[report] {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'}")
     return report
@@ -229,6 +236,9 @@ def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path, sim_ls
                          "mismatches": sum(s["mismatches"] for s in sim), "cycle_model_matches_rtl": cycles_proven,
                          "simulator": "verilator", "per_layer": sim},
         "compression": pack_summary["totals"],
+        # test perplexity the export measured (a pack from elsewhere may not say)
+        "accuracy": {k: pack_summary["provenance"][k] for k in ("test_ppl_float", "test_ppl_golden_int8",
+                                                               "test_ppl_int_lstm") if k in pack_summary["provenance"]},
         "per_vector": {"cycles": cycles, "clock_mhz": layers[0]["clock_mhz"], "latency_us": seconds * 1e6,
                        "energy_nj": energy / 1e3,
                        "interval_cycles": sum(l["interval_cycles"] for l in layers),
@@ -255,6 +265,10 @@ def summary_lines(r: dict) -> list[str]:
         f"verification: {'PASSED' if v['passed'] else 'FAILED'} ({v['vectors']} vectors on {v['simulator']}, "
         f"{v['mismatches']} mismatches; cycle model {'equals' if v['cycle_model_matches_rtl'] else 'DIFFERS from'} the RTL)",
         f"compression:  {c['param_ratio']:.2f}x parameters, {c['bit_ratio']:.2f}x stored bits",
+    ] + (["accuracy:     test perplexity " + ", ".join(
+        f"{name} {a[k]:.2f}" for k, name in (("test_ppl_float", "float"), ("test_ppl_golden_int8", "int8 gate mat-vecs"),
+                                             ("test_ppl_int_lstm", "integer LSTM")) if k in a)]
+         if (a := r.get("accuracy")) else []) + [
         f"cycles:       {p['cycles']} per vector (all layers, weights resident), {p['latency_us']:.2f} us at "
         f"{p['clock_mhz']:g} MHz",
         f"SRAM:         {r['sram_kib']:.1f} KiB",
@@ -269,7 +283,8 @@ def summary_lines(r: dict) -> list[str]:
         f"{'equals' if t['cycle_model_matches_rtl'] else 'DIFFERS from'} the RTL)",
         f"LSTM token:   {t['cycles_per_token']} cycles, {t['energy_per_token_pj'] / 1e3:.1f} nJ, "
         f"{t['latency_per_token_us']:.2f} us, {t['tokens_per_s']:.0f} tokens/s, {t['power_mw']:.1f} mW (cell, state "
-        f"and recurrence on chip)"] if (t := r.get("lstm")) else [])
+        f"and recurrence on chip)"] if (t := r.get("lstm")) else []) + ([
+        f"outputs:      Verilog {o['verilog']}, report {o['report']}"] if (o := r.get("outputs")) else [])
 
 
 def _plots(r: dict) -> dict[str, bytes]:

@@ -43,6 +43,11 @@ def float_statistics(model, data: torch.Tensor, bptt: int) -> list[dict]:
     return stats
 
 
+def quantise_bias(bias: np.ndarray, acc_scale: float) -> np.ndarray:
+    """The gate bias in accumulator units: round half up, saturated to int32 (numerics.md §9)."""
+    return np.clip(np.floor(np.asarray(bias, np.float64) / acc_scale + 0.5), -(1 << 31), (1 << 31) - 1).astype(np.int32)
+
+
 def calibrate(model, per_gate: list[list[QuantLayer]], data: torch.Tensor, bptt: int) -> list[LSTMLayerQuant]:
     """The integer LSTM of ``model`` with its gate layers ``per_gate`` (from export), its ranges
     measured on ``data`` (validation)."""
@@ -58,7 +63,7 @@ def calibrate(model, per_gate: list[list[QuantLayer]], data: torch.Tensor, bptt:
         s_next = per_gate[l + 1][0].x_scale if l + 1 < len(per_gate) else s_self
         layers.append(LSTMLayerQuant(
             gates=gates, hidden=model.lstm.hidden_size,
-            bias=np.clip(np.floor(bias / acc_scale + 0.5), -(1 << 31), (1 << 31) - 1).astype(np.int32),
+            bias=quantise_bias(bias, acc_scale),
             pre_rq=Requant.from_real(acc_scale / s_p), cell_rq=Requant.from_real(2.0 ** -15 / s_c),
             h_rq=Requant.from_real(2.0 ** -30 / s_self), out_rq=Requant.from_real(2.0 ** -30 / s_next),
             sigmoid=sigmoid_lut(s_p), tanh=tanh_lut(s_p), tanh_c=tanh_lut(s_c)))

@@ -145,7 +145,7 @@ def synth_lstm(input_size: int, hidden: int, layers: int, ratio: float, seed: in
     scale at CELL_CLIP; bias ~ N(0, 1). Returns (gate layers, LSTM layers)."""
     from doping.golden.lstm import LSTMLayerQuant, gate_accumulator, sigmoid_lut, tanh_lut
     from doping.golden import Requant
-    from doping.int_lstm import CELL_CLIP, PRE_CLIP
+    from doping.int_lstm import CELL_CLIP, PRE_CLIP, quantise_bias
 
     for what, v, hi in (("input size", input_size, MAX_DIM), ("hidden size", hidden, MAX_DIM // 4),
                         ("layers", layers, 16)):
@@ -168,7 +168,7 @@ def synth_lstm(input_size: int, hidden: int, layers: int, ratio: float, seed: in
         s_p, s_c = min(float(np.abs(pre).max()), PRE_CLIP) / 127, CELL_CLIP / 127
         s_next = gates[k + 1].x_scale if k + 1 < layers else g.x_scale
         cells.append(LSTMLayerQuant(
-            gates=[g], hidden=hidden, bias=np.round(bias / acc_scale).astype(np.int32),
+            gates=[g], hidden=hidden, bias=quantise_bias(bias, acc_scale),
             pre_rq=Requant.from_real(acc_scale / s_p), cell_rq=Requant.from_real(2.0 ** -15 / s_c),
             h_rq=Requant.from_real(2.0 ** -30 / g.x_scale), out_rq=Requant.from_real(2.0 ** -30 / s_next),
             sigmoid=sigmoid_lut(s_p), tanh=tanh_lut(s_p), tanh_c=tanh_lut(s_c)).validate())
