@@ -15,6 +15,7 @@ from pathlib import Path
 from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.hw import source_digest
+from doping.hw.verilog import TOP
 
 def cache_root() -> Path:
     """Where simulator builds are cached: ``$DOPING_CACHE``, else the per-user cache folder
@@ -40,7 +41,7 @@ def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None =
 
     man = generate(cfg, d / "rtl", mutation=mutation)
     runner = _runner(simulator)
-    args = dict(sources=[str((d / "rtl" / man["files"][0]).resolve())], hdl_toplevel="doping_accel",
+    args = dict(sources=[str((d / "rtl" / man["files"][0]).resolve())], hdl_toplevel=TOP,
                 build_dir=str((d / "build").resolve()), waves=waves, log_file=str((d / "build.log").resolve()))
     if simulator == "verilator":
         from doping.hw.tools import WAIVERS
@@ -149,7 +150,7 @@ def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None,
         test_dir = d / "run"
         try:
             with tool_env(simulator):
-                runner.test(test_module=module, hdl_toplevel="doping_accel", hdl_toplevel_lang="verilog",
+                runner.test(test_module=module, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
                             build_dir=str((d / "build").resolve()), test_dir=str(test_dir.resolve()),
                             extra_env={"DOPING_SIM_JOB": str(job_file)}, waves=waves,
                             log_file=str((d / "run.log").resolve()),

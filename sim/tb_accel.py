@@ -141,7 +141,7 @@ async def regression(dut):
     job = json.loads(Path(os.environ["DOPING_SIM_JOB"]).read_text())
     cfg = AccelConfig(**job["config"])
     rng = np.random.default_rng(job["seed"])
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    Clock(dut.clk, 10, unit="ns").start()
     await reset(dut)
     result = {"vectors": 0, "mismatches": 0, "cycles_per_vector": [], "busy_cycles": [], "packs": []}
     for k, pack_path in enumerate(job["packs"]):

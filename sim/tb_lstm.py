@@ -65,7 +65,7 @@ async def lstm_sequences(dut):
     cfg = AccelConfig(**job["config"])
     rng = np.random.default_rng(job["seed"])
     cells = read_pack(job["pack"]).lstm
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    Clock(dut.clk, 10, unit="ns").start()
     dut.rst.value = 1
     for s in ("load__valid", "tok__valid", "h__ready"):
         getattr(dut, s).value = 0

@@ -540,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     es = sub.add_parser("estimate", help="cycles, SRAM, energy, area, power of a pack or a (shape, ratio, method)",
                         description="Estimate a pack on the generated accelerator, or a method's synthetic pack of "
                                     "a shape and ratio (dkp, kp, prune, dense, lmf: every method runs on the same "
-                                    "design and 45 nm tables).")
+                                    "design and 45 nm tables). A pack with an LSTM section is priced on the LSTM top "
+                                    "(the config with lstm_cell = 1 and every layer resident).")
     es.add_argument("pack", nargs="?", help="model pack (all its layers, one after another)")
     es.add_argument("--layer", help="layer shape MxN (instead of a pack)")
     es.add_argument("--ratio", type=ratio_float, help="compression ratio (with --layer)")
@@ -550,8 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--json", action="store_true", help="JSON with keys cycles (one vector from idle), "
                                                         "interval_cycles (steady state), latency_cycles, utilisation "
                                                         "(array_kp, lanes, interval), clock_mhz, sram_bits, energy_pj, "
-                                                        "area_mm2, power_mw (streaming), breakdown, latency_us, and "
-                                                        "for multi-layer packs per_token (weights reloaded per layer)")
+                                                        "area_mm2, power_mw (streaming), breakdown, latency_us, "
+                                                        "for multi-layer packs per_token (every layer per token), and "
+                                                        "for an LSTM pack cycles_per_token and lstm (the whole LSTM "
+                                                        "on the LSTM top, per token)")
     es.set_defaults(func=cmd_estimate)
     sw = sub.add_parser("sweep", help="estimate across compression ratios and methods (CSV, markdown, plots)",
                         description="Sweep compression ratios for several methods on one layer shape; every point "

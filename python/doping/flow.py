@@ -65,13 +65,41 @@ class Stages:
 
 def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None, ratio: float | None = None,
          config: str | None = None, vectors: int = 20, tokens: int = 20, log=print) -> dict:
+    """The whole job into folder ``out``, stage by stage (each skipped when its inputs are
+    unchanged): the model and its pack, the design, the Verilog, the gate mat-vecs and the LSTM in
+    simulation against golden, the estimate, the report. Returns the report."""
     out = Path(out)
+    _check_inputs(out, checkpoint, pack, ratio, config)
+    st = Stages(out, log)
+    pack_path, train_info = _model_and_pack(st, out, checkpoint, pack, ratio, log)
+    from doping.pack import read_pack, summary
+
+    pk = read_pack(pack_path)
+    cells = _lstm_to_run(pk, log)
+    cfg = _design(pk.layers, cells, config)
+    rtl_dir = out / "rtl"
+    verilog = rtl_dir / "doping_accel.v"
+    rtl = st.run("rtl", _digest(cfg.as_dict(), source_digest()), [verilog], lambda: _rtl(cfg, rtl_dir))
+    sim = st.run("sim", _digest(pack_path, cfg.as_dict(), vectors, source_digest()), [verilog],
+                 lambda: _simulate_layers(pack_path, pk.layers, replace(cfg, lstm_cell=0), vectors, log))
+    sim_lstm = None if cells is None else st.run(
+        "sim-lstm", _digest(pack_path, cfg.as_dict(), tokens, source_digest()), [verilog],
+        lambda: _simulate_lstm(pack_path, cfg, tokens, log))
+    est = st.run("estimate", _digest(pack_path, cfg.as_dict()), [], lambda: _estimate(pk.layers, cells, cfg))
+    report = build_report(summary(pk), cfg, rtl, sim, est, train_info, str(pack_path), sim_lstm)
+    report["outputs"] = {"verilog": str(verilog), "report": str(out / "report.html"), "pack": str(pack_path)}
+    write_report(out, report)
+    log(f"[report] {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'}")
+    return report
+
+
+def _check_inputs(out: Path, checkpoint, pack, ratio, config) -> None:
+    """Every input validated, and OUT made writable, before anything is created under it."""
     if checkpoint and pack:
         raise DopingError("give --checkpoint or --pack, not both")
-    from doping.pack import read_pack
-
-    # inputs are validated before anything is created under OUT
     if pack:
+        from doping.pack import read_pack
+
         read_pack(pack)
         if ratio is not None:
             raise DopingError("--ratio applies when the flow trains or exports a model, not to a given --pack")
@@ -92,49 +120,56 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
             with contextlib.suppress(OSError):
                 out.rmdir()
         raise DopingError(f"output folder {out} is not writable ({e.strerror}); pick another with -o") from None
-    st = Stages(out, log)
 
-    # 1-2. model and pack
-    train_info = None
+
+def _model_and_pack(st: Stages, out: Path, checkpoint, pack, ratio, log) -> tuple[Path, dict | None]:
+    """Stages 1-2: the given pack; or the run (given, or a small one trained on the shipped corpus)
+    exported to ``out/model.dpack``. Returns (pack path, training result or None)."""
     if pack:
-        pack_path = Path(pack)
-    else:
-        run_dir = Path(checkpoint) if checkpoint else out / "run"
-        if not checkpoint:
-            cfg_train = dict(TINY_TRAINING, ratio=ratio or 4.0)
+        return Path(pack), None
+    train_info = None
+    run_dir = Path(checkpoint) if checkpoint else out / "run"
+    if not checkpoint:
+        cfg_train = dict(TINY_TRAINING, ratio=ratio or 4.0)
 
-            def do_train():
-                from doping.train import TrainConfig, train
+        def do_train():
+            from doping.train import TrainConfig, train
 
-                return train(TrainConfig(**cfg_train), run_dir, progress=False, log=lambda m: log(f"[train] {m}"))
+            return train(TrainConfig(**cfg_train), run_dir, progress=False, log=lambda m: log(f"[train] {m}"))
 
-            train_info = st.run("train", _digest(cfg_train), [run_dir / "best.pt"], do_train)
-        elif not (run_dir / "config.json").is_file():
-            raise DopingError(f"--checkpoint {run_dir} is not a training run folder (no config.json)")
-        pack_path = out / "model.dpack"
+        train_info = st.run("train", _digest(cfg_train), [run_dir / "best.pt"], do_train)
+    elif not (run_dir / "config.json").is_file():
+        raise DopingError(f"--checkpoint {run_dir} is not a training run folder (no config.json)")
+    pack_path = out / "model.dpack"
 
-        def do_export():
-            from doping.export import export_run
+    def do_export():
+        from doping.export import export_run
 
-            return export_run(run_dir, pack_path, log=lambda m: log(f"[export] {m}"))
+        return export_run(run_dir, pack_path, log=lambda m: log(f"[export] {m}"))
 
-        st.run("export", _digest(run_dir / "best.pt", run_dir / "config.json"), [pack_path], do_export)
-    pk = read_pack(pack_path)
-    layers = pk.layers
-    # the whole LSTM on the LSTM top when the pack has one it can run (one gate layer per LSTM layer)
-    cells = pk.lstm if pk.lstm is not None and all(len(c.gates) == 1 for c in pk.lstm) else None
-    if pk.lstm is not None and cells is None:
+    st.run("export", _digest(run_dir / "best.pt", run_dir / "config.json"), [pack_path], do_export)
+    return pack_path, train_info
+
+
+def _lstm_to_run(pk, log):
+    """The pack's LSTM when the LSTM top can run it (one gate layer per LSTM layer), else None."""
+    if pk.lstm is not None and any(len(c.gates) != 1 for c in pk.lstm):
         log("[flow] the pack's LSTM has chained gate layers, which the LSTM top does not run: verifying the gate "
             "mat-vecs only")
+        return None
+    return pk.lstm
 
-    # 3. RTL
+
+def _design(layers, cells, config) -> AccelConfig:
+    """The given config, or one sized to the pack with every layer resident (a token switches layers
+    by registers alone); for an LSTM, the LSTM top at the design point with the least cycles per
+    token x area."""
     from doping.config import MAX_RESIDENT_LAYERS
     from doping.estimate.baselines import fit_layers
 
-    # sized to the pack, with every layer resident (a token switches layers by registers alone)
     cfg = load_config(config) if config else fit_layers(
         replace(FLOW_BASE, resident_layers=min(len(layers), MAX_RESIDENT_LAYERS)), layers)
-    if cells is not None:  # the LSTM top: the design point chosen for cycles per token x area
+    if cells is not None:
         from doping.estimate.lstm import lstm_config, lstm_design
 
         cfg = lstm_config(cfg, len(cells)) if config else lstm_design(FLOW_BASE, cells)[0]
@@ -143,82 +178,69 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
             cfg.check(layer)
         except DopingError as e:
             raise DopingError(f"{e}. Pick a larger --config, or leave --config out to size the buffers to the pack")
-    matvec_cfg = replace(cfg, lstm_cell=0)  # the gate mat-vecs are also checked alone, on the plain top
-    rtl_dir = out / "rtl"
+    return cfg
 
-    def do_rtl():
-        from doping.hw.tools import lint
-        from doping.hw.verilog import generate
 
-        man = generate(cfg, rtl_dir)
-        lint(rtl_dir / man["files"][0])
-        return {"sram_bits_total": man["sram_bits_total"], "lint": "clean"}
+def _rtl(cfg: AccelConfig, rtl_dir: Path) -> dict:
+    """Stage 3: the Verilog, linted."""
+    from doping.hw.tools import lint
+    from doping.hw.verilog import generate
 
-    rtl = st.run("rtl", _digest(cfg.as_dict(), source_digest()), [rtl_dir / "doping_accel.v"], do_rtl)
+    man = generate(cfg, rtl_dir)
+    lint(rtl_dir / man["files"][0])
+    return {"sram_bits_total": man["sram_bits_total"], "lint": "clean"}
 
-    # 4. simulation against golden, and the cycle model against the simulation
-    def do_sim():
-        from doping.estimate import schedule
-        from doping.sim.runner import run
 
-        res = []
-        for layer in layers:
-            stress = run([pack_path], matvec_cfg, vectors=vectors, seed=1, x_gap=0.1, y_stall=0.1, layer=layer.name)
-            clean = run([pack_path], matvec_cfg, vectors=2, seed=2, layer=layer.name)
-            res.append({"layer": layer.name, "vectors": stress["vectors"] + clean["vectors"],
-                        "mismatches": stress["mismatches"] + clean["mismatches"],
-                        "cycles_measured": clean["cycles_per_vector"][0],
-                        "cycles_model": schedule(layer, matvec_cfg).cycles, "busy_cycles": clean["busy_cycles"][0],
-                        "wall_seconds": stress["wall_seconds"] + clean["wall_seconds"]})
-            r = res[-1]
-            log(f"[sim] {layer.name}: {r['vectors']} vectors, {r['mismatches']} mismatching, {r['cycles_measured']} "
-                f"cycles (model {r['cycles_model']}), {r['wall_seconds']:.0f} s")
-        return res
+def _simulate_layers(pack_path: Path, layers, cfg: AccelConfig, vectors: int, log) -> list[dict]:
+    """Stage 4: every layer alone on the mat-vec top (``cfg`` without the cell unit) under
+    Verilator: ``vectors`` with gaps and stalls, then 2 clean ones whose cycles must equal the
+    model's."""
+    from doping.estimate import schedule
+    from doping.sim.runner import run
 
-    sim = st.run("sim", _digest(pack_path, cfg.as_dict(), vectors, source_digest()), [rtl_dir / "doping_accel.v"], do_sim)
+    res = []
+    for layer in layers:
+        stress = run([pack_path], cfg, vectors=vectors, seed=1, x_gap=0.1, y_stall=0.1, layer=layer.name)
+        clean = run([pack_path], cfg, vectors=2, seed=2, layer=layer.name)
+        r = {"layer": layer.name, "vectors": stress["vectors"] + clean["vectors"],
+             "mismatches": stress["mismatches"] + clean["mismatches"],
+             "cycles_measured": clean["cycles_per_vector"][0], "cycles_model": schedule(layer, cfg).cycles,
+             "busy_cycles": clean["busy_cycles"][0], "wall_seconds": stress["wall_seconds"] + clean["wall_seconds"]}
+        res.append(r)
+        log(f"[sim] {layer.name}: {r['vectors']} vectors, {r['mismatches']} mismatching, {r['cycles_measured']} "
+            f"cycles (model {r['cycles_model']}), {r['wall_seconds']:.0f} s")
+    return res
 
-    # 4b. the whole LSTM, token by token, against the golden integer LSTM
-    def do_sim_lstm():
-        from doping.sim.runner import run_lstm
 
-        stress = run_lstm(pack_path, cfg, tokens=tokens, seed=1, tok_gap=0.1, h_stall=0.1)
-        clean = run_lstm(pack_path, cfg, tokens=4, seed=2)
-        log(f"[sim-lstm] {stress['tokens'] + clean['tokens']} tokens, {stress['mismatches'] + clean['mismatches']} "
-            f"mismatching, {clean['cycles_per_token']} cycles per token (model {clean['model_cycles_per_token']})")
-        return {"tokens": stress["tokens"] + clean["tokens"], "sequences": stress["sequences"] + clean["sequences"],
-                "mismatches": stress["mismatches"] + clean["mismatches"],
-                "cycles_per_token_measured": sorted(set(clean["token_intervals"])),
-                "cycles_per_token_model": clean["model_cycles_per_token"],
-                "wall_seconds": stress["wall_seconds"] + clean["wall_seconds"]}
+def _simulate_lstm(pack_path: Path, cfg: AccelConfig, tokens: int, log) -> dict:
+    """Stage 4b: the whole LSTM token by token on the LSTM top against the golden integer LSTM:
+    ``tokens`` with gaps and stalls, then 4 clean ones whose cycles must equal the model's."""
+    from doping.sim.runner import run_lstm
 
-    sim_lstm = st.run("sim-lstm", _digest(pack_path, cfg.as_dict(), tokens, source_digest()),
-                      [rtl_dir / "doping_accel.v"], do_sim_lstm) if cells is not None else None
+    stress = run_lstm(pack_path, cfg, tokens=tokens, seed=1, tok_gap=0.1, h_stall=0.1)
+    clean = run_lstm(pack_path, cfg, tokens=4, seed=2)
+    log(f"[sim-lstm] {stress['tokens'] + clean['tokens']} tokens, {stress['mismatches'] + clean['mismatches']} "
+        f"mismatching, {clean['cycles_per_token']} cycles per token (model {clean['model_cycles_per_token']})")
+    return {"tokens": stress["tokens"] + clean["tokens"], "sequences": stress["sequences"] + clean["sequences"],
+            "mismatches": stress["mismatches"] + clean["mismatches"],
+            "cycles_per_token_measured": sorted(set(clean["token_intervals"])),
+            "cycles_per_token_model": clean["model_cycles_per_token"],
+            "wall_seconds": stress["wall_seconds"] + clean["wall_seconds"]}
 
-    # 5. estimate, against the dense counterpart on the same tables
-    def do_estimate():
-        from doping.estimate.baselines import price
-        from doping.estimate.model import estimate, per_token
 
-        per = [estimate(l, cfg) for l in layers]
-        dense = [price(l.m, l.n, 1.0, "dense", cfg) for l in layers]
-        out = {"layers": per, "dense": dense, "per_token": per_token(layers, cfg, per) if len(layers) > 1 else None}
-        if cells is not None:
-            from doping.estimate.lstm import lstm_per_token
+def _estimate(layers, cells, cfg: AccelConfig) -> dict:
+    """Stage 5: every layer, its dense counterpart on the same tables, per token, the LSTM."""
+    from doping.estimate.baselines import price
+    from doping.estimate.model import estimate, per_token
 
-            out["lstm"] = lstm_per_token(cells, cfg)
-        return out
+    per = [estimate(l, cfg) for l in layers]
+    dense = [price(l.m, l.n, 1.0, "dense", cfg) for l in layers]
+    out = {"layers": per, "dense": dense, "per_token": per_token(layers, cfg, per) if len(layers) > 1 else None}
+    if cells is not None:
+        from doping.estimate.lstm import lstm_per_token
 
-    est = st.run("estimate", _digest(pack_path, cfg.as_dict()), [], do_estimate)
-
-    # 6. report
-    from doping.pack import summary
-
-    report = build_report(summary(pk), cfg, rtl, sim, est, train_info, str(pack_path), sim_lstm)
-    report["outputs"] = {"verilog": str(rtl_dir / "doping_accel.v"), "report": str(out / "report.html"),
-                         "pack": str(pack_path)}
-    write_report(out, report)
-    log(f"[report] {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'}")
-    return report
+        out["lstm"] = lstm_per_token(cells, cfg)
+    return out
 
 
 def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path, sim_lstm=None) -> dict:

@@ -71,3 +71,19 @@ def test_lstm_full_regression(tmp_path):
     for k, pack in enumerate(random_lstm_packs(tmp_path, 12, seed=77)):
         r = run_lstm(pack, LSTM_CFG, tokens=200, seed=k, tok_gap=0.2, h_stall=0.3)
         assert r["mismatches"] == 0, r["mismatch_examples"]
+
+
+@pytest.mark.slow
+def test_ptb_lstm_pack_on_its_design():
+    """make sim-full: the exported 2x200 PTB model's whole LSTM (packs/ptb-h200-dkp-lstm25.dpack)
+    on its design point, 60 tokens under stalls, then clean: cycles per token equal the model."""
+    from pathlib import Path
+
+    from doping.config import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    pack, cfg = root / "packs" / "ptb-h200-dkp-lstm25.dpack", load_config(str(root / "configs" / "ptb-h200-lstm.toml"))
+    r = run_lstm(pack, cfg, tokens=60, seed=5, tok_gap=0.1, h_stall=0.2)
+    assert r["mismatches"] == 0, r["mismatch_examples"]
+    clean = run_lstm(pack, cfg, tokens=8, seed=6)
+    assert clean["mismatches"] == 0 and set(clean["token_intervals"]) == {clean["model_cycles_per_token"]} == {3693}
