@@ -24,7 +24,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from doping.config import LAYER_REG_WORDS, AccelConfig, bits_for
-from doping.hw.cell import CELL_LATENCY, LSTMCell, hidden_bits, region_address
+from doping.hw.cell import CELL_LATENCY, LSTMCell, hidden_bits, region_address, state_offset
 from doping.hw.loader import CELL_REG_INDEX, SEL_CELL_LUT, SEL_GATE_LUT, SEL_LAYER_REGS, SEL_REG
 from doping.hw.top import Accelerator, LoadWord
 
@@ -71,7 +71,8 @@ class LSTMAccelerator(wiring.Component):
         hs_w, hs_r = new_memory("h_state", "h_state", signed(8))
         hn_w, hn_r = new_memory("h_next", "h_next", signed(8))
 
-        region, fresh = Signal(bits_for(cfg.resident_layers)), Signal()
+        B = cfg.lstm_batch
+        region, fresh = Signal(bits_for(cfg.resident_layers)), Signal(B)  # fresh: bit b, sequence b restarts
         creg = {name: Signal(32, name=f"cell_{name}") for name in CELL_REG_INDEX}
         m.d.comb += [cell.region.eq(region), cell.fresh.eq(fresh), cell.hidden.eq(creg["hidden"])]
         for r in ("cell", "h", "out"):
@@ -98,20 +99,23 @@ class LSTMAccelerator(wiring.Component):
         m.d.comb += [self.h.valid.eq(cell.h.valid & last), self.h.payload.eq(res.out),
                      cell.h.ready.eq(~last | self.h.ready)]
         res_fire = cell.h.valid & cell.h.ready
-        m.d.comb += [hs_w.addr.eq(region_address(cfg, "h_state", res.index, region)), hs_w.data.eq(res.own),
-                     hs_w.en.eq(res_fire), hn_w.addr.eq(res.index), hn_w.data.eq(res.out),
+        m.d.comb += [hs_w.addr.eq(region_address(cfg, "h_state", state_offset(cfg, res.index, res.seq), region)),
+                     hs_w.data.eq(res.own), hs_w.en.eq(res_fire),
+                     hn_w.addr.eq(state_offset(cfg, res.index, res.seq)), hn_w.data.eq(res.out),
                      hn_w.en.eq(res_fire & ~last)]
-        results = Signal(hb + 1)  # results of the running layer
+        results = Signal(hb + 1 + bits_for(B))  # results of the running layer (B x H)
 
-        # ---- FEED's source stage: one element of [x; h] a cycle, from tok, h_next or h_state ----
-        e = Signal(32)  # next element of v to fetch
+        # ---- FEED's source stage: one element of [x; h] a cycle, from tok, h_next or h_state; the
+        # vectors of the B sequences back to back ----
+        e = Signal(32)  # next element of sequence seq's v to fetch
+        seq = Signal(range(B + 1))  # B: every vector fetched
         n = creg["inputs"] + creg["hidden"]
         src_valid, src, tok_data = Signal(), Signal(2), Signal(signed(8))  # src: 0 tok, 1 h_next, 2 h_state, 3 zero
         feed_adv = Signal()
         m.d.comb += [feed_adv.eq(~src_valid | acc.x.ready), acc.x.valid.eq(src_valid),
                      acc.x.payload.eq(Mux(src == 0, tok_data, Mux(src == 1, hn_r.data, Mux(src == 2, hs_r.data, 0)))),
-                     hn_r.addr.eq(e), hn_r.en.eq(feed_adv),
-                     hs_r.addr.eq(region_address(cfg, "h_state", (e - creg["inputs"])[:hb + 1], region)),
+                     hn_r.addr.eq(state_offset(cfg, e, seq)), hn_r.en.eq(feed_adv),
+                     hs_r.addr.eq(region_address(cfg, "h_state", state_offset(cfg, e - creg["inputs"], seq), region)),
                      hs_r.en.eq(feed_adv)]
 
         # ---- the sequencer ----
@@ -128,7 +132,7 @@ class LSTMAccelerator(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += idle.eq(1)
                 with m.If(self.tok.valid & ~self.load.valid):
-                    m.d.sync += [fresh.eq(self.tok.payload.first), region.eq(0), word.eq(0), word_valid.eq(0)]
+                    m.d.sync += [region.eq(0), word.eq(0), word_valid.eq(0)]
                     m.next = "SWITCH"
             with m.State("SWITCH"):  # one word a cycle (the accelerator is idle: it takes each at once)
                 with m.If(acc.load.ready):
@@ -140,27 +144,32 @@ class LSTMAccelerator(wiring.Component):
                                 with m.Case(i):
                                     m.d.sync += creg[name].eq(regs_r.data[32:])
                     with m.If(word_valid & (word_idx == LAYER_REG_WORDS - 1)):
-                        m.d.sync += [word_valid.eq(0), e.eq(0), src_valid.eq(0), results.eq(0)]
+                        m.d.sync += [word_valid.eq(0), e.eq(0), seq.eq(0), src_valid.eq(0), results.eq(0)]
                         m.next = "FEED"
             with m.State("FEED"):
                 with m.If(feed_adv):
-                    with m.If(e < n):
-                        m.d.sync += e.eq(e + 1)
+                    with m.If(seq < B):
+                        with m.If(e == n - 1):  # the next element starts the next sequence's vector
+                            m.d.sync += [e.eq(0), seq.eq(seq + 1)]
+                        with m.Else():
+                            m.d.sync += e.eq(e + 1)
                         with m.If(e < creg["inputs"]):
                             with m.If(region == 0):
                                 m.d.comb += self.tok.ready.eq(1)
                                 m.d.sync += [src_valid.eq(self.tok.valid), src.eq(0), tok_data.eq(self.tok.payload.data)]
                                 with m.If(~self.tok.valid):
-                                    m.d.sync += e.eq(e)  # wait for the element
+                                    m.d.sync += [e.eq(e), seq.eq(seq)]  # wait for the element
+                                with m.Elif(e == 0):  # a token's first element says whether its sequence restarts
+                                    m.d.sync += fresh.bit_select(seq, 1).eq(self.tok.payload.first)
                             with m.Else():
                                 m.d.sync += [src_valid.eq(1), src.eq(1)]
                         with m.Else():
-                            m.d.sync += [src_valid.eq(1), src.eq(Mux(fresh, 3, 2))]
+                            m.d.sync += [src_valid.eq(1), src.eq(Mux(fresh.bit_select(seq, 1), 3, 2))]
                     with m.Else():
                         m.d.sync += src_valid.eq(0)
                         m.next = "WAIT"
             with m.State("WAIT"):
-                with m.If(results == creg["hidden"]):
+                with m.If(results == creg["hidden"] * B):
                     with m.If(last):
                         m.next = "IDLE"
                     with m.Else():

@@ -170,13 +170,14 @@ def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None,
 
 def run_lstm(pack: str | Path, cfg: AccelConfig, simulator: str = "verilator", tokens: int = 20, seed: int = 0,
              tok_gap: float = 0.0, h_stall: float = 0.0, waves: bool | None = None) -> dict:
-    """Run ``tokens`` tokens (random sequences, state reset between them) through the LSTM top
-    built for ``cfg`` (which must have the cell unit and hold the pack's LSTM) against the golden
-    LSTM. Returns the tb's result (``mismatches``, ``token_intervals``) plus ``cycles_per_token``
-    (the median interval between tokens' last h; with no gaps or stalls, every interval) and the
-    model's ``model_cycles_per_token``."""
+    """Run at least ``tokens`` tokens through the LSTM top built for ``cfg`` (which must have the
+    cell unit and hold the pack's LSTM) against the golden LSTM: ceil(tokens / B) steps, each one
+    token of every one of the config's B = ``lstm_batch`` lanes, each lane its own random sequences
+    (state reset between them). Returns the tb's result (``tokens``, ``steps``, ``mismatches``,
+    ``step_intervals``) plus ``cycles_per_step`` (the median interval between steps' last h; with no
+    gaps or stalls, every interval), ``cycles_per_token`` (that / B) and the model's
+    ``model_cycles_per_step`` and ``model_cycles_per_token``."""
     from doping.estimate.lstm import lstm_per_token
-    from doping.estimate.cycles import schedule
     from doping.hw.loader import lstm_load_words
     from doping.pack import read_pack
 
@@ -187,18 +188,26 @@ def run_lstm(pack: str | Path, cfg: AccelConfig, simulator: str = "verilator", t
     for what, v in (("tok_gap", tok_gap), ("h_stall", h_stall)):
         if not 0.0 <= v < 1.0:
             raise DopingError(f"{what} must be a probability in [0, 1) (1 would stall forever), got {v}")
-    if not 2 <= tokens <= 1_000_000:
-        raise DopingError(f"tokens must be in 2..1000000 (cycles per token are measured between tokens), got {tokens}")
+    steps = -(-tokens // cfg.lstm_batch)
+    if not 2 <= steps <= 1_000_000:
+        raise DopingError(f"tokens must give 2..1000000 steps of {cfg.lstm_batch} (cycles are measured between "
+                          f"steps), got {tokens}")
     try:
         lstm_load_words(cells, cfg)  # fits: cell unit, resident layers, hidden size, every gate layer
     except ValueError as e:
         raise DopingError(f"{pack}: {e}") from None
-    model = lstm_per_token(cells, cfg)["cycles_per_token"]
-    per_token = model + sum(c.hidden + c.gates[0].m + schedule(c.gates[0], cfg).cycles for c in cells)
-    watchdog = int(4 * tokens * per_token / (1.0 - max(tok_gap, h_stall))) + 10_000
+    model = lstm_per_token(cells, cfg)
+    # a bound no correct run exceeds: the model's step plus every h element and gate row again,
+    # stretched by the gap and stall probabilities, times 4
+    slow_step = model["cycles_per_step"] + cfg.lstm_batch * sum(5 * c.hidden for c in cells)
+    watchdog = int(4 * steps * slow_step / (1.0 - max(tok_gap, h_stall))) + 10_000
     result = _run_tb("doping.sim.tb_lstm", cfg, simulator, None, waves, {
-        "config": cfg.as_dict(), "pack": str(Path(pack).resolve()), "tokens": tokens, "seed": seed,
+        "config": cfg.as_dict(), "pack": str(Path(pack).resolve()), "steps": steps, "seed": seed,
         "tok_gap": tok_gap, "h_stall": h_stall, "watchdog_cycles": watchdog})
-    iv = result["token_intervals"]
-    result.update(cycles_per_token=int(sorted(iv)[len(iv) // 2]) if iv else None, model_cycles_per_token=model)
+    iv = result["step_intervals"]
+    median = int(sorted(iv)[len(iv) // 2]) if iv else None
+    result.update(cycles_per_step=median, cycles_per_token=None if median is None else median / cfg.lstm_batch,
+                  model_cycles_per_step=model["cycles_per_step"], model_cycles_per_token=model["cycles_per_token"])
+    if cfg.lstm_batch == 1 and median is not None:
+        result["cycles_per_token"] = median
     return result

@@ -1,10 +1,11 @@
 """cocotb testbench of the generated LSTM top (hw/lstm.py): whole token sequences against the golden
 integer LSTM (``doping.golden.lstm.run_sequence``), state reset between sequences.
 
-The job (pack, tokens, seed, gaps, result file) comes as JSON in the file named by
-``DOPING_SIM_JOB``; results go to its ``out`` file. Sequences have random lengths (1 .. max(2,
-tokens // 3)) and random int8 embedding elements; a monitor takes h with random stalls and notes
-the cycle each token's last element is taken; the scoreboard compares token by token.
+The job (pack, steps, seed, gaps, result file) comes as JSON in the file named by
+``DOPING_SIM_JOB``; results go to its ``out`` file. Each of the config's ``lstm_batch`` lanes
+carries its own sequences of random lengths (1 .. max(2, steps // 3)) and random int8 embedding
+elements; a step sends one token of every lane. A monitor takes h with random stalls and notes
+the cycle each step's last element is taken; the scoreboard compares token by token.
 """
 
 from __future__ import annotations
@@ -36,16 +37,16 @@ def sequences(rng, tokens: int, inputs: int) -> list[np.ndarray]:
 
 
 class HiddenMonitor:
-    """Sets ``h__ready`` randomly; collects the h elements and the cycle each token's last one is
-    taken."""
+    """Sets ``h__ready`` randomly; collects the h elements and the cycle each step's last one is
+    taken (a step: ``per_step`` elements)."""
 
-    def __init__(self, dut, rng, stall, hidden):
-        self.dut, self.rng, self.stall, self.hidden = dut, rng, stall, hidden
+    def __init__(self, dut, rng, stall, per_step):
+        self.dut, self.rng, self.stall, self.hidden = dut, rng, stall, per_step
         self.values, self.token_end = [], []
 
-    async def collect(self, tokens):
+    async def collect(self, steps):
         dut, now = self.dut, 0
-        while len(self.values) < tokens * self.hidden:
+        while len(self.values) < steps * self.hidden:
             ready = int(not (self.stall and self.rng.random() < self.stall))
             dut.h__ready.value = ready
             valid = int(dut.h__valid.value)
@@ -73,16 +74,18 @@ async def lstm_sequences(dut):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
 
-    seqs = sequences(rng, job["tokens"], cells[0].input_size)
-    H = cells[-1].hidden
-    beats = [(int(v) & 0xFF) | (int(t == 0) << 8) for s in seqs for t, x in enumerate(s) for v in x]
-    mon = HiddenMonitor(dut, rng, job.get("h_stall", 0.0), H)
+    B, steps, H = cfg.lstm_batch, job["steps"], cells[-1].hidden
+    lanes = [sequences(rng, steps, cells[0].input_size) for _ in range(B)]
+    xs = [np.concatenate(lane) for lane in lanes]  # (steps, I) per lane
+    first = [np.isin(np.arange(steps), np.cumsum([0] + [len(s) for s in lane[:-1]])) for lane in lanes]
+    beats = [(int(v) & 0xFF) | (int(first[b][t]) << 8) for t in range(steps) for b in range(B) for v in xs[b][t]]
+    mon = HiddenMonitor(dut, rng, job.get("h_stall", 0.0), B * H)
     words = lstm_load_words(cells, cfg)
     limit = job["watchdog_cycles"]
 
     async def work():
         await StreamDriver(dut, "load", rng).send(load_payloads(None, cfg, words))
-        task = cocotb.start_soon(mon.collect(job["tokens"]))
+        task = cocotb.start_soon(mon.collect(steps))
         await StreamDriver(dut, "tok", rng, job.get("tok_gap", 0.0)).send(beats)
         await task
 
@@ -90,13 +93,15 @@ async def lstm_sequences(dut):
         await with_timeout(work(), (limit + len(words)) * 10, "ns")
     except SimTimeoutError:
         raise AssertionError(f"watchdog: no result after {limit} cycles; {len(mon.values)} of "
-                             f"{job['tokens'] * H} h elements seen") from None
-    got = np.array(mon.values, dtype=np.int64).reshape(job["tokens"], H)
-    want = np.concatenate([run_sequence(cells, s[:, None, :])[0][:, 0, :] for s in seqs]).astype(np.int64)
+                             f"{steps * B * H} h elements seen") from None
+    got = np.array(mon.values, dtype=np.int64).reshape(steps * B, H)  # step by step, lane by lane
+    per_lane = [np.concatenate([run_sequence(cells, s[:, None, :])[0][:, 0, :] for s in lane]) for lane in lanes]
+    want = np.stack(per_lane, axis=1).reshape(steps * B, H).astype(np.int64)
     bad = np.flatnonzero(np.any(got != want, axis=1))
-    examples = [{"token": int(i), "element": int(np.flatnonzero(got[i] != want[i])[0]),
+    examples = [{"token": int(i), "step": int(i) // B, "lane": int(i) % B,
+                 "element": int(np.flatnonzero(got[i] != want[i])[0]),
                  "got": got[i].tolist(), "want": want[i].tolist()} for i in bad[:MAX_EXAMPLES]]
-    result = {"tokens": job["tokens"], "sequences": len(seqs), "mismatches": len(bad), "mismatch_examples": examples,
-              "token_intervals": np.diff(mon.token_end).tolist()}
+    result = {"tokens": steps * B, "steps": steps, "sequences": sum(len(l) for l in lanes), "mismatches": len(bad),
+              "mismatch_examples": examples, "step_intervals": np.diff(mon.token_end).tolist()}
     Path(job["out"]).write_text(json.dumps(result))
     assert not len(bad), f"{len(bad)} of {job['tokens']} tokens mismatched: {examples[:1]}"

@@ -35,7 +35,7 @@ def test_flow_verifies_and_reports(flow_dir):
     # the exported pack carries the integer LSTM: the flow ran it token by token on the LSTM top
     t = r["lstm"]
     assert t["passed"] and t["tokens"] >= 20 and t["cycle_model_matches_rtl"] and t["resident"]
-    assert r["config"]["lstm_cell"] == 1 and t["cycles_per_token"] == t["cycles_per_token_model"]
+    assert r["config"]["lstm_cell"] == 1 and t["cycles_per_step"] == t["cycles_per_step_model"]
     assert f"LSTM token:   {t['cycles_per_token']} cycles" in html
     # accuracy beside the hardware numbers, where the outputs are, and progress on the way
     assert set(r["accuracy"]) == {"test_ppl_float", "test_ppl_golden_int8", "test_ppl_int_lstm"}

@@ -159,7 +159,9 @@ def _config_mutation(examples):
             cfg = load_config(str(p))
         except DopingError:
             return
-        assert all(isinstance(getattr(cfg, f), int) and getattr(cfg, f) > 0 for f in names if f != "clock_mhz")
+        assert all(isinstance(getattr(cfg, f), int) and getattr(cfg, f) > 0 for f in names
+                   if f not in ("clock_mhz", "lstm_cell"))
+        assert cfg.lstm_cell in (0, 1) and not isinstance(cfg.lstm_cell, bool)
     return run
 
 

@@ -263,8 +263,9 @@ def _sim_tokens(args, cfg) -> int:
                           "doping export of a trained run)")
     r = run_lstm(args.pack, lstm_config(cfg, len(cells)), simulator=args.sim, tokens=args.tokens, seed=args.seed,
                  tok_gap=args.tok_gap, h_stall=args.h_stall)
-    summary = {k: r[k] for k in ("tokens", "sequences", "mismatches", "cycles_per_token", "model_cycles_per_token",
-                                 "simulator", "wall_seconds")}
+    summary = {k: r[k] for k in ("tokens", "steps", "sequences", "mismatches", "cycles_per_token",
+                                 "model_cycles_per_token", "cycles_per_step", "model_cycles_per_step", "simulator",
+                                 "wall_seconds")}
     return _sim_verdict(args.json, summary, r, f"{r['tokens']} tokens in {r['sequences']} sequences on "
                         f"{r['simulator']}, {r['mismatches']} mismatching; cycles per token {r['cycles_per_token']} "
                         f"(model {r['model_cycles_per_token']}); {r['wall_seconds']:.1f} s",
@@ -534,7 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "vector's first x to last y; vectors overlap), "
                                                         "busy_cycles (per unit, per pack), simulator; with --tokens: "
                                                         "tokens, mismatches, cycles_per_token (median interval "
-                                                        "between tokens), model_cycles_per_token, simulator")
+                                                        "between tokens; with lstm_batch B, steps of B tokens: "
+                                                        "cycles_per_step / B), model_cycles_per_token, "
+                                                        "cycles_per_step, model_cycles_per_step, simulator")
     sm.set_defaults(func=cmd_sim)
 
     es = sub.add_parser("estimate", help="cycles, SRAM, energy, area, power of a pack or a (shape, ratio, method)",

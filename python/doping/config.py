@@ -21,6 +21,7 @@ def ceil_div(a: int, b: int) -> int:
 
 MAX_CAPACITY = 1 << 24  # largest value any integer config field may take
 MAX_RESIDENT_LAYERS = 16
+MAX_LSTM_BATCH = 16
 #: Register words per resident layer of the LSTM top: the mat-vec's 16 (hw/loader.REGS), each
 #: beside one cell register word (hw/loader.CELL_REGS) in the upper 32 bits.
 LAYER_REG_WORDS = 16
@@ -43,6 +44,8 @@ class AccelConfig:
     lstm_cell: 1 = the LSTM top (hw/lstm.py): a bias stage in the join, the cell unit (activation
     tables, cell and hidden state of every resident layer, up to max_m // 4 hidden units) and the
     token sequencer; 0 = the mat-vec accelerator alone.
+    lstm_batch: independent sequences B the LSTM top interleaves (each time step: one token of
+    every sequence, their vectors back to back through each layer; state held per sequence).
     clock_mhz: target clock; tech_nm: technology node of the estimator's tables.
     Widths are fixed by docs/numerics.md: 8-bit data, 32-bit accumulators, 8-bit intermediate.
     """
@@ -57,6 +60,7 @@ class AccelConfig:
     max_nnz: int = 163840
     resident_layers: int = 1
     lstm_cell: int = 0
+    lstm_batch: int = 1
     clock_mhz: float = 500.0
     tech_nm: int = 45
 
@@ -77,6 +81,8 @@ class AccelConfig:
             raise DopingError(f"accelerator config: a {self.rows}x{self.cols} array is larger than the 64x64 supported")
         if self.lanes > 64:
             raise DopingError(f"accelerator config: {self.lanes} gather lanes exceed the 64 supported")
+        if self.lstm_batch > MAX_LSTM_BATCH:
+            raise DopingError(f"accelerator config: lstm_batch {self.lstm_batch} exceeds the {MAX_LSTM_BATCH} supported")
         if self.resident_layers > MAX_RESIDENT_LAYERS:
             raise DopingError(f"accelerator config: {self.resident_layers} resident layers exceed the "
                               f"{MAX_RESIDENT_LAYERS} supported")
@@ -116,18 +122,23 @@ class AccelConfig:
             "row_map": weights(1, 1 << bits_for(self.max_m), bits_for(l) + slot_bits),
         }
         if self.lstm_cell:
-            hd = 1 << bits_for(self.max_hidden)
+            hd = (1 << bits_for(self.max_hidden)) * (1 << self.batch_bits)  # per layer: H_max per sequence
             mems.update({
                 "bias": weights(1, 1 << bits_for(self.max_m), 32),
                 "layer_regs": weights(1, LAYER_REG_WORDS, 64),  # per layer: mat-vec | cell register words
                 "gate_lut": weights(1, 2 * 256, 16),  # sigmoid, then tanh, of the int8 pre-activation
                 "cell_lut": weights(1, 256, 16),  # tanh of the requantised cell state
-                "gbuf": {"banks": 3, "depth": hd, "width": 16},  # i, f, g of the step, until o arrives
+                "gbuf": {"banks": 3, "depth": 1 << bits_for(self.max_hidden), "width": 16},  # i, f, g until o
                 "c_state": weights(1, hd, 32),
                 "h_state": weights(1, hd, 8),
                 "h_next": {"banks": 1, "depth": hd, "width": 8},  # this layer's h for the next layer
             })
         return mems
+
+    @property
+    def batch_bits(self) -> int:
+        """Address bits of the sequence index in the LSTM state memories (none for one sequence)."""
+        return bits_for(self.lstm_batch) if self.lstm_batch > 1 else 0
 
     @property
     def max_hidden(self) -> int:

@@ -214,17 +214,18 @@ def _simulate_layers(pack_path: Path, layers, cfg: AccelConfig, vectors: int, lo
 
 def _simulate_lstm(pack_path: Path, cfg: AccelConfig, tokens: int, log) -> dict:
     """Stage 4b: the whole LSTM token by token on the LSTM top against the golden integer LSTM:
-    ``tokens`` with gaps and stalls, then 4 clean ones whose cycles must equal the model's."""
+    ``tokens`` with gaps and stalls, then 4 clean steps whose cycles must equal the model's."""
     from doping.sim.runner import run_lstm
 
     stress = run_lstm(pack_path, cfg, tokens=tokens, seed=1, tok_gap=0.1, h_stall=0.1)
-    clean = run_lstm(pack_path, cfg, tokens=4, seed=2)
+    clean = run_lstm(pack_path, cfg, tokens=4 * cfg.lstm_batch, seed=2)
     log(f"[sim-lstm] {stress['tokens'] + clean['tokens']} tokens, {stress['mismatches'] + clean['mismatches']} "
-        f"mismatching, {clean['cycles_per_token']} cycles per token (model {clean['model_cycles_per_token']})")
+        f"mismatching, {clean['cycles_per_step']} cycles per step of {cfg.lstm_batch} (model "
+        f"{clean['model_cycles_per_step']})")
     return {"tokens": stress["tokens"] + clean["tokens"], "sequences": stress["sequences"] + clean["sequences"],
             "mismatches": stress["mismatches"] + clean["mismatches"],
-            "cycles_per_token_measured": sorted(set(clean["token_intervals"])),
-            "cycles_per_token_model": clean["model_cycles_per_token"],
+            "cycles_per_step_measured": sorted(set(clean["step_intervals"])),
+            "cycles_per_step_model": clean["model_cycles_per_step"],
             "wall_seconds": stress["wall_seconds"] + clean["wall_seconds"]}
 
 
@@ -276,7 +277,7 @@ def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path, sim_ls
         "sram_bits": layers[0]["sram_bits"],
         "lstm": None if sim_lstm is None else {
             **sim_lstm, "passed": sim_lstm["mismatches"] == 0,
-            "cycle_model_matches_rtl": sim_lstm["cycles_per_token_measured"] == [sim_lstm["cycles_per_token_model"]],
+            "cycle_model_matches_rtl": sim_lstm["cycles_per_step_measured"] == [sim_lstm["cycles_per_step_model"]],
             **{k: v for k, v in est["lstm"].items() if k != "layers"}},
     }
 

@@ -1,23 +1,42 @@
 """Amaranth-simulator harness for the LSTM top (hw/lstm.py): load an LSTM stack, stream token
 sequences with optional gaps on ``tok`` and stalls on ``h``, collect every token's h and the cycle
-its last element was taken."""
+each step's last element was taken."""
 
 from __future__ import annotations
 
 import numpy as np
 from amaranth.sim import Simulator
 
+from doping.golden.lstm import run_sequence
 from doping.hw.loader import lstm_load_words
 from doping.hw.lstm import LSTMAccelerator
 
 
-def run_lstm(cfg, cells, sequences, seed=0, tok_gap=0.0, h_stall=0.0, max_cycles=200_000):
-    """``sequences``: int8 arrays (T, I), each starting from zero state. Returns (h int8 (tokens,
-    H) of the last layer in order, cycle each token's last h was taken)."""
+def lanes_of(sequences_per_lane):
+    """Per lane, its sequences concatenated (steps, I) and the steps that start a sequence."""
+    xs = [np.concatenate(seqs) for seqs in sequences_per_lane]
+    first = [np.isin(np.arange(len(x)), np.cumsum([0] + [len(s) for s in seqs[:-1]]))
+             for x, seqs in zip(xs, sequences_per_lane)]
+    return xs, first
+
+
+def golden_lanes(cells, sequences_per_lane):
+    """The golden LSTM's last-layer h, step by step and lane by lane: (steps * B, H)."""
+    per_lane = [np.concatenate([run_sequence(cells, s[:, None, :])[0][:, 0, :] for s in seqs])
+                for seqs in sequences_per_lane]
+    return np.stack(per_lane, axis=1).reshape(-1, cells[-1].hidden)
+
+
+def run_lstm(cfg, cells, sequences_per_lane, seed=0, tok_gap=0.0, h_stall=0.0, max_cycles=300_000):
+    """``sequences_per_lane``: for each of the config's ``lstm_batch`` lanes, int8 sequences (T, I)
+    whose lengths add up to the same number of steps; each sequence starts from zero state.
+    Returns (h int8 (steps * B, H), cycle each step's last h was taken)."""
     dut = LSTMAccelerator(cfg)
     rng = np.random.default_rng(seed)
-    H = cells[-1].hidden
-    tokens = sum(len(s) for s in sequences)
+    B, H = cfg.lstm_batch, cells[-1].hidden
+    xs, first = lanes_of(sequences_per_lane)
+    steps = len(xs[0])
+    assert len(xs) == B and all(len(x) == steps for x in xs)
     got, ends = [], []
 
     async def driver(ctx):
@@ -26,27 +45,27 @@ def run_lstm(cfg, cells, sequences, seed=0, tok_gap=0.0, h_stall=0.0, max_cycles
             ctx.set(dut.load.valid, 1)
             await ctx.tick().until(dut.load.ready)
         ctx.set(dut.load.valid, 0)
-        for seq in sequences:
-            for t, x in enumerate(seq):
-                for v in x:
+        for t in range(steps):
+            for b in range(B):
+                for v in xs[b][t]:
                     while rng.random() < tok_gap:
                         ctx.set(dut.tok.valid, 0)
                         await ctx.tick()
-                    ctx.set(dut.tok.payload, {"data": int(v), "first": int(t == 0)})
+                    ctx.set(dut.tok.payload, {"data": int(v), "first": int(first[b][t])})
                     ctx.set(dut.tok.valid, 1)
                     await ctx.tick().until(dut.tok.ready)
-                ctx.set(dut.tok.valid, 0)
+        ctx.set(dut.tok.valid, 0)
 
     async def sink(ctx):
         now = 0
-        while len(got) < tokens * H and now <= max_cycles:
+        while len(got) < steps * B * H and now <= max_cycles:
             ready = int(rng.random() >= h_stall)
             ctx.set(dut.h.ready, ready)
             _, _, valid, payload = await ctx.tick().sample(dut.h.valid, dut.h.payload)
             now += 1
             if valid and ready:
                 got.append(payload)
-                if len(got) % H == 0:
+                if len(got) % (B * H) == 0:
                     ends.append(now)
 
     sim = Simulator(dut)
@@ -54,5 +73,5 @@ def run_lstm(cfg, cells, sequences, seed=0, tok_gap=0.0, h_stall=0.0, max_cycles
     sim.add_testbench(driver, background=True)
     sim.add_testbench(sink)
     sim.run()
-    assert len(got) == tokens * H, f"{len(got)} of {tokens * H} h elements after {max_cycles} cycles"
-    return np.array(got, dtype=np.int64).reshape(tokens, H).astype(np.int8), ends
+    assert len(got) == steps * B * H, f"{len(got)} of {steps * B * H} h elements after {max_cycles} cycles"
+    return np.array(got, dtype=np.int64).reshape(steps * B, H).astype(np.int8), ends

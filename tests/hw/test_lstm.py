@@ -18,7 +18,7 @@ from doping.golden.lstm import LSTMLayerQuant, cell, run_sequence
 from doping.hw.cell import LSTMCell
 from doping.hw.loader import lstm_load_words
 from doping.synth import synth_layer, synth_lstm
-from tests.hw.lstm_tb import run_lstm
+from tests.hw.lstm_tb import golden_lanes, run_lstm
 
 SMALL = AccelConfig(rows=2, cols=2, lanes=2, max_m=64, max_n=24, max_factor=64, max_intermediate=64, max_nnz=256,
                     resident_layers=2, lstm_cell=1)
@@ -98,34 +98,40 @@ def test_cell_unit_matches_golden_over_every_int8_code():
             assert len(np.unique(requantise(c, layer.cell_rq, 8))) == 256
 
 
-def _sequences(rng, inputs, lengths):
-    return [rng.integers(-128, 128, (T, inputs)).astype(np.int8) for T in lengths]
+def _lanes(rng, inputs, lanes, steps):
+    """Per lane, random int8 sequences of random lengths adding up to ``steps``."""
+    out = []
+    for _ in range(lanes):
+        seqs, left = [], steps
+        while left:
+            t = int(min(left, rng.integers(1, 5)))
+            seqs.append(rng.integers(-128, 128, (t, inputs)).astype(np.int8))
+            left -= t
+        out.append(seqs)
+    return out
 
 
-def _golden(cells, seqs):
-    return np.concatenate([run_sequence(cells, s[:, None, :])[0][:, 0, :] for s in seqs])
-
-
-@pytest.mark.parametrize("inputs,hidden,layers,seed", [(6, 4, 2, 1), (5, 3, 1, 2)])
-def test_lstm_top_sequences_bit_exact_and_cycles_equal_model(inputs, hidden, layers, seed):
-    """Sequences of random lengths (state reset between them) through a random doped LSTM: the
-    last layer's h equals the golden LSTM's, and in a clean run every token after the first takes
-    exactly the model's cycles per token."""
+@pytest.mark.parametrize("inputs,hidden,layers,batch,seed", [(6, 4, 2, 1, 1), (5, 3, 1, 1, 2), (4, 5, 2, 3, 3)])
+def test_lstm_top_sequences_bit_exact_and_cycles_equal_model(inputs, hidden, layers, batch, seed):
+    """Sequences of random lengths (state reset between them; with batch > 1, every lane its own)
+    through a random doped LSTM: the last layer's h equals the golden LSTM's, and in a clean run
+    every step after the first takes exactly the model's cycles."""
     g, cells = synth_lstm(inputs, hidden, layers, 3, seed=seed)
+    cfg = dataclasses.replace(SMALL, lstm_batch=batch)
     rng = np.random.default_rng(seed)
-    seqs = _sequences(rng, inputs, rng.integers(1, 5, 3))
-    out, ends = run_lstm(SMALL, cells, seqs)
-    assert np.array_equal(out, _golden(cells, seqs))
-    want = lstm_per_token(cells, SMALL)["cycles_per_token"]
+    lanes = _lanes(rng, inputs, batch, 6)
+    out, ends = run_lstm(cfg, cells, lanes)
+    assert np.array_equal(out, golden_lanes(cells, lanes))
+    want = lstm_per_token(cells, cfg)["cycles_per_step"]
     assert set(np.diff(ends).tolist()) == {want}
 
 
 def test_lstm_top_back_pressure_and_gaps():
     g, cells = synth_lstm(7, 5, 2, 4, seed=11)
-    rng = np.random.default_rng(5)
-    seqs = _sequences(rng, 7, (3, 1, 4))
-    out, _ = run_lstm(SMALL, cells, seqs, seed=2, tok_gap=0.4, h_stall=0.5)
-    assert np.array_equal(out, _golden(cells, seqs))
+    cfg = dataclasses.replace(SMALL, lstm_batch=2)
+    lanes = _lanes(np.random.default_rng(5), 7, 2, 7)
+    out, _ = run_lstm(cfg, cells, lanes, seed=2, tok_gap=0.4, h_stall=0.5)
+    assert np.array_equal(out, golden_lanes(cells, lanes))
 
 
 def test_lstm_load_words_refuse_what_the_top_cannot_run():

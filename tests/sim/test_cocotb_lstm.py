@@ -40,13 +40,18 @@ def random_lstm_packs(tmp_path, count, seed):
     return out
 
 
-def test_lstm_sequences_with_backpressure_and_cycles(tmp_path):
-    for pack in random_lstm_packs(tmp_path, 1, seed=21):
-        r = run_lstm(pack, LSTM_CFG, tokens=24, seed=3, tok_gap=0.2, h_stall=0.3)
-        assert r["mismatches"] == 0 and r["tokens"] == 24 and r["sequences"] >= 2, r["mismatch_examples"]
-        clean = run_lstm(pack, LSTM_CFG, tokens=6, seed=4)
-        assert clean["mismatches"] == 0
-        assert set(clean["token_intervals"]) == {clean["model_cycles_per_token"]}
+@pytest.mark.parametrize("batch", [1, 3])
+def test_lstm_sequences_with_backpressure_and_cycles(tmp_path, batch):
+    """One sequence, or three interleaved (each lane its own sequences and resets)."""
+    from dataclasses import replace
+
+    cfg = replace(LSTM_CFG, lstm_batch=batch)
+    for pack in random_lstm_packs(tmp_path, 1, seed=21 + batch):
+        r = run_lstm(pack, cfg, tokens=24, seed=3, tok_gap=0.2, h_stall=0.3)
+        assert r["mismatches"] == 0 and r["tokens"] == 24 and r["sequences"] >= 2 * batch, r["mismatch_examples"]
+        clean = run_lstm(pack, cfg, tokens=6 * batch, seed=4)
+        assert clean["mismatches"] == 0 and clean["steps"] == 6
+        assert set(clean["step_intervals"]) == {clean["model_cycles_per_step"]}
 
 
 def test_run_lstm_refuses_what_it_cannot_run(tmp_path):
@@ -61,7 +66,7 @@ def test_run_lstm_refuses_what_it_cannot_run(tmp_path):
         run_lstm(two, replace(LSTM_CFG, resident_layers=1), tokens=4)
     with pytest.raises(DopingError, match="lstm_cell = 0"):
         run_lstm(two, replace(LSTM_CFG, lstm_cell=0), tokens=4)
-    with pytest.raises(DopingError, match="tokens must be in 2"):
+    with pytest.raises(DopingError, match="tokens must give 2..1000000 steps"):
         run_lstm(two, LSTM_CFG, tokens=1)
 
 
@@ -86,4 +91,4 @@ def test_ptb_lstm_pack_on_its_design():
     r = run_lstm(pack, cfg, tokens=60, seed=5, tok_gap=0.1, h_stall=0.2)
     assert r["mismatches"] == 0, r["mismatch_examples"]
     clean = run_lstm(pack, cfg, tokens=8, seed=6)
-    assert clean["mismatches"] == 0 and set(clean["token_intervals"]) == {clean["model_cycles_per_token"]} == {3693}
+    assert clean["mismatches"] == 0 and set(clean["step_intervals"]) == {clean["model_cycles_per_step"]} == {3693}

@@ -30,8 +30,9 @@ def lstm_config(cfg: AccelConfig, layers: int) -> AccelConfig:
 
 
 def cell_energy_pj(cell, cfg: AccelConfig, next_inputs: int) -> float:
-    """Energy of one step of one LSTM layer outside its mat-vec, at 45 nm: the bias (a read and
-    an add per gate row), the register switch, per hidden unit the table reads, the i/f/g buffer,
+    """Energy of one token's step of one LSTM layer outside its mat-vec, at 45 nm: the bias (a read
+    and an add per gate row), the register switch (shared by the step's ``lstm_batch`` tokens), per
+    hidden unit the table reads, the i/f/g buffer,
     cell and hidden state accesses, three products (priced as int32 multiplies), the cell adder
     and three requantisers; the hand-over buffer written here and read by the next layer."""
     inv = cfg.memories
@@ -43,7 +44,7 @@ def cell_energy_pj(cell, cfg: AccelConfig, next_inputs: int) -> float:
     def wr(key, n):
         return n * tables.sram_write_pj(inv[key]["depth"] * inv[key]["width"] // 8, inv[key]["width"])
 
-    e = rd("bias", rows) + rows * tables.ADD_INT32_PJ + rd("layer_regs", 16)
+    e = rd("bias", rows) + rows * tables.ADD_INT32_PJ + rd("layer_regs", 16) / cfg.lstm_batch
     e += rd("gate_lut", rows) + wr("gbuf", 3 * H) + rd("gbuf", 3 * H) + rd("c_state", H) + wr("c_state", H)
     e += rd("cell_lut", H) + wr("h_state", H) + rd("h_state", H)
     e += H * (3 * tables.MULT_INT32_PJ + tables.ADD_INT32_PJ + 3 * (tables.MULT_INT32_PJ + tables.ADD_INT32_PJ))
@@ -54,7 +55,11 @@ def cell_energy_pj(cell, cfg: AccelConfig, next_inputs: int) -> float:
 
 def lstm_per_token(cells: list, cfg: AccelConfig) -> dict:
     """Cycles, energy, latency and power per token of the LSTM stack ``cells`` (golden
-    LSTMLayerQuant) on ``cfg`` (which must have the cell unit: see ``lstm_config``)."""
+    LSTMLayerQuant) on ``cfg`` (which must have the cell unit: see ``lstm_config``). A step takes
+    one token of each of the config's ``lstm_batch`` sequences: per layer their vectors go back to
+    back through the mat-vec accelerator (``vector_times``), so ``cycles_per_step`` is what the
+    RTL measures between steps and ``cycles_per_token`` = that / batch."""
+    from doping.estimate.cycles import vector_times
     from doping.hw.loader import lstm_load_words
     from doping.hw.lstm import LAYER_OVERHEAD_CYCLES, TOKEN_OVERHEAD_CYCLES
 
@@ -77,19 +82,23 @@ def lstm_per_token(cells: list, cfg: AccelConfig) -> dict:
         # streamed: the layer's every load word (weights, bias, registers, tables) each token
         reload = 0 if resident else len(lstm_load_words([c], dataclasses.replace(cfg, resident_layers=1)))
         bits = account(g.m, g.n, g.factor_shapes, g.nnz).stored_bits + 32 * 4 * c.hidden + 3 * 256 * 16
-        rows.append({"layer": g.name, "hidden": c.hidden, "matvec_cycles": p["cycles"],
-                     "cycles": p["cycles"] + LAYER_OVERHEAD_CYCLES + reload,
+        span = vector_times(g, cfg, cfg.lstm_batch)[-1]["sent_seen"]  # first x .. the last vector's last y
+        rows.append({"layer": g.name, "hidden": c.hidden, "matvec_cycles": span,
+                     "cycles": span + LAYER_OVERHEAD_CYCLES + reload,
                      "matvec_energy_pj": p["energy_pj"], "cell_energy_pj": cell_energy_pj(c, cfg, nxt) * e_scale,
-                     "reload_energy_pj": 0.0 if resident else math.ceil(bits / 64) * tables.DRAM_64B_PJ * e_scale})
-    cycles = TOKEN_OVERHEAD_CYCLES + sum(r["cycles"] for r in rows)
+                     "reload_energy_pj": 0.0 if resident else
+                     math.ceil(bits / 64) * tables.DRAM_64B_PJ * e_scale / cfg.lstm_batch})
+    step = TOKEN_OVERHEAD_CYCLES + sum(r["cycles"] for r in rows)
+    cycles = step / cfg.lstm_batch
     energy = sum(r["matvec_energy_pj"] + r["cell_energy_pj"] + r["reload_energy_pj"] for r in rows)
     clock = clock_mhz(cfg)
     return {
         "weights": (f"resident: all {len(cells)} LSTM layers' weights, tables and state on chip" if resident else
                     f"streamed (model only, not in the RTL): the config holds {cfg.resident_layers} of {len(cells)} "
-                    "layers, so every token reloads each layer's words from DRAM"),
-        "resident": resident, "cycles_per_token": cycles, "energy_per_token_pj": energy,
-        "latency_per_token_us": cycles / clock, "tokens_per_s": clock * 1e6 / cycles,
+                    "layers, so every step reloads each layer's words from DRAM"),
+        "resident": resident, "batch": cfg.lstm_batch, "cycles_per_step": step,
+        "cycles_per_token": step if cfg.lstm_batch == 1 else cycles, "energy_per_token_pj": energy,
+        "latency_per_token_us": step / clock, "tokens_per_s": clock * 1e6 / cycles,
         "power_mw": energy * 1e-12 * clock * 1e6 / cycles * 1e3, "clock_mhz": clock, "area_mm2": area,
         "layers": rows,
     }
