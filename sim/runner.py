@@ -153,30 +153,43 @@ def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None,
                 runner.test(test_module=module, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
                             build_dir=str((d / "build").resolve()), test_dir=str(test_dir.resolve()),
                             extra_env={"DOPING_SIM_JOB": str(job_file)}, waves=waves,
+                            results_xml=str(Path(tmp, "results.xml")),
                             log_file=str((d / "run.log").resolve()),
                             timescale=("1ns", "1ps") if simulator == "icarus" else None)
         except SystemExit:
-            pass  # under pytest a failing cocotb test raises SystemExit; the result file says why
+            pass  # under pytest a failing cocotb test exits; its verdict is read from results.xml below
         wall = time.perf_counter() - t0
-        if not out.is_file():
+        from cocotb_tools.runner import get_results
+
+        try:
+            tests, failed = get_results(Path(tmp, "results.xml"))  # cocotb's own verdict
+        except RuntimeError:
+            tests = failed = None
+        if not out.is_file() or not tests:
             raise DopingError(f"the {simulator} simulation produced no result: {_log_excerpt(d / 'run.log')} "
                               f"(whole log: {d / 'run.log'})")
         result = json.loads(out.read_text())
-    result.update(simulator=simulator, wall_seconds=wall, build=str(d))
+        # the testbench fails exactly when something mismatched: anything else is a broken run
+        if bool(failed) != bool(result.get("mismatches")):
+            raise DopingError(f"cocotb reports {failed} of {tests} tests failed but the testbench counted "
+                              f"{result.get('mismatches')} mismatches: {_log_excerpt(d / 'run.log')}")
+    result.update(simulator=simulator, wall_seconds=wall, build=str(d), cocotb={"tests": tests, "failed": failed})
     if waves:
         result["waves"] = str(test_dir)
     return result
 
 
 def run_lstm(pack: str | Path, cfg: AccelConfig, simulator: str = "verilator", tokens: int = 20, seed: int = 0,
-             tok_gap: float = 0.0, h_stall: float = 0.0, waves: bool | None = None) -> dict:
+             tok_gap: float = 0.0, h_stall: float = 0.0, waves: bool | None = None,
+             mutation: str | None = None) -> dict:
     """Run at least ``tokens`` tokens through the LSTM top built for ``cfg`` (which must have the
     cell unit and hold the pack's LSTM) against the golden LSTM: ceil(tokens / B) steps, each one
     token of every one of the config's B = ``lstm_batch`` lanes, each lane its own random sequences
     (state reset between them). Returns the tb's result (``tokens``, ``steps``, ``mismatches``,
     ``step_intervals``) plus ``cycles_per_step`` (the median interval between steps' last h; with no
     gaps or stalls, every interval), ``cycles_per_token`` (that / B) and the model's
-    ``model_cycles_per_step`` and ``model_cycles_per_token``."""
+    ``model_cycles_per_step`` and ``model_cycles_per_token``. ``mutation`` (tests only) builds the
+    design with one of ``doping.hw.top.MUTATIONS``."""
     from doping.estimate.lstm import lstm_per_token
     from doping.hw.loader import lstm_load_words
     from doping.pack import read_pack
@@ -201,7 +214,7 @@ def run_lstm(pack: str | Path, cfg: AccelConfig, simulator: str = "verilator", t
     # stretched by the gap and stall probabilities, times 4
     slow_step = model["cycles_per_step"] + cfg.lstm_batch * sum(5 * c.hidden for c in cells)
     watchdog = int(4 * steps * slow_step / (1.0 - max(tok_gap, h_stall))) + 10_000
-    result = _run_tb("doping.sim.tb_lstm", cfg, simulator, None, waves, {
+    result = _run_tb("doping.sim.tb_lstm", cfg, simulator, mutation, waves, {
         "config": cfg.as_dict(), "pack": str(Path(pack).resolve()), "steps": steps, "seed": seed,
         "tok_gap": tok_gap, "h_stall": h_stall, "watchdog_cycles": watchdog})
     iv = result["step_intervals"]

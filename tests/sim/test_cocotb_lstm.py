@@ -54,6 +54,16 @@ def test_lstm_sequences_with_backpressure_and_cycles(tmp_path, batch):
         assert set(clean["step_intervals"]) == {clean["model_cycles_per_step"]}
 
 
+def test_lstm_regression_catches_a_bug(tmp_path):
+    """The datapath rounding down instead of half up (a deliberate bug) changes pre-activations:
+    the token scoreboard must notice."""
+    (pack,) = random_lstm_packs(tmp_path, 1, seed=31)
+    r = run_lstm(pack, LSTM_CFG, tokens=12, seed=1, mutation="round_down")
+    assert r["mismatches"] > 0 and r["cocotb"]["failed"] == 1
+    ex = r["mismatch_examples"][0]
+    assert ex["got"] != ex["want"]
+
+
 def test_run_lstm_refuses_what_it_cannot_run(tmp_path):
     plain = write_pack(tmp_path / "plain.dpack", [synth_layer((16, 12), 2, seed=1)])
     with pytest.raises(DopingError, match="has no LSTM section"):
