@@ -22,7 +22,6 @@ from doping.cli import main
 from doping.config import AccelConfig, load_config
 from doping.errors import DopingError
 from doping.pack import read_pack, write_pack
-from doping.synth import synth_layer
 
 FAST = 40
 SLOW = int(os.environ.get("FUZZ_EXAMPLES", "3000"))
@@ -36,9 +35,12 @@ json_values = st.recursive(
 
 @pytest.fixture(scope="module")
 def valid_pack(tmp_path_factory):
+    """Two gate layers and the integer LSTM over them (pack version 3: every section fuzzed)."""
+    from doping.synth import synth_lstm
+
     d = tmp_path_factory.mktemp("fuzz")
-    return write_pack(d / "ok.dpack", [synth_layer((12, 10), 3, seed=1, name="l0"),
-                                       synth_layer((8, 6), 2, seed=2, name="l1")]).read_bytes()
+    gates, cells = synth_lstm(4, 3, 2, 2, seed=1)
+    return write_pack(d / "ok.dpack", gates, lstm=cells).read_bytes()
 
 
 def _members(raw: bytes) -> dict[str, bytes]:
