@@ -10,11 +10,15 @@ between layers (``h_next``) and a sequencer. Per token and layer k (resident reg
           (the layer below's h), then h from ``h_state`` (0 on a sequence's first token)
   WAIT    the accelerator's 4H pre-activations go through the cell; its H results are written
           to ``h_state`` and to ``h_next`` or, on the last layer, leave on ``h``
+          (B sequences: B vectors in FEED, B x H results in WAIT)
 
 Streams: ``load`` (the accelerator's load words plus SEL_LAYER_REGS, SEL_GATE_LUT and
 SEL_CELL_LUT, from ``hw.loader.lstm_load_words``; taken while no token is in flight), ``tok``
-(int8 embedding elements, I per token; ``first`` on a sequence's first token resets h and c)
-and ``h`` (the last layer's int8 h at its output scale, H per token; logits stay on the host).
+(int8 embedding elements, I per token; ``first`` on a sequence's first token resets its h and
+c) and ``h`` (the last layer's int8 h at its output scale, H per token; logits stay on the host).
+With the config's ``lstm_batch`` B > 1 a step takes one token of each of B independent sequences
+(lane by lane on ``tok``, each with its own ``first``), FEED streams their B vectors back to back
+through each layer, and ``h`` carries their B results in lane order; the state is per sequence.
 """
 
 from __future__ import annotations

@@ -40,9 +40,10 @@ def random_lstm_packs(tmp_path, count, seed):
     return out
 
 
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch", [3, pytest.param(1, marks=pytest.mark.slow)])
 def test_lstm_sequences_with_backpressure_and_cycles(tmp_path, batch):
-    """One sequence, or three interleaved (each lane its own sequences and resets)."""
+    """Three sequences interleaved (each lane its own sequences and resets), or one (make
+    sim-full; `make test` runs one sequence through the flow's LSTM check)."""
     from dataclasses import replace
 
     cfg = replace(LSTM_CFG, lstm_batch=batch)
@@ -54,6 +55,7 @@ def test_lstm_sequences_with_backpressure_and_cycles(tmp_path, batch):
         assert set(clean["step_intervals"]) == {clean["model_cycles_per_step"]}
 
 
+@pytest.mark.slow
 def test_lstm_regression_catches_a_bug(tmp_path):
     """The datapath rounding down instead of half up (a deliberate bug) changes pre-activations:
     the token scoreboard must notice."""
