@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -262,6 +262,29 @@ def cma_rise(curve: list[dict], start: int, end: int) -> float | None:
     return at(end) / at(start + 0.8 * (end - start)) - 1.0
 
 
+@dataclass
+class _Splits:
+    """The corpus on the device, batchified, and the step counts of the schedule."""
+
+    train: torch.Tensor  # this process's columns
+    valid: torch.Tensor
+    test: torch.Tensor
+    curve: torch.Tensor  # a prefix of valid, for the CMA curve
+    n_batches: int
+    total_steps: int
+    anneal: tuple[int, int]  # first and last annealing step
+
+
+@dataclass
+class _Progress:
+    """What a checkpoint carries besides the model and optimiser."""
+
+    metrics: list = field(default_factory=list)
+    epoch: int = 0
+    best: dict | None = None
+    curve: list = field(default_factory=list)
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
           log=print, stop_after: int | None = None) -> dict | None:
     """Train (or resume) a run; returns the final summary written to ``final.json``.
@@ -282,17 +305,59 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     corpus = load_corpus(cfg.data)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, corpus.vocab_size)
+    data = _splits(cfg, corpus, dist, device)
+    optim, annealer, done = _start(cfg, run, model, device, data, resume, dist, log)
+    net = dist.wrap(model)
+    t_start = time.time() - sum(m["seconds"] for m in done.metrics)
+    for epoch in range(done.epoch, cfg.epochs):
+        if _stopped(cfg, done.metrics):
+            break
+        entry = _train_epoch(cfg, net, model, optim, annealer, data, epoch, next_lr(cfg, done.metrics), done.curve,
+                             progress and dist.rank == 0, run / "checkpoint.pt")
+        done.metrics.append(entry)
+        done.epoch = epoch + 1
+        if entry["annealed"] and (done.best is None or entry["valid_ppl"] < done.best["valid_ppl"]):
+            done.best = dict(entry)
+            if dist.rank == 0:
+                _atomic_save({"model": model.state_dict(), "vocab_size": corpus.vocab_size, "epoch": epoch + 1},
+                             run / "best.pt")
+        if dist.rank == 0:
+            _checkpoint(run, model, optim, done, corpus.vocab_size, device)
+            log(f"epoch {epoch + 1}: lr {entry['lr']:.4g} train ppl {entry['train_ppl']:.2f} valid ppl "
+                f"{entry['valid_ppl']:.2f} lstm params {entry['lstm_params']} ({entry['seconds']:.0f} s)")
+        if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < cfg.epochs:
+            dist.close()
+            return None
+    if done.best is None:
+        raise DopingError("annealing never reached the target sparsity; lower --anneal-end")
+    summary = None
+    if dist.rank == 0:
+        summary = _summarise(cfg, run, done.metrics, done.best, done.curve, data.anneal, data.test, device)
+        summary["wall_seconds"] = time.time() - t_start
+        summary["world_size"] = dist.world
+        _atomic_text(run / "final.json", json.dumps(summary, indent=2))
+    dist.close()
+    return summary
+
+
+def _splits(cfg: TrainConfig, corpus, dist, device) -> _Splits:
     train_data = batchify(corpus.train, cfg.batch)
     per = cfg.batch // dist.world
     train_data = train_data[:, dist.rank * per: (dist.rank + 1) * per].to(device)
-    valid_data, test_data = batchify(corpus.valid, cfg.eval_batch).to(device), batchify(corpus.test, cfg.eval_batch).to(device)
-    curve_data = batchify(corpus.valid[: cfg.curve_tokens], cfg.eval_batch).to(device)
     n_batches = math.ceil((train_data.shape[0] - 1) / cfg.bptt)
     if cfg.max_batches:
         n_batches = min(n_batches, cfg.max_batches)
     total_steps = cfg.epochs * n_batches
-    anneal = (int(cfg.anneal_start * total_steps), int(cfg.anneal_end * total_steps))
-    metrics, start_epoch, best, curve = [], 0, None, []
+    return _Splits(train=train_data, valid=batchify(corpus.valid, cfg.eval_batch).to(device),
+                   test=batchify(corpus.test, cfg.eval_batch).to(device),
+                   curve=batchify(corpus.valid[: cfg.curve_tokens], cfg.eval_batch).to(device),
+                   n_batches=n_batches, total_steps=total_steps,
+                   anneal=(int(cfg.anneal_start * total_steps), int(cfg.anneal_end * total_steps)))
+
+
+def _start(cfg: TrainConfig, run: Path, model, device, data: _Splits, resume: bool, dist, log):
+    """The model's starting weights (a checkpoint, a dense run, or its own initialisation), the
+    optimiser and annealer, and the progress so far. A new run writes its config.json."""
     ckpt_file = run / "checkpoint.pt"
     resumed = None
     if resume and ckpt_file.is_file():
@@ -301,101 +366,83 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     elif cfg.init_from:
         init_from_dense_run(model, cfg.init_from, cfg.overlay_init)
     model.to(device)
-    annealer = OverlayAnnealer(model, *anneal, cfg.anneal_every, cfg.cmr_schedule)
+    annealer = OverlayAnnealer(model, *data.anneal, cfg.anneal_every, cfg.cmr_schedule)
     optim = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    done = _Progress()
     if resumed is not None:
         optim.load_state_dict(resumed["optim"])
         torch.set_rng_state(resumed["rng"])
         if device.type == "cuda" and "cuda_rng" in resumed:
             torch.cuda.set_rng_state(resumed["cuda_rng"])
-        metrics, start_epoch, best = resumed["metrics"], resumed["epoch"], resumed["best"]
-        curve = resumed.get("curve", [])
-        log(f"resumed {run} after epoch {start_epoch}")
+        done = _Progress(resumed["metrics"], resumed["epoch"], resumed["best"], resumed.get("curve", []))
+        log(f"resumed {run} after epoch {done.epoch}")
     elif dist.rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         _atomic_text(run / "config.json", json.dumps(asdict(cfg), indent=2))
-    net = dist.wrap(model)
-    t_start = time.time() - sum(m["seconds"] for m in metrics)
-    for epoch in range(start_epoch, cfg.epochs):
-        if _stopped(cfg, metrics):
-            break
-        lr = next_lr(cfg, metrics)
-        for group in optim.param_groups:
-            group["lr"] = lr
-        net.train()
-        hidden, t0 = None, time.time()
-        total = torch.zeros((), device=device)
-        count = 0
-        bar = range(n_batches)
-        if progress and dist.rank == 0:
-            from tqdm import tqdm
+    return optim, annealer, done
 
-            bar = tqdm(bar, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None)
-        for b in bar:
-            step = epoch * n_batches + b
-            annealer.step(step)
-            i = b * cfg.bptt
-            seq = min(cfg.bptt, train_data.shape[0] - 1 - i)
-            x, y = train_data[i: i + seq], train_data[i + 1: i + 1 + seq]
-            hidden = None if hidden is None else _detach(hidden)
-            logits, hidden = net(x, hidden)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            optim.step()
-            annealer.enforce()
-            total += loss.detach() * y.numel()
-            count += y.numel()
-            # a check every 100 steps keeps the GPU from waiting on the host every step
-            if (b % 100 == 99 or b == n_batches - 1) and not torch.isfinite(total):
-                raise DopingError(f"training diverged: the loss is not finite at epoch {epoch + 1}, batch {b + 1}; "
-                                  f"the last good state is {ckpt_file} (try a lower --lr or --clip)")
-            if cfg.curve_every and (step % cfg.curve_every == 0 or step == total_steps - 1):
-                # validation perplexity on a prefix of the valid split as S is sparsified (CMA)
-                curve.append({"step": step, "lstm_params": model.lstm_accounting()["params"],
-                              "valid_ppl": evaluate(model, curve_data, cfg.bptt)})
-                net.train()
-        # annealing has ended (and the lr schedule may decay) only once its end step is reached,
-        # also for runs without anything to anneal, so every run of a table shares one lr schedule
-        last = (epoch + 1) * n_batches - 1
-        annealed = last >= anneal[1] and (annealer.done(last) or not annealer.modules)
-        entry = {
-            "epoch": epoch + 1, "lr": lr, "train_ppl": math.exp(total.item() / count),
-            "valid_ppl": evaluate(model, valid_data, cfg.bptt), "seconds": time.time() - t0,
-            "lstm_params": model.lstm_accounting()["params"], "annealed": annealed,
-        }
-        metrics.append(entry)
-        if annealed and (best is None or entry["valid_ppl"] < best["valid_ppl"]):
-            best = dict(entry)
-            if dist.rank == 0:
-                _atomic_save({"model": model.state_dict(), "vocab_size": corpus.vocab_size, "epoch": epoch + 1},
-                             run / "best.pt")
-        if dist.rank == 0:
-            state = {"model": model.state_dict(), "optim": optim.state_dict(), "rng": torch.get_rng_state(),
-                     "metrics": metrics, "epoch": epoch + 1, "best": best, "vocab_size": corpus.vocab_size,
-                     "curve": curve}
-            if device.type == "cuda":
-                state["cuda_rng"] = torch.cuda.get_rng_state()
-            _atomic_save(state, ckpt_file)
-            _atomic_text(run / "metrics.json", json.dumps(metrics, indent=2))
-            if curve:
-                _atomic_text(run / "curve.json", json.dumps(curve, indent=2))
-            log(f"epoch {epoch + 1}: lr {lr:.4g} train ppl {entry['train_ppl']:.2f} valid ppl {entry['valid_ppl']:.2f} "
-                f"lstm params {entry['lstm_params']} ({entry['seconds']:.0f} s)")
-        if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < cfg.epochs:
-            dist.close()
-            return None
-    if best is None:
-        raise DopingError("annealing never reached the target sparsity; lower --anneal-end")
-    summary = None
-    if dist.rank == 0:
-        summary = _summarise(cfg, run, metrics, best, curve, anneal, test_data, device)
-        summary["wall_seconds"] = time.time() - t_start
-        summary["world_size"] = dist.world
-        _atomic_text(run / "final.json", json.dumps(summary, indent=2))
-    dist.close()
-    return summary
+
+def _train_epoch(cfg: TrainConfig, net, model, optim, annealer, data: _Splits, epoch: int, lr: float, curve: list,
+                 show_bar: bool, ckpt_file: Path) -> dict:
+    """One epoch of truncated BPTT at ``lr`` (annealing the overlay as it goes, appending CMA curve
+    points to ``curve``); returns its metrics entry."""
+    for group in optim.param_groups:
+        group["lr"] = lr
+    net.train()
+    hidden, t0 = None, time.time()
+    device = data.train.device
+    total = torch.zeros((), device=device)
+    count = 0
+    bar = range(data.n_batches)
+    if show_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(bar, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None)
+    for b in bar:
+        step = epoch * data.n_batches + b
+        annealer.step(step)
+        i = b * cfg.bptt
+        seq = min(cfg.bptt, data.train.shape[0] - 1 - i)
+        x, y = data.train[i: i + seq], data.train[i + 1: i + 1 + seq]
+        hidden = None if hidden is None else _detach(hidden)
+        logits, hidden = net(x, hidden)
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        optim.step()
+        annealer.enforce()
+        total += loss.detach() * y.numel()
+        count += y.numel()
+        # a check every 100 steps keeps the GPU from waiting on the host every step
+        if (b % 100 == 99 or b == data.n_batches - 1) and not torch.isfinite(total):
+            raise DopingError(f"training diverged: the loss is not finite at epoch {epoch + 1}, batch {b + 1}; "
+                              f"the last good state is {ckpt_file} (try a lower --lr or --clip)")
+        if cfg.curve_every and (step % cfg.curve_every == 0 or step == data.total_steps - 1):
+            # validation perplexity on a prefix of the valid split as S is sparsified (CMA)
+            curve.append({"step": step, "lstm_params": model.lstm_accounting()["params"],
+                          "valid_ppl": evaluate(model, data.curve, cfg.bptt)})
+            net.train()
+    # annealing has ended (and the lr schedule may decay) only once its end step is reached,
+    # also for runs without anything to anneal, so every run of a table shares one lr schedule
+    last = (epoch + 1) * data.n_batches - 1
+    annealed = last >= data.anneal[1] and (annealer.done(last) or not annealer.modules)
+    return {"epoch": epoch + 1, "lr": lr, "train_ppl": math.exp(total.item() / count),
+            "valid_ppl": evaluate(model, data.valid, cfg.bptt), "seconds": time.time() - t0,
+            "lstm_params": model.lstm_accounting()["params"], "annealed": annealed}
+
+
+def _checkpoint(run: Path, model, optim, done: _Progress, vocab_size: int, device) -> None:
+    """checkpoint.pt (everything a resume needs), metrics.json and curve.json, atomically."""
+    state = {"model": model.state_dict(), "optim": optim.state_dict(), "rng": torch.get_rng_state(),
+             "metrics": done.metrics, "epoch": done.epoch, "best": done.best, "vocab_size": vocab_size,
+             "curve": done.curve}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state()
+    _atomic_save(state, run / "checkpoint.pt")
+    _atomic_text(run / "metrics.json", json.dumps(done.metrics, indent=2))
+    if done.curve:
+        _atomic_text(run / "curve.json", json.dumps(done.curve, indent=2))
 
 
 def _atomic_save(obj, path: Path) -> None:
