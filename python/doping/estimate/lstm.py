@@ -1,8 +1,9 @@
 """The whole LSTM stack per token on the LSTM top (hw/lstm.py): cycles (exact, equal to the RTL's:
 tests/hw/test_lstm.py and the cocotb sequence test), energy and area per token.
 
-Per token, every layer k runs in turn: its gate mat-vec (``estimate``, on the config with the bias
-stage) and ``LAYER_OVERHEAD_CYCLES`` around it (register switch, feed, cell, hand-over), plus
+Per step (one token of each of the config's ``lstm_batch`` sequences), every layer k runs in turn:
+its gate mat-vecs (``vector_times``, on the config with the bias stage) and
+``LAYER_OVERHEAD_CYCLES`` around them (register switch, feed, cell, hand-over), plus
 ``TOKEN_OVERHEAD_CYCLES``. All layers' weights and state are resident when ``resident_layers`` >=
 layers; otherwise every token reloads each layer's words from DRAM — a model only: the LSTM top
 refuses stacks it cannot hold.
@@ -30,11 +31,11 @@ def lstm_config(cfg: AccelConfig, layers: int) -> AccelConfig:
 
 
 def cell_energy_pj(cell, cfg: AccelConfig, next_inputs: int) -> float:
-    """Energy of one token's step of one LSTM layer outside its mat-vec, at 45 nm: the bias (a read
-    and an add per gate row), the register switch (shared by the step's ``lstm_batch`` tokens), per
-    hidden unit the table reads, the i/f/g buffer,
-    cell and hidden state accesses, three products (priced as int32 multiplies), the cell adder
-    and three requantisers; the hand-over buffer written here and read by the next layer."""
+    """Energy (pJ at 45 nm) of one token's step of one LSTM layer outside its mat-vec: the bias (a
+    read and an add per gate row), the register switch (shared by the step's ``lstm_batch``
+    tokens), per hidden unit the table reads, the i/f/g buffer, cell and hidden state accesses,
+    three products (priced as int32 multiplies), the cell adder and three requantisers; the
+    hand-over buffer written here and read by the next layer."""
     inv = cfg.memories
     H, rows = cell.hidden, 4 * cell.hidden
 
