@@ -10,12 +10,15 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.hw import source_digest
 from doping.hw.verilog import TOP
+from doping.sim.job import ENV as JOB_ENV
+from doping.sim.job import LSTMJob, MatvecJob, write_job
 
 def cache_root() -> Path:
     """Where simulator builds are cached: ``$DOPING_CACHE``, else the per-user cache folder
@@ -129,30 +132,30 @@ def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator",
         if resident and not layer and len(pk.layers) > cfg.resident_layers:
             raise DopingError(f"{p} has {len(pk.layers)} layers; the config holds {cfg.resident_layers} "
                               "(resident_layers)")
-    return _run_tb("doping.sim.tb_accel", cfg, simulator, mutation, waves, {
-        "config": cfg.as_dict(), "packs": [str(Path(p).resolve()) for p in packs], "vectors": vectors, "seed": seed,
-        "x_gap": x_gap, "y_stall": y_stall, "load_gap": load_gap, "reset_mid_vector": reset_mid_vector,
-        "layer": layer, "resident": resident})
+    return _run_tb("doping.sim.tb_accel", cfg, simulator, mutation, waves, MatvecJob(
+        config=cfg.as_dict(), packs=[str(Path(p).resolve()) for p in packs], vectors=vectors, seed=seed,
+        x_gap=x_gap, y_stall=y_stall, load_gap=load_gap, reset_mid_vector=reset_mid_vector, layer=layer,
+        resident=resident))
 
 
-def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None, waves: bool | None,
-            job: dict) -> dict:
-    """Build (cached) and run cocotb test module ``module`` on ``job`` (written as JSON for the
-    testbench, which writes its result file); returns the result plus simulator and wall time."""
+def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None, waves: bool | None, job) -> dict:
+    """Build (cached) and run cocotb test module ``module`` on ``job`` (``doping.sim.job``: written
+    for the testbench, which writes its result file); returns the result plus simulator and wall
+    time."""
     waves = bool(int(os.environ.get("WAVES", "0"))) if waves is None else waves
     d = build(cfg, simulator, mutation, waves)
     runner = _runner(simulator)
     with tempfile.TemporaryDirectory(prefix="doping-sim-") as tmp:
         out = Path(tmp) / "result.json"
         job_file = Path(tmp) / "job.json"
-        job_file.write_text(json.dumps({**job, "out": str(out)}))
+        write_job(replace(job, out=str(out)), job_file)
         t0 = time.perf_counter()
         test_dir = d / "run"
         try:
             with tool_env(simulator):
                 runner.test(test_module=module, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
                             build_dir=str((d / "build").resolve()), test_dir=str(test_dir.resolve()),
-                            extra_env={"DOPING_SIM_JOB": str(job_file)}, waves=waves,
+                            extra_env={JOB_ENV: str(job_file)}, waves=waves,
                             results_xml=str(Path(tmp, "results.xml")),
                             log_file=str((d / "run.log").resolve()),
                             timescale=("1ns", "1ps") if simulator == "icarus" else None)
@@ -214,9 +217,9 @@ def run_lstm(pack: str | Path, cfg: AccelConfig, simulator: str = "verilator", t
     # stretched by the gap and stall probabilities, times 4
     slow_step = model["cycles_per_step"] + cfg.lstm_batch * sum(5 * c.hidden for c in cells)
     watchdog = int(4 * steps * slow_step / (1.0 - max(tok_gap, h_stall))) + 10_000
-    result = _run_tb("doping.sim.tb_lstm", cfg, simulator, mutation, waves, {
-        "config": cfg.as_dict(), "pack": str(Path(pack).resolve()), "steps": steps, "seed": seed,
-        "tok_gap": tok_gap, "h_stall": h_stall, "watchdog_cycles": watchdog})
+    result = _run_tb("doping.sim.tb_lstm", cfg, simulator, mutation, waves, LSTMJob(
+        config=cfg.as_dict(), pack=str(Path(pack).resolve()), steps=steps, seed=seed, tok_gap=tok_gap,
+        h_stall=h_stall, watchdog_cycles=watchdog))
     iv = result["step_intervals"]
     median = int(sorted(iv)[len(iv) // 2]) if iv else None
     result.update(cycles_per_step=median, cycles_per_token=None if median is None else median / cfg.lstm_batch,

@@ -1,8 +1,8 @@
 """cocotb testbench of the generated accelerator, shaped like cocotb's matrix_multiplier example:
 stream drivers, an output monitor, the golden model as reference, a scoreboard.
 
-The job (packs, vectors, seed, back-pressure, result file) comes as JSON in the file named by
-``DOPING_SIM_JOB``; results go to the job's ``out`` file. Drive on the falling edge, sample on it
+The job (``doping.sim.job.MatvecJob``: packs, vectors, seed, back-pressure, result file) comes
+from the runner; results go to the job's ``out`` file. Drive on the falling edge, sample on it
 too: every ready/valid of the design comes from registers, so values seen at the falling edge are
 the ones the next rising edge acts on.
 """
@@ -10,7 +10,6 @@ the ones the next rising edge acts on.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import cocotb
@@ -23,6 +22,7 @@ from doping.config import AccelConfig
 from doping.hw.loader import load_words, register_words
 from doping.hw.top import UNITS
 from doping.pack import read_pack
+from doping.sim.job import MatvecJob, read_job
 
 
 class StreamDriver:
@@ -89,13 +89,13 @@ async def reset(dut, cycles=2):
     dut.rst.value = 0
 
 
-def watchdog_cycles(layer, cfg, vectors: int, job: dict) -> int:
+def watchdog_cycles(layer, cfg, vectors: int, job: MatvecJob) -> int:
     """A bound no correct run exceeds: the cycle model's cycles per vector plus every load word,
     stretched by the idle and stall probabilities (each < 1), times 4, plus slack."""
     from doping.estimate.cycles import schedule
 
     words = len(load_words(layer, cfg))
-    slow = max(job.get("x_gap", 0.0), job.get("y_stall", 0.0), job.get("load_gap", 0.0))
+    slow = max(job.x_gap, job.y_stall, job.load_gap)
     return int(4 * (words + vectors * (schedule(layer, cfg).cycles + layer.m)) / (1.0 - slow)) + 10_000
 
 
@@ -106,13 +106,13 @@ async def run_vectors(dut, cfg, layer, xs, rng, job, words=None):
     limit = watchdog_cycles(layer, cfg, len(xs), job)
 
     async def work():
-        await StreamDriver(dut, "load", rng, job.get("load_gap", 0.0)).send(load_payloads(layer, cfg, words))
-        x = StreamDriver(dut, "x", rng, job.get("x_gap", 0.0))
+        await StreamDriver(dut, "load", rng, job.load_gap).send(load_payloads(layer, cfg, words))
+        x = StreamDriver(dut, "x", rng, job.x_gap)
         task = cocotb.start_soon(mon.collect(len(xs)))
         await x.send([int(v) for v in np.asarray(xs).reshape(-1)])
         await task
 
-    mon = OutputMonitor(dut, rng, job.get("y_stall", 0.0), layer.m)
+    mon = OutputMonitor(dut, rng, job.y_stall, layer.m)
     try:
         await with_timeout(work(), limit * 10, "ns")  # 10 ns clock
     except SimTimeoutError:
@@ -138,28 +138,28 @@ def scoreboard(got: np.ndarray, want: np.ndarray, pack: str) -> tuple[int, list[
 
 @cocotb.test()
 async def regression(dut):
-    job = json.loads(Path(os.environ["DOPING_SIM_JOB"]).read_text())
-    cfg = AccelConfig(**job["config"])
-    rng = np.random.default_rng(job["seed"])
+    job = read_job(MatvecJob)
+    cfg = AccelConfig(**job.config)
+    rng = np.random.default_rng(job.seed)
     Clock(dut.clk, 10, unit="ns").start()
     await reset(dut)
     result = {"vectors": 0, "mismatches": 0, "cycles_per_vector": [], "busy_cycles": [], "packs": []}
-    for k, pack_path in enumerate(job["packs"]):
+    for k, pack_path in enumerate(job.packs):
         pack = read_pack(pack_path)
         # one named layer, or every layer in order; a chained layer (LMF's U after V) takes the
         # outputs the design gave for its input layer
-        layers = [pack.layer(job["layer"])] if job.get("layer") else pack.layers
+        layers = [pack.layer(job.layer)] if job.layer else pack.layers
         outputs = {}
-        resident = job.get("resident") and len(layers) > 1
+        resident = job.resident and len(layers) > 1
         if resident:  # every layer into its own region once; each run below switches by registers
             preload = [w for r, layer in enumerate(layers) for w in load_words(layer, cfg, r)]
-            await StreamDriver(dut, "load", rng, job.get("load_gap", 0.0)).send(load_payloads(None, cfg, preload))
+            await StreamDriver(dut, "load", rng, job.load_gap).send(load_payloads(None, cfg, preload))
         for region, layer in enumerate(layers):
             if layer.input is not None and layer.input in outputs:
                 xs = outputs[layer.input].astype(np.int8)
             else:
-                xs = rng.integers(-128, 128, size=(job["vectors"], layer.n)).astype(np.int8)
-            if job.get("reset_mid_vector") and k == 0 and layer is layers[0]:
+                xs = rng.integers(-128, 128, size=(job.vectors, layer.n)).astype(np.int8)
+            if job.reset_mid_vector and k == 0 and layer is layers[0]:
                 # abandon a vector half way, reset, then everything must work after a reload
                 await StreamDriver(dut, "load", rng).send(load_payloads(layer, cfg))
                 await StreamDriver(dut, "x", rng).send([int(v) for v in xs[0, : layer.n // 2]])
@@ -179,6 +179,6 @@ async def regression(dut):
             result["mismatch_examples"] += examples[: MAX_EXAMPLES - len(result["mismatch_examples"])]
             if examples:
                 result.setdefault("first_mismatch", examples[0])
-    Path(job["out"]).write_text(json.dumps(result))
+    Path(job.out).write_text(json.dumps(result))
     assert result["mismatches"] == 0, f"{result['mismatches']} of {result['vectors']} vectors mismatched: " \
                                       f"{result.get('first_mismatch')}"

@@ -1,8 +1,8 @@
 """cocotb testbench of the generated LSTM top (hw/lstm.py): whole token sequences against the golden
 integer LSTM (``doping.golden.lstm.run_sequence``), state reset between sequences.
 
-The job (pack, steps, seed, gaps, result file) comes as JSON in the file named by
-``DOPING_SIM_JOB``; results go to its ``out`` file. Each of the config's ``lstm_batch`` lanes
+The job (``doping.sim.job.LSTMJob``: pack, steps, seed, gaps, result file) comes from the runner;
+results go to its ``out`` file. Each of the config's ``lstm_batch`` lanes
 carries its own sequences of random lengths (1 .. max(2, steps // 3)) and random int8 embedding
 elements; a step sends one token of every lane. A monitor takes h with random stalls and notes
 the cycle each step's last element is taken; the scoreboard compares token by token.
@@ -11,7 +11,6 @@ the cycle each step's last element is taken; the scoreboard compares token by to
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import cocotb
@@ -19,10 +18,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, SimTimeoutError, with_timeout
 
-from doping.config import AccelConfig
 from doping.golden.lstm import run_sequence
 from doping.hw.loader import lstm_load_words
 from doping.pack import read_pack
+from doping.sim.job import LSTMJob, read_job
 from doping.sim.tb_accel import MAX_EXAMPLES, StreamDriver, load_payloads
 
 
@@ -62,10 +61,10 @@ class HiddenMonitor:
 
 @cocotb.test()
 async def lstm_sequences(dut):
-    job = json.loads(Path(os.environ["DOPING_SIM_JOB"]).read_text())
-    cfg = AccelConfig(**job["config"])
-    rng = np.random.default_rng(job["seed"])
-    cells = read_pack(job["pack"]).lstm
+    job = read_job(LSTMJob)
+    cfg = job.accel
+    rng = np.random.default_rng(job.seed)
+    cells = read_pack(job.pack).lstm
     Clock(dut.clk, 10, unit="ns").start()
     dut.rst.value = 1
     for s in ("load__valid", "tok__valid", "h__ready"):
@@ -74,19 +73,19 @@ async def lstm_sequences(dut):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
 
-    B, steps, H = cfg.lstm_batch, job["steps"], cells[-1].hidden
+    B, steps, H = cfg.lstm_batch, job.steps, cells[-1].hidden
     lanes = [sequences(rng, steps, cells[0].input_size) for _ in range(B)]
     xs = [np.concatenate(lane) for lane in lanes]  # (steps, I) per lane
     first = [np.isin(np.arange(steps), np.cumsum([0] + [len(s) for s in lane[:-1]])) for lane in lanes]
     beats = [(int(v) & 0xFF) | (int(first[b][t]) << 8) for t in range(steps) for b in range(B) for v in xs[b][t]]
-    mon = HiddenMonitor(dut, rng, job.get("h_stall", 0.0), B * H)
+    mon = HiddenMonitor(dut, rng, job.h_stall, B * H)
     words = lstm_load_words(cells, cfg)
-    limit = job["watchdog_cycles"]
+    limit = job.watchdog_cycles
 
     async def work():
         await StreamDriver(dut, "load", rng).send(load_payloads(None, cfg, words))
         task = cocotb.start_soon(mon.collect(steps))
-        await StreamDriver(dut, "tok", rng, job.get("tok_gap", 0.0)).send(beats)
+        await StreamDriver(dut, "tok", rng, job.tok_gap).send(beats)
         await task
 
     try:
@@ -103,5 +102,5 @@ async def lstm_sequences(dut):
                  "got": got[i].tolist(), "want": want[i].tolist()} for i in bad[:MAX_EXAMPLES]]
     result = {"tokens": steps * B, "steps": steps, "sequences": sum(len(l) for l in lanes), "mismatches": len(bad),
               "mismatch_examples": examples, "step_intervals": np.diff(mon.token_end).tolist()}
-    Path(job["out"]).write_text(json.dumps(result))
-    assert not len(bad), f"{len(bad)} of {job['tokens']} tokens mismatched: {examples[:1]}"
+    Path(job.out).write_text(json.dumps(result))
+    assert not len(bad), f"{len(bad)} of {steps * B} tokens mismatched: {examples[:1]}"

@@ -130,10 +130,13 @@ def test_sim_watchdog_is_finite_and_above_the_cycle_model():
     from doping.sim.tb_accel import watchdog_cycles
 
     layer, cfg = synth_layer((48, 30), 6, seed=7), PRESETS["minimal"]
-    calm = watchdog_cycles(layer, cfg, 3, {})
+    from doping.sim.job import MatvecJob
+
+    calm = watchdog_cycles(layer, cfg, 3, MatvecJob(config={}, packs=[], vectors=3))
     assert calm > 3 * schedule(layer, cfg).cycles
     slack = 10_000
-    assert watchdog_cycles(layer, cfg, 3, {"y_stall": 0.9}) - slack >= 9 * (calm - slack) > 0
+    stalled = watchdog_cycles(layer, cfg, 3, MatvecJob(config={}, packs=[], vectors=3, y_stall=0.9))
+    assert stalled - slack >= 9 * (calm - slack) > 0
 
 
 def _npy_header(shape, dtype="<i8") -> bytes:
