@@ -14,43 +14,44 @@ from doping.config import AccelConfig
 ENV = "DOPING_SIM_JOB"
 
 
-@dataclass(frozen=True)
-class MatvecJob:
+@dataclass(frozen=True, kw_only=True)
+class _Job:
+    config: dict  # AccelConfig fields
+    seed: int = 0
+    out: str = ""  # the result file the testbench writes
+
+    @property
+    def accel(self) -> AccelConfig:
+        return AccelConfig(**self.config)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MatvecJob(_Job):
     """``doping.sim.tb_accel``: random vectors through every layer of ``packs`` (or ``layer``);
     probabilities of an idle x/load cycle and of y.ready low; ``resident``: every layer loaded
     once into its own region."""
 
-    config: dict
     packs: list
     vectors: int
-    seed: int = 0
     x_gap: float = 0.0
     y_stall: float = 0.0
     load_gap: float = 0.0
     reset_mid_vector: bool = False
     layer: str | None = None
     resident: bool = False
-    out: str = ""
 
 
-@dataclass(frozen=True)
-class LSTMJob:
+@dataclass(frozen=True, kw_only=True)
+class LSTMJob(_Job):
     """``doping.sim.tb_lstm``: ``steps`` steps (one token of every lane) of random sequences
     through the LSTM of ``pack``; probabilities of an idle token cycle and of h.ready low; a
     cycle bound no correct run exceeds."""
 
-    config: dict
     pack: str
     steps: int
     watchdog_cycles: int
-    seed: int = 0
     tok_gap: float = 0.0
     h_stall: float = 0.0
-    out: str = ""
-
-    @property
-    def accel(self) -> AccelConfig:
-        return AccelConfig(**self.config)
 
 
 def write_job(job, path: Path) -> None:

@@ -18,7 +18,6 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, SimTimeoutError, with_timeout
 
 from doping import golden
-from doping.config import AccelConfig
 from doping.hw.loader import load_words, register_words
 from doping.hw.top import UNITS
 from doping.pack import read_pack
@@ -139,7 +138,7 @@ def scoreboard(got: np.ndarray, want: np.ndarray, pack: str) -> tuple[int, list[
 @cocotb.test()
 async def regression(dut):
     job = read_job(MatvecJob)
-    cfg = AccelConfig(**job.config)
+    cfg = job.accel
     rng = np.random.default_rng(job.seed)
     Clock(dut.clk, 10, unit="ns").start()
     await reset(dut)
