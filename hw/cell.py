@@ -19,12 +19,13 @@ b's cell state as 0 (the first step of a sequence).
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from doping.config import AccelConfig, bits_for
 from doping.golden.lstm import Q
 from doping.hw.requant import REQUANT_STAGES, requant
+from doping.hw.top import _banks
 
 #: Cycles from a pre-activation o row accepted to its unit's h on the ``h`` stream: the table read,
 #: the products f*c and i*g, the new c, the cell requantiser, the tanh_c read, o*tc, the output
@@ -87,19 +88,10 @@ class LSTMCell(wiring.Component):
         cfg, mem = self.cfg, self.cfg.memories
         hb = hidden_bits(cfg)
 
-        def new_memory(name, key, shape, banks=1, transparent=False):
-            out = []
-            for b in range(banks):
-                mm = memory.Memory(shape=shape, depth=mem[key]["depth"], init=[])
-                m.submodules[f"{name}{b}" if banks > 1 else name] = mm
-                wp = mm.write_port()
-                out.append((wp, mm.read_port(transparent_for=(wp,) if transparent else ())))
-            return out
-
-        (glut_w, glut_r), = new_memory("gate_lut", "gate_lut", signed(16))
-        (clut_w, clut_r), = new_memory("cell_lut", "cell_lut", signed(16))
-        gbuf = new_memory("gbuf", "gbuf", signed(16), banks=3, transparent=True)
-        (c_w, c_r), = new_memory("c_state", "c_state", signed(32))
+        (glut_w, glut_r), = _banks(m, "gate_lut", 1, mem["gate_lut"]["depth"], signed(16))
+        (clut_w, clut_r), = _banks(m, "cell_lut", 1, mem["cell_lut"]["depth"], signed(16))
+        gbuf = _banks(m, "gbuf", 3, mem["gbuf"]["depth"], signed(16), transparent=True)
+        (c_w, c_r), = _banks(m, "c_state", 1, mem["c_state"]["depth"], signed(32))
         for wp, which in ((glut_w, 0), (clut_w, 1)):
             m.d.comb += [wp.addr.eq(self.table.addr), wp.data.eq(self.table.data),
                          wp.en.eq(self.table.en & (self.table.which == which))]

@@ -24,13 +24,13 @@ through each layer, and ``h`` carries their B results in lane order; the state i
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from doping.config import LAYER_REG_WORDS, AccelConfig, bits_for
 from doping.hw.cell import CELL_LATENCY, LSTMCell, hidden_bits, region_address, state_offset
 from doping.hw.loader import CELL_REG_INDEX, SEL_CELL_LUT, SEL_GATE_LUT, SEL_LAYER_REGS, SEL_REG
-from doping.hw.top import Accelerator, LoadWord
+from doping.hw.top import Accelerator, LoadWord, _banks
 
 #: SWITCH: the layer's register words, one a cycle, behind the register memory's read.
 SWITCH_CYCLES = LAYER_REG_WORDS + 1
@@ -66,14 +66,9 @@ class LSTMAccelerator(wiring.Component):
         m.submodules.cell = cell = LSTMCell(cfg)
         wiring.connect(m, acc.y, cell.p)
 
-        def new_memory(name, key, shape):
-            mm = memory.Memory(shape=shape, depth=mem[key]["depth"], init=[])
-            m.submodules[name] = mm
-            return mm.write_port(), mm.read_port()
-
-        regs_w, regs_r = new_memory("layer_regs", "layer_regs", unsigned(64))
-        hs_w, hs_r = new_memory("h_state", "h_state", signed(8))
-        hn_w, hn_r = new_memory("h_next", "h_next", signed(8))
+        (regs_w, regs_r), = _banks(m, "layer_regs", 1, mem["layer_regs"]["depth"], unsigned(64))
+        (hs_w, hs_r), = _banks(m, "h_state", 1, mem["h_state"]["depth"], signed(8))
+        (hn_w, hn_r), = _banks(m, "h_next", 1, mem["h_next"]["depth"], signed(8))
 
         B = cfg.lstm_batch
         region, fresh = Signal(bits_for(cfg.resident_layers)), Signal(B)  # fresh: bit b, sequence b restarts

@@ -35,6 +35,21 @@ def sequences(rng, tokens: int, inputs: int) -> list[np.ndarray]:
     return out
 
 
+def lanes_of(sequences_per_lane):
+    """Per lane, its sequences concatenated (steps, I) and the steps that start a sequence."""
+    xs = [np.concatenate(seqs) for seqs in sequences_per_lane]
+    first = [np.isin(np.arange(len(x)), np.cumsum([0] + [len(s) for s in seqs[:-1]]))
+             for x, seqs in zip(xs, sequences_per_lane)]
+    return xs, first
+
+
+def golden_lanes(cells, sequences_per_lane):
+    """The golden LSTM's last-layer h, step by step and lane by lane: (steps * B, H)."""
+    per_lane = [np.concatenate([run_sequence(cells, s[:, None, :])[0][:, 0, :] for s in seqs])
+                for seqs in sequences_per_lane]
+    return np.stack(per_lane, axis=1).reshape(-1, cells[-1].hidden)
+
+
 class HiddenMonitor:
     """Sets ``h__ready`` randomly; collects the h elements and the cycle each step's last one is
     taken (a step: ``per_step`` elements)."""
@@ -75,8 +90,7 @@ async def lstm_sequences(dut):
 
     B, steps, H = cfg.lstm_batch, job.steps, cells[-1].hidden
     lanes = [sequences(rng, steps, cells[0].input_size) for _ in range(B)]
-    xs = [np.concatenate(lane) for lane in lanes]  # (steps, I) per lane
-    first = [np.isin(np.arange(steps), np.cumsum([0] + [len(s) for s in lane[:-1]])) for lane in lanes]
+    xs, first = lanes_of(lanes)
     beats = [(int(v) & 0xFF) | (int(first[b][t]) << 8) for t in range(steps) for b in range(B) for v in xs[b][t]]
     mon = HiddenMonitor(dut, rng, job.h_stall, B * H)
     words = lstm_load_words(cells, cfg)
@@ -94,8 +108,7 @@ async def lstm_sequences(dut):
         raise AssertionError(f"watchdog: no result after {limit} cycles; {len(mon.values)} of "
                              f"{steps * B * H} h elements seen") from None
     got = np.array(mon.values, dtype=np.int64).reshape(steps * B, H)  # step by step, lane by lane
-    per_lane = [np.concatenate([run_sequence(cells, s[:, None, :])[0][:, 0, :] for s in lane]) for lane in lanes]
-    want = np.stack(per_lane, axis=1).reshape(steps * B, H).astype(np.int64)
+    want = golden_lanes(cells, lanes).astype(np.int64)
     bad = np.flatnonzero(np.any(got != want, axis=1))
     examples = [{"token": int(i), "step": int(i) // B, "lane": int(i) % B,
                  "element": int(np.flatnonzero(got[i] != want[i])[0]),

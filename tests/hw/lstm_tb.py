@@ -7,24 +7,9 @@ from __future__ import annotations
 import numpy as np
 from amaranth.sim import Simulator
 
-from doping.golden.lstm import run_sequence
 from doping.hw.loader import lstm_load_words
 from doping.hw.lstm import LSTMAccelerator
-
-
-def lanes_of(sequences_per_lane):
-    """Per lane, its sequences concatenated (steps, I) and the steps that start a sequence."""
-    xs = [np.concatenate(seqs) for seqs in sequences_per_lane]
-    first = [np.isin(np.arange(len(x)), np.cumsum([0] + [len(s) for s in seqs[:-1]]))
-             for x, seqs in zip(xs, sequences_per_lane)]
-    return xs, first
-
-
-def golden_lanes(cells, sequences_per_lane):
-    """The golden LSTM's last-layer h, step by step and lane by lane: (steps * B, H)."""
-    per_lane = [np.concatenate([run_sequence(cells, s[:, None, :])[0][:, 0, :] for s in seqs])
-                for seqs in sequences_per_lane]
-    return np.stack(per_lane, axis=1).reshape(-1, cells[-1].hidden)
+from doping.sim.tb_lstm import lanes_of
 
 
 def run_lstm(cfg, cells, sequences_per_lane, seed=0, tok_gap=0.0, h_stall=0.0, max_cycles=300_000):

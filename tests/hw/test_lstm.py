@@ -18,7 +18,8 @@ from doping.golden.lstm import LSTMLayerQuant, cell, run_sequence
 from doping.hw.cell import LSTMCell
 from doping.hw.loader import lstm_load_words
 from doping.synth import synth_layer, synth_lstm
-from tests.hw.lstm_tb import golden_lanes, run_lstm
+from doping.sim.tb_lstm import golden_lanes
+from tests.hw.lstm_tb import run_lstm
 
 SMALL = AccelConfig(rows=2, cols=2, lanes=2, max_m=64, max_n=24, max_factor=64, max_intermediate=64, max_nnz=256,
                     resident_layers=2, lstm_cell=1)
