@@ -7,9 +7,13 @@ fixed + per_edge * (rows + cols) by least squares. The model is then compared wi
 config (fit and held-out); the error is reported. Writes python/doping/estimate/area_fit.json.
 The LSTM top's extra logic (cell unit, sequencer, bias stage) is the difference between a design
 with and without ``lstm_cell`` at the same config, measured at LSTM_CONFIGS (``--lstm`` measures
-only that and updates the file's ``lstm_cell`` entry).
+only that and updates the file's ``lstm_cell`` entry). Wide streams (``stream_bytes`` W) are
+measured at STREAM_CONFIG for W = 1, 2, 4, 8 (``--stream``): the logic outside the lanes (W output
+pipelines, the beat's bank steering) costs ``per_stream_byte`` per element beyond the first (the
+least-squares slope), and each lane ``per_window_byte`` per input-window element beyond X_WINDOW
+(W-slot writes into a window of ``AccelConfig.x_window`` elements).
 
-  python bench/area_model.py [--out python/doping/estimate/area_fit.json] [--lstm]
+  python bench/area_model.py [--out python/doping/estimate/area_fit.json] [--lstm] [--stream]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ CAP = dict(max_m=256, max_n=256, max_factor=256, max_intermediate=256, max_nnz=4
 FIT = [(1, 1, 1), (2, 2, 1), (2, 3, 2), (4, 4, 2), (3, 5, 4)]
 HELD_OUT = [(6, 4, 3), (8, 8, 8)]
 LSTM_CONFIGS = [(2, 2, 1), (4, 4, 2)]
+STREAM_CONFIG, STREAM_BYTES = (4, 8, 8), (1, 2, 4, 8)
 
 
 def _module_areas(cfg):
@@ -50,6 +55,22 @@ def measure_lstm(r, c, l):
             "delta_um2": sum(with_cell.values()) - sum(without.values())}
 
 
+def measure_stream(w):
+    """Logic of the accelerator at STREAM_CONFIG with ``w`` elements a beat: the lanes, the rest."""
+    r, c, l = STREAM_CONFIG
+    cfg = AccelConfig(rows=r, cols=c, lanes=l, stream_bytes=w, **CAP)
+    area, _ = _module_areas(cfg)
+    lanes = sum(v for k, v in area.items() if ".lane" in k)
+    return {"config": [r, c, l], "stream_bytes": w, "x_window": cfg.x_window, "total_um2": sum(area.values()),
+            "lanes_um2": lanes, "rest_um2": sum(area.values()) - lanes}
+
+
+def _slope(x, y) -> float:
+    """Least-squares slope of y over x through the origin."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    return float(x @ y / (x @ x)) if x @ x else 0.0
+
+
 def measure(r, c, l):
     cfg = AccelConfig(rows=r, cols=c, lanes=l, **CAP)
     area, cells = _module_areas(cfg)
@@ -64,7 +85,26 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="python/doping/estimate/area_fit.json")
     ap.add_argument("--lstm", action="store_true", help="measure only the LSTM top's extra logic")
+    ap.add_argument("--stream", action="store_true", help="measure only the cost of wide streams")
     args = ap.parse_args()
+    if args.stream:
+        out = json.loads(Path(args.out).read_text())
+        checks = [measure_stream(w) for w in STREAM_BYTES]
+        b, lanes = checks[0], STREAM_CONFIG[2]
+        fit = out["um2"]
+        fit["per_stream_byte"] = _slope([m["stream_bytes"] - 1 for m in checks],
+                                        [m["rest_um2"] - b["rest_um2"] for m in checks])
+        fit["per_window_byte"] = _slope([lanes * (m["x_window"] - b["x_window"]) for m in checks],
+                                        [m["lanes_um2"] - b["lanes_um2"] for m in checks])
+        out["stream_checks"] = checks
+        out["stream_date"] = str(date.today())
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+        for m in checks:
+            model = (b["total_um2"] + fit["per_stream_byte"] * (m["stream_bytes"] - 1)
+                     + fit["per_window_byte"] * lanes * (m["x_window"] - b["x_window"]))
+            print(f"W = {m['stream_bytes']} (window {m['x_window']}): yosys {m['total_um2']:.0f} µm², model "
+                  f"{model:.0f} µm² ({100 * (model / m['total_um2'] - 1):+.1f} %)")
+        return
     if args.lstm:
         out = json.loads(Path(args.out).read_text())
         checks = [measure_lstm(*k) for k in LSTM_CONFIGS]

@@ -4,10 +4,12 @@ utilisation, for the flagship layer and the PTB pack.
 
 Layers: 2600x1300 @25x (synthetic, seed 0) at the rule's factor shapes and at a Kronecker-heavy
 share (--share, default 0.78: the most-Kronecker shape of bench/dkp_speed.py), and every layer of
-the PTB pack. The bound is max(KP MACs / (R*C), nnz / L, n, m): the busiest of the array, the
-lanes and the one-element-per-beat x and y streams.
+the PTB pack. The bound is max(KP MACs / (R*C), nnz / L, n / W, m / W): the busiest of the
+array, the lanes and the W-element-per-beat x and y streams (``--stream-bytes`` W overrides the
+config's).
 
-  python bench/rtl_cycles.py [--config default] [--vectors 3] [--share 0.78] [--pack packs/...] [--json F]
+  python bench/rtl_cycles.py [--config default] [--stream-bytes W] [--vectors 3] [--share 0.78]
+                             [--pack packs/...] [--json F]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import platform
 import tempfile
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -50,6 +53,7 @@ def measure(name, layer, base, vectors, tmp):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="default")
+    ap.add_argument("--stream-bytes", type=int, help="elements per x/y beat (default: the config's)")
     ap.add_argument("--vectors", type=int, default=3)
     ap.add_argument("--share", type=float, default=0.78)
     ap.add_argument("--pack", default=str(PTB_PACK))
@@ -57,6 +61,8 @@ def main():
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args()
     base = load_config(args.config)
+    if args.stream_bytes:
+        base = replace(base, stream_bytes=args.stream_bytes)
     layers = [("rule", synth_layer((2600, 1300), 25, seed=0)),
               (f"share{args.share:g}", synth_layer((2600, 1300), 25, seed=0,
                                                    factor_shapes=factor_shapes_for_share(2600, 1300, 25, args.share)))]
@@ -72,8 +78,9 @@ def main():
                                                          "mismatches")}), flush=True)
     out = {"date": str(date.today()), "machine": platform.node(), "config": args.config,
            "command": "python bench/rtl_cycles.py " + " ".join(f"--{k} {v}" for k, v in
-                                                              (("config", args.config), ("vectors", args.vectors),
-                                                               ("share", args.share))),
+                                                              (("config", args.config),
+                                                               ("stream-bytes", base.stream_bytes),
+                                                               ("vectors", args.vectors), ("share", args.share))),
            "layers": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))

@@ -3,14 +3,15 @@ buffer, sparse-overlay gather unit, stream interfaces (docs/hardware.md)."""
 
 
 def source_digest() -> str:
-    """SHA-1 of the doping version and every generator source file: a key for anything built from
-    the generated RTL (simulator builds, the flow's RTL and simulation stages)."""
+    """SHA-1 of the doping version, every generator source file and the config module (which
+    derives the memory geometry and the input window): a key for anything built from the
+    generated RTL (simulator builds, the flow's RTL and simulation stages)."""
     import hashlib
     from pathlib import Path
 
     import doping
 
     h = hashlib.sha1(doping.__version__.encode())
-    for f in sorted(Path(__file__).parent.glob("*.py")):
+    for f in [*sorted(Path(__file__).parent.glob("*.py")), Path(doping.__file__).with_name("config.py")]:
         h.update(f.read_bytes())
     return h.hexdigest()

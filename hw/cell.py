@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from doping.config import AccelConfig, bits_for
 from doping.golden.lstm import Q
 from doping.hw.requant import REQUANT_STAGES, requant
-from doping.hw.top import _banks
+from doping.hw.top import _banks, y_layout
 
 #: Cycles from a pre-activation o row accepted to its unit's h on the ``h`` stream: the table read,
 #: the products f*c and i*g, the new c, the cell requantiser, the tanh_c read, o*tc, the output
@@ -71,7 +71,7 @@ class LSTMCell(wiring.Component):
     def __init__(self, cfg: AccelConfig):
         self.cfg = cfg
         super().__init__({
-            "p": In(stream.Signature(signed(8))),
+            "p": In(stream.Signature(y_layout(cfg))),  # the accelerator's y stream (one element a beat)
             "h": Out(stream.Signature(cell_output(cfg))),
             "region": In(bits_for(cfg.resident_layers)),
             "fresh": In(cfg.lstm_batch),
@@ -111,7 +111,8 @@ class LSTMCell(wiring.Component):
             with m.Else():
                 m.d.sync += j.eq(j + 1)
 
-        code = Cat(self.p.payload[:7], ~self.p.payload[7])  # p + 128: the table index of an int8 code
+        p = self.p.payload.data[0]
+        code = Cat(p[:7], ~p[7])  # p + 128: the table index of an int8 code
         m.d.comb += [glut_r.addr.eq(region_address(cfg, "gate_lut", Cat(code, blk == 2), self.region)),
                      glut_r.en.eq(adv)]
         for _, rp in gbuf:

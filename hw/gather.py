@@ -1,12 +1,12 @@
 """One lane of the sparse-overlay gather unit (EIE-style: input broadcast, rows owned by lanes).
 
-Input elements are broadcast to every lane in order and kept in a small per-lane window of
-``window`` int8 registers (element j at slot j mod window). The lane streams its overlay entries
+Input elements are broadcast to every lane in order, ``beat`` (W) elements a cycle, and kept in a
+small per-lane window of ``window`` int8 registers (element j at slot j mod window). The lane streams its overlay entries
 (col, slot, val, first, end; column-major, ``doping.hw.loader``) from its own memory and consumes
 one per cycle once ``x[col]`` has arrived, accumulating ``x[col] * val`` into the int32 row sum at
 ``slot`` of its row-sum memory (read-modify-write; ``first`` starts a row at zero). ``room``
-tells the broadcaster that element ``want`` may be written: the lane no longer needs the element
-``window`` places before it.
+tells the broadcaster that the word of elements ``want`` .. ``want + W - 1`` may be written: the
+lane no longer needs the elements ``window`` places before them.
 
 Pipeline (one entry per cycle): fetch (entry memory, synchronous read) -> wait for x and read
 the window + the row sum (synchronous, transparent to this lane's write) -> multiply-accumulate
@@ -24,17 +24,19 @@ from doping.hw.loader import OverlayField
 
 
 class GatherLane(wiring.Component):
-    def __init__(self, field: OverlayField, entry_addr_bits: int, window: int, _col_offset: int = 0):
+    def __init__(self, field: OverlayField, entry_addr_bits: int, window: int, beat: int = 1, _col_offset: int = 0):
         assert window >= 2 and window & (window - 1) == 0, "the input window is a power of two, at least 2"
-        self.field, self.window = field, window
+        assert beat & (beat - 1) == 0 and 2 * beat <= window, "a broadcast word is a power of two, half the window"
+        self.field, self.window, self.beat = field, window, beat
         self._col_offset = _col_offset  # non-zero only in mutation tests: gathers x[col + 1]
         cb, sb = field.col_bits, field.slot_bits
         super().__init__({
             "start": In(1),
             "done": Out(1, init=1),
-            # input broadcast: element number ``received`` is written when ``x_valid``; ``received``
-            # elements have arrived; ``room``: element ``want`` may be written next
-            "x_valid": In(1), "x_data": In(signed(8)), "received": In(cb + 1),
+            # input broadcast: elements ``received`` .. + W - 1 (a word, element w in bits 8w..8w+7)
+            # are written when ``x_valid``; ``received`` elements have arrived; ``room``: the word
+            # starting at element ``want`` may be written next
+            "x_valid": In(1), "x_data": In(8 * beat), "received": In(cb + 1),
             "want": In(cb + 1), "room": Out(1),
             # overlay entry memory read port (synchronous)
             "ent_addr": Out(entry_addr_bits), "ent_en": Out(1), "ent_data": In(field.width),
@@ -45,11 +47,12 @@ class GatherLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cb, sb, F = self.field.col_bits, self.field.slot_bits, self.window
-        wbits = F.bit_length() - 1
+        cb, sb, F, W = self.field.col_bits, self.field.slot_bits, self.window, self.beat
+        wbits, wb = F.bit_length() - 1, W.bit_length() - 1
         win = Array(Signal(signed(8), name=f"win{k}") for k in range(F))
-        with m.If(self.x_valid):
-            m.d.sync += win[self.received[:wbits]].eq(self.x_data)
+        for k in range(F):  # slot k takes element k mod W of the word landing on its W-slot group
+            with m.If(self.x_valid & (self.received[wb:wbits] == k >> wb)):
+                m.d.sync += win[k].eq(self.x_data.word_select(k % W, 8))
 
         ptr = Signal.like(self.ent_addr)
         issuing = Signal()
@@ -69,7 +72,7 @@ class GatherLane(wiring.Component):
                      self.acc_raddr.eq(slot), self.acc_ren.eq(consume & ~first)]
         # lowest column still needed: the waiting entry's (0 before the first arrives)
         low = Mux(v1, col, 0)
-        m.d.comb += self.room.eq(self.done | (v1 & end) | (self.want < low + F))
+        m.d.comb += self.room.eq(self.done | (v1 & end) | (self.want + (W - 1) < low + F))
 
         with m.If(self.start):
             m.d.sync += [ptr.eq(0), issuing.eq(1), v1.eq(0), self.done.eq(0)]

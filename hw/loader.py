@@ -6,7 +6,9 @@ Load word: ``sel`` (4 bits: which memory or the register file), ``addr`` (bank i
 offset in the low ``bits_for(bank depth)`` bits) and ``data`` (``LOAD_DATA_BITS`` bits).
 
 Overlay (sparse S) layout, EIE-style: rows are assigned to gather lanes by entry count at load
-time (longest first, each to the lane with the fewest entries so far); a lane's rows get slots
+time (longest first, each to the lane with the fewest entries so far), row i among the lanes of
+set i mod W (lanes l = i mod W, + W, + 2W, ...; W = ``stream_bytes``) so that the W rows of a y
+beat have their sums in W distinct lanes; a lane's rows get slots
 0, 1, ... in assignment order. Each lane's entries are stored column-major (by column, then
 slot) so that the lane consumes the broadcast input elements in arrival order; an empty row
 contributes one zero entry at column 0 (so every row sum is written), and each lane's stream
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from doping.config import AccelConfig, bits_for, ceil_div
+from doping.config import LAYER_REG_WORDS, AccelConfig, bits_for, ceil_div
 from doping.golden import QuantLayer
 
 SEL_REG, SEL_A, SEL_B, SEL_OVERLAY, SEL_ROWMAP = 0, 1, 2, 3, 4
@@ -32,7 +34,7 @@ LOAD_ADDR_BITS = 24
 #: Register file: index -> name. All are 32-bit, written before the first vector. ``kp_off`` = 1:
 #: the layer has no Kronecker part (the GEMM engine passes every vector at once, the join adds 0).
 #: ``layer``: which resident layer's region of the weight memories the units read.
-REGS = ("order", "m1", "n1", "m2", "n2", "n", "m", "kb_stride", "t_mult", "t_shift", "ov_mult", "ov_shift",
+REGS = ("order", "m1", "n1", "m2", "n2", "n", "m", "t_mult", "t_shift", "ov_mult", "ov_shift",
         "y_mult", "y_shift", "kp_off", "layer")
 REG_INDEX = {name: i for i, name in enumerate(REGS)}
 #: Cell registers of one LSTM layer (the upper half of its layer_regs words, in this order):
@@ -76,21 +78,32 @@ class LanePlan:
     def counts(self) -> tuple[int, ...]:
         return tuple(len(e) for e in self.entries)
 
+    def rows_per_lane(self, cfg: AccelConfig) -> int:
+        """Most rows any lane holds (the row-sum bank depth it needs)."""
+        return int(np.bincount(self.lane, minlength=cfg.lanes).max(initial=0))
+
+
+def rows_per_lane_bound(m: int, cfg: AccelConfig) -> int:
+    """Rows per lane the assignment needs at most: ceil(rows of a lane set / lanes per set)."""
+    return ceil_div(ceil_div(m, cfg.stream_bytes), cfg.lanes // cfg.stream_bytes)
+
 
 def lane_plan(layer: QuantLayer, cfg: AccelConfig) -> LanePlan:
-    """Balanced row -> lane assignment (greedy longest-first, no lane beyond its row-sum bank's
-    depth, which ``AccelConfig.check`` ensures is at least ceil(m / L)) and each lane's entries
-    as an int64 array of rows (col, slot, val, first)."""
-    lanes = cfg.lanes
+    """Balanced row -> lane assignment (greedy longest-first within each lane set, no lane beyond
+    its row-sum bank's depth, which ``AccelConfig.check`` ensures is at least
+    ``rows_per_lane_bound``) and each lane's entries as an int64 array of rows (col, slot, val,
+    first)."""
+    lanes, W = cfg.lanes, cfg.stream_bytes
     rp = np.asarray(layer.rowptr, dtype=np.int64)
     per_row = np.maximum(np.diff(rp), 1)
     order = np.argsort(-per_row, kind="stable")
-    cap = max(cfg.memories["ov_acc"]["depth"], ceil_div(layer.m, lanes))
-    heap = [(0, l) for l in range(lanes)]
+    cap = max(cfg.memories["ov_acc"]["depth"], rows_per_lane_bound(layer.m, cfg))
+    heaps = [[(0, l) for l in range(w, lanes, W)] for w in range(W)]
     lane = np.empty(layer.m, dtype=np.int64)
     slot = np.empty(layer.m, dtype=np.int64)
     used = [0] * lanes
     for i in order.tolist():
+        heap = heaps[i % W]
         load, l = heapq.heappop(heap)
         lane[i], slot[i] = l, used[l]
         used[l] += 1
@@ -122,7 +135,7 @@ def register_values(layer: QuantLayer, cfg: AccelConfig, region: int = 0) -> dic
     (m1, n1), (m2, n2) = layer.factor_shapes
     return {
         "order": 0 if layer.order == "AX" else 1, "m1": m1, "n1": n1, "m2": m2, "n2": n2, "n": layer.n,
-        "m": layer.m, "kb_stride": ceil_div(m2, cfg.cols),
+        "m": layer.m,
         "t_mult": layer.t_rq.multiplier, "t_shift": layer.t_rq.shift,
         "ov_mult": layer.ov_rq.multiplier, "ov_shift": layer.ov_rq.shift,
         "y_mult": layer.y_rq.multiplier, "y_shift": layer.y_rq.shift, "kp_off": int(not layer.has_kp),
@@ -161,9 +174,11 @@ def load_words(layer: QuantLayer, cfg: AccelConfig, region: int = 0) -> list[tup
         for p, (col, slot, val, first) in enumerate(entries.tolist()):
             words.append((SEL_OVERLAY, (lane << o_bits) | (o_base + p), field.pack(col, slot, val, first, 0)))
         words.append((SEL_OVERLAY, (lane << o_bits) | (o_base + len(entries)), field.pack(0, 0, 0, 0, 1)))
-    slot_bits = field.slot_bits
-    for i in range(layer.m):
-        words.append((SEL_ROWMAP, r_base + i, (int(plan.lane[i]) << slot_bits) | int(plan.slot[i])))
+    slot_bits, W = field.slot_bits, cfg.stream_bytes
+    rm_bits = bits_for(mem["row_map"]["depth"])
+    for i in range(layer.m):  # row i in bank i mod W, at i // W
+        words.append((SEL_ROWMAP, ((i % W) << rm_bits) | (r_base + i // W),
+                      (int(plan.lane[i]) << slot_bits) | int(plan.slot[i])))
     return words
 
 
@@ -204,6 +219,7 @@ def lstm_load_words(cells: list, cfg: AccelConfig) -> list[tuple[int, int, int]]
         b_base = k * mem["bias"]["layer_depth"]
         words += [(SEL_BIAS, b_base + i, int(v) & 0xFFFFFFFF) for i, v in enumerate(cell.bias.tolist())]
         acc = [gate_words[r] & 0xFFFFFFFF for r in REGS]
+        acc += [0] * (LAYER_REG_WORDS - len(acc))  # SWITCH replays all LAYER_REG_WORDS words
         cw = list(cell_register_values(cell, k == len(cells) - 1).values())
         cw += [0] * (len(acc) - len(cw))
         r_base = k * mem["layer_regs"]["layer_depth"]

@@ -112,7 +112,7 @@ class LSTMAccelerator(wiring.Component):
         src_valid, src, tok_data = Signal(), Signal(2), Signal(signed(8))  # src: 0 tok, 1 h_next, 2 h_state, 3 zero
         feed_adv = Signal()
         m.d.comb += [feed_adv.eq(~src_valid | acc.x.ready), acc.x.valid.eq(src_valid),
-                     acc.x.payload.eq(Mux(src == 0, tok_data, Mux(src == 1, hn_r.data, Mux(src == 2, hs_r.data, 0)))),
+                     acc.x.payload[0].eq(Mux(src == 0, tok_data, Mux(src == 1, hn_r.data, Mux(src == 2, hs_r.data, 0)))),
                      hn_r.addr.eq(state_offset(cfg, e, seq)), hn_r.en.eq(feed_adv),
                      hs_r.addr.eq(region_address(cfg, "h_state", state_offset(cfg, e - creg["inputs"], seq), region)),
                      hs_r.en.eq(feed_adv)]

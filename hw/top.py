@@ -2,8 +2,9 @@
 stream interfaces (docs/hardware.md).
 
 Streams (``amaranth.lib.stream``, valid/ready): ``load`` (sel, addr, data words from
-``doping.hw.loader``), ``x`` (one int8 input element per beat, n beats per vector), ``y`` (one int8
-output element per beat, m per vector). Four units work on consecutive vectors at once, each with
+``doping.hw.loader``), ``x`` (W = ``stream_bytes`` int8 input elements per beat, ceil(n / W) beats
+per vector, element e of a vector in beat e // W at position e % W), ``y`` (W int8 outputs per
+beat and ``last`` on a vector's final beat; positions past m in that beat are padding). Four units work on consecutive vectors at once, each with
 its own controller, handing over through double-buffered memories: RECV (x into the activation
 memory and the input buffer), the GEMM engine (the two Kronecker GEMMs, tile by tile), the gather
 lanes (fed by a broadcast of the input buffer) and SEND (y through a pipeline of ``SEND_LATENCY``
@@ -13,7 +14,7 @@ what it reads is complete and what it writes is free.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,6 +48,26 @@ def send_latency(cfg: AccelConfig) -> int:
 G1_SETTLE = REQUANT_STAGES
 
 
+def x_layout(cfg: AccelConfig) -> data.ArrayLayout:
+    """One beat of the x stream: ``stream_bytes`` int8 elements."""
+    return data.ArrayLayout(signed(8), cfg.stream_bytes)
+
+
+def y_layout(cfg: AccelConfig) -> data.StructLayout:
+    """One beat of the y stream: ``stream_bytes`` int8 outputs, ``last`` on a vector's final beat."""
+    return data.StructLayout({"data": x_layout(cfg), "last": unsigned(1)})
+
+
+def bank_offset(j: int, base, banks: int):
+    """For a run of consecutive elements starting at bank ``base`` (< ``banks``): the position in
+    the run of bank ``j``'s element, (j - base) mod banks, and whether the run wrapped before it
+    (j < base: its element is one address further). No comparison is constant (lint)."""
+    if j == banks - 1:
+        return banks - 1 - base, Const(0)
+    wrapped = base > j
+    return Mux(wrapped, j + banks - base, j - base), wrapped
+
+
 def _banks(m, name, banks, depth, shape, transparent=False):
     mems = []
     for b in range(banks):
@@ -68,8 +89,8 @@ class Accelerator(wiring.Component):
         self.cfg, self.mutation = cfg, mutation
         super().__init__({
             "load": In(stream.Signature(LoadWord)),
-            "x": In(stream.Signature(signed(8))),
-            "y": Out(stream.Signature(signed(8))),
+            "x": In(stream.Signature(x_layout(cfg))),
+            "y": Out(stream.Signature(y_layout(cfg))),
             "status": Out(len(UNITS)),
             "vector_cycles": Out(32),
         })
@@ -77,7 +98,8 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        R, C, L = cfg.rows, cfg.cols, cfg.lanes
+        R, C, L, W = cfg.rows, cfg.cols, cfg.lanes, cfg.stream_bytes
+        wb = W.bit_length() - 1  # element index bits inside a W-element word
         mem = cfg.memories
         abits = {k: bits_for(v["depth"]) for k, v in mem.items()}
 
@@ -91,6 +113,25 @@ class Accelerator(wiring.Component):
         col_bits = bits_for(cfg.max_n)
         VB = VECTOR_COUNT_BITS
 
+        # A flat index f of a striped memory (act_q holding X, kbuf) is carried as the pair
+        # (f div C, f mod C): bank f mod C, word f div C.
+        def dm_add(q, r, dq, dr):
+            """(q, r) + (dq, dr), both as (div C, mod C); dr <= C."""
+            s_ = r + dr
+            carry = s_ >= C
+            return q + dq + carry, Mux(carry, s_ - C, s_)
+
+        def dm_sub(q, r, dq, dr):
+            """(q, r) - (dq, dr), both as (div C, mod C); dr < C."""
+            borrow = r < dr
+            return q - dq - borrow, Mux(borrow, r + C - dr, r - dr)
+
+        def divmod_c(v):
+            """(v div C, v mod C) of an unsigned value (bit slices when C is a power of two)."""
+            if (C & (C - 1)) == 0:
+                return v >> (C.bit_length() - 1), v[:max(C.bit_length() - 1, 1)] if C > 1 else Const(0)
+            return v // C, v % C
+
         # ---- registers ----
         regs = {name: Signal(32, name=f"reg_{name}") for name in REG_INDEX}
         order_xb = regs["order"][0]
@@ -99,13 +140,15 @@ class Accelerator(wiring.Component):
         # ---- memories (kbuf, x_buf: two halves by address MSB; ov_acc: two banks per lane) ----
         a_m = _banks(m, "a", R, mem["a"]["depth"], signed(8))
         b_m = _banks(m, "b", C, mem["b"]["depth"], signed(8))
-        p_m = _banks(m, "act_p", R, mem["act_p"]["depth"], signed(8))
+        # act_p: R banks of W sub-banks (element address a: sub-bank a mod W, word a div W), so a
+        # beat's W consecutive addresses of one bank are written in one cycle at any alignment
+        p_sub = [_banks(m, f"act_p{i}_", W, mem["act_p"]["depth"], signed(8)) for i in range(R)]
         q_m = _banks(m, "act_q", C, mem["act_q"]["depth"], signed(8))
         k_m = _banks(m, "kbuf", C, mem["kbuf"]["depth"], signed(32))
         o_m = _banks(m, "overlay", L, mem["overlay"]["depth"], unsigned(mem["overlay"]["width"]))
         s_m = _banks(m, "ov_acc", 2 * L, mem["ov_acc"]["depth"], signed(32), transparent=True)
-        rowmap_m = _banks(m, "row_map", 1, mem["row_map"]["depth"], unsigned(mem["row_map"]["width"]))
-        xbuf_m = _banks(m, "x_buf", 1, mem["x_buf"]["depth"], signed(8))
+        rowmap_m = _banks(m, "row_map", W, mem["row_map"]["depth"], unsigned(mem["row_map"]["width"]))
+        xbuf_m = _banks(m, "x_buf", 1, mem["x_buf"]["depth"], unsigned(8 * W))
         bias_m = _banks(m, "bias", 1, mem["bias"]["depth"], signed(32)) if cfg.lstm_cell else []
         field = overlay_field(cfg)
 
@@ -119,10 +162,11 @@ class Accelerator(wiring.Component):
         m.submodules.array = arr = SystolicArray(R, C)
         lanes = []
         send_pending = Signal()  # SEND may run: its vector's K and row sums are complete
-        send_slot, send_ren = Signal(field.slot_bits), Signal()
+        send_slot = [Signal(field.slot_bits, name=f"send_slot{w}") for w in range(W)]  # per beat position
+        send_ren = Signal()
         lane_half = n_lanes[0]
         for l in range(L):
-            lane = GatherLane(field, bits_for(mem["overlay"]["layer_depth"]), cfg.x_window,
+            lane = GatherLane(field, bits_for(mem["overlay"]["layer_depth"]), cfg.x_window, W,
                               _col_offset=int(self.mutation == "gather_off_by_one"))
             m.submodules[f"lane{l}"] = lane
             lanes.append(lane)
@@ -132,7 +176,7 @@ class Accelerator(wiring.Component):
             for h in (0, 1):  # the lanes own half n_lanes % 2, SEND reads half n_sent % 2
                 swp, srp = s_m[h * L + l]
                 send_owns = send_pending & (n_sent[0] == h)
-                m.d.comb += [srp.addr.eq(Mux(send_owns, send_slot, lane.acc_raddr)),
+                m.d.comb += [srp.addr.eq(Mux(send_owns, send_slot[l % W], lane.acc_raddr)),
                              srp.en.eq(Mux(send_owns, send_ren, lane.acc_ren & (lane_half == h))),
                              swp.addr.eq(lane.acc_waddr), swp.data.eq(lane.acc_wdata),
                              swp.en.eq(lane.acc_wen & (lane_half == h))]
@@ -166,48 +210,72 @@ class Accelerator(wiring.Component):
         m.d.sync += now.eq(now + 1)
         started = Array(Signal(32, name=f"start_{v}") for v in range(1 << VB))
 
-        # ---- RECV: x elements into the activation memory and the input buffer. A vector may
+        # ---- RECV: x beats of W elements into the first GEMM's activation memory and the input
+        # buffer. AX: X is striped over act_q's C banks by its flat index f (bank f mod C, word
+        # f div C), so W <= C consecutive elements land in distinct banks. XB: X row r lives in
+        # act_p bank r mod R at element address (r div R) * n2 + c; a beat covers at most two
+        # rows (W <= n2), each a run of consecutive addresses, one per sub-bank. A vector may
         # start once the previous one's first GEMM has read X and its input-buffer half is free
         # (the broadcast of the vector before last is over). ----
-        xr, xc = Signal(32), Signal(32)  # row (of n1) and column (of n2) of X
-        xr_bank, xr_base = Signal(range(max(R, 2))), Signal(32)  # XB: row bank, (row // R) * n2; max(.,2): no 0-bit signals
-        xc_bank, xc_base = Signal(range(max(C, 2))), Signal(32)  # AX: column bank, (col // C) * n1
+        xc = Signal(32)  # XB: column (of n2) of X of the beat's first element
+        xr_bank, xr_base = Signal(range(max(R, 2))), Signal(32)  # XB: its row's bank, (row // R) * n2; max(.,2): no 0-bit signals
+        xq, xrem = Signal(32), Signal(range(max(C, 2)))  # AX: f div C, f mod C of the beat's first element
         x_fire = self.x.valid & self.x.ready
+        x_last = e + W >= regs["n"]  # the vector's final beat
         m.d.comb += self.x.ready.eq((kp_off | (n_g1 == n_recv)) & (ahead(n_recv, n_lanes) <= 1))
-        p_wr = [(Signal(abits["act_p"], name=f"pw_addr{i}"), Signal(signed(8), name=f"pw_data{i}"),
-                 Signal(name=f"pw_en{i}")) for i in range(R)]
+        p_wr = [[(Signal(abits["act_p"], name=f"pw_addr{i}_{t}"), Signal(signed(8), name=f"pw_data{i}_{t}"),
+                  Signal(name=f"pw_en{i}_{t}")) for t in range(W)] for i in range(R)]
         q_wr = [(Signal(abits["act_q"], name=f"qw_addr{j}"), Signal(signed(8), name=f"qw_data{j}"),
                  Signal(name=f"qw_en{j}")) for j in range(C)]
-        for (wp, _), (a_, d_, en_) in zip(p_m + q_m, p_wr + q_wr):
+        for (wp, _), (a_, d_, en_) in zip([x for sub in p_sub for x in sub] + q_m,
+                                          [x for sub in p_wr for x in sub] + q_wr):
             m.d.comb += [wp.addr.eq(a_), wp.data.eq(d_), wp.en.eq(en_)]
         xb_wp, xb_rp = xbuf_m[0]
         xb_bits = abits["x_buf"] - 1
-        m.d.comb += [xb_wp.addr.eq(Cat(e[:xb_bits], n_recv[0])), xb_wp.data.eq(self.x.payload), xb_wp.en.eq(x_fire)]
-        with m.If(x_fire):
+        xel = Array(self.x.payload[w] for w in range(W))
+        in_vec = Array(e + w < regs["n"] for w in range(W))  # not padding past the vector's end
+        m.d.comb += [xb_wp.addr.eq(Cat((e >> wb)[:xb_bits], n_recv[0])), xb_wp.data.eq(self.x.payload.as_value()),
+                     xb_wp.en.eq(x_fire)]
+        rest = regs["n2"] - xc  # XB: elements of the beat still in row r (all W when >= W)
+        nb_wrap = xr_bank == R - 1  # row r + 1 is in bank 0, one block of n2 further
+        a0 = xr_base + xc  # XB: element address of the beat's first element
+        b0 = Mux(nb_wrap, xr_base + regs["n2"], xr_base) - rest  # row r + 1's element w is at b0 + w
+        with m.If(x_fire & ~kp_off):
             for i in range(R):
-                m.d.comb += [p_wr[i][0].eq(xr_base + xc), p_wr[i][1].eq(self.x.payload),
-                             p_wr[i][2].eq(order_xb & (xr_bank == i))]
-            for j in range(C):
-                m.d.comb += [q_wr[j][0].eq(xc_base + xr), q_wr[j][1].eq(self.x.payload),
-                             q_wr[j][2].eq(~order_xb & (xc_bank == j))]
-            m.d.sync += e.eq(e + 1)
+                for t in range(W):  # sub-bank t of bank i: element w with address = t mod W
+                    w0 = (t - a0)[:wb] if W > 1 else Const(0)
+                    w1 = (t - b0)[:wb] if W > 1 else Const(0)
+                    if R == 1:  # rows r and r + 1 follow each other in the one bank
+                        hit, w, addr = Const(1), w0, a0 + w0
+                    else:
+                        first = (xr_bank == i) & (w0 < rest)
+                        next_bank = (xr_bank + 1 == i) if i else nb_wrap
+                        second_row = next_bank & (w1 >= rest)
+                        hit, w, addr = first | second_row, Mux(first, w0, w1), Mux(first, a0 + w0, b0 + w1)
+                    m.d.comb += [p_wr[i][t][0].eq(addr >> wb), p_wr[i][t][1].eq(xel[w]),
+                                 p_wr[i][t][2].eq(order_xb & hit & in_vec[w])]
+            for j in range(C):  # AX: bank j takes element (j - f mod C) mod C of the beat
+                w_j, wrapped = bank_offset(j, xrem, C)
+                wj = w_j[:max(wb, 1)]
+                m.d.comb += [q_wr[j][0].eq(xq + wrapped), q_wr[j][1].eq(xel[wj]),
+                             q_wr[j][2].eq(~order_xb & (w_j < W) & in_vec[wj])]
+        with m.If(x_fire):
+            m.d.sync += e.eq(e + W)
             with m.If(e == 0):
                 m.d.sync += started[n_recv].eq(now)
-            with m.If(xc == regs["n2"] - 1):
-                m.d.sync += [xc.eq(0), xc_bank.eq(0), xc_base.eq(0), xr.eq(xr + 1)]
-                with m.If(xr_bank == R - 1):
+            with m.If(xc + W >= regs["n2"]):  # the beat ends row r (W <= n2: at most one row change)
+                m.d.sync += xc.eq(xc + W - regs["n2"])
+                with m.If(nb_wrap):
                     m.d.sync += [xr_bank.eq(0), xr_base.eq(xr_base + regs["n2"])]
                 with m.Else():
                     m.d.sync += xr_bank.eq(xr_bank + 1)
             with m.Else():
-                m.d.sync += xc.eq(xc + 1)
-                with m.If(xc_bank == C - 1):
-                    m.d.sync += [xc_bank.eq(0), xc_base.eq(xc_base + regs["n1"])]
-                with m.Else():
-                    m.d.sync += xc_bank.eq(xc_bank + 1)
-            with m.If(e == regs["n"] - 1):
-                m.d.sync += [e.eq(0), n_recv.eq(n_recv + 1), xr.eq(0), xc.eq(0), xr_bank.eq(0), xr_base.eq(0),
-                             xc_bank.eq(0), xc_base.eq(0)]
+                m.d.sync += xc.eq(xc + W)
+            nxt_x = dm_add(xq, xrem, 0, W % C if W > C else W)  # W > C only without a Kronecker part: unused
+            m.d.sync += [xq.eq(nxt_x[0]), xrem.eq(nxt_x[1])]
+            with m.If(x_last):
+                m.d.sync += [e.eq(0), n_recv.eq(n_recv + 1), xc.eq(0), xr_bank.eq(0), xr_base.eq(0),
+                             xq.eq(0), xrem.eq(0)]
 
         # ---- gather: the lanes take vector n_lanes once its RECV has begun and its row-sum half
         # is free (SEND of the vector before last is over); the broadcaster reads the input buffer
@@ -215,15 +283,16 @@ class Accelerator(wiring.Component):
         recv_has_it = ahead(n_recv, n_lanes) >= 1  # RECV is past the lanes' vector
         m.d.comb += gather_start.eq(~lanes_active & (recv_has_it | x_fire | (e != 0))
                                     & (ahead(n_lanes, n_sent) <= 1))
+        # one W-element word a cycle: b_ptr, b_count in elements (multiples of W)
         b_ptr, b_count, b_valid = Signal(col_bits + 1), Signal(col_bits + 1), Signal()  # next read, written
         b_read = Signal()
         m.d.comb += [b_read.eq(lanes_active & (b_ptr < regs["n"]) & (recv_has_it | (b_ptr < e)) & lanes_room),
-                     xb_rp.addr.eq(Cat(b_ptr[:xb_bits], lane_half)), xb_rp.en.eq(b_read)]
+                     xb_rp.addr.eq(Cat((b_ptr >> wb)[:xb_bits], lane_half)), xb_rp.en.eq(b_read)]
         m.d.sync += b_valid.eq(b_read)
         with m.If(b_read):
-            m.d.sync += b_ptr.eq(b_ptr + 1)
+            m.d.sync += b_ptr.eq(b_ptr + W)
         with m.If(b_valid):
-            m.d.sync += b_count.eq(b_count + 1)
+            m.d.sync += b_count.eq(b_count + W)
         for lane in lanes:
             m.d.comb += [lane.x_valid.eq(b_valid), lane.x_data.eq(xb_rp.data), lane.received.eq(b_count),
                          lane.want.eq(b_ptr)]
@@ -252,11 +321,24 @@ class Accelerator(wiring.Component):
         wait = Signal(range(R + C + 1))  # FLUSH: R+C-1 cycles until the last PE has captured
         d = Signal(range(max(R, C) + 1))
         dest_row_base, dest_col_base = Signal(32), Signal(32)  # AX g1: rb*n2; XB g1: cb*n1
-        kb_row = Signal(32)  # kbuf: (row being drained) * kb_stride
-        kb_col = Signal(32)  # kbuf: cb
+        kb_col = Signal(32)  # cb // C
+        # quotient/remainder by C of n2, m2, R*m2 and (R-1)*m2, registered from the registers
+        # (the registers only change while every unit is idle)
+        dm = {}
+        for key, val in (("n2", regs["n2"][:bits_for(cfg.max_n) + 1]), ("m2", regs["m2"][:bits_for(cfg.max_m) + 1]),
+                         ("rm2", regs["m2"][:bits_for(cfg.max_m) + 1] * R),
+                         ("r1m2", regs["m2"][:bits_for(cfg.max_m) + 1] * (R - 1))):
+            q_, r_ = divmod_c(val)
+            dm[key] = (Signal(32, name=f"{key}_div_c"), Signal(range(max(C, 2)), name=f"{key}_mod_c"))
+            m.d.sync += [dm[key][0].eq(q_), dm[key][1].eq(r_)]
+        # AX G1 reads X striped in act_q: (fq, fr) = divmod(k * n2 + cb, C) of the feed cycle
+        fq, fr = Signal(32), Signal(range(max(C, 2)))
+        rbm2 = (Signal(32, name="rbm2_q"), Signal(range(max(C, 2)), name="rbm2_r"))  # divmod(rb * m2, C)
         # the tile being drained, latched when its FEED ends (the next tile may be feeding by then)
         dr_rb, dr_cb, dr_dest_row, dr_dest_col, dr_kb_col = (Signal(32, name=f"dr_{n}") for n in
                                                              ("rb", "cb", "dest_row", "dest_col", "kb_col"))
+        dr_rbm2 = (Signal(32, name="dr_rbm2_q"), Signal(range(max(C, 2)), name="dr_rbm2_r"))
+        kf = (Signal(32, name="kf_q"), Signal(range(max(C, 2)), name="kf_r"))  # divmod(row * m2 + cb, C) draining
         drain_len = Mux(drain_cols, R, C)
         # tiles start every max(K, R + C + D - 1) cycles: a tile's results must have left the
         # shadow registers before the next tile's first PE captures
@@ -266,14 +348,24 @@ class Accelerator(wiring.Component):
         f_v, f_first, f_last = Signal(), Signal(), Signal()
         m.d.sync += [f_v.eq(feeding), f_first.eq(feeding & (k == 0)), f_last.eq(feeding & (k == g_k - 1))]
         m.d.comb += [arr.valid.eq(f_v), arr.first.eq(f_first), arr.last.eq(f_last), arr.drain_cols.eq(drain_cols)]
-        for i, ((_, arp), (_, prp)) in enumerate(zip(a_m, p_m)):
-            m.d.comb += [arp.addr.eq(in_region(p_base + k, "a")), prp.addr.eq(p_base + k), arp.en.eq(feeding),
-                         prp.en.eq(feeding),
-                         arr.p[i].eq(Mux(p_from_a, arp.data, prp.data))]
+        p_sub_sel = Signal(max(wb, 1))  # act_p sub-bank read last cycle: (p_base + k) mod W
+        m.d.sync += p_sub_sel.eq((p_base + k)[:max(wb, 1)])
+        for i, (_, arp) in enumerate(a_m):
+            for _, prp in p_sub[i]:
+                m.d.comb += [prp.addr.eq((p_base + k) >> wb), prp.en.eq(feeding)]
+            p_elem = Array(prp.data for _, prp in p_sub[i])[p_sub_sel] if W > 1 else p_sub[i][0][1].data
+            m.d.comb += [arp.addr.eq(in_region(p_base + k, "a")), arp.en.eq(feeding),
+                         arr.p[i].eq(Mux(p_from_a, arp.data, p_elem))]
+        x_striped = ~order_xb & ~second  # Q = X from act_q striped by flat index (AX G1), else by column
+        rot = Signal(range(max(C, 2)))  # f mod C of the striped read issued last cycle
+        m.d.sync += rot.eq(fr)
+        qdata = Array(qrp.data for _, qrp in q_m)
         for j, ((_, brp), (_, qrp)) in enumerate(zip(b_m, q_m)):
-            m.d.comb += [brp.addr.eq(in_region(q_base + k, "b")), qrp.addr.eq(q_base + k), brp.en.eq(feeding),
-                         qrp.en.eq(feeding),
-                         arr.q[j].eq(Mux(q_from_b, brp.data, qrp.data))]
+            _, wrapped = bank_offset(j, fr, C)
+            m.d.comb += [brp.addr.eq(in_region(q_base + k, "b")), brp.en.eq(feeding),
+                         qrp.addr.eq(Mux(x_striped, fq + wrapped, q_base + k)), qrp.en.eq(feeding)]
+            rj = rot if j == 0 else Mux(rot >= C - j, rot + j - C, rot + j)  # bank of column cb + j
+            m.d.comb += arr.q[j].eq(Mux(q_from_b, brp.data, Mux(x_striped, qdata[rj], qrp.data)))
 
         # drain writes: G1 requantises (pipelined, so its write address and enable travel
         # REQUANT_STAGES cycles behind the drain), G2 writes raw int32 into kbuf half n_g2 % 2
@@ -293,28 +385,36 @@ class Accelerator(wiring.Component):
         for i in range(R):
             t8 = requant(m, arr.out_row[i], regs["t_mult"][:15], regs["t_shift"][:6], 8, name=f"rq_row{i}")
             col = dr_cb + (C - 1) - d
-            w_addr = delayed((dr_dest_row + col)[:abits["act_p"]], f"pw_row{i}")
+            w_addr = delayed((dr_dest_row + col)[:abits["act_p"] + wb], f"pw_row{i}")  # element address
             w_en = delayed(draining & ~second & ~order_xb & (dr_rb + i < g_rows) & (col < g_cols), f"pw_en_row{i}")
-            with m.If(w_en):
-                m.d.comb += [p_wr[i][0].eq(w_addr), p_wr[i][1].eq(t8), p_wr[i][2].eq(1)]
+            for t in range(W):  # one element: sub-bank (address mod W)
+                with m.If(w_en & ((w_addr[:wb] == t) if W > 1 else 1)):
+                    m.d.comb += [p_wr[i][t][0].eq(w_addr >> wb), p_wr[i][t][1].eq(t8), p_wr[i][t][2].eq(1)]
         row = dr_rb + (R - 1) - d
         kb_bits = abits["kbuf"] - 1
+        col_ok = Array((row < g_rows) & (dr_cb + j < g_cols) for j in range(C))
         for j in range(C):
             t8 = requant(m, arr.out_col[j], regs["t_mult"][:15], regs["t_shift"][:6], 8, name=f"rq_col{j}")
             w_addr = delayed((dr_dest_col + row)[:abits["act_q"]], f"qw_col{j}")
             w_en = delayed(draining & ~second & order_xb & (row < g_rows) & (dr_cb + j < g_cols), f"qw_en_col{j}")
             with m.If(w_en):
                 m.d.comb += [q_wr[j][0].eq(w_addr), q_wr[j][1].eq(t8), q_wr[j][2].eq(1)]
-            kwp = k_m[j][0]
-            m.d.comb += [kwp.addr.eq(Cat((kb_row + dr_kb_col)[:kb_bits], n_g2[0])), kwp.data.eq(arr.out_col[j]),
-                         kwp.en.eq(draining & second & (row < g_rows) & (dr_cb + j < g_cols))]
+        # G2 drains a row of K a cycle into kbuf striped by its flat index (bank f mod C, word
+        # f div C): column cb + j of the row to bank (kf_r + j) mod C
+        out_cols = Array(arr.out_col)
+        for b in range(C):
+            jb, wrapped = bank_offset(b, kf[1], C)
+            jb = jb[:max(C.bit_length(), 1)]
+            kwp = k_m[b][0]
+            m.d.comb += [kwp.addr.eq(Cat((kf[0] + wrapped)[:kb_bits], n_g2[0])), kwp.data.eq(out_cols[jb]),
+                         kwp.en.eq(draining & second & col_ok[jb])]
 
-        # ---- SEND: y[i] = requant(sat32(K[i] + requant(O[i]))), a pipeline that stalls as a
-        # whole when y is not taken. Stages: S0 read the row map and kbuf; S1 read the row sum;
-        # S2.. overlay requantiser; join (saturating add); output requantiser; y register. ----
-        sc = Signal(32)  # column (of m2) of the next y to read
-        sc_bank, sc_blk = Signal(range(max(C, 2))), Signal(32)
-        s_rowbase = Signal(32)  # row (of m1) * kb_stride
+        # ---- SEND: y[i] = requant(sat32(K[i] + requant(O[i]))), W outputs a cycle through W
+        # pipelines that stall as a whole when y is not taken. Stages: S0 read the row map (bank
+        # w: row i + w) and kbuf (K striped by flat index: element i + w in bank (i + w) mod C,
+        # W <= C); S1 read the row sums (position w's lane is in lane set w); S2.. overlay
+        # requantiser; join (saturating add); output requantiser; y register. ----
+        sq, sr = Signal(32), Signal(range(max(C, 2)))  # divmod(sent_i, C)
         sent_i, out_i = Signal(32), Signal(32)  # y elements read / accepted of vector n_sent
         adv = Signal()  # the pipeline moves
         y_valid = Signal()
@@ -323,70 +423,80 @@ class Accelerator(wiring.Component):
         m.d.comb += send_pending.eq((ahead(n_g2, n_sent) >= 1) & (ahead(n_lanes, n_sent) >= 1))
         issue = Signal()
         m.d.comb += issue.eq(send_pending & (sent_i < regs["m"]) & adv)
-        rm_rp = rowmap_m[0][1]
-        m.d.comb += [rm_rp.addr.eq(in_region(sent_i, "row_map")), rm_rp.en.eq(adv)]
+        rm_rps = [rp for _, rp in rowmap_m]
+        for rm_rp in rm_rps:
+            m.d.comb += [rm_rp.addr.eq(in_region(sent_i >> wb, "row_map")), rm_rp.en.eq(adv)]
         for j, (_, krp) in enumerate(k_m):
-            m.d.comb += [krp.addr.eq(Cat((s_rowbase + sc_blk)[:kb_bits], n_sent[0])), krp.en.eq(adv & (sc_bank == j))]
-        v1, kb_bank1 = Signal(), Signal(range(max(C, 2)))
-        v2, lane2, kval2 = Signal(), Signal(range(max(2 * L, 2))), Signal(signed(32))
+            w_j, wrapped = bank_offset(j, sr, C)
+            m.d.comb += [krp.addr.eq(Cat((sq + wrapped)[:kb_bits], n_sent[0])), krp.en.eq(adv & (w_j < W))]
+        # tag: bit 0 the beat is valid, bit 1 it is the vector's last
+        tag1, kb_bank1, tag2 = Signal(2), Signal(range(max(C, 2))), Signal(2)
         lane_bits = bits_for(L)
-        m.d.comb += [send_slot.eq(rm_rp.data[:field.slot_bits]), send_ren.eq(adv)]
-        kval1 = Mux(kp_off, 0, Array(krp.data for _, krp in k_m)[kb_bank1])
-        oval2 = Array(srp.data for _, srp in s_m)[lane2]
-        lane1 = rm_rp.data[field.slot_bits:field.slot_bits + lane_bits]
+        m.d.comb += [send_slot[w].eq(rm_rps[w].data[:field.slot_bits]) for w in range(W)]
+        m.d.comb += send_ren.eq(adv)
         with m.If(adv):
-            m.d.sync += [v1.eq(issue), kb_bank1.eq(sc_bank),
-                         v2.eq(v1), lane2.eq(Mux(n_sent[0], lane1 + L, lane1)), kval2.eq(kval1)]
-        o_al = requant(m, oval2, regs["ov_mult"][:15], regs["ov_shift"][:6], 32, en=adv, name="rq_ov")
-        vk, kv = delayed(v2, "send_v", adv), delayed(kval2, "send_k", adv)  # beside the overlay requantiser
-        joined = Signal(signed(33))
-        acc = Signal(signed(32))
-        v_acc = Signal()
-        m.d.comb += joined.eq(kv + o_al)
+            m.d.sync += [tag1.eq(Cat(issue, sent_i + W >= regs["m"])), kb_bank1.eq(sr), tag2.eq(tag1)]
+        kdata = Array(krp.data for _, krp in k_m)
+        odata = Array(srp.data for _, srp in s_m)
 
         def sat32(v):
             return Mux(v > (1 << 31) - 1, (1 << 31) - 1, Mux(v < -(1 << 31), -(1 << 31), v))
 
+        tag_acc = Signal(2)
         with m.If(adv):
-            m.d.sync += [v_acc.eq(vk), acc.eq(sat32(joined))]
-        if cfg.lstm_cell:  # the LSTM gate bias: a = sat32(acc + bias[row]), one more stage
-            _, brp = bias_m[0]
-            m.d.comb += [brp.addr.eq(in_region(sent_i, "bias")), brp.en.eq(adv)]
-            bval2 = Signal(signed(32))
+            m.d.sync += tag_acc.eq(delayed(tag2, "send_tag", adv))
+        y8s = []
+        for w in range(W):
+            wc = w % C  # W <= C whenever kbuf is read (AccelConfig.stream_problems)
+            kb_w = kb_bank1 if wc == 0 else Mux(kb_bank1 >= C - wc, kb_bank1 + wc - C, kb_bank1 + wc)
+            kval1 = Mux(kp_off, 0, kdata[kb_w])
+            lane1 = rm_rps[w].data[field.slot_bits:field.slot_bits + lane_bits]
+            lane2, kval2 = Signal(range(max(2 * L, 2)), name=f"send_lane{w}"), Signal(signed(32), name=f"send_kval{w}")
             with m.If(adv):
-                m.d.sync += bval2.eq(brp.data)
-            bk, bacc = delayed(bval2, "send_b", adv), Signal(signed(32))
+                m.d.sync += [lane2.eq(Mux(n_sent[0], lane1 + L, lane1)), kval2.eq(kval1)]
+            o_al = requant(m, odata[lane2], regs["ov_mult"][:15], regs["ov_shift"][:6], 32, en=adv, name=f"rq_ov{w}")
+            kv = delayed(kval2, f"send_k{w}", adv)  # beside the overlay requantiser
+            acc = Signal(signed(32), name=f"send_acc{w}")
             with m.If(adv):
-                m.d.sync += bacc.eq(bk)
-            biased, v_biased = Signal(signed(32)), Signal()
+                m.d.sync += acc.eq(sat32(kv + o_al))
+            if cfg.lstm_cell:  # the LSTM gate bias (stream_bytes = 1): a = sat32(acc + bias[row]), one more stage
+                _, brp = bias_m[0]
+                m.d.comb += [brp.addr.eq(in_region(sent_i, "bias")), brp.en.eq(adv)]
+                bval2 = Signal(signed(32))
+                with m.If(adv):
+                    m.d.sync += bval2.eq(brp.data)
+                bk, bacc = delayed(bval2, "send_b", adv), Signal(signed(32))
+                with m.If(adv):
+                    m.d.sync += bacc.eq(bk)
+                biased = Signal(signed(32))
+                with m.If(adv):
+                    m.d.sync += biased.eq(sat32(acc + bacc))
+                acc = biased
+            y8s.append(requant(m, acc, regs["y_mult"][:15], regs["y_shift"][:6], 8, en=adv, name=f"rq_y{w}",
+                               _round=self.mutation != "round_down"))
+        if cfg.lstm_cell:  # the bias stage delays the tag by one more cycle
+            tag_b = Signal(2)
             with m.If(adv):
-                m.d.sync += [biased.eq(sat32(acc + bacc)), v_biased.eq(v_acc)]
-            acc, v_acc = biased, v_biased
-        y8 = requant(m, acc, regs["y_mult"][:15], regs["y_shift"][:6], 8, en=adv, name="rq_y",
-                     _round=self.mutation != "round_down")
-        vy = delayed(v_acc, "send_vy", adv)
-        m.d.comb += [y_valid.eq(vy), self.y.valid.eq(y_valid), self.y.payload.eq(y8)]
+                m.d.sync += tag_b.eq(tag_acc)
+            tag_acc = tag_b
+        tag_y = delayed(tag_acc, "send_tag_y", adv)
+        m.d.comb += [y_valid.eq(tag_y[0]), self.y.valid.eq(y_valid), self.y.payload.last.eq(tag_y[1])]
+        m.d.comb += [self.y.payload.data[w].eq(y8s[w]) for w in range(W)]
         with m.If(issue):
-            m.d.sync += sent_i.eq(sent_i + 1)
-            with m.If(sc == regs["m2"] - 1):
-                m.d.sync += [sc.eq(0), sc_bank.eq(0), sc_blk.eq(0), s_rowbase.eq(s_rowbase + regs["kb_stride"])]
-            with m.Else():
-                m.d.sync += sc.eq(sc + 1)
-                with m.If(sc_bank == C - 1):
-                    m.d.sync += [sc_bank.eq(0), sc_blk.eq(sc_blk + 1)]
-                with m.Else():
-                    m.d.sync += sc_bank.eq(sc_bank + 1)
+            nxt_s = dm_add(sq, sr, 0, W % C if W > C else W)  # W > C only without a Kronecker part: kbuf unread
+            m.d.sync += [sent_i.eq(sent_i + W), sq.eq(nxt_s[0]), sr.eq(nxt_s[1])]
         with m.If(fire):
-            m.d.sync += out_i.eq(out_i + 1)
-            with m.If(out_i == regs["m"] - 1):  # the vector's last y: SEND moves to the next
-                m.d.sync += [out_i.eq(0), sent_i.eq(0), sc.eq(0), sc_bank.eq(0), sc_blk.eq(0), s_rowbase.eq(0),
+            m.d.sync += out_i.eq(out_i + W)
+            with m.If(out_i + W >= regs["m"]):  # the vector's last beat: SEND moves to the next
+                m.d.sync += [out_i.eq(0), sent_i.eq(0), sq.eq(0), sr.eq(0),
                              n_sent.eq(n_sent + 1), self.vector_cycles.eq(now - started[n_sent] + 1)]
 
         # ---- GEMM controller: vector n_g2 once its RECV is complete and its kbuf half is free
         # (SEND of the vector before last is over) ----
         def start_gemm(is_second):
             m.d.sync += [second.eq(is_second), rb_row.eq(0), cb_col.eq(0), p_base.eq(0), q_base.eq(0), k.eq(0),
-                         dest_row_base.eq(0), dest_col_base.eq(0), kb_col.eq(0)]
+                         dest_row_base.eq(0), dest_col_base.eq(0), kb_col.eq(0), fq.eq(0), fr.eq(0),
+                         rbm2[0].eq(0), rbm2[1].eq(0)]
 
         last_drain = Signal()  # the last DRAIN cycle of a tile
         with m.FSM(name="drain") as dfsm:  # FLUSH R+C-1 cycles after a tile's FEED, then DRAIN D
@@ -396,11 +506,13 @@ class Accelerator(wiring.Component):
                     m.next = "FLUSH"
             with m.State("FLUSH"):  # until PE (R-1, C-1) has captured its sum
                 m.d.sync += wait.eq(wait + 1)
-                with m.If(wait == R + C - 2):
-                    m.d.sync += [d.eq(0), kb_row.eq((dr_rb + R - 1) * regs["kb_stride"])]
+                with m.If(wait == R + C - 2):  # the first row drained is the tile's last, rb + R - 1
+                    top = dm_add(dr_rbm2[0] + dr_kb_col, dr_rbm2[1], *dm["r1m2"])
+                    m.d.sync += [d.eq(0), kf[0].eq(top[0]), kf[1].eq(top[1])]
                     m.next = "DRAIN"
             with m.State("DRAIN"):  # shadow registers shift out
-                m.d.sync += [d.eq(d + 1), kb_row.eq(kb_row - regs["kb_stride"])]
+                below = dm_sub(kf[0], kf[1], *dm["m2"])
+                m.d.sync += [d.eq(d + 1), kf[0].eq(below[0]), kf[1].eq(below[1])]
                 with m.If(d == drain_len - 1):
                     m.d.comb += last_drain.eq(1)
                     m.next = "IDLE"
@@ -419,18 +531,24 @@ class Accelerator(wiring.Component):
                         m.next = "FEED"
             with m.State("FEED"):  # K cycles: P rows and Q columns of one tile enter the array
                 m.d.sync += k.eq(k + 1)
+                nxt = dm_add(fq, fr, *dm["n2"])  # the striped X read moves one row of X down
+                m.d.sync += [fq.eq(nxt[0]), fr.eq(nxt[1])]
                 with m.If(k == g_k - 1):
                     m.d.sync += [k.eq(0), dr_rb.eq(rb_row), dr_cb.eq(cb_col), dr_dest_row.eq(dest_row_base),
-                                 dr_dest_col.eq(dest_col_base), dr_kb_col.eq(kb_col), gap.eq(1)]
+                                 dr_dest_col.eq(dest_col_base), dr_kb_col.eq(kb_col), gap.eq(1),
+                                 dr_rbm2[0].eq(rbm2[0]), dr_rbm2[1].eq(rbm2[1])]
                     # next tile: columns first, then rows
                     with m.If(cb_col + C < g_cols):
                         m.d.sync += [cb_col.eq(cb_col + C), q_base.eq(q_base + g_k),
-                                     dest_col_base.eq(dest_col_base + regs["n1"]), kb_col.eq(kb_col + 1)]
+                                     dest_col_base.eq(dest_col_base + regs["n1"]), kb_col.eq(kb_col + 1),
+                                     fq.eq(kb_col + 1), fr.eq(0)]
                         m.next = "GAP"
                     with m.Elif(rb_row + R < g_rows):
+                        nrow = dm_add(rbm2[0], rbm2[1], *dm["rm2"])
                         m.d.sync += [cb_col.eq(0), q_base.eq(0), dest_col_base.eq(0), kb_col.eq(0),
                                      rb_row.eq(rb_row + R), p_base.eq(p_base + g_k),
-                                     dest_row_base.eq(dest_row_base + regs["n2"])]
+                                     dest_row_base.eq(dest_row_base + regs["n2"]), fq.eq(0), fr.eq(0),
+                                     rbm2[0].eq(nrow[0]), rbm2[1].eq(nrow[1])]
                         m.next = "GAP"
                     with m.Else():
                         m.next = "TAIL"

@@ -47,13 +47,29 @@ class StreamDriver:
         self.valid.value = 0
 
 
-class OutputMonitor:
-    """Sets ``y__ready`` randomly, collects transferred int8 payloads, per-vector latencies (the
-    design's ``vector_cycles``) and the cycles each unit was busy (``status`` bits) over the run."""
+def x_beats(x, w: int) -> list[int]:
+    """One int8 vector as x-stream payloads: ``w`` elements a beat, element k in bits 8k..8k+7
+    (the last beat padded with zeros)."""
+    x = [int(v) & 0xFF for v in x] + [0] * (-len(x) % w)
+    return [sum(v << (8 * k) for k, v in enumerate(x[i:i + w])) for i in range(0, len(x), w)]
 
-    def __init__(self, dut, rng, stall, m):
-        self.dut, self.rng, self.stall, self.m = dut, rng, stall, m
+
+def y_beat(payload: int, w: int) -> tuple[list[int], int]:
+    """A y-stream payload (``hw.top.y_layout``): its ``w`` int8 outputs and ``last``."""
+    vals = [(payload >> (8 * k)) & 0xFF for k in range(w)]
+    return [v - 256 if v >= 128 else v for v in vals], (payload >> (8 * w)) & 1
+
+
+class OutputMonitor:
+    """Sets ``y__ready`` randomly, collects the int8 outputs of transferred beats (``w`` a beat;
+    the padding past a vector's m dropped), per-vector latencies (the design's ``vector_cycles``)
+    and the cycles each unit was busy (``status`` bits) over the run; counts beats whose ``last``
+    is wrong."""
+
+    def __init__(self, dut, rng, stall, m, w=1):
+        self.dut, self.rng, self.stall, self.m, self.w = dut, rng, stall, m, w
         self.values, self.cycles = [], []
+        self.bad_last = 0
         self.busy = {u: 0 for u in UNITS} | {"cycles": 0}
 
     async def collect(self, vectors):
@@ -62,14 +78,17 @@ class OutputMonitor:
             ready = int(not (self.stall and self.rng.random() < self.stall))
             dut.y__ready.value = ready
             valid = int(dut.y__valid.value)
-            payload = dut.y__payload.value.to_signed() if valid else 0
+            payload = int(dut.y__payload.value) if valid else 0
             status = int(dut.status.value)
             for bit, unit in enumerate(UNITS):
                 self.busy[unit] += (status >> bit) & 1
             self.busy["cycles"] += 1
             await FallingEdge(dut.clk)
             if ready and valid:
-                self.values.append(payload)
+                left = self.m - len(self.values) % self.m
+                vals, last = y_beat(payload, self.w)
+                self.values += vals[:min(self.w, left)]
+                self.bad_last += last != (left <= self.w)
                 if len(self.values) % self.m == 0:
                     self.cycles.append(int(dut.vector_cycles.value))
         dut.y__ready.value = 0
@@ -108,15 +127,16 @@ async def run_vectors(dut, cfg, layer, xs, rng, job, words=None):
         await StreamDriver(dut, "load", rng, job.load_gap).send(load_payloads(layer, cfg, words))
         x = StreamDriver(dut, "x", rng, job.x_gap)
         task = cocotb.start_soon(mon.collect(len(xs)))
-        await x.send([int(v) for v in np.asarray(xs).reshape(-1)])
+        await x.send([b for v in np.asarray(xs) for b in x_beats(v, cfg.stream_bytes)])
         await task
 
-    mon = OutputMonitor(dut, rng, job.y_stall, layer.m)
+    mon = OutputMonitor(dut, rng, job.y_stall, layer.m, cfg.stream_bytes)
     try:
         await with_timeout(work(), limit * 10, "ns")  # 10 ns clock
     except SimTimeoutError:
         raise AssertionError(f"watchdog: no result after {limit} cycles (the cycle model allows far fewer); "
                              f"{len(mon.values)} of {len(xs) * layer.m} outputs seen") from None
+    assert mon.bad_last == 0, f"{mon.bad_last} y beats with a wrong last flag"
     return np.array(mon.values, dtype=np.int64).reshape(len(xs), layer.m), mon.cycles, mon.busy
 
 
@@ -161,7 +181,7 @@ async def regression(dut):
             if job.reset_mid_vector and k == 0 and layer is layers[0]:
                 # abandon a vector half way, reset, then everything must work after a reload
                 await StreamDriver(dut, "load", rng).send(load_payloads(layer, cfg))
-                await StreamDriver(dut, "x", rng).send([int(v) for v in xs[0, : layer.n // 2]])
+                await StreamDriver(dut, "x", rng).send(x_beats(xs[0, : layer.n // 2], cfg.stream_bytes))
                 await reset(dut)
             words = register_words(layer, cfg, region) if resident else None
             got, cycles, busy = await run_vectors(dut, cfg, layer, xs, rng, job, words)

@@ -26,6 +26,7 @@ MAX_LSTM_BATCH = 16
 #: beside one cell register word (hw/loader.CELL_REGS) in the upper 32 bits.
 LAYER_REG_WORDS = 16
 X_WINDOW = 16  # broadcast input window per gather lane, in elements (see ``AccelConfig.x_window``)
+STREAM_BYTES = (1, 2, 4, 8)  # elements per beat the x and y streams may carry
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class AccelConfig:
     token sequencer; 0 = the mat-vec accelerator alone.
     lstm_batch: independent sequences B the LSTM top interleaves (each time step: one token of
     every sequence, their vectors back to back through each layer; state held per sequence).
+    stream_bytes: int8 elements W per beat of the x and y streams (1, 2, 4 or 8): RECV writes W
+    input elements a cycle, the broadcast fills W window slots of every lane a cycle, SEND finishes
+    W outputs a cycle (W requantiser pipelines). A Kronecker layer needs W <= cols, and in XB order
+    W <= n2 (``stream_problems``); lanes are grouped in W sets, set w owning rows i = w mod W.
     clock_mhz: target clock; tech_nm: technology node of the estimator's tables.
     Widths are fixed by docs/numerics.md: 8-bit data, 32-bit accumulators, 8-bit intermediate.
     """
@@ -61,6 +66,7 @@ class AccelConfig:
     resident_layers: int = 1
     lstm_cell: int = 0
     lstm_batch: int = 1
+    stream_bytes: int = 1
     clock_mhz: float = 500.0
     tech_nm: int = 45
 
@@ -83,6 +89,15 @@ class AccelConfig:
             raise DopingError(f"accelerator config: {self.lanes} gather lanes exceed the 64 supported")
         if self.lstm_batch > MAX_LSTM_BATCH:
             raise DopingError(f"accelerator config: lstm_batch {self.lstm_batch} exceeds the {MAX_LSTM_BATCH} supported")
+        if self.stream_bytes not in STREAM_BYTES:
+            raise DopingError(f"accelerator config: stream_bytes must be one of {', '.join(map(str, STREAM_BYTES))}, "
+                              f"got {self.stream_bytes}")
+        if self.lanes % self.stream_bytes:
+            raise DopingError(f"accelerator config: {self.lanes} lanes do not split into stream_bytes = "
+                              f"{self.stream_bytes} sets (one per output position of a beat)")
+        if self.lstm_cell and self.stream_bytes != 1:
+            raise DopingError("accelerator config: the LSTM top's cell unit takes one row a cycle: it needs "
+                              f"stream_bytes = 1, got {self.stream_bytes}")
         if self.resident_layers > MAX_RESIDENT_LAYERS:
             raise DopingError(f"accelerator config: {self.resident_layers} resident layers exceed the "
                               f"{MAX_RESIDENT_LAYERS} supported")
@@ -97,12 +112,12 @@ class AccelConfig:
         """Every memory of the design: banks x depth x width bits. The weight memories (a, b,
         overlay, row_map) hold ``resident_layers`` regions of ``layer_depth`` words each (a power of
         two: the resident layer's index is the address's high part)."""
-        r, c, l = self.rows, self.cols, self.lanes
+        r, c, l, w = self.rows, self.cols, self.lanes, self.stream_bytes
         act = max(self.max_n, self.max_intermediate)
         from doping.hw.loader import OverlayField  # the entry format is defined there, with the layout
 
         col_bits = bits_for(self.max_n)
-        ov_depth = self.bank_depth(self.max_m, l)
+        ov_depth = 1 << bits_for(ceil_div(ceil_div(self.max_m, w), l // w))  # rows per lane of a lane set
         slot_bits = bits_for(ov_depth)
         def weights(banks, layer_depth, width):
             return {"banks": banks, "depth": self.resident_layers * layer_depth, "width": width,
@@ -111,15 +126,17 @@ class AccelConfig:
         mems = {
             "a": weights(r, self.bank_depth(self.max_factor, r), 8),
             "b": weights(c, self.bank_depth(self.max_factor, c), 8),
-            "act_p": {"banks": r, "depth": self.bank_depth(act, r), "width": 8},
+            # R banks of W sub-banks (element address mod W): a beat's run of one bank in one cycle
+            "act_p": {"banks": r * w, "depth": max(self.bank_depth(act, r) // w, 1), "width": 8},
             "act_q": {"banks": c, "depth": self.bank_depth(act, c), "width": 8},
             # double-buffered (two halves, by address MSB or bank): one vector is written while
             # the previous one is read
             "kbuf": {"banks": c, "depth": 2 * self.bank_depth(self.max_m, c), "width": 32},
             "overlay": weights(l, self.bank_depth(self.max_nnz + l, l), OverlayField(col_bits, slot_bits).width),
             "ov_acc": {"banks": 2 * l, "depth": ov_depth, "width": 32},
-            "x_buf": {"banks": 1, "depth": 2 << bits_for(self.max_n), "width": 8},
-            "row_map": weights(1, 1 << bits_for(self.max_m), bits_for(l) + slot_bits),
+            "x_buf": {"banks": 1, "depth": 2 << bits_for(ceil_div(self.max_n, w)), "width": 8 * w},  # a beat a word
+            # act_q holds X striped by flat index in AX order; kbuf holds K striped by flat index
+            "row_map": weights(w, 1 << bits_for(ceil_div(self.max_m, w)), bits_for(l) + slot_bits),  # bank i mod W
         }
         if self.lstm_cell:
             hd = (1 << bits_for(self.max_hidden)) * (1 << self.batch_bits)  # per layer: H_max per sequence
@@ -148,8 +165,10 @@ class AccelConfig:
     @property
     def x_window(self) -> int:
         """Input elements each gather lane can hold at once (registers, indexed by column mod
-        X_WINDOW): how far the input broadcast may run ahead of the slowest lane."""
-        return X_WINDOW
+        x_window): how far the input broadcast may run ahead of the slowest lane. X_WINDOW, and
+        W / 2 times that for W >= 4 elements a beat: a broadcast word takes W slots at once, and a
+        window of only 16 / W words starves lanes that fall behind (docs/results.md)."""
+        return X_WINDOW * max(1, self.stream_bytes // 2)
 
     def sram_bits(self) -> dict[str, int]:
         return {k: v["banks"] * v["depth"] * v["width"] for k, v in self.memories.items()}
@@ -161,7 +180,8 @@ class AccelConfig:
 
         (m1, n1), (m2, n2) = layer.factor_shapes
         inter = m1 * n2 if layer.order == "AX" else n1 * m2
-        entries = lane_plan(layer, self).entries
+        plan = lane_plan(layer, self)
+        entries = plan.entries
         out = []
         for what, need, have, field in (
             ("outputs m", layer.m, self.max_m, "max_m"), ("inputs n", layer.n, self.max_n, "max_n"),
@@ -175,23 +195,40 @@ class AccelConfig:
         # per-bank depth limits, with the tiling of each matrix across banks
         mem = self.memories
         per_lane = max(len(e) + 1 for e in entries)
+        W = self.stream_bytes
         for name, need, field in (("a", ceil_div(m1, self.rows) * n1, "max_factor"),
                                   ("b", ceil_div(m2, self.cols) * n2, "max_factor"),
-                                  ("act_p", ceil_div(m1 if layer.order == "AX" else n1, self.rows) * n2,
+                                  ("act_p", ceil_div(ceil_div(m1 if layer.order == "AX" else n1, self.rows) * n2, W),
                                    "max_intermediate"),
-                                  ("act_q", ceil_div(n2 if layer.order == "AX" else m2, self.cols) * n1,
-                                   "max_intermediate"),
-                                  ("kbuf", m1 * ceil_div(m2, self.cols), "max_m"), ("overlay", per_lane, "max_nnz"),
-                                  ("ov_acc", ceil_div(layer.m, self.lanes), "max_m")):
+                                  ("act_q", ceil_div(layer.n, self.cols) if layer.order == "AX"
+                                   else ceil_div(m2, self.cols) * n1, "max_intermediate"),
+                                  ("kbuf", ceil_div(layer.m, self.cols), "max_m"), ("overlay", per_lane, "max_nnz"),
+                                  ("ov_acc", plan.rows_per_lane(self), "max_m")):
             # per layer: kbuf's half, a weight memory's region
             have = mem[name].get("layer_depth", mem[name]["depth"] // (2 if name == "kbuf" else 1))
             if need > have:
                 out.append((f"{name} bank depth", need, have, field))
         return out
 
+    def stream_problems(self, layer) -> list[str]:
+        """Why ``layer``'s Kronecker part cannot use this config's W-element beats (no capacity
+        fixes these): a beat's elements go to distinct banks of the C-banked act_q (AX) and kbuf,
+        and in XB order to at most two rows of X."""
+        W = self.stream_bytes
+        if W == 1 or not layer.has_kp:
+            return []
+        (_, _), (_, n2) = layer.factor_shapes
+        out = []
+        if W > self.cols:
+            out.append(f"stream_bytes {W} > cols {self.cols} (a beat spreads over distinct column banks)")
+        if layer.order == "XB" and n2 < W:
+            out.append(f"n2 {n2} < stream_bytes {W} (an XB beat may span at most two rows of X)")
+        return out
+
     def check(self, layer) -> None:
         """Raise DopingError naming everything of ``layer`` that does not fit this config."""
         problems = [f"{what} {need} > {have}" for what, need, have, _ in self.shortfalls(layer)]
+        problems += self.stream_problems(layer)
         if problems:
             raise DopingError(f"layer {layer.name!r} ({layer.m}x{layer.n}) does not fit the accelerator config: "
                               + "; ".join(problems))

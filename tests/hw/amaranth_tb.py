@@ -1,5 +1,6 @@
-"""Amaranth-simulator harness for the accelerator top: load a layer, stream vectors with optional
-random gaps on x and random stalls on y, collect outputs and per-vector cycle counts."""
+"""Amaranth-simulator harness for the accelerator top: load a layer, stream vectors (W =
+``stream_bytes`` elements a beat) with optional random gaps on x and random stalls on y, collect
+outputs and per-vector cycle counts, and check ``last`` on every y beat."""
 
 from __future__ import annotations
 
@@ -10,12 +11,19 @@ from doping.hw.loader import load_words
 from doping.hw.top import Accelerator
 
 
+def beats(x, w: int) -> list[list[int]]:
+    """One vector as x-stream beats of ``w`` elements (the last padded with zeros)."""
+    x = [int(v) for v in x] + [0] * (-len(x) % w)
+    return [x[i:i + w] for i in range(0, len(x), w)]
+
+
 def run_phases(cfg, phases, seed=0, x_gap=0.0, y_stall=0.0, max_cycles=500_000):
     """``phases``: (load words, m, int8 inputs (batch, n)) run one after another in one
     simulation (memories keep what earlier phases loaded). Returns per phase (y int8 (batch, m),
     vector_cycles list) and the cycle each phase's last y was taken. A run that has not finished
     after ``max_cycles`` fails (a hang is a test failure, not a stuck test)."""
     dut = Accelerator(cfg)
+    W = cfg.stream_bytes
     rng = np.random.default_rng(seed)
     got = [[] for _ in phases]
     cycles = [[] for _ in phases]
@@ -29,11 +37,11 @@ def run_phases(cfg, phases, seed=0, x_gap=0.0, y_stall=0.0, max_cycles=500_000):
                 await ctx.tick().until(dut.load.ready)
             ctx.set(dut.load.valid, 0)
             for x in xs:
-                for v in x:
+                for v in beats(x, W):
                     while rng.random() < x_gap:
                         ctx.set(dut.x.valid, 0)
                         await ctx.tick()
-                    ctx.set(dut.x.payload, int(v))
+                    ctx.set(dut.x.payload, v)
                     ctx.set(dut.x.valid, 1)
                     await ctx.tick().until(dut.x.ready)
                 ctx.set(dut.x.valid, 0)
@@ -51,7 +59,9 @@ def run_phases(cfg, phases, seed=0, x_gap=0.0, y_stall=0.0, max_cycles=500_000):
                 _, _, valid, payload = await ctx.tick().sample(dut.y.valid, dut.y.payload)
                 now += 1
                 if valid and ready:
-                    got[p].append(payload)
+                    left = m - len(got[p]) % m  # outputs of this vector still to come
+                    got[p] += [int(v) for v in payload.data][:min(W, left)]
+                    assert payload.last == (left <= W), f"y.last {payload.last} with {left} outputs left"
                     if len(got[p]) % m == 0:
                         cycles[p].append(ctx.get(dut.vector_cycles))
             ends[p] = now

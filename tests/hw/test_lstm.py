@@ -54,7 +54,7 @@ def _run_cell(cfg, steps, seed):
             ctx.set(dut.hidden, layer.hidden)
             ctx.set(dut.fresh, fresh)
             for v in p.tolist():
-                ctx.set(dut.p.payload, v)
+                ctx.set(dut.p.payload, {"data": [v], "last": 0})
                 ctx.set(dut.p.valid, 1)
                 await ctx.tick().until(dut.p.ready)
             ctx.set(dut.p.valid, 0)

@@ -29,13 +29,15 @@ SIM_CONFIGS = {
                           max_nnz=4096),
     "r4c4l3": AccelConfig(rows=4, cols=4, lanes=3, max_m=96, max_n=96, max_factor=256, max_intermediate=512,
                           max_nnz=8192),
-    "r1c5l4": AccelConfig(rows=1, cols=5, lanes=4, max_m=80, max_n=64, max_factor=256, max_intermediate=512,
-                          max_nnz=8192),
+    # 4 elements a beat on x and y
+    "r1c5l4w4": AccelConfig(rows=1, cols=5, lanes=4, stream_bytes=4, max_m=80, max_n=64, max_factor=256,
+                            max_intermediate=512, max_nnz=8192),
 }
 
 
 def random_packs(tmp_path, cfg, count, seed):
-    """``count`` packs of random shapes, factorisations, orders and ratios that fit ``cfg``."""
+    """``count`` packs of random shapes, factorisations, orders and ratios that fit ``cfg`` (and
+    its ``stream_bytes``: XB layers with n2 >= W)."""
     rng = np.random.default_rng(seed)
     paths = []
     while len(paths) < count:
@@ -183,6 +185,23 @@ def test_full_regression(tmp_path, cfg_name):
     want = [schedule(read_pack(p).layer(), cfg).cycles for p in packs]
     # back-pressure only ever adds cycles
     assert all(c >= want[i // 100] for i, c in enumerate(r["cycles_per_vector"]))
+
+
+@pytest.mark.slow
+def test_eight_element_beats(tmp_path):
+    """stream_bytes = 8 (= cols) on random Kronecker packs (beats straddling rows of X and K) and a
+    pruned one with a padded last beat: bit-exact under back-pressure and stalls, clean-run cycles
+    equal the model."""
+    from doping.synth import synth_method
+
+    cfg = AccelConfig(rows=2, cols=8, lanes=8, stream_bytes=8, max_m=64, max_n=64, max_factor=256,
+                      max_intermediate=512, max_nnz=8192)
+    packs = random_packs(tmp_path, cfg, 6, seed=88)
+    packs.append(write_pack(tmp_path / "prune.dpack", synth_method("prune", (45, 37), 4, seed=3)))
+    r = run(packs, cfg, vectors=50, seed=8, x_gap=0.2, y_stall=0.3, load_gap=0.1)
+    assert r["mismatches"] == 0 and r["vectors"] == 350, r.get("first_mismatch")
+    clean = run(packs, cfg, vectors=2, seed=9)
+    assert clean["cycles_per_vector"] == [t["latency"] for p in packs for t in vector_times(read_pack(p).layer(), cfg, 2)]
 
 
 def test_runner_leaves_the_environment_as_it_found_it():

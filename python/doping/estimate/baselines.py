@@ -21,9 +21,22 @@ from doping.synth import METHODS, synth_method
 __all__ = ["METHODS", "balanced_config", "fit_config", "fit_layers", "price"]
 
 #: The design points ``balanced_config`` chooses among: (rows, cols) of the array (square ones,
-#: and tall ones for matrices with a single output column, as dense and LMF layers are) x lanes.
+#: and tall ones for matrices with a single output column, as dense and LMF layers are) x lanes x
+#: elements per stream beat (those the layers' shapes allow, ``AccelConfig.stream_problems``).
 ARRAYS = ((4, 4), (8, 8), (16, 16), (16, 1), (32, 1), (64, 1), (32, 2))
 LANES = (1, 8, 32, 64)
+STREAMS = (1, 4, 8)
+
+
+def design_points(base: AccelConfig, layers):
+    """Every (ARRAYS x LANES x STREAMS) variant of ``base`` that can run all of ``layers``
+    (buffers not yet fitted)."""
+    for (r, c), l, w in itertools.product(ARRAYS, LANES, STREAMS):
+        if l % w or (w > 1 and base.lstm_cell):
+            continue
+        cfg = replace(base, rows=r, cols=c, lanes=l, stream_bytes=w)
+        if not any(cfg.stream_problems(layer) for layer in layers):
+            yield cfg
 
 
 def fit_config(base: AccelConfig, layer) -> AccelConfig:
@@ -67,11 +80,11 @@ def _run(layers, cfg: AccelConfig) -> dict:
 
 
 def balanced_config(base: AccelConfig, layers) -> AccelConfig:
-    """The design point (``ARRAYS`` x ``LANES``, buffers fitted) with the most vectors per second
-    per mm^2 when streaming ``layers``: min streaming interval x area, then the smaller area."""
+    """The design point (``design_points``, buffers fitted) with the most vectors per second per
+    mm^2 when streaming ``layers``: min streaming interval x area, then the smaller area."""
     best = None
-    for (r, c), l in itertools.product(ARRAYS, LANES):
-        cfg = fit_layers(replace(base, rows=r, cols=c, lanes=l), layers)
+    for point in design_points(base, layers):
+        cfg = fit_layers(point, layers)
         est = _run(layers, cfg)
         key = (est["interval_cycles"] * est["area_mm2"], est["area_mm2"])
         if best is None or key < best[0]:

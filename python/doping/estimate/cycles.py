@@ -1,20 +1,21 @@
 """Exact cycle model of the generated accelerator (hw/top.py): per unit, per vector, and for a
 stream of vectors (``vector_times``).
 
-Cycle 0 is the cycle the first x element is accepted; x arrives whenever the design is ready
+Cycle 0 is the cycle the first x beat is accepted; x arrives whenever the design is ready
 and y is always ready (the estimator's assumption; the RTL tests also check back-pressure).
-Per vector, with K, rows and cols of each GEMM as in docs/hardware.md:
+A beat carries W = ``stream_bytes`` elements. Per vector, with K, rows and cols of each GEMM as
+in docs/hardware.md:
 
-  RECV    n: one element per cycle into the activation memory and the input buffer
+  RECV    ceil(n / W): one beat per cycle into the activation memory and the input buffer
   G1      (tiles - 1) * max(K, R + C - 1 + D)         tiles back to back: FEED K, and each tile's
           + K + R + C - 1 + D + G1_SETTLE             FLUSH R+C-1 and DRAIN D (C for the AX first
   G2      the same without G1_SETTLE                  GEMM's row drain, else R) under the next
                                                       FEED; G1's requantised writes land
                                                       G1_SETTLE after its last drain
-  GATHER  from the first x element: the input buffer is broadcast to the lanes at the pace of
-          the slowest (``gather_timing``)
-  SEND    from max(end of G2, every lane done): y[i] is read one per cycle and is on the y
-          stream SEND_LATENCY cycles after its read
+  GATHER  from the first x beat: the input buffer is broadcast to the lanes, a word of W
+          elements a cycle, at the pace of the slowest (``gather_timing``)
+  SEND    from max(end of G2, every lane done): a beat of W outputs is read per cycle and is on
+          the y stream SEND_LATENCY cycles after its read
 
 The units overlap across vectors (``vector_times``): one vector's latency is its first x to its
 last y; the steady-state interval is what a stream of vectors costs per vector.
@@ -58,7 +59,7 @@ class Schedule:
     lane_entries: tuple
     kp_macs: int
     nnz: int
-    bound: int  # max(ceil(KP MACs / (R*C)), ceil(nnz / L), n, m): the busiest resource's cycles
+    bound: int  # max(ceil(KP MACs / (R*C)), ceil(nnz / L), ceil(n / W), ceil(m / W)): the busiest resource
     gather_end: int  # first cycle at which every gather lane is done (first vector)
 
 
@@ -79,10 +80,11 @@ def gather_timing(layer: QuantLayer, cfg: AccelConfig, entries=None, start: int 
                   avail: int = 1) -> tuple[list[int], list[int]]:
     """Arrival cycle of every x element and the cycle from which each lane's ``done`` is seen.
 
-    The lanes start at cycle ``start``; element j is in the input buffer from cycle avail + j.
-    It is read for the broadcast at r_j = max(r_{j-1} + 1, start + 1, avail + j, every lane's
-    waiting entry has column > j - F) (F = ``cfg.x_window``) and written into the windows at
-    a_j = r_j + 1. A lane's entry 0 waits from s_0 = start + 2; entry p is consumed at
+    The lanes start at cycle ``start``; word w of the input buffer (elements wW .. wW + W - 1,
+    W = ``stream_bytes``) is there from cycle avail + w. It is read for the broadcast at
+    r_w = max(r_{w-1} + 1, start + 1, avail + w, every lane's waiting entry has column >
+    wW + W - 1 - F) (F = ``cfg.x_window``) and written into the windows at a_w = r_w + 1, the
+    arrival of each of its elements. A lane's entry 0 waits from s_0 = start + 2; entry p is consumed at
     c_p = max(s_p, a[col_p] + 1) and the next waits from c_p + 1; its ``end`` word waits from
     s_end, and ``done`` is seen from s_end + 1. Returns (a_j per element, done cycle per lane).
     """
@@ -90,16 +92,18 @@ def gather_timing(layer: QuantLayer, cfg: AccelConfig, entries=None, start: int 
 
     from doping.hw.loader import lane_entries
 
-    F, n = cfg.x_window, layer.n
+    F, n, W = cfg.x_window, layer.n, cfg.stream_bytes
     cols = [ent[:, 0] for ent in (entries or lane_entries(layer, cfg))]
-    j = np.arange(n, dtype=np.int64)
+    j = np.arange(ceil_div(n, W), dtype=np.int64)  # words
+    last = j * W + W - 1  # each word's last element
     # Least fixed point of the monotone system, from the unconstrained broadcast (r_j = j + 1):
     # each pass recomputes the lanes' consumption from the arrivals, then the broadcast from the
     # lanes' windows; arrivals only grow, and stop changing at the causal solution.
     base = max(start + 1, avail)
-    arrive = j + base + 1
+    arrive_w = j + base + 1
     while True:
-        need = np.zeros(n, dtype=np.int64)
+        arrive = np.repeat(arrive_w, W)[:n]
+        need = np.zeros(len(j), dtype=np.int64)
         done = []
         for c in cols:
             p = np.arange(len(c), dtype=np.int64)
@@ -107,12 +111,17 @@ def gather_timing(layer: QuantLayer, cfg: AccelConfig, entries=None, start: int 
             cons = p + np.maximum.accumulate(np.maximum(arrive[c] + 1 - p, start + 2)) if len(c) else p
             wait = np.concatenate(([start + 2], cons + 1))  # s of each entry, then of the end word
             done.append(int(wait[-1]) + 1)
-            first_past = np.searchsorted(c, j - F, side="right")  # first entry with column > j - F
-            np.maximum(need, np.where(j >= F, wait[first_past], 0), out=need)
+            first_past = np.searchsorted(c, last - F, side="right")  # first entry with column > last - F
+            np.maximum(need, np.where(last >= F, wait[first_past], 0), out=need)
         read = j + np.maximum.accumulate(np.maximum(need - j, base))
-        if np.array_equal(read + 1, arrive):
+        if np.array_equal(read + 1, arrive_w):
             return arrive.tolist(), done
-        arrive = read + 1
+        arrive_w = read + 1
+
+
+def beats(elements: int, cfg: AccelConfig) -> int:
+    """Stream beats of a vector of ``elements`` int8 values: ceil(elements / stream_bytes)."""
+    return ceil_div(elements, cfg.stream_bytes)
 
 
 def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) -> list[dict]:
@@ -133,7 +142,7 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     lanes = lanes or lane_entries(layer, cfg)
     kp = layer.has_kp
     g1, g2 = (g.cycles(cfg) for g in gemms(layer, cfg)) if kp else (0, 0)
-    n, m = layer.n, layer.m
+    n, m = beats(layer.n, cfg), beats(layer.m, cfg)
     out = []
     for v in range(vectors):
         prev = out[v - 1] if v else None
@@ -175,9 +184,10 @@ def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     first = times[0]
     interval = times[-1]["sent_seen"] - times[-2]["sent_seen"]
     g1, g2 = (gs[0].cycles(cfg) + G1_SETTLE, gs[1].cycles(cfg)) if gs else (0, 0)
-    phases = {"RECV": layer.n, "G1": g1, "G2": g2,
-              "GATHER": first["gather_done"] - first["gather"], "SEND": layer.m + send_latency(cfg)}
+    n, m = beats(layer.n, cfg), beats(layer.m, cfg)
+    phases = {"RECV": n, "G1": g1, "G2": g2,
+              "GATHER": first["gather_done"] - first["gather"], "SEND": m + send_latency(cfg)}
     kp = sum(g.macs() for g in gs)
-    bound = max(ceil_div(kp, cfg.rows * cfg.cols), ceil_div(layer.nnz, cfg.lanes), layer.n, layer.m)
+    bound = max(ceil_div(kp, cfg.rows * cfg.cols), ceil_div(layer.nnz, cfg.lanes), n, m)
     return Schedule(phases, first["latency"], interval, gs, entries, kp, layer.nnz, bound,
                     first["gather_done"])

@@ -22,11 +22,12 @@ from doping.estimate.model import clock_mhz, estimate
 
 
 def lstm_config(cfg: AccelConfig, layers: int) -> AccelConfig:
-    """``cfg`` as the LSTM top for a stack of ``layers``: the cell unit on, every layer resident
-    (when the config allows that many)."""
+    """``cfg`` as the LSTM top for a stack of ``layers``: the cell unit on (with one-element
+    streams: the cell takes a row a cycle), every layer resident (when the config allows that
+    many)."""
     from doping.config import MAX_RESIDENT_LAYERS
 
-    return dataclasses.replace(cfg, lstm_cell=1,
+    return dataclasses.replace(cfg, lstm_cell=1, stream_bytes=1,
                                resident_layers=min(max(cfg.resident_layers, layers), MAX_RESIDENT_LAYERS))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from doping.config import AccelConfig
+from doping.config import X_WINDOW, AccelConfig
 from doping.estimate import tables
 from doping.estimate.cycles import schedule
 from doping.golden import QuantLayer
@@ -61,11 +61,13 @@ def cell_area_um2(by_type: dict) -> float:
 
 def logic_area_um2(cfg: AccelConfig) -> float:
     """Logic area from the yosys-fitted model: per PE, per array edge row/column, per lane, fixed,
-    and the LSTM top's cell unit and sequencer when the config has them (coefficients in
-    area_fit.json, produced and checked by bench/area_model.py)."""
+    per stream element beyond the first, per lane window element beyond X_WINDOW, and the LSTM top's cell unit and sequencer when the
+    config has them (coefficients in area_fit.json, produced and checked by bench/area_model.py)."""
     fit = json.loads(AREA_FIT.read_text())["um2"]
     return (fit["per_pe"] * cfg.rows * cfg.cols + fit["per_edge"] * (cfg.rows + cfg.cols)
-            + fit["per_lane"] * cfg.lanes + fit["fixed"] + fit["lstm_cell"] * cfg.lstm_cell)
+            + fit["per_lane"] * cfg.lanes + fit["fixed"] + fit["lstm_cell"] * cfg.lstm_cell
+            + fit["per_stream_byte"] * (cfg.stream_bytes - 1)
+            + fit["per_window_byte"] * cfg.lanes * (cfg.x_window - X_WINDOW))
 
 
 def sram_inventory(cfg: AccelConfig) -> dict[str, dict]:
@@ -83,9 +85,11 @@ def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str,
     first_act = "act_q" if layer.order == "AX" else "act_p"
     second_act = "act_p" if layer.order == "AX" else "act_q"
     acc = {k: {"reads": 0, "writes": 0} for k in cfg.memories}
-    acc[first_act]["writes"] += n  # RECV writes it whether or not a GEMM reads it
-    acc["x_buf"]["writes"] += n
-    acc["x_buf"]["reads"] += n  # the broadcast to the lanes
+    beats = -(-n // cfg.stream_bytes)  # x beats: one word of act_p (XB) or W elements of act_q (AX)
+    if layer.has_kp:
+        acc[first_act]["writes"] += beats if first_act == "act_p" else n
+    acc["x_buf"]["writes"] += beats  # a beat a word
+    acc["x_buf"]["reads"] += beats  # the broadcast to the lanes, a word a cycle
     if s.gemms:
         g1, g2 = s.gemms
         # FEED: every bank of the P and Q sources is read each feed cycle
