@@ -4,11 +4,11 @@ stream interfaces (docs/hardware.md).
 Streams (``amaranth.lib.stream``, valid/ready): ``load`` (sel, addr, data words from
 ``doping.hw.loader``), ``x`` (W = ``stream_bytes`` int8 input elements per beat, ceil(n / W) beats
 per vector, element e of a vector in beat e // W at position e % W), ``y`` (W int8 outputs per
-beat and ``last`` on a vector's final beat; positions past m in that beat are padding). Four units work on consecutive vectors at once, each with
-its own controller, handing over through double-buffered memories: RECV (x into the activation
-memory and the input buffer), the GEMM engine (the two Kronecker GEMMs, tile by tile), the gather
-lanes (fed by a broadcast of the input buffer) and SEND (y through a pipeline of ``SEND_LATENCY``
-stages). Vector counters say which vector each unit is on; a unit starts the next vector once
+beat and ``last`` on a vector's final beat; positions past m in that beat are padding). Four
+units work on consecutive vectors at once, each with its own controller, handing over through
+double-buffered memories: RECV (x into the activation memory and the input buffer), the GEMM
+engine (the two Kronecker GEMMs, tile by tile), the gather lanes (fed by a broadcast of the input
+buffer) and SEND (y through W pipelines of ``SEND_LATENCY`` stages). Vector counters say which vector each unit is on; a unit starts the next vector once
 what it reads is complete and what it writes is free.
 """
 
@@ -56,6 +56,13 @@ def x_layout(cfg: AccelConfig) -> data.ArrayLayout:
 def y_layout(cfg: AccelConfig) -> data.StructLayout:
     """One beat of the y stream: ``stream_bytes`` int8 outputs, ``last`` on a vector's final beat."""
     return data.StructLayout({"data": x_layout(cfg), "last": unsigned(1)})
+
+
+def tile_spacing(rows: int, cols: int, drain: int) -> int:
+    """Fewest cycles between consecutive tiles' FEED starts with two shadow banks per PE: a
+    drain (``drain`` cycles) may not overlap the previous one, and a bank must have drained
+    (FLUSH rows + cols - 1, then DRAIN) before the tile after next captures into it."""
+    return max(drain, -(-(rows + cols - 1 + drain) // 2))
 
 
 def bank_offset(j: int, base, banks: int):
@@ -318,7 +325,7 @@ class Accelerator(wiring.Component):
         rb_row, cb_col = Signal(32), Signal(32)  # first row / column of the tile
         p_base, q_base = Signal(32), Signal(32)  # rb*K, cb*K
         k = Signal(32)
-        wait = Signal(range(R + C + 1))  # FLUSH: R+C-1 cycles until the last PE has captured
+        wait = Signal(range(max(G1_SETTLE, 2)))  # SETTLE
         d = Signal(range(max(R, C) + 1))
         dest_row_base, dest_col_base = Signal(32), Signal(32)  # AX g1: rb*n2; XB g1: cb*n1
         kb_col = Signal(32)  # cb // C
@@ -334,20 +341,30 @@ class Accelerator(wiring.Component):
         # AX G1 reads X striped in act_q: (fq, fr) = divmod(k * n2 + cb, C) of the feed cycle
         fq, fr = Signal(32), Signal(range(max(C, 2)))
         rbm2 = (Signal(32, name="rbm2_q"), Signal(range(max(C, 2)), name="rbm2_r"))  # divmod(rb * m2, C)
-        # the tile being drained, latched when its FEED ends (the next tile may be feeding by then)
-        dr_rb, dr_cb, dr_dest_row, dr_dest_col, dr_kb_col = (Signal(32, name=f"dr_{n}") for n in
+        # Tiles alternate between the PEs' two shadow banks. A tile whose FEED has ended waits in
+        # the slot of its bank (its position and destinations latched) until its last PE has
+        # captured (FLUSH, R + C - 1 cycles), then drains; tiles drain in order, one at a time.
+        tile_bank = Signal()  # the bank the tile now feeding captures into
+        slot_names = ("rb", "cb", "dest_row", "dest_col", "kb_col", "rbm2_q")
+        slots = [{n: Signal(32, name=f"slot{b}_{n}") for n in slot_names}
+                 | {"rbm2_r": Signal(range(max(C, 2)), name=f"slot{b}_rbm2_r"), "valid": Signal(name=f"slot{b}_valid"),
+                    "flush": Signal(range(R + C), name=f"slot{b}_flush")} for b in (0, 1)]
+        drain_bank = Signal()  # the slot (bank) draining, or next to drain
+        dr_rb, dr_cb, dr_dest_row, dr_dest_col, dr_kb_col = (Mux(drain_bank, slots[1][n], slots[0][n]) for n in
                                                              ("rb", "cb", "dest_row", "dest_col", "kb_col"))
-        dr_rbm2 = (Signal(32, name="dr_rbm2_q"), Signal(range(max(C, 2)), name="dr_rbm2_r"))
         kf = (Signal(32, name="kf_q"), Signal(range(max(C, 2)), name="kf_r"))  # divmod(row * m2 + cb, C) draining
         drain_len = Mux(drain_cols, R, C)
-        # tiles start every max(K, R + C + D - 1) cycles: a tile's results must have left the
-        # shadow registers before the next tile's first PE captures
-        spacing = R + C + drain_len - 1
+        # tiles start every max(K, spacing): drains (D cycles each) do not overlap, and a bank's
+        # results have left before the tile after next captures into it (R + C - 1 + D cycles
+        # after its own FEED ended): spacing = max(D, ceil((R + C - 1 + D) / 2))
+        spacing = Mux(drain_cols, tile_spacing(R, C, R), tile_spacing(R, C, C))
         gap_len = Mux(spacing > g_k, spacing - g_k, 0)
         feeding = Signal()
-        f_v, f_first, f_last = Signal(), Signal(), Signal()
-        m.d.sync += [f_v.eq(feeding), f_first.eq(feeding & (k == 0)), f_last.eq(feeding & (k == g_k - 1))]
-        m.d.comb += [arr.valid.eq(f_v), arr.first.eq(f_first), arr.last.eq(f_last), arr.drain_cols.eq(drain_cols)]
+        f_v, f_first, f_last, f_bank = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [f_v.eq(feeding), f_first.eq(feeding & (k == 0)), f_last.eq(feeding & (k == g_k - 1)),
+                     f_bank.eq(tile_bank)]
+        m.d.comb += [arr.valid.eq(f_v), arr.first.eq(f_first), arr.last.eq(f_last), arr.bank.eq(f_bank),
+                     arr.drain_cols.eq(drain_cols), arr.drain_bank.eq(drain_bank)]
         p_sub_sel = Signal(max(wb, 1))  # act_p sub-bank read last cycle: (p_base + k) mod W
         m.d.sync += p_sub_sel.eq((p_base + k)[:max(wb, 1)])
         for i, (_, arp) in enumerate(a_m):
@@ -499,26 +516,46 @@ class Accelerator(wiring.Component):
                          rbm2[0].eq(0), rbm2[1].eq(0)]
 
         last_drain = Signal()  # the last DRAIN cycle of a tile
-        with m.FSM(name="drain") as dfsm:  # FLUSH R+C-1 cycles after a tile's FEED, then DRAIN D
+        flushed = [sl["valid"] & (sl["flush"] == R + C - 2) for sl in slots]  # its last PE has captured
+        for sl in slots:
+            with m.If(sl["valid"] & (sl["flush"] != R + C - 2)):
+                m.d.sync += sl["flush"].eq(sl["flush"] + 1)
+
+        def begin_drain(bank):
+            """Drain slot ``bank`` from the next cycle: the first row drained is the tile's last,
+            rb + R - 1, whose K row starts at flat index (rb + R - 1) * m2 + cb."""
+            sl = slots[bank]
+            top = dm_add(sl["rbm2_q"] + sl["kb_col"], sl["rbm2_r"], *dm["r1m2"])
+            m.d.sync += [d.eq(0), drain_bank.eq(bank), kf[0].eq(top[0]), kf[1].eq(top[1])]
+
+        with m.FSM(name="drain") as dfsm:
             with m.State("IDLE"):
-                with m.If(feeding & (k == g_k - 1)):
-                    m.d.sync += wait.eq(0)
-                    m.next = "FLUSH"
-            with m.State("FLUSH"):  # until PE (R-1, C-1) has captured its sum
-                m.d.sync += wait.eq(wait + 1)
-                with m.If(wait == R + C - 2):  # the first row drained is the tile's last, rb + R - 1
-                    top = dm_add(dr_rbm2[0] + dr_kb_col, dr_rbm2[1], *dm["r1m2"])
-                    m.d.sync += [d.eq(0), kf[0].eq(top[0]), kf[1].eq(top[1])]
-                    m.next = "DRAIN"
+                for bank in (0, 1):
+                    with m.If((drain_bank == bank) & flushed[bank]):
+                        begin_drain(bank)
+                        m.next = "DRAIN"
             with m.State("DRAIN"):  # shadow registers shift out
                 below = dm_sub(kf[0], kf[1], *dm["m2"])
                 m.d.sync += [d.eq(d + 1), kf[0].eq(below[0]), kf[1].eq(below[1])]
                 with m.If(d == drain_len - 1):
                     m.d.comb += last_drain.eq(1)
                     m.next = "IDLE"
-                    with m.If(feeding & (k == g_k - 1)):  # tiles at the closest spacing: the next
-                        m.d.sync += wait.eq(0)             # tile's FEED ends in this very cycle
-                        m.next = "FLUSH"
+                    for bank in (0, 1):
+                        with m.If(drain_bank == bank):
+                            m.d.sync += [slots[bank]["valid"].eq(0), drain_bank.eq(1 - bank)]
+                            with m.If(flushed[1 - bank]):  # the next tile is ready: drain it at once
+                                begin_drain(1 - bank)
+                                m.next = "DRAIN"
+        # a tile whose FEED ends takes the slot of its bank (after the drain code: a slot freed in
+        # this cycle may be taken again in it)
+        with m.If(feeding & (k == g_k - 1)):
+            for bank in (0, 1):
+                sl = slots[bank]
+                with m.If(tile_bank == bank):
+                    m.d.sync += [sl["valid"].eq(1), sl["flush"].eq(0), sl["rb"].eq(rb_row), sl["cb"].eq(cb_col),
+                                 sl["dest_row"].eq(dest_row_base), sl["dest_col"].eq(dest_col_base),
+                                 sl["kb_col"].eq(kb_col), sl["rbm2_q"].eq(rbm2[0]), sl["rbm2_r"].eq(rbm2[1])]
+            m.d.sync += tile_bank.eq(~tile_bank)
 
         gap = Signal(range(2 * (R + C) + 2))
         with m.FSM(name="gemm") as fsm:
@@ -534,9 +571,7 @@ class Accelerator(wiring.Component):
                 nxt = dm_add(fq, fr, *dm["n2"])  # the striped X read moves one row of X down
                 m.d.sync += [fq.eq(nxt[0]), fr.eq(nxt[1])]
                 with m.If(k == g_k - 1):
-                    m.d.sync += [k.eq(0), dr_rb.eq(rb_row), dr_cb.eq(cb_col), dr_dest_row.eq(dest_row_base),
-                                 dr_dest_col.eq(dest_col_base), dr_kb_col.eq(kb_col), gap.eq(1),
-                                 dr_rbm2[0].eq(rbm2[0]), dr_rbm2[1].eq(rbm2[1])]
+                    m.d.sync += [k.eq(0), gap.eq(1)]
                     # next tile: columns first, then rows
                     with m.If(cb_col + C < g_cols):
                         m.d.sync += [cb_col.eq(cb_col + C), q_base.eq(q_base + g_k),
@@ -559,8 +594,8 @@ class Accelerator(wiring.Component):
                 m.d.sync += gap.eq(gap + 1)
                 with m.If(gap == gap_len):
                     m.next = "FEED"
-            with m.State("TAIL"):  # the last tile drains
-                with m.If(last_drain):
+            with m.State("TAIL"):  # until the last tile has drained (tiles drain in order)
+                with m.If(last_drain & ~Mux(drain_bank, slots[0]["valid"], slots[1]["valid"])):
                     with m.If(~second):  # X is read: RECV may take the next vector
                         m.d.sync += [wait.eq(0), n_g1.eq(n_g1 + 1)]
                         m.next = "SETTLE"

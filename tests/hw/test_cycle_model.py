@@ -32,17 +32,20 @@ def _config(r, c, l):
 
 def test_cases_cover_every_regime():
     """The cases include a vector whose lanes outlast the Kronecker phases, one whose lane
-    broadcast is held back by the window of the slowest lane, and one whose lanes are done
-    before its last x arrives."""
-    gather_bound = window_bound = early = 0
+    broadcast is held back by the window of the slowest lane, one whose lanes are done before
+    its last x arrives, and a GEMM whose tiles drain while the next ones capture."""
+    gather_bound = window_bound = early = overlapped = 0
     for (r, c, l), shape, ratio, factors, order in CASES:
         layer = synth_layer(shape, ratio, seed=sum(shape), factor_shapes=factors, order=order)
         s = schedule(layer, _config(r, c, l))
+        # tiles closer than one flush + drain: a tile drains from one shadow bank while the next
+        # ones capture into the other
+        overlapped += any(g.tiles > 2 and g.spacing(_config(r, c, l)) < r + c - 1 + g.drain for g in s.gemms)
         gather_bound += s.gather_end > s.phases["RECV"] + s.phases["G1"] + s.phases["G2"]
         arrive, _ = gather_timing(layer, _config(r, c, l))
         window_bound += arrive[-1] > layer.n + 1
         early += s.gather_end < layer.n
-    assert gather_bound and window_bound and early
+    assert gather_bound and window_bound and early and overlapped
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1][0]}x{c[1][1]}-{c[4]}")

@@ -7,11 +7,12 @@ A beat carries W = ``stream_bytes`` elements. Per vector, with K, rows and cols 
 in docs/hardware.md:
 
   RECV    ceil(n / W): one beat per cycle into the activation memory and the input buffer
-  G1      (tiles - 1) * max(K, R + C - 1 + D)         tiles back to back: FEED K, and each tile's
-          + K + R + C - 1 + D + G1_SETTLE             FLUSH R+C-1 and DRAIN D (C for the AX first
+  G1      (tiles - 1) * max(K, S) + K + R + C - 1     tiles back to back: FEED K, and each tile's
+          + D + G1_SETTLE                             FLUSH R+C-1 and DRAIN D (C for the AX first
   G2      the same without G1_SETTLE                  GEMM's row drain, else R) under the next
-                                                      FEED; G1's requantised writes land
-                                                      G1_SETTLE after its last drain
+                                                      FEEDs (two shadow banks per PE: S =
+                                                      max(D, ceil((R+C-1+D)/2))); G1's requantised
+                                                      writes land G1_SETTLE after its last drain
   GATHER  from the first x beat: the input buffer is broadcast to the lanes, a word of W
           elements a cycle, at the pace of the slowest (``gather_timing``)
   SEND    from max(end of G2, every lane done): a beat of W outputs is read per cycle and is on
@@ -38,9 +39,11 @@ class Gemm:
     tiles: int
 
     def spacing(self, cfg: AccelConfig) -> int:
-        """Cycles between consecutive tiles' FEED starts: K, or longer when a tile's results must
-        first leave the shadow registers (R + C - 1 + D: flush, then drain)."""
-        return max(self.k, cfg.rows + cfg.cols - 1 + self.drain)
+        """Cycles between consecutive tiles' FEED starts: K, or longer when the drains cannot
+        keep up (two shadow banks per PE: ``hw.top.tile_spacing``)."""
+        from doping.hw.top import tile_spacing
+
+        return max(self.k, tile_spacing(cfg.rows, cfg.cols, self.drain))
 
     def cycles(self, cfg: AccelConfig) -> int:
         """First FEED to last DRAIN: tiles start every ``spacing``; the last flushes and drains."""
