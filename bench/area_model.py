@@ -127,8 +127,9 @@ def main():
         model = per_pe * k[0] * k[1] + per_edge * (k[0] + k[1]) + per_lane * k[2] + fixed
         checks.append({"config": list(k), "held_out": k in HELD_OUT, "yosys_um2": m["total_um2"],
                        "model_um2": model, "error": model / m["total_um2"] - 1, "cells": m["cells"]})
-    out = {"date": str(date.today()), "tool": "yosys 0.23 (Debian), memories as macros, [N45] cell areas",
-           "capacities": CAP, "um2": fit, "checks": checks}
+    prev = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    out = {**prev, "date": str(date.today()), "tool": "yosys 0.23 (Debian), memories as macros, [N45] cell areas",
+           "capacities": CAP, "um2": {**prev.get("um2", {}), **fit}, "checks": checks}  # --lstm/--stream terms kept
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print("| R×C×L | held out | yosys logic µm² | model µm² | error |")
     print("|---|---|---|---|---|")

@@ -2,10 +2,7 @@
 buffer, sparse-overlay gather unit, stream interfaces (docs/hardware.md)."""
 
 
-def source_digest() -> str:
-    """SHA-1 of the doping version, every generator source file and the config module (which
-    derives the memory geometry and the input window): a key for anything built from the
-    generated RTL (simulator builds, the flow's RTL and simulation stages)."""
+def _digest() -> str:
     import hashlib
     from pathlib import Path
 
@@ -15,3 +12,16 @@ def source_digest() -> str:
     for f in [*sorted(Path(__file__).parent.glob("*.py")), Path(doping.__file__).with_name("config.py")]:
         h.update(f.read_bytes())
     return h.hexdigest()
+
+
+#: Read when the generator is imported, so a long-running process keys what it builds by the
+#: code it runs, not by files edited since.
+_DIGEST = _digest()
+
+
+def source_digest() -> str:
+    """SHA-1 of the doping version, every generator source file and the config module (which
+    derives the memory geometry and the input window), as they were when this process imported
+    the generator: a key for anything built from the generated RTL (simulator builds, the flow's
+    RTL and simulation stages)."""
+    return _DIGEST
