@@ -8,8 +8,9 @@ beat and ``last`` on a vector's final beat; positions past m in that beat are pa
 units work on consecutive vectors at once, each with its own controller, handing over through
 double-buffered memories: RECV (x into the activation memory and the input buffer), the GEMM
 engine (the two Kronecker GEMMs, tile by tile), the gather lanes (fed by a broadcast of the input
-buffer) and SEND (y through W pipelines of ``SEND_LATENCY`` stages). Vector counters say which vector each unit is on; a unit starts the next vector once
-what it reads is complete and what it writes is free.
+buffer) and SEND (y through W pipelines of ``SEND_LATENCY`` stages). Vector counters say which
+vector each unit is on; a unit starts the next vector once what it reads is complete and what it
+writes is free.
 """
 
 from __future__ import annotations
@@ -225,7 +226,8 @@ class Accelerator(wiring.Component):
         # start once the previous one's first GEMM has read X and its input-buffer half is free
         # (the broadcast of the vector before last is over). ----
         xc = Signal(32)  # XB: column (of n2) of X of the beat's first element
-        xr_bank, xr_base = Signal(range(max(R, 2))), Signal(32)  # XB: its row's bank, (row // R) * n2; max(.,2): no 0-bit signals
+        # XB: its row's bank and (row // R) * n2; max(., 2): no 0-bit signals
+        xr_bank, xr_base = Signal(range(max(R, 2))), Signal(32)
         xq, xrem = Signal(32), Signal(range(max(C, 2)))  # AX: f div C, f mod C of the beat's first element
         x_fire = self.x.valid & self.x.ready
         x_last = e + W >= regs["n"]  # the vector's final beat

@@ -13,15 +13,20 @@ from doping.hw.tools import lint
 from doping.hw.verilog import generate
 
 
-@pytest.mark.parametrize("preset", ["minimal", "default", "large"])
+LINT_CONFIGS = {**PRESETS, "wide-w8": AccelConfig(rows=2, cols=8, lanes=8, stream_bytes=8, max_m=64, max_n=64,
+                                                 max_factor=64, max_intermediate=64, max_nnz=1024)}
+
+
+@pytest.mark.parametrize("preset", ["minimal", "default", "large", "wide-w8"])
 def test_generated_verilog_lints_clean(tmp_path, preset):
-    man = generate(PRESETS[preset], tmp_path)
+    cfg = LINT_CONFIGS[preset]
+    man = generate(cfg, tmp_path)
     v = tmp_path / man["files"][0]
     lint(v)  # raises on any warning beyond hw/lint_waivers.vlt
     text = v.read_text()
     assert "/work" not in text and "/home" not in text and "/tmp" not in text
-    assert man["config"] == PRESETS[preset].as_dict()
-    assert man["sram_bits_total"] == sum(PRESETS[preset].sram_bits().values())
+    assert man["config"] == cfg.as_dict()
+    assert man["sram_bits_total"] == sum(cfg.sram_bits().values())
     names = {p["name"] for p in man["ports"]}
     assert {"clk", "rst", "load__payload", "x__valid", "y__ready", "status", "vector_cycles"} <= names
     for p in man["ports"]:
