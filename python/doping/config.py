@@ -128,14 +128,13 @@ class AccelConfig:
             "b": weights(c, self.bank_depth(self.max_factor, c), 8),
             # R banks of W sub-banks (element address mod W): a beat's run of one bank in one cycle
             "act_p": {"banks": r * w, "depth": max(self.bank_depth(act, r) // w, 1), "width": 8},
-            "act_q": {"banks": c, "depth": self.bank_depth(act, c), "width": 8},
+            "act_q": {"banks": c, "depth": self.bank_depth(act, c), "width": 8},  # X striped by flat index (AX)
             # double-buffered (two halves, by address MSB or bank): one vector is written while
             # the previous one is read
-            "kbuf": {"banks": c, "depth": 2 * self.bank_depth(self.max_m, c), "width": 32},
+            "kbuf": {"banks": c, "depth": 2 * self.bank_depth(self.max_m, c), "width": 32},  # K striped by flat index
             "overlay": weights(l, self.bank_depth(self.max_nnz + l, l), OverlayField(col_bits, slot_bits).width),
             "ov_acc": {"banks": 2 * l, "depth": ov_depth, "width": 32},
             "x_buf": {"banks": 1, "depth": 2 << bits_for(ceil_div(self.max_n, w)), "width": 8 * w},  # a beat a word
-            # act_q holds X striped by flat index in AX order; kbuf holds K striped by flat index
             "row_map": weights(w, 1 << bits_for(ceil_div(self.max_m, w)), bits_for(l) + slot_bits),  # bank i mod W
         }
         if self.lstm_cell:
