@@ -76,6 +76,12 @@ def bank_offset(j: int, base, banks: int):
     return Mux(wrapped, j + banks - base, j - base), wrapped
 
 
+def bank_after(base, j: int, banks: int):
+    """Bank (base + j) mod ``banks`` of a run's element j, for ``base`` < ``banks``."""
+    j %= banks
+    return base if j == 0 else Mux(base >= banks - j, base + j - banks, base + j)
+
+
 def _banks(m, name, banks, depth, shape, transparent=False):
     mems = []
     for b in range(banks):
@@ -133,6 +139,10 @@ class Accelerator(wiring.Component):
             """(q, r) - (dq, dr), both as (div C, mod C); dr < C."""
             borrow = r < dr
             return q - dq - borrow, Mux(borrow, r + C - dr, r - dr)
+
+        # a beat's step in a striped memory (W > C only without a Kronecker part, which leaves
+        # act_q and kbuf unread)
+        beat_step = W % C if W > C else W
 
         def divmod_c(v):
             """(v div C, v mod C) of an unsigned value (bit slices when C is a power of two)."""
@@ -280,7 +290,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += xr_bank.eq(xr_bank + 1)
             with m.Else():
                 m.d.sync += xc.eq(xc + W)
-            nxt_x = dm_add(xq, xrem, 0, W % C if W > C else W)  # W > C only without a Kronecker part: unused
+            nxt_x = dm_add(xq, xrem, 0, beat_step)
             m.d.sync += [xq.eq(nxt_x[0]), xrem.eq(nxt_x[1])]
             with m.If(x_last):
                 m.d.sync += [e.eq(0), n_recv.eq(n_recv + 1), xc.eq(0), xr_bank.eq(0), xr_base.eq(0),
@@ -383,7 +393,7 @@ class Accelerator(wiring.Component):
             _, wrapped = bank_offset(j, fr, C)
             m.d.comb += [brp.addr.eq(in_region(q_base + k, "b")), brp.en.eq(feeding),
                          qrp.addr.eq(Mux(x_striped, fq + wrapped, q_base + k)), qrp.en.eq(feeding)]
-            rj = rot if j == 0 else Mux(rot >= C - j, rot + j - C, rot + j)  # bank of column cb + j
+            rj = bank_after(rot, j, C)  # bank of column cb + j
             m.d.comb += arr.q[j].eq(Mux(q_from_b, brp.data, Mux(x_striped, qdata[rj], qrp.data)))
 
         # drain writes: G1 requantises (pipelined, so its write address and enable travel
@@ -466,8 +476,7 @@ class Accelerator(wiring.Component):
             m.d.sync += tag_acc.eq(delayed(tag2, "send_tag", adv))
         y8s = []
         for w in range(W):
-            wc = w % C  # W <= C whenever kbuf is read (AccelConfig.stream_problems)
-            kb_w = kb_bank1 if wc == 0 else Mux(kb_bank1 >= C - wc, kb_bank1 + wc - C, kb_bank1 + wc)
+            kb_w = bank_after(kb_bank1, w, C)  # W <= C whenever kbuf is read (AccelConfig.stream_problems)
             kval1 = Mux(kp_off, 0, kdata[kb_w])
             lane1 = rm_rps[w].data[field.slot_bits:field.slot_bits + lane_bits]
             lane2, kval2 = Signal(range(max(2 * L, 2)), name=f"send_lane{w}"), Signal(signed(32), name=f"send_kval{w}")
@@ -502,7 +511,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [y_valid.eq(tag_y[0]), self.y.valid.eq(y_valid), self.y.payload.last.eq(tag_y[1])]
         m.d.comb += [self.y.payload.data[w].eq(y8s[w]) for w in range(W)]
         with m.If(issue):
-            nxt_s = dm_add(sq, sr, 0, W % C if W > C else W)  # W > C only without a Kronecker part: kbuf unread
+            nxt_s = dm_add(sq, sr, 0, beat_step)
             m.d.sync += [sent_i.eq(sent_i + W), sq.eq(nxt_s[0]), sr.eq(nxt_s[1])]
         with m.If(fire):
             m.d.sync += out_i.eq(out_i + W)

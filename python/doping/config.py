@@ -114,10 +114,11 @@ class AccelConfig:
         two: the resident layer's index is the address's high part)."""
         r, c, l, w = self.rows, self.cols, self.lanes, self.stream_bytes
         act = max(self.max_n, self.max_intermediate)
-        from doping.hw.loader import OverlayField  # the entry format is defined there, with the layout
+        # the entry format and the row-to-lane rule are defined there, with the layout
+        from doping.hw.loader import OverlayField, rows_per_lane_bound
 
         col_bits = bits_for(self.max_n)
-        ov_depth = 1 << bits_for(ceil_div(ceil_div(self.max_m, w), l // w))  # rows per lane of a lane set
+        ov_depth = 1 << bits_for(rows_per_lane_bound(self.max_m, self))  # rows per lane of a lane set
         slot_bits = bits_for(ov_depth)
         def weights(banks, layer_depth, width):
             return {"banks": banks, "depth": self.resident_layers * layer_depth, "width": width,
