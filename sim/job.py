@@ -1,12 +1,14 @@
-"""What the runner asks of a cocotb testbench: one typed job per testbench, written as JSON to the
-file named by ``DOPING_SIM_JOB`` (cocotb runs the testbench in the simulator's process, so the job
-travels through a file). The testbench writes its result to the job's ``out`` file."""
+"""What the runner asks of a cocotb testbench and what it answers: one typed job per testbench,
+written as JSON to the file named by ``DOPING_SIM_JOB`` (cocotb runs the testbench in the
+simulator's process, so the job travels through a file), and one typed result, which the
+testbench writes to the job's ``out`` file and the runner completes (simulator, wall time, build,
+cocotb's own verdict from its results.xml)."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from doping.config import AccelConfig
@@ -61,3 +63,56 @@ def write_job(job, path: Path) -> None:
 def read_job(cls):
     """The job of type ``cls`` the runner left for this testbench."""
     return cls(**json.loads(Path(os.environ[ENV]).read_text()))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Result:
+    mismatches: int  # vectors (tokens) whose output differs from the golden model's anywhere
+    mismatch_examples: list = field(default_factory=list)  # the first few, one dict each
+    # completed by the runner
+    simulator: str = ""
+    wall_seconds: float = 0.0  # the simulation's run, build excluded
+    build: str = ""  # the build folder (cached per config, simulator and hw source)
+    cocotb: dict = field(default_factory=dict)  # results.xml: {"tests", "failed"}
+    waves: str | None = None  # folder of the waveform, when asked for
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict):
+        return cls(**d)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MatvecResult(_Result):
+    """``doping.sim.tb_accel``: ``cycles_per_vector`` (first x beat to last y beat, each vector in
+    order), ``busy_cycles`` (per layer run: cycles each unit was busy), ``packs`` (per layer run:
+    pack, layer, vectors, mismatches)."""
+    vectors: int
+    cycles_per_vector: list
+    busy_cycles: list
+    packs: list
+
+    @property
+    def first_mismatch(self) -> dict | None:
+        return self.mismatch_examples[0] if self.mismatch_examples else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LSTMResult(_Result):
+    """``doping.sim.tb_lstm``: tokens (steps x lanes), sequences, and the cycles between
+    consecutive steps' last h element; the runner adds the median interval (``cycles_per_step``,
+    ``cycles_per_token`` = that / lanes) and the cycle model's figures."""
+    tokens: int
+    steps: int
+    sequences: int
+    step_intervals: list
+    cycles_per_step: int | None = None
+    cycles_per_token: float | None = None
+    model_cycles_per_step: int | None = None
+    model_cycles_per_token: float | None = None
+
+
+def write_result(result: _Result, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(result.to_json()))

@@ -18,7 +18,7 @@ from doping.errors import DopingError
 from doping.hw import source_digest
 from doping.hw.verilog import TOP
 from doping.sim.job import ENV as JOB_ENV
-from doping.sim.job import LSTMJob, MatvecJob, write_job
+from doping.sim.job import LSTMJob, LSTMResult, MatvecJob, MatvecResult, write_job
 
 def cache_root() -> Path:
     """Where simulator builds are cached: ``$DOPING_CACHE``, else the per-user cache folder
@@ -28,14 +28,23 @@ def cache_root() -> Path:
         return Path(os.environ["DOPING_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "doping" / "sim"
+
+
 SIMULATORS = ("verilator", "icarus")
 
 
 def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None = None, waves: bool = False) -> Path:
-    """Generate and compile the design once per (config, simulator, mutation, hw source); returns the build dir."""
+    """Generate and compile the design once per (config, simulator, mutation, hw source, cocotb
+    installation); returns the build dir."""
     if simulator not in SIMULATORS:
         raise DopingError(f"unknown simulator {simulator!r}; choose {' or '.join(SIMULATORS)}")
-    key = hashlib.sha1(f"{cfg.to_json()}|{simulator}|{mutation}|{waves}|{source_digest()[:10]}".encode()).hexdigest()[:12]
+    import cocotb
+
+    # the simulator binary links cocotb's libraries by absolute path: a build made by another
+    # installation (another virtual environment, another cocotb) is not this one's
+    where = f"{Path(cocotb.__file__).resolve().parent}|{cocotb.__version__}"
+    key = hashlib.sha1(f"{cfg.to_json()}|{simulator}|{mutation}|{waves}|{source_digest()[:10]}|{where}"
+                       .encode()).hexdigest()[:12]
     d = cache_root() / f"{simulator}-{key}"
     done = d / "built.ok"
     if done.is_file():
@@ -111,12 +120,12 @@ def _runner(simulator: str):
 def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator", vectors: int = 10, seed: int = 0,
         x_gap: float = 0.0, y_stall: float = 0.0, load_gap: float = 0.0, reset_mid_vector: bool = False,
         mutation: str | None = None, waves: bool | None = None, layer: str | None = None,
-        resident: bool = False) -> dict:
+        resident: bool = False) -> MatvecResult:
     """Run the regression: every layer of each pack in order (a chained layer takes the design's
     outputs of its input layer), or only the layer named ``layer``; ``resident``: a pack's layers
     are loaded once, each into its own region (the config must hold them all), and each run
-    switches to its layer by register words alone. Returns the tb's result dict plus the simulator
-    and wall time.
+    switches to its layer by register words alone. Returns the testbench's ``MatvecResult``
+    completed with the simulator, wall time, build folder and cocotb's verdict.
     Fails (DopingError) on a build or simulator failure; mismatches are reported, not raised."""
     from doping.pack import read_pack
 
@@ -135,13 +144,14 @@ def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator",
     return _run_tb("doping.sim.tb_accel", cfg, simulator, mutation, waves, MatvecJob(
         config=cfg.as_dict(), packs=[str(Path(p).resolve()) for p in packs], vectors=vectors, seed=seed,
         x_gap=x_gap, y_stall=y_stall, load_gap=load_gap, reset_mid_vector=reset_mid_vector, layer=layer,
-        resident=resident))
+        resident=resident), MatvecResult)
 
 
-def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None, waves: bool | None, job) -> dict:
+def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None, waves: bool | None, job,
+            result_type):
     """Build (cached) and run cocotb test module ``module`` on ``job`` (``doping.sim.job``: written
-    for the testbench, which writes its result file); returns the result plus simulator and wall
-    time."""
+    for the testbench, which writes its result file); returns its ``result_type`` completed with
+    the simulator, wall time, build folder and cocotb's verdict."""
     waves = bool(int(os.environ.get("WAVES", "0"))) if waves is None else waves
     d = build(cfg, simulator, mutation, waves)
     runner = _runner(simulator)
@@ -171,24 +181,22 @@ def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None,
         if not out.is_file() or not tests:
             raise DopingError(f"the {simulator} simulation produced no result: {_log_excerpt(d / 'run.log')} "
                               f"(whole log: {d / 'run.log'})")
-        result = json.loads(out.read_text())
+        result = result_type.from_json(json.loads(out.read_text()))
         # the testbench fails exactly when something mismatched: anything else is a broken run
-        if bool(failed) != bool(result.get("mismatches")):
+        if bool(failed) != bool(result.mismatches):
             raise DopingError(f"cocotb reports {failed} of {tests} tests failed but the testbench counted "
-                              f"{result.get('mismatches')} mismatches: {_log_excerpt(d / 'run.log')}")
-    result.update(simulator=simulator, wall_seconds=wall, build=str(d), cocotb={"tests": tests, "failed": failed})
-    if waves:
-        result["waves"] = str(test_dir)
-    return result
+                              f"{result.mismatches} mismatches: {_log_excerpt(d / 'run.log')}")
+    return replace(result, simulator=simulator, wall_seconds=wall, build=str(d),
+                   cocotb={"tests": tests, "failed": failed}, waves=str(test_dir) if waves else None)
 
 
 def run_lstm(pack: str | Path, cfg: AccelConfig, simulator: str = "verilator", tokens: int = 20, seed: int = 0,
              tok_gap: float = 0.0, h_stall: float = 0.0, waves: bool | None = None,
-             mutation: str | None = None) -> dict:
+             mutation: str | None = None) -> LSTMResult:
     """Run at least ``tokens`` tokens through the LSTM top built for ``cfg`` (which must have the
     cell unit and hold the pack's LSTM) against the golden LSTM: ceil(tokens / B) steps, each one
     token of every one of the config's B = ``lstm_batch`` lanes, each lane its own random sequences
-    (state reset between them). Returns the tb's result (``tokens``, ``steps``, ``mismatches``,
+    (state reset between them). Returns the testbench's ``LSTMResult`` (``tokens``, ``steps``, ``mismatches``,
     ``step_intervals``) plus ``cycles_per_step`` (the median interval between steps' last h; with no
     gaps or stalls, every interval), ``cycles_per_token`` (that / B) and the model's
     ``model_cycles_per_step`` and ``model_cycles_per_token``. ``mutation`` (tests only) builds the
@@ -215,15 +223,13 @@ def run_lstm(pack: str | Path, cfg: AccelConfig, simulator: str = "verilator", t
     model = lstm_per_token(cells, cfg)
     # a bound no correct run exceeds: the model's step plus every h element and gate row again,
     # stretched by the gap and stall probabilities, times 4
-    slow_step = model["cycles_per_step"] + cfg.lstm_batch * sum(5 * c.hidden for c in cells)
+    slow_step = model.cycles_per_step + cfg.lstm_batch * sum(5 * c.hidden for c in cells)
     watchdog = int(4 * steps * slow_step / (1.0 - max(tok_gap, h_stall))) + 10_000
     result = _run_tb("doping.sim.tb_lstm", cfg, simulator, mutation, waves, LSTMJob(
         config=cfg.as_dict(), pack=str(Path(pack).resolve()), steps=steps, seed=seed, tok_gap=tok_gap,
-        h_stall=h_stall, watchdog_cycles=watchdog))
-    iv = result["step_intervals"]
+        h_stall=h_stall, watchdog_cycles=watchdog), LSTMResult)
+    iv = result.step_intervals
     median = int(sorted(iv)[len(iv) // 2]) if iv else None
-    result.update(cycles_per_step=median, cycles_per_token=None if median is None else median / cfg.lstm_batch,
-                  model_cycles_per_step=model["cycles_per_step"], model_cycles_per_token=model["cycles_per_token"])
-    if cfg.lstm_batch == 1 and median is not None:
-        result["cycles_per_token"] = median
-    return result
+    per_token = None if median is None else median if cfg.lstm_batch == 1 else median / cfg.lstm_batch
+    return replace(result, cycles_per_step=median, cycles_per_token=per_token,
+                   model_cycles_per_step=model.cycles_per_step, model_cycles_per_token=model.cycles_per_token)

@@ -9,8 +9,6 @@ the ones the next rising edge acts on.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -21,7 +19,7 @@ from doping import golden
 from doping.hw.loader import load_words, register_words
 from doping.hw.top import UNITS
 from doping.pack import read_pack
-from doping.sim.job import MatvecJob, read_job
+from doping.sim.job import MatvecJob, MatvecResult, read_job, write_result
 
 
 class StreamDriver:
@@ -162,7 +160,7 @@ async def regression(dut):
     rng = np.random.default_rng(job.seed)
     Clock(dut.clk, 10, unit="ns").start()
     await reset(dut)
-    result = {"vectors": 0, "mismatches": 0, "cycles_per_vector": [], "busy_cycles": [], "packs": []}
+    vectors, mismatches, cycles_per_vector, busy_cycles, runs, first_few = 0, 0, [], [], [], []
     for k, pack_path in enumerate(job.packs):
         pack = read_pack(pack_path)
         # one named layer, or every layer in order; a chained layer (LMF's U after V) takes the
@@ -188,16 +186,13 @@ async def regression(dut):
             outputs[layer.name] = got
             where = str(pack_path) if len(layers) == 1 else f"{pack_path}:{layer.name}"
             bad, examples = scoreboard(got, golden.forward(layer, xs).astype(np.int64), where)
-            result["vectors"] += len(xs)
-            result["mismatches"] += bad
-            result["cycles_per_vector"] += cycles
-            result["busy_cycles"].append(busy)
-            result["packs"].append({"pack": str(pack_path), "layer": layer.name, "vectors": len(xs),
-                                    "mismatches": bad})
-            result.setdefault("mismatch_examples", [])
-            result["mismatch_examples"] += examples[: MAX_EXAMPLES - len(result["mismatch_examples"])]
-            if examples:
-                result.setdefault("first_mismatch", examples[0])
-    Path(job.out).write_text(json.dumps(result))
-    assert result["mismatches"] == 0, f"{result['mismatches']} of {result['vectors']} vectors mismatched: " \
-                                      f"{result.get('first_mismatch')}"
+            vectors += len(xs)
+            mismatches += bad
+            cycles_per_vector += cycles
+            busy_cycles.append(busy)
+            runs.append({"pack": str(pack_path), "layer": layer.name, "vectors": len(xs), "mismatches": bad})
+            first_few += examples[: MAX_EXAMPLES - len(first_few)]
+    result = MatvecResult(vectors=vectors, mismatches=mismatches, cycles_per_vector=cycles_per_vector,
+                          busy_cycles=busy_cycles, packs=runs, mismatch_examples=first_few)
+    write_result(result, job.out)
+    assert mismatches == 0, f"{mismatches} of {vectors} vectors mismatched: {result.first_mismatch}"

@@ -10,8 +10,6 @@ the cycle each step's last element is taken; the scoreboard compares token by to
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -21,7 +19,7 @@ from cocotb.triggers import FallingEdge, SimTimeoutError, with_timeout
 from doping.golden.lstm import run_sequence
 from doping.hw.loader import lstm_load_words
 from doping.pack import read_pack
-from doping.sim.job import LSTMJob, read_job
+from doping.sim.job import LSTMJob, LSTMResult, read_job, write_result
 from doping.sim.tb_accel import MAX_EXAMPLES, StreamDriver, load_payloads
 
 
@@ -113,7 +111,6 @@ async def lstm_sequences(dut):
     examples = [{"token": int(i), "step": int(i) // B, "lane": int(i) % B,
                  "element": int(np.flatnonzero(got[i] != want[i])[0]),
                  "got": got[i].tolist(), "want": want[i].tolist()} for i in bad[:MAX_EXAMPLES]]
-    result = {"tokens": steps * B, "steps": steps, "sequences": sum(len(l) for l in lanes), "mismatches": len(bad),
-              "mismatch_examples": examples, "step_intervals": np.diff(mon.token_end).tolist()}
-    Path(job.out).write_text(json.dumps(result))
+    write_result(LSTMResult(tokens=steps * B, steps=steps, sequences=sum(len(l) for l in lanes), mismatches=len(bad),
+                            mismatch_examples=examples, step_intervals=np.diff(mon.token_end).tolist()), job.out)
     assert not len(bad), f"{len(bad)} of {steps * B} tokens mismatched: {examples[:1]}"

@@ -12,7 +12,7 @@ def test_schedule_reaches_target_and_pruned_stay_zero():
     torch.manual_seed(0)
     model = torch.nn.ModuleList([make_gate("dkp", 40, 60, 10.0), make_gate("prune", 40, 60, 10.0)])
     with torch.no_grad():
-        model[0].s.normal_()
+        model[0].prunable().normal_()
     ann = OverlayAnnealer(model, start=2, end=20, every=3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     history, prev_masks = [], None
@@ -42,8 +42,9 @@ def test_schedule_reaches_target_and_pruned_stay_zero():
 def test_keeps_largest_magnitudes():
     g = make_gate("prune", 10, 10, 4.0)
     with torch.no_grad():
-        g.w.copy_(torch.arange(100.0).view(10, 10) - 50)
+        g.prunable().copy_(torch.arange(100.0).view(10, 10) - 50)
     ann = OverlayAnnealer(torch.nn.ModuleList([g]), 0, 0)
     ann.step(0)
-    kept = g.w[g.mask].abs()
-    assert int(g.mask.sum()) == 25 and kept.min() >= g.w[~g.mask].abs().max()
+    kept = g.prunable()[g.mask].abs()
+    assert int(g.mask.sum()) == 25 and kept.min() >= g.prunable()[~g.mask].abs().max()
+    assert torch.equal(g.w, g.prunable() * g.mask)  # w reads masked

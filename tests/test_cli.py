@@ -189,7 +189,7 @@ def test_synth_lstm_inspect_and_estimate(tmp_path, capsys):
     assert main(["estimate", str(p), "--config", "minimal", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     want = lstm_per_token(pk.lstm, lstm_config(PRESETS["minimal"], 2))
-    assert r["cycles_per_token"] == want["cycles_per_token"] == r["lstm"]["cycles_per_token"]
+    assert r["cycles_per_token"] == want.cycles_per_token == r["lstm"]["cycles_per_token"]
     assert r["lstm"]["resident"] and r["lstm"]["energy_per_token_pj"] > 0
     assert main(["estimate", str(p), "--config", "minimal"]) == 0
     assert "LSTM per token, all 2 layers" in capsys.readouterr().out

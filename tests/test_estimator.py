@@ -22,26 +22,26 @@ def test_sram_bits_equal_generated_manifest(tmp_path):
     cfg = fit_config(PRESETS["minimal"], layer)
     r = estimate(layer, cfg)
     man = generate(cfg, tmp_path)
-    assert r["sram_bits"] == {k: v["bits"] for k, v in man["memories"].items()}
+    assert r.sram_bits == {k: v["bits"] for k, v in man["memories"].items()}
 
 
 def test_energy_and_power_are_consistent():
     layer = synth_layer((260, 130), 10, seed=2)
     r = estimate(layer, fit_config(PRESETS["default"], layer))
-    assert r["energy_pj"] == pytest.approx(sum(r["breakdown"]["energy_pj"].values()))
-    assert r["area_mm2"] == pytest.approx(sum(r["breakdown"]["area_mm2"].values()))
+    assert r.energy_pj == pytest.approx(sum(r.breakdown.energy_pj.values()))
+    assert r.area_mm2 == pytest.approx(sum(r.breakdown.area_mm2.values()))
     # latency from one vector's cycles, power while streaming: one vector's energy per interval,
     # both at the lower of the config's clock and the netlist's estimate
-    assert r["clock_mhz"] == min(r["config"]["clock_mhz"], r["fmax_estimate_mhz"])
-    assert r["latency_us"] == pytest.approx(r["cycles"] / r["clock_mhz"])
-    assert 0 < r["interval_cycles"] <= r["cycles"]
-    assert r["power_mw"] == pytest.approx(r["energy_pj"] * 1e-12 / (r["interval_cycles"] / (r["clock_mhz"] * 1e6)) * 1e3)
+    assert r.clock_mhz == min(r.config.clock_mhz, r.fmax_estimate_mhz)
+    assert r.latency_us == pytest.approx(r.cycles / r.clock_mhz)
+    assert 0 < r.interval_cycles <= r.cycles
+    assert r.power_mw == pytest.approx(r.energy_pj * 1e-12 / (r.interval_cycles / (r.clock_mhz * 1e6)) * 1e3)
     # MAC energy alone is a floor: every nonzero and every KP MAC costs at least one int8 MAC
-    assert r["breakdown"]["energy_pj"]["gather_macs"] >= layer.nnz * 0.315 - 1e-6
+    assert r.breakdown.energy_pj["gather_macs"] >= layer.nnz * 0.315 - 1e-6
     # a smaller node costs less energy and area
     cfg7 = fit_config(AccelConfig(tech_nm=7), layer)
     r7 = estimate(layer, cfg7)
-    assert r7["energy_pj"] < r["energy_pj"] and r7["area_mm2"] < r["area_mm2"]
+    assert r7.energy_pj < r.energy_pj and r7.area_mm2 < r.area_mm2
 
 
 @pytest.mark.parametrize("method", ["dkp", "kp", "prune", "dense", "lmf"])
@@ -55,18 +55,18 @@ def test_every_method_priced_as_a_pack_on_the_generated_design(method):
     ratio = 1 if method == "dense" else 8
     base = PRESETS["minimal"]
     r = price(120, 60, ratio, method, base)
-    cfg = AccelConfig(**r["config"])
+    cfg = r.config
     assert (cfg.rows, cfg.cols, cfg.lanes) == (base.rows, base.cols, base.lanes)
     layers = synth_method(method, (120, 60), ratio)
-    assert len(r["layers"]) == len(layers) == (2 if method == "lmf" else 1)
-    assert r["cycles"] == sum(schedule(l, cfg).cycles for l in layers)
-    assert r["interval_cycles"] == sum(schedule(l, cfg).interval for l in layers)
-    assert r["sram_bits"] == cfg.sram_bits()
-    assert r["energy_pj"] == pytest.approx(sum(p["energy_pj"] for p in r["layers"]))
+    assert len(r.layers) == len(layers) == (2 if method == "lmf" else 1)
+    assert r.cycles == sum(schedule(l, cfg).cycles for l in layers)
+    assert r.interval_cycles == sum(schedule(l, cfg).interval for l in layers)
+    assert r.sram_bits == cfg.sram_bits()
+    assert r.energy_pj == pytest.approx(sum(p.energy_pj for p in r.layers))
     b = price(120, 60, ratio, method, base, balanced=True)
-    bc = AccelConfig(**b["config"])
+    bc = b.config
     assert (bc.rows, bc.cols) in ARRAYS and bc.lanes in LANES
-    assert b["interval_cycles"] * b["area_mm2"] <= r["interval_cycles"] * r["area_mm2"] * (1 + 1e-9) or \
+    assert b.interval_cycles * b.area_mm2 <= r.interval_cycles * r.area_mm2 * (1 + 1e-9) or \
         (base.rows, base.cols) not in ARRAYS
     assert balanced_config(base, layers) == bc
 
@@ -137,18 +137,18 @@ def test_multi_layer_pack_per_token_counts_the_reloads(tmp_path):
     cfg = fit_config(PRESETS["default"], layers[0])
     t = per_token(layers, cfg)
     runs = [estimate(l, cfg) for l in layers]
-    assert t["cycles_per_token"] == sum(len(load_words(l, cfg)) + r["cycles"] + HANDOVER_CYCLES
+    assert t.cycles_per_token == sum(len(load_words(l, cfg)) + r.cycles + HANDOVER_CYCLES
                                         for l, r in zip(layers, runs))
-    assert t["resident_cycles_per_token"] == sum(len(register_words(l, cfg)) + r["cycles"] + HANDOVER_CYCLES
+    assert t.resident_cycles_per_token == sum(len(register_words(l, cfg)) + r.cycles + HANDOVER_CYCLES
                                                  for l, r in zip(layers, runs))
-    assert t["energy_per_token_pj"] > t["resident_energy_per_token_pj"] == pytest.approx(sum(r["energy_pj"] for r in runs))
-    assert "reloads each layer" in t["weights"] and not t["resident"]
+    assert t.energy_per_token_pj > t.resident_energy_per_token_pj == pytest.approx(sum(r.energy_pj for r in runs))
+    assert "reloads each layer" in t.weights and not t.resident
     cfg2 = replace(cfg, resident_layers=2)
     both = per_token(layers, cfg2)
-    assert both["resident"] and both["cycles_per_token"] == t["resident_cycles_per_token"]
+    assert both.resident and both.cycles_per_token == t.resident_cycles_per_token
     # no DRAM; larger weight memories cost a little more per access
-    assert both["energy_per_token_pj"] == pytest.approx(sum(estimate(l, cfg2)["energy_pj"] for l in layers))
-    assert t["resident_energy_per_token_pj"] < both["energy_per_token_pj"] < t["energy_per_token_pj"]
+    assert both.energy_per_token_pj == pytest.approx(sum(estimate(l, cfg2).energy_pj for l in layers))
+    assert t.resident_energy_per_token_pj < both.energy_per_token_pj < t.energy_per_token_pj
     pack = write_pack(tmp_path / "two.dpack", layers)
     cfg_file = tmp_path / "c.json"
     cfg_file.write_text(json.dumps(cfg.as_dict()))
@@ -158,7 +158,7 @@ def test_multi_layer_pack_per_token_counts_the_reloads(tmp_path):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         assert main(["estimate", str(pack), "--config", str(cfg_file), "--json"]) == 0
-    assert json.loads(buf.getvalue())["per_token"]["cycles_per_token"] == t["cycles_per_token"]
+    assert json.loads(buf.getvalue())["per_token"]["cycles_per_token"] == t.cycles_per_token
 
 
 def test_lstm_per_token_resident_streamed_and_design():
@@ -174,16 +174,16 @@ def test_lstm_per_token_resident_streamed_and_design():
     _, cells = synth_lstm(10, 8, 2, 4, seed=2)
     cfg = lstm_config(PRESETS["minimal"], 2)
     res = lstm_per_token(cells, cfg)
-    assert res["resident"] and all(r["reload_energy_pj"] == 0 for r in res["layers"])
+    assert res.resident and all(r.reload_energy_pj == 0 for r in res.layers)
     streamed = lstm_per_token(cells, dataclasses.replace(cfg, resident_layers=1))
     words = sum(len(lstm_load_words([c], dataclasses.replace(cfg, resident_layers=1))) for c in cells)
-    assert not streamed["resident"] and "model only" in streamed["weights"]
-    assert streamed["cycles_per_token"] == res["cycles_per_token"] + words
-    assert streamed["energy_per_token_pj"] > res["energy_per_token_pj"]
+    assert not streamed.resident and "model only" in streamed.weights
+    assert streamed.cycles_per_token == res.cycles_per_token + words
+    assert streamed.energy_per_token_pj > res.energy_per_token_pj
     best, table = lstm_design(PRESETS["minimal"], cells)
     assert best.lstm_cell == 1 and best.resident_layers == 2 and len(table) == 28
     key = min(t["cycles_per_token"] * t["area_mm2"] for t in table)
-    assert lstm_per_token(cells, best)["cycles_per_token"] * lstm_per_token(cells, best)["area_mm2"] == \
-        pytest.approx(key)
+    best_cost = lstm_per_token(cells, best)
+    assert best_cost.cycles_per_token * best_cost.area_mm2 == pytest.approx(key)
     with pytest.raises(DopingError, match="lstm_cell = 1"):
         lstm_per_token(cells, PRESETS["minimal"])

@@ -49,7 +49,7 @@ def _doped(mode, p=0.5):
     torch.manual_seed(3)
     layer = DKPLinear(6, 20, ((4, 3), (5, 2)), cmr=mode, cmr_p=p)
     with torch.no_grad():
-        layer.s.normal_()
+        layer.prunable().normal_()
     return layer
 
 
@@ -135,7 +135,7 @@ def test_fused_lstm_equals_step_by_step(method, kw):
     for g in lstm.gates:
         if getattr(g, "s", None) is not None:
             with torch.no_grad():
-                g.s.normal_(0, 0.3)
+                g.prunable().normal_(0, 0.3)
     x = torch.randn(6, 5, 8, dtype=torch.float64)
     lstm.train()
     torch.manual_seed(7)

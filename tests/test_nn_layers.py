@@ -20,11 +20,11 @@ def test_dkp_equals_linear_forward_and_grads(shapes, lead):
     torch.manual_seed(0)
     dkp = DKPLinear(n, m, shapes)
     with torch.no_grad():
-        dkp.s.normal_()
+        dkp.prunable().normal_()
         dkp.mask.copy_(torch.rand(m, n) < 0.5)
     ref = nn.Linear(n, m)
     with torch.no_grad():
-        ref.weight.copy_(torch.kron(dkp.a, dkp.b) + dkp.s * dkp.mask)
+        ref.weight.copy_(torch.kron(dkp.a, dkp.b) + dkp.prunable() * dkp.mask)
         ref.bias.copy_(dkp.bias)
     x = torch.randn(*lead, n, requires_grad=True)
     x2 = x.detach().clone().requires_grad_(True)
@@ -36,7 +36,7 @@ def test_dkp_equals_linear_forward_and_grads(shapes, lead):
     torch.testing.assert_close(x.grad, x2.grad)
     # dL/dW of the dense layer, chained through W = kron(A, B) + S*mask
     gw = ref.weight.grad
-    torch.testing.assert_close(dkp.s.grad, gw * dkp.mask)
+    torch.testing.assert_close(dkp.prunable().grad, gw * dkp.mask)
     r = gw.reshape(m1, m2, n1, n2)
     torch.testing.assert_close(dkp.a.grad, torch.einsum("ikjl,kl->ij", r, dkp.b))
     torch.testing.assert_close(dkp.b.grad, torch.einsum("ikjl,ij->kl", r, dkp.a))
@@ -68,7 +68,7 @@ def test_cmr_modes_only_in_training():
     for mode in ("dropout", "path"):
         layer = DKPLinear(6, 20, ((4, 3), (5, 2)), cmr=mode, cmr_p=0.5)
         with torch.no_grad():
-            layer.s.normal_()
+            layer.prunable().normal_()
         x = torch.randn(64, 6)
         layer.eval()
         y_eval = layer(x)
@@ -112,3 +112,25 @@ def test_svd_inits_are_best_low_rank():
     p = PrunedLinear(20, 30, 100)
     p.init_from_dense(w)
     torch.testing.assert_close(p.weight(), w)
+
+
+@pytest.mark.parametrize("method", ["dkp", "prune"])
+def test_masked_weights_are_a_parametrization_and_old_state_dicts_load(method):
+    from torch.nn.utils import parametrize
+
+    torch.manual_seed(5)
+    gate = make_gate(method, 6, 20, 2.0)
+    name = "s" if method == "dkp" else "w"
+    with torch.no_grad():
+        gate.prunable().normal_()
+        gate.mask.copy_(torch.rand(20, 6) < 0.5)
+    assert parametrize.is_parametrized(gate, name)
+    torch.testing.assert_close(getattr(gate, name), gate.prunable() * gate.mask)  # reads masked
+    assert gate.n_params() >= int(gate.mask.sum())
+    # a state dict from before the parametrization: the values under ``name``, the mask as "mask"
+    old = {k: v for k, v in gate.state_dict().items() if not k.startswith("parametrizations.")}
+    old |= {name: gate.prunable().detach().clone(), "mask": gate.mask.clone()}
+    fresh = make_gate(method, 6, 20, 2.0)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.mask, gate.mask) and torch.equal(fresh.prunable(), gate.prunable())
+    torch.testing.assert_close(fresh.weight(), gate.weight())

@@ -225,26 +225,26 @@ def cmd_sim(args) -> int:
 
     r = run([args.pack], cfg, simulator=args.sim, vectors=args.vectors, seed=args.seed, x_gap=args.x_gap,
             y_stall=args.y_stall, layer=args.layer, resident=args.resident)
-    cyc = r["cycles_per_vector"]
-    summary = {"vectors": r["vectors"], "mismatches": r["mismatches"], "cycles_per_vector": cyc,
-               "busy_cycles": r["busy_cycles"], "simulator": r["simulator"], "wall_seconds": r["wall_seconds"]}
-    return _sim_verdict(args.json, summary, r, f"{r['vectors']} vectors on {r['simulator']}, {r['mismatches']} "
+    cyc = r.cycles_per_vector
+    summary = {"vectors": r.vectors, "mismatches": r.mismatches, "cycles_per_vector": cyc,
+               "busy_cycles": r.busy_cycles, "simulator": r.simulator, "wall_seconds": r.wall_seconds}
+    return _sim_verdict(args.json, summary, r, f"{r.vectors} vectors on {r.simulator}, {r.mismatches} "
                         f"mismatching; cycles per vector median {int(np.median(cyc))} (min {min(cyc)}, max {max(cyc)}); "
-                        f"{r['wall_seconds']:.1f} s",
+                        f"{r.wall_seconds:.1f} s",
                         lambda ex: f"vector {ex['vector']} element {ex['element']}: got {ex['got']}, want "
                                    f"{ex['want']} ({ex['elements_wrong']} elements of that vector wrong)")
 
 
-def _sim_verdict(as_json: bool, summary: dict, r: dict, headline: str, describe) -> int:
+def _sim_verdict(as_json: bool, summary: dict, r, headline: str, describe) -> int:
     """Print a simulation's summary (JSON, or PASS/FAIL, the headline and the first mismatches);
     exit status 1 on any mismatch."""
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{'PASS' if r['mismatches'] == 0 else 'FAIL'}: {headline}")
-        for ex in r.get("mismatch_examples", [])[:5]:
+        print(f"{'PASS' if r.mismatches == 0 else 'FAIL'}: {headline}")
+        for ex in r.mismatch_examples[:5]:
             print(f"mismatch: {describe(ex)}")
-    return 0 if r["mismatches"] == 0 else 1
+    return 0 if r.mismatches == 0 else 1
 
 
 def _sim_tokens(args, cfg) -> int:
@@ -263,19 +263,21 @@ def _sim_tokens(args, cfg) -> int:
                           "doping export of a trained run)")
     r = run_lstm(args.pack, lstm_config(cfg, len(cells)), simulator=args.sim, tokens=args.tokens, seed=args.seed,
                  tok_gap=args.tok_gap, h_stall=args.h_stall)
-    summary = {k: r[k] for k in ("tokens", "steps", "sequences", "mismatches", "cycles_per_token",
-                                 "model_cycles_per_token", "cycles_per_step", "model_cycles_per_step", "simulator",
-                                 "wall_seconds")}
-    return _sim_verdict(args.json, summary, r, f"{r['tokens']} tokens in {r['sequences']} sequences on "
-                        f"{r['simulator']}, {r['mismatches']} mismatching; cycles per token {r['cycles_per_token']} "
-                        f"(model {r['model_cycles_per_token']}); {r['wall_seconds']:.1f} s",
+    summary = {k: getattr(r, k) for k in ("tokens", "steps", "sequences", "mismatches", "cycles_per_token",
+                                          "model_cycles_per_token", "cycles_per_step", "model_cycles_per_step",
+                                          "simulator", "wall_seconds")}
+    return _sim_verdict(args.json, summary, r, f"{r.tokens} tokens in {r.sequences} sequences on "
+                        f"{r.simulator}, {r.mismatches} mismatching; cycles per token {r.cycles_per_token} "
+                        f"(model {r.model_cycles_per_token}); {r.wall_seconds:.1f} s",
                         lambda ex: f"token {ex['token']} element {ex['element']}: got {ex['got']}, want {ex['want']}")
 
 
 def cmd_estimate(args) -> int:
+    from dataclasses import replace
+
     from doping.config import load_config
     from doping.estimate.baselines import price
-    from doping.estimate.model import estimate
+    from doping.estimate.model import combine, estimate, per_token
     from doping.estimate.report import format_estimate
 
     base = load_config(args.config)
@@ -283,8 +285,6 @@ def cmd_estimate(args) -> int:
         if args.layer or args.ratio:
             raise DopingError("give either a PACK or --layer/--ratio, not both")
         from doping.pack import read_pack
-
-        from doping.estimate.model import combine, per_token
 
         pack = read_pack(args.pack)
         if pack.lstm is not None:  # the whole LSTM on the LSTM top
@@ -294,12 +294,10 @@ def cmd_estimate(args) -> int:
         layers = pack.layers
         parts = [estimate(l, base) for l in layers]  # check(): a pack that does not fit is an error
         r = combine(parts)
-        r["layers"] = parts
         if pack.lstm is not None:
-            r["lstm"] = lstm_per_token(pack.lstm, base)
-            r["cycles_per_token"] = r["lstm"]["cycles_per_token"]
+            r = replace(r, lstm=lstm_per_token(pack.lstm, base))
         elif len(layers) > 1:
-            r["per_token"] = per_token(layers, base, parts)
+            r = replace(r, per_token=per_token(layers, base, parts))
     else:
         if not (args.layer and args.ratio):
             raise DopingError("give a PACK, or --layer MxN and --ratio R")
@@ -307,10 +305,8 @@ def cmd_estimate(args) -> int:
 
         m, n = parse_shape(args.layer)
         r = price(m, n, args.ratio, args.method, base)
-    keys = ("cycles", "interval_cycles", "latency_cycles", "utilisation", "clock_mhz", "sram_bits", "energy_pj",
-            "area_mm2", "power_mw", "breakdown", "latency_us", "per_token", "cycles_per_token", "lstm")
     if args.json:
-        print(json.dumps({k: r[k] for k in keys if k in r} | {"config": r.get("config")}, indent=2, default=str))
+        print(json.dumps(r.to_json(), indent=2))
     else:
         print(format_estimate(r))
     return 0
@@ -554,13 +550,15 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--method", default="dkp", help="method of the synthetic pack with --layer: dkp, kp, prune, "
                                                     "dense or lmf (default dkp)")
     es.add_argument("--config", help="preset or config file (with --layer, buffers grow to fit)")
-    es.add_argument("--json", action="store_true", help="JSON with keys cycles (one vector from idle), "
-                                                        "interval_cycles (steady state), latency_cycles, utilisation "
-                                                        "(array_kp, lanes, interval), clock_mhz, sram_bits, energy_pj, "
+    es.add_argument("--json", action="store_true", help="JSON (doping.estimate.results.ModelEstimate) with keys "
+                                                        "cycles (one vector from idle), interval_cycles (steady "
+                                                        "state), latency_cycles, utilisation (array_kp, lanes, "
+                                                        "interval), clock_mhz, sram_bits, sram_kib, energy_pj, "
                                                         "area_mm2, power_mw (streaming), breakdown, latency_us, "
-                                                        "for multi-layer packs per_token (every layer per token), and "
-                                                        "for an LSTM pack cycles_per_token and lstm (the whole LSTM "
-                                                        "on the LSTM top, per token)")
+                                                        "throughput_vectors_per_s, config, layers (each layer's "
+                                                        "estimate), per_token (multi-layer packs: every layer per "
+                                                        "token), lstm (an LSTM pack: the whole LSTM on the LSTM top) "
+                                                        "and cycles_per_token (of either, else null)")
     es.set_defaults(func=cmd_estimate)
     sw = sub.add_parser("sweep", help="estimate across compression ratios and methods (CSV, markdown, plots)",
                         description="Sweep compression ratios for several methods on one layer shape; every point "

@@ -37,10 +37,10 @@ CELL_CALIBRATION_CHUNKS = 50
 
 def overlay_csr(gate):
     """The masked overlay (DKP) or masked weights (pruning) as CSR by row (rowptr, cols, float values)."""
-    values = gate.w if isinstance(gate, PrunedLinear) else gate.s
+    values = gate.w if isinstance(gate, PrunedLinear) else gate.s  # both read masked (doping.nn.masked)
     if values is None:
         return np.zeros(gate.out_features + 1, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    s = (values * gate.mask).detach().double().numpy()
+    s = values.detach().double().numpy()
     mask = gate.mask.numpy()
     rows, cols = np.nonzero(mask)
     rowptr = np.zeros(gate.out_features + 1, dtype=np.int64)

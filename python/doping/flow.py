@@ -85,7 +85,10 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
     sim_lstm = None if cells is None else st.run(
         "sim-lstm", _digest(pack_path, cfg.as_dict(), tokens, source_digest()), [verilog],
         lambda: _simulate_lstm(pack_path, cfg, tokens, log))
-    est = st.run("estimate", _digest(pack_path, cfg.as_dict()), [], lambda: _estimate(pk.layers, cells, cfg))
+    from doping.estimate.results import FlowEstimate
+
+    est = FlowEstimate.from_json(st.run("estimate", _digest(pack_path, cfg.as_dict(), source_digest()), [],
+                                        lambda: _estimate(pk.layers, cells, cfg).to_json()))
     report = build_report(summary(pk), cfg, rtl, sim, est, train_info, str(pack_path), sim_lstm)
     report["outputs"] = {"verilog": str(verilog), "report": str(out / "report.html"), "pack": str(pack_path)}
     write_report(out, report)
@@ -202,10 +205,10 @@ def _simulate_layers(pack_path: Path, layers, cfg: AccelConfig, vectors: int, lo
     for layer in layers:
         stress = run([pack_path], cfg, vectors=vectors, seed=1, x_gap=0.1, y_stall=0.1, layer=layer.name)
         clean = run([pack_path], cfg, vectors=2, seed=2, layer=layer.name)
-        r = {"layer": layer.name, "vectors": stress["vectors"] + clean["vectors"],
-             "mismatches": stress["mismatches"] + clean["mismatches"],
-             "cycles_measured": clean["cycles_per_vector"][0], "cycles_model": schedule(layer, cfg).cycles,
-             "busy_cycles": clean["busy_cycles"][0], "wall_seconds": stress["wall_seconds"] + clean["wall_seconds"]}
+        r = {"layer": layer.name, "vectors": stress.vectors + clean.vectors,
+             "mismatches": stress.mismatches + clean.mismatches,
+             "cycles_measured": clean.cycles_per_vector[0], "cycles_model": schedule(layer, cfg).cycles,
+             "busy_cycles": clean.busy_cycles[0], "wall_seconds": stress.wall_seconds + clean.wall_seconds}
         res.append(r)
         log(f"[sim] {layer.name}: {r['vectors']} vectors, {r['mismatches']} mismatching, {r['cycles_measured']} "
             f"cycles (model {r['cycles_model']}), {r['wall_seconds']:.0f} s")
@@ -219,38 +222,42 @@ def _simulate_lstm(pack_path: Path, cfg: AccelConfig, tokens: int, log) -> dict:
 
     stress = run_lstm(pack_path, cfg, tokens=tokens, seed=1, tok_gap=0.1, h_stall=0.1)
     clean = run_lstm(pack_path, cfg, tokens=4 * cfg.lstm_batch, seed=2)
-    log(f"[sim-lstm] {stress['tokens'] + clean['tokens']} tokens, {stress['mismatches'] + clean['mismatches']} "
-        f"mismatching, {clean['cycles_per_step']} cycles per step of {cfg.lstm_batch} (model "
-        f"{clean['model_cycles_per_step']})")
-    return {"tokens": stress["tokens"] + clean["tokens"], "sequences": stress["sequences"] + clean["sequences"],
-            "mismatches": stress["mismatches"] + clean["mismatches"],
-            "cycles_per_step_measured": sorted(set(clean["step_intervals"])),
-            "cycles_per_step_model": clean["model_cycles_per_step"],
-            "wall_seconds": stress["wall_seconds"] + clean["wall_seconds"]}
+    log(f"[sim-lstm] {stress.tokens + clean.tokens} tokens, {stress.mismatches + clean.mismatches} "
+        f"mismatching, {clean.cycles_per_step} cycles per step of {cfg.lstm_batch} (model "
+        f"{clean.model_cycles_per_step})")
+    return {"tokens": stress.tokens + clean.tokens, "sequences": stress.sequences + clean.sequences,
+            "mismatches": stress.mismatches + clean.mismatches,
+            "cycles_per_step_measured": sorted(set(clean.step_intervals)),
+            "cycles_per_step_model": clean.model_cycles_per_step,
+            "wall_seconds": stress.wall_seconds + clean.wall_seconds}
 
 
-def _estimate(layers, cells, cfg: AccelConfig) -> dict:
+def _estimate(layers, cells, cfg: AccelConfig):
     """Stage 5: every layer, its dense counterpart on the same tables, per token, the LSTM."""
     from doping.estimate.baselines import price
     from doping.estimate.model import estimate, per_token
+    from doping.estimate.results import FlowEstimate
 
     per = [estimate(l, cfg) for l in layers]
-    dense = [price(l.m, l.n, 1.0, "dense", cfg) for l in layers]
-    out = {"layers": per, "dense": dense, "per_token": per_token(layers, cfg, per) if len(layers) > 1 else None}
+    lstm = None
     if cells is not None:
         from doping.estimate.lstm import lstm_per_token
 
-        out["lstm"] = lstm_per_token(cells, cfg)
-    return out
+        lstm = lstm_per_token(cells, cfg)
+    return FlowEstimate(layers=tuple(per), dense=tuple(price(l.m, l.n, 1.0, "dense", cfg) for l in layers),
+                        per_token=per_token(layers, cfg, per) if len(layers) > 1 else None, lstm=lstm)
 
 
 def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path, sim_lstm=None) -> dict:
-    layers = est["layers"]
-    cycles = sum(l["cycles"] for l in layers)
-    energy = sum(l["energy_pj"] for l in layers)
-    dense_energy = sum(d["energy_pj"] for d in est["dense"])
-    seconds = cycles / (layers[0]["clock_mhz"] * 1e6)
-    streaming = sum(l["interval_cycles"] for l in layers) / (layers[0]["clock_mhz"] * 1e6)
+    """The flow's report (JSON-ready): verification, compression, accuracy, hardware per vector and
+    per layer, per token, the LSTM; ``est`` is the estimate stage's ``FlowEstimate``."""
+    layers = est.layers
+    clock = layers[0].clock_mhz
+    cycles = sum(l.cycles for l in layers)
+    energy = sum(l.energy_pj for l in layers)
+    dense_energy = sum(d.energy_pj for d in est.dense)
+    seconds = cycles / (clock * 1e6)
+    streaming = sum(l.interval_cycles for l in layers) / (clock * 1e6)
     verified = all(s["mismatches"] == 0 for s in sim) and (sim_lstm is None or sim_lstm["mismatches"] == 0)
     cycles_proven = all(s["cycles_measured"] == s["cycles_model"] for s in sim)
     return {
@@ -262,23 +269,22 @@ def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path, sim_ls
         # test perplexity the export measured (a pack from elsewhere may not say)
         "accuracy": {k: pack_summary["provenance"][k] for k in ("test_ppl_float", "test_ppl_golden_int8",
                                                                "test_ppl_int_lstm") if k in pack_summary["provenance"]},
-        "per_vector": {"cycles": cycles, "clock_mhz": layers[0]["clock_mhz"], "latency_us": seconds * 1e6,
-                       "energy_nj": energy / 1e3,
-                       "interval_cycles": sum(l["interval_cycles"] for l in layers),
+        "per_vector": {"cycles": cycles, "clock_mhz": clock, "latency_us": seconds * 1e6,
+                       "energy_nj": energy / 1e3, "interval_cycles": sum(l.interval_cycles for l in layers),
                        "power_mw": energy * 1e-12 / streaming * 1e3},
-        "sram_kib": sum(layers[0]["sram_bits"].values()) / 8192, "area_mm2": layers[0]["area_mm2"],
+        "sram_kib": sum(layers[0].sram_bits.values()) / 8192, "area_mm2": layers[0].area_mm2,
         "dense_energy_nj": dense_energy / 1e3, "energy_saving_vs_dense": dense_energy / energy,
-        "layers": [{"name": l["layer"]["name"], "shape": l["layer"]["shape"], "cycles": l["cycles"],
-                    "interval_cycles": l["interval_cycles"],
-                    "phase_cycles": l["phase_cycles"], "energy_pj": l["energy_pj"],
-                    "energy_breakdown": l["breakdown"]["energy_pj"]} for l in layers],
-        "area_breakdown_mm2": layers[0]["breakdown"]["area_mm2"],
-        "per_token": {k: v for k, v in (est.get("per_token") or {}).items() if k != "layers"} or None,
-        "sram_bits": layers[0]["sram_bits"],
+        "layers": [{"name": l.layer.name, "shape": list(l.layer.shape), "cycles": l.cycles,
+                    "interval_cycles": l.interval_cycles, "phase_cycles": l.phase_cycles, "energy_pj": l.energy_pj,
+                    "energy_breakdown": l.breakdown.energy_pj} for l in layers],
+        "area_breakdown_mm2": layers[0].breakdown.area_mm2,
+        "per_token": None if est.per_token is None else
+        {k: v for k, v in est.per_token.to_json().items() if k != "layers"},
+        "sram_bits": layers[0].sram_bits,
         "lstm": None if sim_lstm is None else {
             **sim_lstm, "passed": sim_lstm["mismatches"] == 0,
             "cycle_model_matches_rtl": sim_lstm["cycles_per_step_measured"] == [sim_lstm["cycles_per_step_model"]],
-            **{k: v for k, v in est["lstm"].items() if k != "layers"}},
+            **{k: v for k, v in est.lstm.to_json().items() if k != "layers"}},
     }
 
 

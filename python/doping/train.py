@@ -249,7 +249,7 @@ def without_overlay(model: LanguageModel) -> LanguageModel:
     bare = copy.deepcopy(model)
     for g in bare.lstm.gates:
         if getattr(g, "s", None) is not None:
-            g.s.zero_()
+            g.mask.zero_()
     return bare
 
 

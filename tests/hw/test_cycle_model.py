@@ -132,6 +132,6 @@ def test_per_token_cycles_equal_rtl(resident):
     phases = [(setup, first.m, x1), (words[0], second.m, x2), (words[1], first.m, x1)]
     _, ends = run_phases(cfg, phases)
     t = per_token([second, first], cfg)
-    assert t["resident"] == resident
-    assert [b - a for a, b in zip(ends, ends[1:])] == [r["cycles"] for r in t["layers"]]
-    assert ends[2] - ends[0] == t["cycles_per_token"]
+    assert t.resident == resident
+    assert [b - a for a, b in zip(ends, ends[1:])] == [r.cycles for r in t.layers]
+    assert ends[2] - ends[0] == t.cycles_per_token

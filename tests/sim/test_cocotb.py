@@ -63,8 +63,8 @@ def test_random_shapes_with_backpressure(tmp_path, cfg_name):
     cfg = SIM_CONFIGS[cfg_name]
     packs = random_packs(tmp_path, cfg, 8, seed=zlib.crc32(cfg_name.encode()) % 1000)  # stable across processes
     r = run(packs, cfg, vectors=100, seed=1, x_gap=0.2, y_stall=0.3, load_gap=0.1)
-    assert r["vectors"] == 800 and r["mismatches"] == 0, r.get("first_mismatch")
-    assert len(r["cycles_per_vector"]) == 800
+    assert r.vectors == 800 and r.mismatches == 0, r.first_mismatch
+    assert len(r.cycles_per_vector) == 800
 
 
 @pytest.mark.parametrize("cfg_name", sorted(SIM_CONFIGS))
@@ -72,11 +72,11 @@ def test_cycles_equal_estimator(tmp_path, cfg_name):
     cfg = SIM_CONFIGS[cfg_name]
     packs = random_packs(tmp_path, cfg, 10, seed=7 + len(cfg_name))
     r = run(packs, cfg, vectors=2, seed=2)
-    assert r["mismatches"] == 0
+    assert r.mismatches == 0
     want = [t["latency"] for p in packs for t in vector_times(read_pack(p).layer(), cfg, 2)]
-    assert r["cycles_per_vector"] == want
+    assert r.cycles_per_vector == want
     # every unit was busy at some point of every pack's run, and none longer than the run
-    for busy in r["busy_cycles"]:
+    for busy in r.busy_cycles:
         assert all(0 < busy[u] <= busy["cycles"] for u in UNITS)
 
 
@@ -95,10 +95,10 @@ def test_baseline_method_packs(tmp_path):
         ratio = 1 if method == "dense" else float(rng.uniform(2, 6))
         packs.append(write_pack(tmp_path / f"{method}{len(packs)}.dpack", synth_method(method, (m, n), ratio, seed=len(packs))))
     r = run(packs, cfg, vectors=30, seed=8, x_gap=0.2, y_stall=0.3, load_gap=0.1)
-    assert r["mismatches"] == 0 and r["vectors"] == 30 * 5, r.get("first_mismatch")
+    assert r.mismatches == 0 and r.vectors == 30 * 5, r.first_mismatch
     clean = run(packs, cfg, vectors=2, seed=9)
     want = [t["latency"] for p in packs for l in read_pack(p).layers for t in vector_times(l, cfg, 2)]
-    assert clean["mismatches"] == 0 and clean["cycles_per_vector"] == want
+    assert clean.mismatches == 0 and clean.cycles_per_vector == want
 
 
 def test_resident_layers(tmp_path):
@@ -112,9 +112,9 @@ def test_resident_layers(tmp_path):
     layers = [synth_layer((30, 28), 3, seed=4, name="dkp")] + synth_method("lmf", (24, 20), 3, seed=5)
     pack = write_pack(tmp_path / "three.dpack", layers)
     r = run([pack], cfg, vectors=20, seed=3, x_gap=0.2, y_stall=0.3, resident=True)
-    assert r["mismatches"] == 0 and r["vectors"] == 60, r.get("first_mismatch")
+    assert r.mismatches == 0 and r.vectors == 60, r.first_mismatch
     clean = run([pack], cfg, vectors=2, seed=4, resident=True)
-    assert clean["cycles_per_vector"] == [t["latency"] for l in layers for t in vector_times(l, cfg, 2)]
+    assert clean.cycles_per_vector == [t["latency"] for l in layers for t in vector_times(l, cfg, 2)]
     with pytest.raises(DopingError, match="the config holds 1"):
         run([pack], SIM_CONFIGS["r4c4l3"], vectors=1, resident=True)
 
@@ -144,15 +144,15 @@ def test_corner_packs(tmp_path, rng):
     cfg, layers = _corner_layers(rng)
     packs = [write_pack(tmp_path / f"{k}.dpack", [v]) for k, v in layers.items()]
     r = run(packs, cfg, vectors=30, seed=3, x_gap=0.1, y_stall=0.2)
-    assert r["mismatches"] == 0, r.get("first_mismatch")
-    assert [p["vectors"] for p in r["packs"]] == [30] * len(packs)
+    assert r.mismatches == 0, r.first_mismatch
+    assert [p["vectors"] for p in r.packs] == [30] * len(packs)
 
 
 def test_reset_mid_vector_then_recovery(tmp_path):
     cfg = SIM_CONFIGS["r2c3l2"]
     packs = random_packs(tmp_path, cfg, 2, seed=11)
     r = run(packs, cfg, vectors=20, seed=4, reset_mid_vector=True, y_stall=0.2)
-    assert r["mismatches"] == 0 and r["vectors"] == 40
+    assert r.mismatches == 0 and r.vectors == 40
 
 
 @pytest.mark.parametrize("mutation", ["round_down", "gather_off_by_one"])
@@ -160,10 +160,10 @@ def test_mutation_is_caught(tmp_path, mutation):
     cfg = SIM_CONFIGS["r2c3l2"]
     packs = random_packs(tmp_path, cfg, 2, seed=5)
     r = run(packs, cfg, vectors=20, seed=5, mutation=mutation)
-    assert r["mismatches"] > 0, f"the regression did not notice the {mutation} bug"
+    assert r.mismatches > 0, f"the regression did not notice the {mutation} bug"
     # the scoreboard reports every mismatching vector's count and the first few elements
-    ex = r["mismatch_examples"]
-    assert 1 <= len(ex) <= 5 and len(ex) == min(5, r["mismatches"]) and ex[0] == r["first_mismatch"]
+    ex = r.mismatch_examples
+    assert 1 <= len(ex) <= 5 and len(ex) == min(5, r.mismatches) and ex[0] == r.first_mismatch
     assert all(e["got"] != e["want"] and e["elements_wrong"] >= 1 for e in ex)
 
 
@@ -171,7 +171,7 @@ def test_icarus_subset(tmp_path):
     cfg = SIM_CONFIGS["r2c3l2"]
     packs = random_packs(tmp_path, cfg, 2, seed=13)
     r = run(packs, cfg, simulator="icarus", vectors=10, seed=6, x_gap=0.2, y_stall=0.2)
-    assert r["simulator"] == "icarus" and r["mismatches"] == 0 and r["vectors"] == 20
+    assert r.simulator == "icarus" and r.mismatches == 0 and r.vectors == 20
 
 
 @pytest.mark.slow
@@ -181,10 +181,10 @@ def test_full_regression(tmp_path, cfg_name):
     cfg = SIM_CONFIGS[cfg_name]
     packs = random_packs(tmp_path, cfg, 35, seed=1000 + len(cfg_name) + cfg.lanes)
     r = run(packs, cfg, vectors=100, seed=9, x_gap=0.2, y_stall=0.3, load_gap=0.05)
-    assert r["vectors"] == 3500 and r["mismatches"] == 0, r.get("first_mismatch")
+    assert r.vectors == 3500 and r.mismatches == 0, r.first_mismatch
     want = [schedule(read_pack(p).layer(), cfg).cycles for p in packs]
     # back-pressure only ever adds cycles
-    assert all(c >= want[i // 100] for i, c in enumerate(r["cycles_per_vector"]))
+    assert all(c >= want[i // 100] for i, c in enumerate(r.cycles_per_vector))
 
 
 @pytest.mark.slow
@@ -199,9 +199,9 @@ def test_eight_element_beats(tmp_path):
     packs = random_packs(tmp_path, cfg, 6, seed=88)
     packs.append(write_pack(tmp_path / "prune.dpack", synth_method("prune", (45, 37), 4, seed=3)))
     r = run(packs, cfg, vectors=50, seed=8, x_gap=0.2, y_stall=0.3, load_gap=0.1)
-    assert r["mismatches"] == 0 and r["vectors"] == 350, r.get("first_mismatch")
+    assert r.mismatches == 0 and r.vectors == 350, r.first_mismatch
     clean = run(packs, cfg, vectors=2, seed=9)
-    assert clean["cycles_per_vector"] == [t["latency"] for p in packs for t in vector_times(read_pack(p).layer(), cfg, 2)]
+    assert clean.cycles_per_vector == [t["latency"] for p in packs for t in vector_times(read_pack(p).layer(), cfg, 2)]
 
 
 def test_runner_leaves_the_environment_as_it_found_it():

@@ -49,10 +49,10 @@ def test_lstm_sequences_with_backpressure_and_cycles(tmp_path, batch):
     cfg = replace(LSTM_CFG, lstm_batch=batch)
     for pack in random_lstm_packs(tmp_path, 1, seed=21 + batch):
         r = run_lstm(pack, cfg, tokens=24, seed=3, tok_gap=0.2, h_stall=0.3)
-        assert r["mismatches"] == 0 and r["tokens"] == 24 and r["sequences"] >= 2 * batch, r["mismatch_examples"]
+        assert r.mismatches == 0 and r.tokens == 24 and r.sequences >= 2 * batch, r.mismatch_examples
         clean = run_lstm(pack, cfg, tokens=6 * batch, seed=4)
-        assert clean["mismatches"] == 0 and clean["steps"] == 6
-        assert set(clean["step_intervals"]) == {clean["model_cycles_per_step"]}
+        assert clean.mismatches == 0 and clean.steps == 6
+        assert set(clean.step_intervals) == {clean.model_cycles_per_step}
 
 
 @pytest.mark.slow
@@ -61,8 +61,8 @@ def test_lstm_regression_catches_a_bug(tmp_path):
     the token scoreboard must notice."""
     (pack,) = random_lstm_packs(tmp_path, 1, seed=31)
     r = run_lstm(pack, LSTM_CFG, tokens=12, seed=1, mutation="round_down")
-    assert r["mismatches"] > 0 and r["cocotb"]["failed"] == 1
-    ex = r["mismatch_examples"][0]
+    assert r.mismatches > 0 and r.cocotb["failed"] == 1
+    ex = r.mismatch_examples[0]
     assert ex["got"] != ex["want"]
 
 
@@ -87,7 +87,7 @@ def test_lstm_full_regression(tmp_path):
     """make sim-full: 12 random LSTMs x 200 tokens under back-pressure."""
     for k, pack in enumerate(random_lstm_packs(tmp_path, 12, seed=77)):
         r = run_lstm(pack, LSTM_CFG, tokens=200, seed=k, tok_gap=0.2, h_stall=0.3)
-        assert r["mismatches"] == 0, r["mismatch_examples"]
+        assert r.mismatches == 0, r.mismatch_examples
 
 
 @pytest.mark.slow
@@ -101,6 +101,6 @@ def test_ptb_lstm_pack_on_its_design():
     root = Path(__file__).resolve().parents[2]
     pack, cfg = root / "packs" / "ptb-h200-dkp-lstm25.dpack", load_config(str(root / "configs" / "ptb-h200-lstm.toml"))
     r = run_lstm(pack, cfg, tokens=60, seed=5, tok_gap=0.1, h_stall=0.2)
-    assert r["mismatches"] == 0, r["mismatch_examples"]
+    assert r.mismatches == 0, r.mismatch_examples
     clean = run_lstm(pack, cfg, tokens=8, seed=6)
-    assert clean["mismatches"] == 0 and set(clean["step_intervals"]) == {clean["model_cycles_per_step"]} == {3693}
+    assert clean.mismatches == 0 and set(clean.step_intervals) == {clean.model_cycles_per_step} == {3693}

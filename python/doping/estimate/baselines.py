@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from doping.config import AccelConfig, bits_for
 from doping.estimate.model import combine, estimate
+from doping.estimate.results import ModelEstimate
 from doping.synth import METHODS, synth_method
 
 __all__ = ["METHODS", "balanced_config", "fit_config", "fit_layers", "price"]
@@ -72,11 +73,8 @@ def fit_layers(base: AccelConfig, layers) -> AccelConfig:
     return replace(base, **{k: max(getattr(c, k) for c in cfgs) for k in keys})
 
 
-def _run(layers, cfg: AccelConfig) -> dict:
-    parts = [estimate(l, cfg) for l in layers]
-    r = combine(parts)
-    r["layers"] = parts
-    return r
+def _run(layers, cfg: AccelConfig) -> ModelEstimate:
+    return combine([estimate(l, cfg) for l in layers])
 
 
 def balanced_config(base: AccelConfig, layers) -> AccelConfig:
@@ -86,14 +84,14 @@ def balanced_config(base: AccelConfig, layers) -> AccelConfig:
     for point in design_points(base, layers):
         cfg = fit_layers(point, layers)
         est = _run(layers, cfg)
-        key = (est["interval_cycles"] * est["area_mm2"], est["area_mm2"])
+        key = (est.interval_cycles * est.area_mm2, est.area_mm2)
         if best is None or key < best[0]:
             best = (key, cfg)
     return best[1]
 
 
 def price(m: int, n: int, ratio: float, method: str, base: AccelConfig, seed: int = 0,
-          balanced: bool = False) -> dict:
+          balanced: bool = False) -> ModelEstimate:
     """Cycles, SRAM, energy, area and power of one (m x n, ratio, method) point: the method's
     synthetic pack on ``base`` with its buffers fitted, or (``balanced``) on the balanced design
     point for it. Dense is ratio 1 whatever ``ratio`` says."""
@@ -101,6 +99,4 @@ def price(m: int, n: int, ratio: float, method: str, base: AccelConfig, seed: in
 
     layers = synth_method(method, (m, n), 1 if method == "dense" else ratio, seed=seed)
     cfg = balanced_config(base, layers) if balanced else fit_layers(base, layers)
-    r = _run(layers, cfg)
-    r.update(method=method, ratio=ratio, params=totals(layers)["params"], config=cfg.as_dict())
-    return r
+    return replace(_run(layers, cfg), method=method, ratio=ratio, params=totals(layers)["params"])

@@ -64,9 +64,8 @@ def price_pack(layers, base: AccelConfig, balanced: bool = True) -> dict:
     parts = [estimate(l, cfg) for l in layers]
     t = per_token(layers, cfg, parts)
     return {"design": f"{cfg.rows}x{cfg.cols}, {cfg.lanes} lanes", "config": cfg.as_dict(),
-            "cycles_per_token": t["cycles_per_token"], "energy_per_token_nj": t["energy_per_token_pj"] / 1e3,
-            "latency_per_token_us": t["latency_per_token_us"], "area_mm2": parts[0]["area_mm2"],
-            "weights": t["weights"]}
+            "cycles_per_token": t.cycles_per_token, "energy_per_token_nj": t.energy_per_token_pj / 1e3,
+            "latency_per_token_us": t.latency_per_token_us, "area_mm2": parts[0].area_mm2, "weights": t.weights}
 
 
 def pareto(points: list[dict], key: str) -> list[dict]:

@@ -19,6 +19,7 @@ from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.estimate import tables
 from doping.estimate.model import clock_mhz, estimate
+from doping.estimate.results import LSTMEstimate, LSTMLayerCost
 
 
 def lstm_config(cfg: AccelConfig, layers: int) -> AccelConfig:
@@ -55,7 +56,7 @@ def cell_energy_pj(cell, cfg: AccelConfig, next_inputs: int) -> float:
     return e
 
 
-def lstm_per_token(cells: list, cfg: AccelConfig) -> dict:
+def lstm_per_token(cells: list, cfg: AccelConfig) -> LSTMEstimate:
     """Cycles, energy, latency and power per token of the LSTM stack ``cells`` (golden
     LSTMLayerQuant) on ``cfg`` (which must have the cell unit: see ``lstm_config``). A step takes
     one token of each of the config's ``lstm_batch`` sequences: per layer their vectors go back to
@@ -79,31 +80,29 @@ def lstm_per_token(cells: list, cfg: AccelConfig) -> dict:
     for k, c in enumerate(cells):
         g = c.gates[0]
         p = estimate(g, cfg)  # check(): a gate layer that does not fit is an error
-        area = p["area_mm2"]  # the one design's, whichever layer
+        area = p.area_mm2  # the one design's, whichever layer
         nxt = cells[k + 1].input_size if k + 1 < len(cells) else 0
         # streamed: the layer's every load word (weights, bias, registers, tables) each token
         reload = 0 if resident else len(lstm_load_words([c], dataclasses.replace(cfg, resident_layers=1)))
         bits = account(g.m, g.n, g.factor_shapes, g.nnz).stored_bits + 32 * 4 * c.hidden + 3 * 256 * 16
         span = vector_times(g, cfg, cfg.lstm_batch)[-1]["sent_seen"]  # first x .. the last vector's last y
-        rows.append({"layer": g.name, "hidden": c.hidden, "matvec_cycles": span,
-                     "cycles": span + LAYER_OVERHEAD_CYCLES + reload,
-                     "matvec_energy_pj": p["energy_pj"], "cell_energy_pj": cell_energy_pj(c, cfg, nxt) * e_scale,
-                     "reload_energy_pj": 0.0 if resident else
-                     math.ceil(bits / 64) * tables.DRAM_64B_PJ * e_scale / cfg.lstm_batch})
-    step = TOKEN_OVERHEAD_CYCLES + sum(r["cycles"] for r in rows)
+        rows.append(LSTMLayerCost(layer=g.name, hidden=c.hidden, matvec_cycles=span,
+                                  cycles=span + LAYER_OVERHEAD_CYCLES + reload, matvec_energy_pj=p.energy_pj,
+                                  cell_energy_pj=cell_energy_pj(c, cfg, nxt) * e_scale,
+                                  reload_energy_pj=0.0 if resident else
+                                  math.ceil(bits / 64) * tables.DRAM_64B_PJ * e_scale / cfg.lstm_batch))
+    step = TOKEN_OVERHEAD_CYCLES + sum(r.cycles for r in rows)
     cycles = step / cfg.lstm_batch
-    energy = sum(r["matvec_energy_pj"] + r["cell_energy_pj"] + r["reload_energy_pj"] for r in rows)
+    energy = sum(r.matvec_energy_pj + r.cell_energy_pj + r.reload_energy_pj for r in rows)
     clock = clock_mhz(cfg)
-    return {
-        "weights": (f"resident: all {len(cells)} LSTM layers' weights, tables and state on chip" if resident else
-                    f"streamed (model only, not in the RTL): the config holds {cfg.resident_layers} of {len(cells)} "
-                    "layers, so every step reloads each layer's words from DRAM"),
-        "resident": resident, "batch": cfg.lstm_batch, "cycles_per_step": step,
-        "cycles_per_token": step if cfg.lstm_batch == 1 else cycles, "energy_per_token_pj": energy,
-        "latency_per_token_us": step / clock, "tokens_per_s": clock * 1e6 / cycles,
-        "power_mw": energy * 1e-12 * clock * 1e6 / cycles * 1e3, "clock_mhz": clock, "area_mm2": area,
-        "layers": rows,
-    }
+    return LSTMEstimate(
+        weights=(f"resident: all {len(cells)} LSTM layers' weights, tables and state on chip" if resident else
+                 f"streamed (model only, not in the RTL): the config holds {cfg.resident_layers} of {len(cells)} "
+                 "layers, so every step reloads each layer's words from DRAM"),
+        resident=resident, batch=cfg.lstm_batch, cycles_per_step=step,
+        cycles_per_token=step if cfg.lstm_batch == 1 else cycles, energy_per_token_pj=energy,
+        latency_per_token_us=step / clock, tokens_per_s=clock * 1e6 / cycles,
+        power_mw=energy * 1e-12 * clock * 1e6 / cycles * 1e3, clock_mhz=clock, area_mm2=area, layers=tuple(rows))
 
 
 def lstm_design(base: AccelConfig, cells: list) -> tuple[AccelConfig, list[dict]]:
@@ -121,9 +120,9 @@ def lstm_design(base: AccelConfig, cells: list) -> tuple[AccelConfig, list[dict]
     for (r, c), l in itertools.product(ARRAYS, LANES):
         cfg = lstm_config(fit_layers(dataclasses.replace(base, rows=r, cols=c, lanes=l), gates), len(cells))
         t = lstm_per_token(cells, cfg)
-        table.append({"rows": r, "cols": c, "lanes": l, "cycles_per_token": t["cycles_per_token"],
-                      "energy_per_token_pj": t["energy_per_token_pj"], "area_mm2": t["area_mm2"]})
-        key = (t["cycles_per_token"] * t["area_mm2"], t["area_mm2"])
+        table.append({"rows": r, "cols": c, "lanes": l, "cycles_per_token": t.cycles_per_token,
+                      "energy_per_token_pj": t.energy_per_token_pj, "area_mm2": t.area_mm2})
+        key = (t.cycles_per_token * t.area_mm2, t.area_mm2)
         if best is None or key < best[0]:
             best = (key, cfg)
     return best[1], table

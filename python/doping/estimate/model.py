@@ -9,6 +9,8 @@ from pathlib import Path
 from doping.config import X_WINDOW, AccelConfig
 from doping.estimate import tables
 from doping.estimate.cycles import schedule
+from doping.estimate.results import (Breakdown, LayerEstimate, LayerInfo, ModelEstimate, TokenEstimate, TokenLayer,
+                                     Utilisation)
 from doping.golden import QuantLayer
 
 AREA_FIT = Path(__file__).with_name("area_fit.json")
@@ -28,17 +30,17 @@ def clock_mhz(cfg: AccelConfig) -> float:
     return min(cfg.clock_mhz, fmax_estimate_mhz(cfg))
 
 
-def utilisation(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, float]:
+def utilisation(layer: QuantLayer, cfg: AccelConfig, s=None) -> Utilisation:
     """Busy fractions (0-1) per vector: ``array_kp``: MAC slots used in the Kronecker phases
     (KP MACs / (R*C * cycles of G1 and G2)); ``lanes``: overlay entries / (L * cycles from the
     lanes' start until every lane is done); ``interval``: each unit's busy cycles per vector over
     the steady-state interval (which unit binds)."""
     s = s or schedule(layer, cfg)
     kp_cycles = s.phases["G1"] + s.phases["G2"]
-    return {"array_kp": s.kp_macs / (cfg.rows * cfg.cols * kp_cycles) if kp_cycles else 0.0,
-            "lanes": sum(s.lane_entries) / (cfg.lanes * s.phases["GATHER"]),
-            "interval": {"RECV": s.phases["RECV"] / s.interval, "GEMM": kp_cycles / s.interval,
-                         "GATHER": s.phases["GATHER"] / s.interval, "SEND": s.phases["SEND"] / s.interval}}
+    return Utilisation(array_kp=s.kp_macs / (cfg.rows * cfg.cols * kp_cycles) if kp_cycles else 0.0,
+                       lanes=sum(s.lane_entries) / (cfg.lanes * s.phases["GATHER"]),
+                       interval={"RECV": s.phases["RECV"] / s.interval, "GEMM": kp_cycles / s.interval,
+                                 "GATHER": s.phases["GATHER"] / s.interval, "SEND": s.phases["SEND"] / s.interval})
 
 
 def cell_area_um2(by_type: dict) -> float:
@@ -112,7 +114,7 @@ def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str,
     return acc
 
 
-def estimate(layer: QuantLayer, cfg: AccelConfig) -> dict:
+def estimate(layer: QuantLayer, cfg: AccelConfig) -> LayerEstimate:
     """Cycles, SRAM, energy (pJ per vector, with breakdown), area (mm^2, with breakdown), power."""
     s = schedule(layer, cfg)
     e_scale, a_scale = tables.node_scale(cfg.tech_nm)
@@ -134,46 +136,57 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> dict:
     energy = {k: v * e_scale for k, v in energy.items()}
     total_pj = sum(energy.values())
     sram_um2 = {k: v["bits"] * tables.SRAM_UM2_PER_BIT for k, v in inv.items()}
-    logic_um2 = logic_area_um2(cfg)
     area = {f"sram_{k}": v * a_scale / 1e6 for k, v in sram_um2.items()}
-    area["logic"] = logic_um2 * a_scale / 1e6
+    area["logic"] = logic_area_um2(cfg) * a_scale / 1e6
     clock = clock_mhz(cfg)
-    seconds = s.cycles / (clock * 1e6)
     interval_s = s.interval / (clock * 1e6)
-    return {
-        "layer": {"name": layer.name, "shape": [layer.m, layer.n], "factors": layer.factor_shapes,
-                  "order": layer.order, "nnz": layer.nnz},
-        "config": cfg.as_dict(),
-        "cycles": s.cycles, "phase_cycles": s.phases, "bound": s.bound,
-        "interval_cycles": s.interval, "latency_cycles": s.cycles, "utilisation": utilisation(layer, cfg, s),
-        "clock_mhz": clock, "fmax_estimate_mhz": fmax_estimate_mhz(cfg),
-        "latency_us": seconds * 1e6, "throughput_vectors_per_s": 1 / interval_s,
-        "sram_bits": {k: v["bits"] for k, v in inv.items()},
-        "sram_kib": {k: v["bits"] / 8192 for k, v in inv.items()},
-        "accesses": acc,
+    return LayerEstimate(
+        layer=LayerInfo(name=layer.name, shape=(layer.m, layer.n), factors=layer.factor_shapes, order=layer.order,
+                        nnz=layer.nnz),
+        config=cfg, cycles=s.cycles, latency_cycles=s.cycles, interval_cycles=s.interval, bound=s.bound,
+        phase_cycles=s.phases, utilisation=utilisation(layer, cfg, s), clock_mhz=clock,
+        fmax_estimate_mhz=fmax_estimate_mhz(cfg), latency_us=s.cycles / clock,
+        throughput_vectors_per_s=1 / interval_s,
+        sram_bits={k: v["bits"] for k, v in inv.items()}, sram_kib={k: v["bits"] / 8192 for k, v in inv.items()},
+        accesses=acc, energy_pj=total_pj, area_mm2=sum(area.values()),
         # power while streaming vectors back to back: one vector's energy per interval
-        "energy_pj": total_pj, "area_mm2": sum(area.values()), "power_mw": total_pj * 1e-12 / interval_s * 1e3,
-        "breakdown": {"energy_pj": energy, "area_mm2": area},
-    }
+        power_mw=total_pj * 1e-12 / interval_s * 1e3, breakdown=Breakdown(energy_pj=energy, area_mm2=area))
 
 
-def combine(parts: list[dict]) -> dict:
+def combined_utilisation(parts: list[LayerEstimate]) -> Utilisation:
+    """The layers' busy fractions over all of them: the array's over their Kronecker phases, the
+    lanes' over their gather phases, each unit's over the summed interval."""
+    def weighted(frac, weight):
+        total = sum(weight(p) for p in parts)
+        return sum(frac(p) * weight(p) for p in parts) / total if total else 0.0
+
+    interval = sum(p.interval_cycles for p in parts)
+    return Utilisation(
+        array_kp=weighted(lambda p: p.utilisation.array_kp, lambda p: p.phase_cycles["G1"] + p.phase_cycles["G2"]),
+        lanes=weighted(lambda p: p.utilisation.lanes, lambda p: p.phase_cycles["GATHER"]),
+        interval={u: sum(p.utilisation.interval[u] * p.interval_cycles for p in parts) / interval
+                  for u in parts[0].utilisation.interval})
+
+
+def combine(parts: list[LayerEstimate]) -> ModelEstimate:
     """Layers of one model run one after another on one accelerator: cycles, energy and the
     streaming interval add up; the config (hence area and SRAM) is shared."""
     first = parts[0]
-    cycles = sum(p["cycles"] for p in parts)
-    energy = sum(p["energy_pj"] for p in parts)
-    interval = sum(p["interval_cycles"] for p in parts)
-    breakdown = {"energy_pj": {}, "area_mm2": first["breakdown"]["area_mm2"]}
+    cycles = sum(p.cycles for p in parts)
+    energy = sum(p.energy_pj for p in parts)
+    interval = sum(p.interval_cycles for p in parts)
+    energy_parts = {}
     for p in parts:
-        for k, v in p["breakdown"]["energy_pj"].items():
-            breakdown["energy_pj"][k] = breakdown["energy_pj"].get(k, 0.0) + v
-    clock = first["clock_mhz"]
-    return {"cycles": cycles, "energy_pj": energy, "area_mm2": first["area_mm2"], "sram_bits": first["sram_bits"],
-            "sram_kib": first["sram_kib"], "power_mw": energy * 1e-12 / (interval / (clock * 1e6)) * 1e3,
-            "latency_us": cycles / clock, "breakdown": breakdown, "config": first["config"], "clock_mhz": clock,
-            "interval_cycles": interval, "latency_cycles": sum(p["latency_cycles"] for p in parts),
-            "throughput_vectors_per_s": clock * 1e6 / interval}
+        for k, v in p.breakdown.energy_pj.items():
+            energy_parts[k] = energy_parts.get(k, 0.0) + v
+    clock = first.clock_mhz
+    return ModelEstimate(
+        cycles=cycles, latency_cycles=sum(p.latency_cycles for p in parts), interval_cycles=interval,
+        utilisation=combined_utilisation(parts), energy_pj=energy, area_mm2=first.area_mm2,
+        power_mw=energy * 1e-12 / (interval / (clock * 1e6)) * 1e3, latency_us=cycles / clock,
+        throughput_vectors_per_s=clock * 1e6 / interval, clock_mhz=clock, sram_bits=first.sram_bits,
+        sram_kib=first.sram_kib, breakdown=Breakdown(energy_pj=energy_parts, area_mm2=first.breakdown.area_mm2),
+        config=first.config, layers=tuple(parts))
 
 
 #: Cycles between a layer's last y and the first load word of the next being accepted (the
@@ -181,7 +194,7 @@ def combine(parts: list[dict]) -> dict:
 HANDOVER_CYCLES = 1
 
 
-def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[dict] | None = None) -> dict:
+def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[LayerEstimate] | None = None) -> TokenEstimate:
     """A multi-layer model per token (one vector through every layer, in order) on one
     accelerator. When the config holds every layer (``resident_layers`` >= layers), a layer costs
     its register words (the switch), its latency and the handover; otherwise the accelerator holds
@@ -203,19 +216,19 @@ def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[dict] | No
         bits = account(layer.m, layer.n, layer.factor_shapes, layer.nnz).stored_bits
         switch = len(register_words(layer, cfg, k if resident else 0))
         load = switch if resident else len(load_words(layer, cfg))
-        rows.append({"layer": layer.name, "load_cycles": load, "switch_cycles": switch, "run_cycles": p["cycles"],
-                     "cycles": load + p["cycles"] + HANDOVER_CYCLES,
-                     "load_energy_pj": 0.0 if resident else math.ceil(bits / 64) * tables.DRAM_64B_PJ * e_scale,
-                     "run_energy_pj": p["energy_pj"]})
-    cycles = sum(r["cycles"] for r in rows)
-    energy = sum(r["load_energy_pj"] + r["run_energy_pj"] for r in rows)
+        rows.append(TokenLayer(layer=layer.name, load_cycles=load, switch_cycles=switch, run_cycles=p.cycles,
+                               cycles=load + p.cycles + HANDOVER_CYCLES,
+                               load_energy_pj=0.0 if resident else math.ceil(bits / 64) * tables.DRAM_64B_PJ * e_scale,
+                               run_energy_pj=p.energy_pj))
+    cycles = sum(r.cycles for r in rows)
+    energy = sum(r.load_energy_pj + r.run_energy_pj for r in rows)
     clock = clock_mhz(cfg)
     weights = (f"resident: all {len(layers)} layers held on chip ({cfg.resident_layers} resident layers); a layer "
                "switch is its register words" if resident else
                f"streamed per layer: the config holds {cfg.resident_layers} of {len(layers)} layers, so every token "
                "reloads each layer from DRAM (load cycles and DRAM energy counted)")
-    return {"weights": weights, "resident": resident,
-            "cycles_per_token": cycles, "energy_per_token_pj": energy, "latency_per_token_us": cycles / clock,
-            "power_mw": energy * 1e-12 / (cycles / (clock * 1e6)) * 1e3,
-            "resident_cycles_per_token": sum(r["switch_cycles"] + r["run_cycles"] + HANDOVER_CYCLES for r in rows),
-            "resident_energy_per_token_pj": sum(r["run_energy_pj"] for r in rows), "layers": rows}
+    return TokenEstimate(
+        weights=weights, resident=resident, cycles_per_token=cycles, energy_per_token_pj=energy,
+        latency_per_token_us=cycles / clock, power_mw=energy * 1e-12 / (cycles / (clock * 1e6)) * 1e3,
+        resident_cycles_per_token=sum(r.switch_cycles + r.run_cycles + HANDOVER_CYCLES for r in rows),
+        resident_energy_per_token_pj=sum(r.run_energy_pj for r in rows), layers=tuple(rows))

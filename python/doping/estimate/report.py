@@ -11,30 +11,30 @@ from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.estimate.baselines import METHODS, fit_config, price
 from doping.estimate.model import estimate
+from doping.estimate.results import ModelEstimate
 from doping.fileio import atomic_path
 
 
-def format_estimate(r: dict) -> str:
-    lines = [f"cycles {r['cycles']}  latency {r['latency_us']:.2f} us  throughput {r.get('throughput_vectors_per_s', 1e6 / r['latency_us']):.0f} vectors/s",
-             f"energy {r['energy_pj'] / 1e3:.2f} nJ per vector   area {r['area_mm2']:.3f} mm^2   power {r['power_mw']:.1f} mW"]
-    if "sram_kib" in r:
-        lines.append("SRAM KiB: " + ", ".join(f"{k} {v:.1f}" for k, v in r["sram_kib"].items()))
-    lines.append("energy pJ: " + ", ".join(f"{k} {v:.0f}" for k, v in r["breakdown"]["energy_pj"].items() if v))
-    lines.append("area mm^2: " + ", ".join(f"{k} {v:.4f}" for k, v in r["breakdown"]["area_mm2"].items() if v))
-    if r.get("interval_cycles"):
-        lines.insert(1, f"steady-state interval {r['interval_cycles']} cycles per vector (vectors streamed back to back)")
-    t = r.get("per_token")
-    if t:
-        lines.append(f"per token, all {len(t['layers'])} layers: {t['cycles_per_token']} cycles, "
-                     f"{t['energy_per_token_pj'] / 1e3:.1f} nJ, {t['latency_per_token_us']:.2f} us ({t['weights']}"
-                     + ("" if t["resident"] else f"; with every layer resident it would be "
-                        f"{t['resident_cycles_per_token']} cycles, {t['resident_energy_per_token_pj'] / 1e3:.1f} nJ")
+def format_estimate(r: ModelEstimate) -> str:
+    """The text ``doping estimate`` prints."""
+    lines = [f"cycles {r.cycles}  latency {r.latency_us:.2f} us  throughput {r.throughput_vectors_per_s:.0f} vectors/s",
+             f"steady-state interval {r.interval_cycles} cycles per vector (vectors streamed back to back); busy: "
+             f"array {r.utilisation.array_kp:.0%} of its Kronecker phases, lanes {r.utilisation.lanes:.0%} of "
+             "the gather",
+             f"energy {r.energy_pj / 1e3:.2f} nJ per vector   area {r.area_mm2:.3f} mm^2   power {r.power_mw:.1f} mW",
+             "SRAM KiB: " + ", ".join(f"{k} {v:.1f}" for k, v in r.sram_kib.items()),
+             "energy pJ: " + ", ".join(f"{k} {v:.0f}" for k, v in r.breakdown.energy_pj.items() if v),
+             "area mm^2: " + ", ".join(f"{k} {v:.4f}" for k, v in r.breakdown.area_mm2.items() if v)]
+    if t := r.per_token:
+        lines.append(f"per token, all {len(t.layers)} layers: {t.cycles_per_token} cycles, "
+                     f"{t.energy_per_token_pj / 1e3:.1f} nJ, {t.latency_per_token_us:.2f} us ({t.weights}"
+                     + ("" if t.resident else f"; with every layer resident it would be "
+                        f"{t.resident_cycles_per_token} cycles, {t.resident_energy_per_token_pj / 1e3:.1f} nJ")
                      + ")")
-    t = r.get("lstm")
-    if t:
-        lines.append(f"LSTM per token, all {len(t['layers'])} layers with cell and state: {t['cycles_per_token']} cycles, "
-                     f"{t['energy_per_token_pj'] / 1e3:.1f} nJ, {t['latency_per_token_us']:.2f} us, "
-                     f"{t['tokens_per_s']:.0f} tokens/s ({t['weights']})")
+    if t := r.lstm:
+        lines.append(f"LSTM per token, all {len(t.layers)} layers with cell and state: {t.cycles_per_token} cycles, "
+                     f"{t.energy_per_token_pj / 1e3:.1f} nJ, {t.latency_per_token_us:.2f} us, "
+                     f"{t.tokens_per_s:.0f} tokens/s ({t.weights})")
     return "\n".join(lines)
 
 
@@ -48,12 +48,12 @@ def sweep(m, n, ratios, methods, base: AccelConfig, out_dir: Path, balanced: boo
     for ratio in ratios:
         for meth in methods:
             r = price(m, n, ratio, meth, base, balanced=balanced)
-            c = r["config"]
-            rows.append({"method": meth, "ratio": 1.0 if meth == "dense" else ratio, "params": r["params"],
-                         "layers": len(r["layers"]), "cycles": r["cycles"], "interval_cycles": r["interval_cycles"],
-                         "energy_nj": r["energy_pj"] / 1e3, "area_mm2": r["area_mm2"], "power_mw": r["power_mw"],
-                         "sram_kib": sum(r["sram_bits"].values()) / 8192,
-                         "design": f"{c['rows']}x{c['cols']}, {c['lanes']} lanes"})
+            c = r.config
+            rows.append({"method": meth, "ratio": 1.0 if meth == "dense" else ratio, "params": r.params,
+                         "layers": len(r.layers), "cycles": r.cycles, "interval_cycles": r.interval_cycles,
+                         "energy_nj": r.energy_pj / 1e3, "area_mm2": r.area_mm2, "power_mw": r.power_mw,
+                         "sram_kib": sum(r.sram_bits.values()) / 8192,
+                         "design": f"{c.rows}x{c.cols}, {c.lanes} lanes"})
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "sweep.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -110,11 +110,10 @@ def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None
             continue
         cfg = fit_config(cfg, layer)
         r = estimate(layer, cfg)
-        busy = r["utilisation"]["interval"]
-        pts.append({"rows": a, "cols": a, "lanes": l, "stream_bytes": w, "cycles": r["cycles"],
-                    "latency_us": r["latency_us"],
-                    "interval_cycles": r["interval_cycles"], "energy_nj": r["energy_pj"] / 1e3,
-                    "area_mm2": r["area_mm2"], "power_mw": r["power_mw"], "edp": r["energy_pj"] * r["latency_us"],
+        busy = r.utilisation.interval
+        pts.append({"rows": a, "cols": a, "lanes": l, "stream_bytes": w, "cycles": r.cycles,
+                    "latency_us": r.latency_us, "interval_cycles": r.interval_cycles, "energy_nj": r.energy_pj / 1e3,
+                    "area_mm2": r.area_mm2, "power_mw": r.power_mw, "edp": r.energy_pj * r.latency_us,
                     "busy": dict(sorted(busy.items(), key=lambda kv: -kv[1])), "binding": max(busy, key=busy.get)})
     best = min(pts, key=lambda p: p["edp"])
     balanced = min(pts, key=lambda p: (p["interval_cycles"] * p["area_mm2"], p["area_mm2"]))

@@ -1,8 +1,9 @@
 """The doped Kronecker product (DKP) linear layer: ``W = kron(A, B) + S``.
 
 ``kron(A, B) @ x`` is computed as ``A @ X @ B^T`` on ``X = x.reshape(n1, n2)``; kron(A, B) is never
-materialised. S is a dense parameter under a binary mask that overlay annealing
-(``doping.nn.anneal``) shrinks until it holds the target number of nonzeros.
+materialised. S is a dense parameter under a binary mask (a ``doping.nn.masked`` parametrization:
+``layer.s`` reads as the masked overlay) that overlay annealing (``doping.nn.anneal``) shrinks
+until it holds the target number of nonzeros.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 
 import torch
 from torch import nn
+
+from doping.nn.masked import mask_of, mask_parameter, raw
 
 
 def kron_order(a_shape, b_shape) -> str:
@@ -91,22 +94,30 @@ class DKPLinear(nn.Module):
         self.b = nn.Parameter(torch.empty(m2, n2))
         if overlay:
             self.s = nn.Parameter(torch.zeros(out_features, in_features))
-            self.register_buffer("mask", torch.ones(out_features, in_features, dtype=torch.bool))
+            mask_parameter(self, "s")
         else:
             self.register_parameter("s", None)
-            self.register_buffer("mask", None)
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
         #: Overlay nonzeros that annealing prunes S down to (None: no annealing).
         self.target_nnz = None
         self.reset_parameters()
+
+    @property
+    def has_overlay(self) -> bool:
+        return hasattr(self, "parametrizations") and "s" in self.parametrizations
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """The overlay's bool mask (None for Kronecker-only)."""
+        return mask_of(self, "s") if self.has_overlay else None
 
     def reset_parameters(self) -> None:
         # Entries of kron(A, B) then have the variance of nn.Linear's uniform(+-1/sqrt(n)) init.
         std = (1.0 / (3 * self.in_features)) ** 0.25
         nn.init.normal_(self.a, 0.0, std)
         nn.init.normal_(self.b, 0.0, std)
-        if self.s is not None:
-            nn.init.zeros_(self.s)
+        if self.has_overlay:
+            nn.init.zeros_(raw(self, "s"))
             self.mask.fill_(True)
         if self.bias is not None:
             bound = 1.0 / math.sqrt(self.in_features)
@@ -118,32 +129,32 @@ class DKPLinear(nn.Module):
         a, b = nearest_kronecker(w, self.factor_shapes)
         self.a.copy_(a)
         self.b.copy_(b)
-        if self.s is not None:
+        if self.has_overlay:
             if overlay_init == "residual":
-                self.s.copy_(w - torch.kron(a, b))
+                raw(self, "s").copy_(w - torch.kron(a, b))
             elif overlay_init == "zero":
-                self.s.zero_()
+                raw(self, "s").zero_()
             else:
                 raise ValueError(f"overlay_init must be 'residual' or 'zero', got {overlay_init!r}")
             self.mask.fill_(True)
 
     def prunable(self) -> torch.Tensor:
-        """The tensor whose magnitudes overlay annealing ranks: S."""
-        return self.s
+        """The tensor whose magnitudes overlay annealing ranks: S's stored values."""
+        return raw(self, "s")
 
     def overlay(self) -> torch.Tensor | None:
         """The masked overlay S (dense tensor), or None for Kronecker-only."""
-        return None if self.s is None else self.s * self.mask
+        return self.s if self.has_overlay else None
 
     def weight(self) -> torch.Tensor:
         """The effective W = kron(A, B) + S, materialised (for tests and export only)."""
         w = torch.kron(self.a, self.b)
-        return w if self.s is None else w + self.overlay()
+        return w + self.s if self.has_overlay else w
 
     @property
     def cmr_active_p(self) -> float:
         """The CMR probability applied now (0 in eval mode or without an overlay)."""
-        if not self.training or self.s is None or self.cmr == "none":
+        if not self.training or not self.has_overlay or self.cmr == "none":
             return 0.0
         return self.cmr_p * self.cmr_scale
 
@@ -168,7 +179,7 @@ class DKPLinear(nn.Module):
         step by step through ``step_fn``). Used by ``DopedLSTM`` for torch's fused LSTM kernel."""
         p = self.cmr_active_p
         kron = torch.kron(self.a, self.b)
-        if self.s is None:
+        if not self.has_overlay:
             return [(None, kron)]
         overlay = self.overlay()
         if p == 0:
@@ -204,10 +215,10 @@ class DKPLinear(nn.Module):
     def n_params(self) -> int:
         """Parameters of the compressed matrix: factor entries plus overlay nonzeros (bias excluded)."""
         (m1, n1), (m2, n2) = self.factor_shapes
-        return m1 * n1 + m2 * n2 + (int(self.mask.sum()) if self.s is not None else 0)
+        return m1 * n1 + m2 * n2 + (int(self.mask.sum()) if self.has_overlay else 0)
 
     def extra_repr(self) -> str:
         (m1, n1), (m2, n2) = self.factor_shapes
-        nnz = "none" if self.s is None else int(self.mask.sum())
+        nnz = int(self.mask.sum()) if self.has_overlay else "none"
         return (f"in_features={self.in_features}, out_features={self.out_features}, A={m1}x{n1}, B={m2}x{n2}, "
                 f"overlay_nnz={nnz}, cmr={self.cmr}, cmr_p={self.cmr_p}, bias={self.bias is not None}")

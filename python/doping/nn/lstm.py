@@ -10,6 +10,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 
 class DopedLSTM(nn.Module):
@@ -63,7 +64,8 @@ class DopedLSTM(nn.Module):
                 groups = gate.fused_weights(batch, x.device)
             if groups is None:
                 step = gate if self.per_step_calls or not hasattr(gate, "step_fn") else gate.step_fn()
-                x, h, c = self._layer_by_step(step, x, hx[0][l], hx[1][l])
+                with parametrize.cached():  # masked weights computed once for the sequence
+                    x, h, c = self._layer_by_step(step, x, hx[0][l], hx[1][l])
             else:
                 x, h, c = self._layer_fused(gate, groups, x, hx[0][l], hx[1][l])
             h_n.append(h)

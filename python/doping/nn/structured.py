@@ -17,6 +17,7 @@ from doping.compression import (choose_factor_shapes, factor_shapes_for_share, l
                                 overlay_budget)
 from doping.errors import DopingError
 from doping.nn.dkp import DKPLinear, kron_matvec, nearest_kronecker_terms
+from doping.nn.masked import mask_of, mask_parameter, raw
 
 METHODS = ("dense", "dkp", "kp", "kp_sum", "prune", "lmf", "hmd")
 
@@ -48,14 +49,18 @@ class DenseGate(_Biased):
         self.w = nn.Parameter(torch.empty(out_features, in_features))
         self.reset_parameters()
 
+    def _stored(self) -> nn.Parameter:
+        """The parameter holding W's values (a pruned W's unmasked values)."""
+        return self.w
+
     def reset_parameters(self):
         bound = 1.0 / math.sqrt(self.in_features)
-        nn.init.uniform_(self.w, -bound, bound)
+        nn.init.uniform_(self._stored(), -bound, bound)
         self._reset_bias()
 
     @torch.no_grad()
     def init_from_dense(self, w):
-        self.w.copy_(w)
+        self._stored().copy_(w)
 
     def weight(self):
         return self.w
@@ -68,25 +73,23 @@ class DenseGate(_Biased):
 
 
 class PrunedLinear(DenseGate):
-    """W under a magnitude-pruning mask annealed to ``target_nnz`` nonzeros."""
+    """W under a magnitude-pruning mask annealed to ``target_nnz`` nonzeros: ``w`` reads as the
+    masked W (``doping.nn.masked``), so ``DenseGate``'s forward and weight apply unchanged."""
 
     def __init__(self, in_features, out_features, target_nnz, bias=True):
         super().__init__(in_features, out_features, bias)
-        self.register_buffer("mask", torch.ones(out_features, in_features, dtype=torch.bool))
+        mask_parameter(self, "w")
         self.target_nnz = int(target_nnz)
 
+    @property
+    def mask(self) -> torch.Tensor:
+        return mask_of(self, "w")
+
+    def _stored(self) -> nn.Parameter:
+        return raw(self, "w") if hasattr(self, "parametrizations") else self.w
+
     def prunable(self):
-        return self.w
-
-    def weight(self):
-        return self.w * self.mask
-
-    def forward(self, x):
-        return self.step_fn()(x)
-
-    def step_fn(self):
-        w = self.weight()
-        return lambda x: self._add_bias(nn.functional.linear(x, w))
+        return self._stored()
 
     def n_params(self):
         return int(self.mask.sum())
