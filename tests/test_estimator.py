@@ -3,6 +3,7 @@ bad input. (Cycles equal the RTL: tests/hw/test_cycle_model.py and tests/sim/tes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -165,8 +166,6 @@ def test_lstm_per_token_resident_streamed_and_design():
     """The LSTM top per token: resident when the config holds every layer; otherwise a model that
     reloads each layer's words every token (more cycles, DRAM energy); the design point minimises
     cycles per token x area over the candidates it lists."""
-    import dataclasses
-
     from doping.estimate.lstm import lstm_config, lstm_design, lstm_per_token
     from doping.hw.loader import lstm_load_words
     from doping.synth import synth_lstm
@@ -187,3 +186,29 @@ def test_lstm_per_token_resident_streamed_and_design():
     assert best_cost.cycles_per_token * best_cost.area_mm2 == pytest.approx(key)
     with pytest.raises(DopingError, match="lstm_cell = 1"):
         lstm_per_token(cells, PRESETS["minimal"])
+
+
+def test_typed_results_round_trip_json(capsys):
+    """Every estimate is a dataclass whose to_json() comes back through from_json() unchanged
+    (the flow caches its estimate stage as JSON), and `doping estimate --json` prints it with the
+    keys scripts read."""
+    from doping.estimate.lstm import lstm_config, lstm_per_token
+    from doping.estimate.model import combine
+    from doping.estimate.results import LayerEstimate, LSTMEstimate, ModelEstimate
+    from doping.synth import synth_lstm
+
+    layer = synth_layer((120, 60), 8, seed=1)
+    e = estimate(layer, fit_config(PRESETS["minimal"], layer))
+    assert LayerEstimate.from_json(json.loads(json.dumps(e.to_json()))).to_json() == json.loads(json.dumps(e.to_json()))
+    _, cells = synth_lstm(10, 8, 2, 4, seed=2)
+    t = lstm_per_token(cells, lstm_config(PRESETS["minimal"], 2))
+    m = dataclasses.replace(combine([e, e]), lstm=t)
+    back = ModelEstimate.from_json(json.loads(json.dumps(m.to_json())))
+    assert isinstance(back.lstm, LSTMEstimate) and isinstance(back.layers[1], LayerEstimate)
+    assert back.cycles == 2 * e.cycles and back.cycles_per_token == t.cycles_per_token
+    assert back.utilisation.array_kp == pytest.approx(e.utilisation.array_kp)
+    assert main(["estimate", "--layer", "120x60", "--ratio", "8", "--config", "minimal", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"cycles", "interval_cycles", "latency_cycles", "utilisation", "layers", "config"} <= set(out)
+    assert 0 < out["utilisation"]["array_kp"] <= 1 and 0 < out["utilisation"]["lanes"] <= 1
+    assert out["interval_cycles"] == out["layers"][0]["interval_cycles"]
