@@ -161,6 +161,7 @@ def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None,
         write_job(replace(job, out=str(out)), job_file)
         t0 = time.perf_counter()
         test_dir = d / "run"
+        exit_code = 0
         try:
             with tool_env(simulator):
                 runner.test(test_module=module, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
@@ -169,8 +170,10 @@ def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None,
                             results_xml=str(Path(tmp, "results.xml")),
                             log_file=str((d / "run.log").resolve()),
                             timescale=("1ns", "1ps") if simulator == "icarus" else None)
-        except SystemExit:
-            pass  # under pytest a failing cocotb test exits; its verdict is read from results.xml below
+        except SystemExit as e:
+            # cocotb's runner exits when a test failed (under pytest) or the simulator did; the
+            # verdict is cocotb's results.xml, read below, and the code goes into any error
+            exit_code = e.code
         wall = time.perf_counter() - t0
         from cocotb_tools.runner import get_results
 
@@ -179,8 +182,11 @@ def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None,
         except RuntimeError:
             tests = failed = None
         if not out.is_file() or not tests:
-            raise DopingError(f"the {simulator} simulation produced no result: {_log_excerpt(d / 'run.log')} "
-                              f"(whole log: {d / 'run.log'})")
+            raise DopingError(f"the {simulator} simulation produced no result (exit status {exit_code}): "
+                              f"{_log_excerpt(d / 'run.log')} (whole log: {d / 'run.log'})")
+        if exit_code and not failed:
+            raise DopingError(f"the {simulator} simulation exited with status {exit_code} although its tests "
+                              f"passed: {_log_excerpt(d / 'run.log')}")
         result = result_type.from_json(json.loads(out.read_text()))
         # the testbench fails exactly when something mismatched: anything else is a broken run
         if bool(failed) != bool(result.mismatches):
