@@ -574,8 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=cmd_sweep)
     cp = sub.add_parser("compare", help="cost per token against test perplexity for every trained run (PTB table)",
                         description="Price every run of the PTB table as its exported pack on the generated "
-                                    "accelerator (each on its own balanced design, per token, layers reloaded per "
-                                    "token) and set it against its test perplexity: table, Pareto fronts, plot, and "
+                                    "accelerator (each on its own balanced design, per token through every layer, all "
+                                    "layers resident: a layer switch is its register words) and set it against its test perplexity: table, Pareto fronts, plot, and "
                                     "what each method costs at the best DKP run's perplexity.")
     cp.add_argument("--results", default="docs/ptb_results.json", help="results written by bench/ptb_table.py")
     cp.add_argument("--packs", default="build/packs", help="folder of <run>.dpack (missing ones are exported)")
