@@ -3,7 +3,11 @@ path (yosys + abc, ``doping.hw.tools.yosys_synth``) per config preset, and the c
 from them. Writes python/doping/estimate/timing.json, which the estimator reads (it runs at the
 lower of a config's clock and this estimate).
 
-  python bench/timing.py [--presets minimal default large] [--out python/doping/estimate/timing.json]
+  python bench/timing.py [--presets minimal default large] [--stream-bytes 4 ...]
+                         [--out python/doping/estimate/timing.json]
+
+``--stream-bytes W`` also measures each preset with W-element streams (key ``<preset>-w<W>``): the
+wide-stream designs the DSE proposes have W requantiser pipelines and wider memories.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -27,11 +32,14 @@ OUT = Path(__file__).resolve().parent.parent / "python" / "doping" / "estimate" 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["minimal", "default", "large"], choices=sorted(PRESETS))
+    ap.add_argument("--stream-bytes", type=int, nargs="*", default=[], help="also measure each preset at these W")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     levels = {}
-    for name in args.presets:
-        cfg = PRESETS[name]
+    designs = [(name, PRESETS[name]) for name in args.presets]
+    designs += [(f"{name}-w{w}", replace(PRESETS[name], stream_bytes=w)) for name in args.presets
+                for w in args.stream_bytes]
+    for name, cfg in designs:
         t0 = time.time()
         with tempfile.TemporaryDirectory() as tmp:
             man = generate(cfg, Path(tmp))
@@ -39,7 +47,8 @@ def main():
         print(f"{name}: {levels[name]} levels, fmax ~{fmax_mhz(levels[name], cfg.tech_nm):.0f} MHz "
               f"({time.time() - t0:.0f} s)", flush=True)
     out = {"date": str(date.today()), "machine": platform.node() or "unknown",
-           "command": "python bench/timing.py --presets " + " ".join(args.presets),
+           "command": "python bench/timing.py --presets " + " ".join(args.presets)
+           + (" --stream-bytes " + " ".join(map(str, args.stream_bytes)) if args.stream_bytes else ""),
            "tool": "yosys 0.23 (Debian): synth -run begin:fine, techmap, abc -fast, flatten, memories removed, "
                    "ltp -noff",
            "delay_model": {"fo4_ps_per_nm": FO4_PS_PER_NM, "register_fo4": REGISTER_FO4},

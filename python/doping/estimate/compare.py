@@ -63,7 +63,7 @@ def price_pack(layers, base: AccelConfig, balanced: bool = True) -> dict:
     cfg = balanced_config(base, layers) if balanced else fit_layers(base, layers)
     parts = [estimate(l, cfg) for l in layers]
     t = per_token(layers, cfg, parts)
-    return {"design": f"{cfg.rows}x{cfg.cols}, {cfg.lanes} lanes", "config": cfg.as_dict(),
+    return {"design": f"{cfg.rows}x{cfg.cols}, {cfg.lanes} lanes, W {cfg.stream_bytes}", "config": cfg.as_dict(),
             "cycles_per_token": t.cycles_per_token, "energy_per_token_nj": t.energy_per_token_pj / 1e3,
             "latency_per_token_us": t.latency_per_token_us, "area_mm2": parts[0].area_mm2, "weights": t.weights}
 
