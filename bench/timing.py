@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 
 from doping.config import PRESETS
+from doping.errors import DopingError
 from doping.fileio import atomic_path
 from doping.hw.tools import FO4_PS_PER_NM, REGISTER_FO4, fmax_mhz, yosys_synth
 from doping.hw.verilog import TOP, generate
@@ -37,8 +38,12 @@ def main():
     args = ap.parse_args()
     levels = {}
     designs = [(name, PRESETS[name]) for name in args.presets]
-    designs += [(f"{name}-w{w}", replace(PRESETS[name], stream_bytes=w)) for name in args.presets
-                for w in args.stream_bytes]
+    for name in args.presets:
+        for w in args.stream_bytes:
+            try:
+                designs.append((f"{name}-w{w}", replace(PRESETS[name], stream_bytes=w)))
+            except DopingError as e:  # e.g. fewer lanes than W
+                print(f"{name}-w{w}: skipped ({e})", flush=True)
     for name, cfg in designs:
         t0 = time.time()
         with tempfile.TemporaryDirectory() as tmp:
