@@ -123,7 +123,7 @@ def test_lstm_top_sequences_bit_exact_and_cycles_equal_model(inputs, hidden, lay
     lanes = _lanes(rng, inputs, batch, 6)
     out, ends = run_lstm(cfg, cells, lanes)
     assert np.array_equal(out, golden_lanes(cells, lanes))
-    want = lstm_per_token(cells, cfg)["cycles_per_step"]
+    want = lstm_per_token(cells, cfg).cycles_per_step
     assert set(np.diff(ends).tolist()) == {want}
 
 
