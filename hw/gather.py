@@ -5,8 +5,9 @@ small per-lane window of ``window`` int8 registers (element j at slot j mod wind
 streams its overlay entries (col, slot, val, first, end; column-major, ``doping.hw.loader``) from
 its own memory and consumes one per cycle once ``x[col]`` has arrived, accumulating
 ``x[col] * val`` into the int32 row sum at ``slot`` of its row-sum memory (read-modify-write;
-``first`` starts a row at zero). ``room`` tells the broadcaster that the word of elements ``want`` .. ``want + W - 1`` may be written: the
-lane no longer needs the elements ``window`` places before them.
+``first`` starts a row at zero). ``room`` tells the broadcaster that the word of elements
+``want`` .. ``want + W - 1`` may be written: the lane no longer needs the elements ``window``
+places before them.
 
 Pipeline (one entry per cycle): fetch (entry memory, synchronous read) -> wait for x and read
 the window + the row sum (synchronous, transparent to this lane's write) -> multiply-accumulate

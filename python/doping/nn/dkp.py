@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from doping.nn.masked import mask_of, mask_parameter, raw
 
@@ -104,7 +105,7 @@ class DKPLinear(nn.Module):
 
     @property
     def has_overlay(self) -> bool:
-        return hasattr(self, "parametrizations") and "s" in self.parametrizations
+        return parametrize.is_parametrized(self, "s")
 
     @property
     def mask(self) -> torch.Tensor | None:

@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from doping.compression import (choose_factor_shapes, factor_shapes_for_share, largest_factor_shapes_within,
                                 overlay_budget)
@@ -86,7 +87,7 @@ class PrunedLinear(DenseGate):
         return mask_of(self, "w")
 
     def _stored(self) -> nn.Parameter:
-        return raw(self, "w") if hasattr(self, "parametrizations") else self.w
+        return raw(self, "w") if parametrize.is_parametrized(self, "w") else self.w
 
     def prunable(self):
         return self._stored()
