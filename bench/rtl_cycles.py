@@ -6,10 +6,11 @@ Layers: 2600x1300 @25x (synthetic, seed 0) at the rule's factor shapes and at a 
 share (--share, default 0.78: the most-Kronecker shape of bench/dkp_speed.py), and every layer of
 the PTB pack. The bound is max(KP MACs / (R*C), nnz / L, n / W, m / W): the busiest of the
 array, the lanes and the W-element-per-beat x and y streams (``--stream-bytes`` W overrides the
-config's).
+config's; ``--batch`` B: B vectors per pass of the first GEMM, and the vectors run rounded up to
+whole batches, at least two).
 
-  python bench/rtl_cycles.py [--config default] [--stream-bytes W] [--vectors 3] [--share 0.78]
-                             [--pack packs/...] [--json F]
+  python bench/rtl_cycles.py [--config default] [--stream-bytes W] [--batch B] [--vectors 3]
+                             [--share 0.78] [--pack packs/...] [--json F]
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ PTB_PACK = Path(__file__).resolve().parent.parent / "packs" / "ptb-h200-dkp-seqc
 
 def measure(name, layer, base, vectors, tmp):
     cfg = fit_config(base, layer)
+    if layer.has_kp and cfg.batch > 1:
+        vectors = max(2, -(-vectors // cfg.batch)) * cfg.batch
     pack = write_pack(Path(tmp) / f"{name}.dpack", [layer])
     r = run([pack], cfg, vectors=vectors, seed=0)
     e = estimate(layer, cfg)
@@ -45,7 +48,7 @@ def measure(name, layer, base, vectors, tmp):
             "measured_latencies": r.cycles_per_vector, "model_latencies": model,
             "model_equals_rtl": r.cycles_per_vector == model, "busy_cycles": r.busy_cycles[0],
             "latency_cycles": e.latency_cycles, "interval_cycles": e.interval_cycles, "bound": e.bound,
-            "interval_to_bound": e.interval_cycles / e.bound,
+            "interval_to_bound": e.interval_cycles / e.bound, "vectors": vectors,
             "utilisation": e.utilisation.to_json(), "area_mm2": e.area_mm2, "clock_mhz": e.clock_mhz,
             "wall_seconds": r.wall_seconds}
 
@@ -54,6 +57,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="default")
     ap.add_argument("--stream-bytes", type=int, help="elements per x/y beat (default: the config's)")
+    ap.add_argument("--batch", type=int, help="vectors per first-GEMM pass (default: the config's)")
     ap.add_argument("--vectors", type=int, default=3)
     ap.add_argument("--share", type=float, default=0.78)
     ap.add_argument("--pack", default=str(PTB_PACK))
@@ -63,6 +67,8 @@ def main():
     base = load_config(args.config)
     if args.stream_bytes:
         base = replace(base, stream_bytes=args.stream_bytes)
+    if args.batch:
+        base = replace(base, batch=args.batch)
     layers = [("rule", synth_layer((2600, 1300), 25, seed=0)),
               (f"share{args.share:g}", synth_layer((2600, 1300), 25, seed=0,
                                                    factor_shapes=factor_shapes_for_share(2600, 1300, 25, args.share)))]
@@ -72,6 +78,9 @@ def main():
         for name, layer in layers:
             if args.only and not any(name.startswith(o) for o in args.only):
                 continue
+            if base.stream_problems(layer):
+                print(f"{name}: skipped, {'; '.join(base.stream_problems(layer))}", flush=True)
+                continue
             rows.append(measure(name.replace(":", "_"), layer, base, args.vectors, tmp))
             print(json.dumps({k: rows[-1][k] for k in ("layer", "measured_latencies", "model_equals_rtl",
                                                          "interval_cycles", "bound", "utilisation", "area_mm2",
@@ -80,6 +89,7 @@ def main():
            "command": "python bench/rtl_cycles.py " + " ".join(f"--{k} {v}" for k, v in
                                                               (("config", args.config),
                                                                ("stream-bytes", base.stream_bytes),
+                                                               ("batch", base.batch),
                                                                ("vectors", args.vectors), ("share", args.share))),
            "layers": rows}
     if args.json:

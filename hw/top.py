@@ -28,8 +28,10 @@ from doping.hw.requant import REQUANT_STAGES, requant
 
 #: Units, as reported on the ``status`` bits (bit i: unit i busy; the cocotb monitor counts them).
 UNITS = ("RECV", "GEMM", "GATHER", "SEND")
-#: Vector counters wrap at this many (more than the vectors that can be in flight at once).
-VECTOR_COUNT_BITS = 3
+def vector_count_bits(cfg: AccelConfig) -> int:
+    """Vector counters wrap at 2**this: more than the vectors in flight at once (RECV up to 2B
+    ahead of the lanes, the lanes two ahead of SEND) and a multiple of the batch B."""
+    return 2 + bits_for(2 * cfg.batch)
 
 
 #: Load-stream payload: which memory (or the register file), bank|offset address, data.
@@ -125,7 +127,8 @@ class Accelerator(wiring.Component):
             return Cat(addr[:bits_for(mem[key]["layer_depth"])], regs["layer"][:bits_for(cfg.resident_layers)])
 
         col_bits = bits_for(cfg.max_n)
-        VB = VECTOR_COUNT_BITS
+        VB = vector_count_bits(cfg)
+        NB, bb = cfg.batch, cfg.batch.bit_length() - 1  # batch B (a power of two) and log2(B)
 
         # A flat index f of a striped memory (act_q holding X, kbuf) is carried as the pair
         # (f div C, f mod C): bank f mod C, word f div C.
@@ -155,7 +158,18 @@ class Accelerator(wiring.Component):
         order_xb = regs["order"][0]
         kp_off = regs["kp_off"][0]
 
-        # ---- memories (kbuf, x_buf: two halves by address MSB; ov_acc: two banks per lane) ----
+        # quotient/remainder by C of n2, n2*B, n2*(B-1), m2, R*m2 and (R-1)*m2, registered from the
+        # registers (the registers only change while every unit is idle)
+        n2_reg, m2_reg = regs["n2"][:bits_for(cfg.max_n) + 1], regs["m2"][:bits_for(cfg.max_m) + 1]
+        dm = {}
+        for key, val in (("n2", n2_reg), ("n2b", n2_reg << bb), ("n2b1", n2_reg * (NB - 1)), ("m2", m2_reg),
+                         ("rm2", m2_reg * R), ("r1m2", m2_reg * (R - 1))):
+            q_, r_ = divmod_c(val)
+            dm[key] = (Signal(32, name=f"{key}_div_c"), Signal(range(max(C, 2)), name=f"{key}_mod_c"))
+            m.d.sync += [dm[key][0].eq(q_), dm[key][1].eq(r_)]
+
+        # ---- memories (kbuf: two halves by address MSB; x_buf: 2B vectors by address MSBs;
+        # ov_acc: two banks per lane) ----
         a_m = _banks(m, "a", R, mem["a"]["depth"], signed(8))
         b_m = _banks(m, "b", C, mem["b"]["depth"], signed(8))
         # act_p: R banks of W sub-banks (element address a: sub-bank a mod W, word a div W), so a
@@ -232,16 +246,19 @@ class Accelerator(wiring.Component):
         # buffer. AX: X is striped over act_q's C banks by its flat index f (bank f mod C, word
         # f div C), so W <= C consecutive elements land in distinct banks. XB: X row r lives in
         # act_p bank r mod R at element address (r div R) * n2 + c; a beat covers at most two
-        # rows (W <= n2), each a run of consecutive addresses, one per sub-bank. A vector may
-        # start once the previous one's first GEMM has read X and its input-buffer half is free
-        # (the broadcast of the vector before last is over). ----
+        # rows (W <= n2), each a run of consecutive addresses, one per sub-bank. With batch B,
+        # vector b of a batch is block b of X' (AX: columns b*n2 .. of [X_0 | ..], n2*B wide; XB:
+        # rows b*n1 .. of the stacked X_0; ..). A vector may start once the previous batch's
+        # first GEMM has read X' and its input-buffer slot is free (the broadcast of the vector
+        # 2B before it is over). ----
         xc = Signal(32)  # XB: column (of n2) of X of the beat's first element
         # XB: its row's bank and (row // R) * n2; max(., 2): no 0-bit signals
         xr_bank, xr_base = Signal(range(max(R, 2))), Signal(32)
         xq, xrem = Signal(32), Signal(range(max(C, 2)))  # AX: f div C, f mod C of the beat's first element
+        vq, vr = Signal(32), Signal(range(max(C, 2)))  # AX: f div C, f mod C of the vector's block (b * n2)
         x_fire = self.x.valid & self.x.ready
         x_last = e + W >= regs["n"]  # the vector's final beat
-        m.d.comb += self.x.ready.eq((kp_off | (n_g1 == n_recv)) & (ahead(n_recv, n_lanes) <= 1))
+        m.d.comb += self.x.ready.eq((kp_off | (ahead(n_recv, n_g1) < NB)) & (ahead(n_recv, n_lanes) <= 2 * NB - 1))
         p_wr = [[(Signal(abits["act_p"], name=f"pw_addr{i}_{t}"), Signal(signed(8), name=f"pw_data{i}_{t}"),
                   Signal(name=f"pw_en{i}_{t}")) for t in range(W)] for i in range(R)]
         q_wr = [(Signal(abits["act_q"], name=f"qw_addr{j}"), Signal(signed(8), name=f"qw_data{j}"),
@@ -250,10 +267,10 @@ class Accelerator(wiring.Component):
                                           [x for sub in p_wr for x in sub] + q_wr):
             m.d.comb += [wp.addr.eq(a_), wp.data.eq(d_), wp.en.eq(en_)]
         xb_wp, xb_rp = xbuf_m[0]
-        xb_bits = abits["x_buf"] - 1
+        xb_bits = abits["x_buf"] - (bb + 1)  # word address in a vector's slot; the slot: vector mod 2B
         xel = Array(self.x.payload[w] for w in range(W))
         in_vec = Array(e + w < regs["n"] for w in range(W))  # not padding past the vector's end
-        m.d.comb += [xb_wp.addr.eq(Cat((e >> wb)[:xb_bits], n_recv[0])), xb_wp.data.eq(self.x.payload.as_value()),
+        m.d.comb += [xb_wp.addr.eq(Cat((e >> wb)[:xb_bits], n_recv[:bb + 1])), xb_wp.data.eq(self.x.payload.as_value()),
                      xb_wp.en.eq(x_fire)]
         rest = regs["n2"] - xc  # XB: elements of the beat still in row r (all W when >= W)
         nb_wrap = xr_bank == R - 1  # row r + 1 is in bank 0, one block of n2 further
@@ -291,10 +308,21 @@ class Accelerator(wiring.Component):
             with m.Else():
                 m.d.sync += xc.eq(xc + W)
             nxt_x = dm_add(xq, xrem, 0, beat_step)
+            if NB > 1:  # AX: a row of X_b ends with a beat (W divides n2); the next is n2*B on in X'
+                jump = dm_add(*nxt_x, *dm["n2b1"])
+                row_end = xc + W >= regs["n2"]
+                nxt_x = Mux(row_end, jump[0], nxt_x[0]), Mux(row_end, jump[1], nxt_x[1])
             m.d.sync += [xq.eq(nxt_x[0]), xrem.eq(nxt_x[1])]
             with m.If(x_last):
-                m.d.sync += [e.eq(0), n_recv.eq(n_recv + 1), xc.eq(0), xr_bank.eq(0), xr_base.eq(0),
-                             xq.eq(0), xrem.eq(0)]
+                m.d.sync += [e.eq(0), n_recv.eq(n_recv + 1), xc.eq(0)]
+                if NB == 1:
+                    m.d.sync += [xr_bank.eq(0), xr_base.eq(0), xq.eq(0), xrem.eq(0)]
+                else:  # XB: the next vector's rows follow (xr_* as the last row end left them)
+                    with m.If(n_recv[:bb] == NB - 1):  # the batch's last vector
+                        m.d.sync += [xr_bank.eq(0), xr_base.eq(0), xq.eq(0), xrem.eq(0), vq.eq(0), vr.eq(0)]
+                    with m.Else():  # AX: the next vector's block starts n2 further in X'
+                        nv = dm_add(vq, vr, *dm["n2"])
+                        m.d.sync += [vq.eq(nv[0]), vr.eq(nv[1]), xq.eq(nv[0]), xrem.eq(nv[1])]
 
         # ---- gather: the lanes take vector n_lanes once its RECV has begun and its row-sum half
         # is free (SEND of the vector before last is over); the broadcaster reads the input buffer
@@ -306,7 +334,7 @@ class Accelerator(wiring.Component):
         b_ptr, b_count, b_valid = Signal(col_bits + 1), Signal(col_bits + 1), Signal()  # next read, written
         b_read = Signal()
         m.d.comb += [b_read.eq(lanes_active & (b_ptr < regs["n"]) & (recv_has_it | (b_ptr < e)) & lanes_room),
-                     xb_rp.addr.eq(Cat((b_ptr >> wb)[:xb_bits], lane_half)), xb_rp.en.eq(b_read)]
+                     xb_rp.addr.eq(Cat((b_ptr >> wb)[:xb_bits], n_lanes[:bb + 1])), xb_rp.en.eq(b_read)]
         m.d.sync += b_valid.eq(b_read)
         with m.If(b_read):
             m.d.sync += b_ptr.eq(b_ptr + W)
@@ -328,28 +356,24 @@ class Accelerator(wiring.Component):
         m.d.comb += [p_from_a.eq(order_xb == second), q_from_b.eq(order_xb != second)]
         g_rows, g_cols, g_k = Signal(32), Signal(32), Signal(32)
         m.d.comb += [
-            g_rows.eq(Mux(order_xb & ~second, regs["n1"], regs["m1"])),
-            g_cols.eq(Mux(second, regs["m2"], Mux(order_xb, regs["m2"], regs["n2"]))),
+            g_rows.eq(Mux(order_xb & ~second, regs["n1"] << bb, regs["m1"])),  # the first GEMM: a batch
+            g_cols.eq(Mux(second, regs["m2"], Mux(order_xb, regs["m2"], regs["n2"] << bb))),
             g_k.eq(Mux(order_xb == second, regs["n1"], regs["n2"])),
         ]
         drain_cols = Signal()
         m.d.comb += drain_cols.eq(second | order_xb)
         rb_row, cb_col = Signal(32), Signal(32)  # first row / column of the tile
-        p_base, q_base = Signal(32), Signal(32)  # rb*K, cb*K
+        p_base, q_base = Signal(32), Signal(32)  # rb*K, cb*K (+ the vector's block of X' in G2)
+        g_off = Signal(32)  # G2: the vector's block of the batch's first-GEMM result, b * K
+        # G2 reads its vector's block of the first GEMM's result: AX P' rows, XB Q' columns, are
+        # K * B long
+        p_step = Mux(second & ~order_xb, g_k << bb, g_k)
+        q_step = Mux(second & order_xb, g_k << bb, g_k)
         k = Signal(32)
         wait = Signal(range(max(G1_SETTLE, 2)))  # SETTLE
         d = Signal(range(max(R, C) + 1))
         dest_row_base, dest_col_base = Signal(32), Signal(32)  # AX g1: rb*n2; XB g1: cb*n1
         kb_col = Signal(32)  # cb // C
-        # quotient/remainder by C of n2, m2, R*m2 and (R-1)*m2, registered from the registers
-        # (the registers only change while every unit is idle)
-        dm = {}
-        for key, val in (("n2", regs["n2"][:bits_for(cfg.max_n) + 1]), ("m2", regs["m2"][:bits_for(cfg.max_m) + 1]),
-                         ("rm2", regs["m2"][:bits_for(cfg.max_m) + 1] * R),
-                         ("r1m2", regs["m2"][:bits_for(cfg.max_m) + 1] * (R - 1))):
-            q_, r_ = divmod_c(val)
-            dm[key] = (Signal(32, name=f"{key}_div_c"), Signal(range(max(C, 2)), name=f"{key}_mod_c"))
-            m.d.sync += [dm[key][0].eq(q_), dm[key][1].eq(r_)]
         # AX G1 reads X striped in act_q: (fq, fr) = divmod(k * n2 + cb, C) of the feed cycle
         fq, fr = Signal(32), Signal(range(max(C, 2)))
         rbm2 = (Signal(32, name="rbm2_q"), Signal(range(max(C, 2)), name="rbm2_r"))  # divmod(rb * m2, C)
@@ -519,10 +543,14 @@ class Accelerator(wiring.Component):
                 m.d.sync += [out_i.eq(0), sent_i.eq(0), sq.eq(0), sr.eq(0),
                              n_sent.eq(n_sent + 1), self.vector_cycles.eq(now - started[n_sent] + 1)]
 
-        # ---- GEMM controller: vector n_g2 once its RECV is complete and its kbuf half is free
-        # (SEND of the vector before last is over) ----
+        # ---- GEMM controller: the first GEMM of a batch once RECV has all its B vectors and the
+        # kbuf half of its first is free (SEND of the vector before last is over); then the second
+        # GEMM of each vector of the batch, each once its kbuf half is free ----
         def start_gemm(is_second):
-            m.d.sync += [second.eq(is_second), rb_row.eq(0), cb_col.eq(0), p_base.eq(0), q_base.eq(0), k.eq(0),
+            # G2 of vector b of the batch: its block starts b * K into P' (AX) / Q' (XB)
+            off = n_g2[:bb] * Mux(order_xb, regs["n1"], regs["n2"])[:16] if is_second and NB > 1 else 0
+            m.d.sync += [second.eq(is_second), rb_row.eq(0), cb_col.eq(0), p_base.eq(Mux(order_xb, 0, off)),
+                         q_base.eq(Mux(order_xb, off, 0)), g_off.eq(off), k.eq(0),
                          dest_row_base.eq(0), dest_col_base.eq(0), kb_col.eq(0), fq.eq(0), fr.eq(0),
                          rbm2[0].eq(0), rbm2[1].eq(0)]
 
@@ -571,7 +599,7 @@ class Accelerator(wiring.Component):
         gap = Signal(range(2 * (R + C) + 2))
         with m.FSM(name="gemm") as fsm:
             with m.State("IDLE"):
-                with m.If((ahead(n_recv, n_g2) >= 1) & (ahead(n_g2, n_sent) <= 1)):
+                with m.If((ahead(n_recv, n_g2) >= Mux(kp_off, 1, NB)) & (ahead(n_g2, n_sent) <= 1)):
                     with m.If(kp_off):  # nothing to compute: the vector passes in one cycle
                         m.d.sync += [n_g1.eq(n_g1 + 1), n_g2.eq(n_g2 + 1)]
                     with m.Else():
@@ -579,21 +607,21 @@ class Accelerator(wiring.Component):
                         m.next = "FEED"
             with m.State("FEED"):  # K cycles: P rows and Q columns of one tile enter the array
                 m.d.sync += k.eq(k + 1)
-                nxt = dm_add(fq, fr, *dm["n2"])  # the striped X read moves one row of X down
+                nxt = dm_add(fq, fr, *dm["n2b"])  # the striped X read moves one row of X' down
                 m.d.sync += [fq.eq(nxt[0]), fr.eq(nxt[1])]
                 with m.If(k == g_k - 1):
                     m.d.sync += [k.eq(0), gap.eq(1)]
                     # next tile: columns first, then rows
                     with m.If(cb_col + C < g_cols):
-                        m.d.sync += [cb_col.eq(cb_col + C), q_base.eq(q_base + g_k),
-                                     dest_col_base.eq(dest_col_base + regs["n1"]), kb_col.eq(kb_col + 1),
+                        m.d.sync += [cb_col.eq(cb_col + C), q_base.eq(q_base + q_step),
+                                     dest_col_base.eq(dest_col_base + (regs["n1"] << bb)), kb_col.eq(kb_col + 1),
                                      fq.eq(kb_col + 1), fr.eq(0)]
                         m.next = "GAP"
                     with m.Elif(rb_row + R < g_rows):
                         nrow = dm_add(rbm2[0], rbm2[1], *dm["rm2"])
-                        m.d.sync += [cb_col.eq(0), q_base.eq(0), dest_col_base.eq(0), kb_col.eq(0),
-                                     rb_row.eq(rb_row + R), p_base.eq(p_base + g_k),
-                                     dest_row_base.eq(dest_row_base + regs["n2"]), fq.eq(0), fr.eq(0),
+                        m.d.sync += [cb_col.eq(0), q_base.eq(Mux(second & order_xb, g_off, 0)), dest_col_base.eq(0),
+                                     kb_col.eq(0), rb_row.eq(rb_row + R), p_base.eq(p_base + p_step),
+                                     dest_row_base.eq(dest_row_base + (regs["n2"] << bb)), fq.eq(0), fr.eq(0),
                                      rbm2[0].eq(nrow[0]), rbm2[1].eq(nrow[1])]
                         m.next = "GAP"
                     with m.Else():
@@ -607,17 +635,25 @@ class Accelerator(wiring.Component):
                     m.next = "FEED"
             with m.State("TAIL"):  # until the last tile has drained (tiles drain in order)
                 with m.If(last_drain & ~Mux(drain_bank, slots[0]["valid"], slots[1]["valid"])):
-                    with m.If(~second):  # X is read: RECV may take the next vector
-                        m.d.sync += [wait.eq(0), n_g1.eq(n_g1 + 1)]
+                    with m.If(~second):  # X' is read: RECV may take the next batch
+                        m.d.sync += [wait.eq(0), n_g1.eq(n_g1 + NB)]
                         m.next = "SETTLE"
                     with m.Else():
                         m.d.sync += n_g2.eq(n_g2 + 1)
                         m.next = "IDLE"
+                        if NB > 1:
+                            with m.If(n_g2[:bb] != NB - 1):  # the next vector of the batch
+                                m.next = "NEXT"
             with m.State("SETTLE"):  # G1's last requantised writes land before G2 reads them
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == G1_SETTLE - 1):
                     start_gemm(1)
                     m.next = "FEED"
+            if NB > 1:
+                with m.State("NEXT"):  # G2 of the batch's next vector, once its kbuf half is free
+                    with m.If(ahead(n_g2, n_sent) <= 1):
+                        start_gemm(1)
+                        m.next = "FEED"
         m.d.comb += [gemm_idle.eq(fsm.ongoing("IDLE")), feeding.eq(fsm.ongoing("FEED")),
                      draining.eq(dfsm.ongoing("DRAIN")),
                      self.status.eq(Cat(e != 0, ~gemm_idle, lanes_active, send_pending & (out_i != 0) | issue))]

@@ -350,17 +350,17 @@ def cmd_dse(args) -> int:
     r = dse(layer, load_config(args.config), Path(args.output), latency_us=args.latency_us)
     b, s = r["best_edp"], r["smallest_area_meeting_latency"]
     print(f"min energy x delay: {b['rows']}x{b['cols']} array, {b['lanes']} lanes, {b['stream_bytes']} elements a "
-          f"beat: {b['latency_us']:.2f} us, "
+          f"beat, batch {b['batch']}: {b['latency_us']:.2f} us, "
           f"{b['energy_nj']:.1f} nJ, {b['area_mm2']:.3f} mm^2")
     z = r["balanced"]
     print(f"balanced (most vectors/s per mm^2 when streaming): {z['rows']}x{z['cols']} array, {z['lanes']} lanes, "
-          f"{z['stream_bytes']} elements a beat: "
-          f"{z['interval_cycles']} cycles per vector, {z['area_mm2']:.3f} mm^2; busy share of the interval: "
+          f"{z['stream_bytes']} elements a beat, batch {z['batch']}: "
+          f"{z['interval_cycles']:g} cycles per vector, {z['area_mm2']:.3f} mm^2; busy share of the interval: "
           + ", ".join(f"{k} {v:.0%}" for k, v in z["busy"].items()) + f" (bound by {z['binding']})")
     if args.latency_us is not None:
         if s:
             print(f"smallest area meeting {args.latency_us} us: {s['rows']}x{s['cols']}, {s['lanes']} lanes, "
-                  f"{s['stream_bytes']} a beat: "
+                  f"{s['stream_bytes']} a beat, batch {s['batch']}: "
                   f"{s['area_mm2']:.3f} mm^2, {s['latency_us']:.2f} us")
         else:
             print(f"no design point meets {args.latency_us} us")
@@ -588,10 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                 "buffers, not on its own balanced design")
     cp.add_argument("-o", "--output", default="build/compare", help="output folder")
     cp.set_defaults(func=cmd_compare)
-    ds = sub.add_parser("dse", help="array size, lane count and stream width for a pack's layer (energy x delay, "
-                                    "Pareto, balanced)",
+    ds = sub.add_parser("dse", help="array size, lane count, stream width and batch for a pack's layer (energy x "
+                                    "delay, Pareto, balanced)",
                         description="Design-space exploration over array sizes, lane counts and stream widths "
-                                    "(elements a beat).")
+                                    "(elements a beat), and batches 2, 4, 8 where the Kronecker GEMMs bind.")
     ds.add_argument("pack")
     ds.add_argument("--layer", help="layer name (default: the first)")
     ds.add_argument("--latency-us", type=finite_float, help="latency bound for the smallest-area design")

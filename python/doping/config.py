@@ -27,6 +27,7 @@ MAX_LSTM_BATCH = 16
 LAYER_REG_WORDS = 16
 X_WINDOW = 16  # broadcast input window per gather lane, in elements (see ``AccelConfig.x_window``)
 STREAM_BYTES = (1, 2, 4, 8)  # elements per beat the x and y streams may carry
+BATCHES = (1, 2, 4, 8)  # vectors the mat-vec accelerator may take per pass of the first GEMM
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ class AccelConfig:
     input elements a cycle, the broadcast fills W window slots of every lane a cycle, SEND finishes
     W outputs a cycle (W requantiser pipelines). A Kronecker layer needs W <= cols, and in XB order
     W <= n2 (``stream_problems``); lanes are grouped in W sets, set w owning rows i = w mod W.
+    batch: vectors B per pass of the first Kronecker GEMM (1, 2, 4 or 8): B consecutive vectors'
+    X side by side (AX: [X_0 | .. | X_B-1], n2*B columns) or stacked (XB: n1*B rows) go through
+    the first GEMM at once, so the array sees B times the columns (rows) where n2 (n1) is small;
+    the second GEMM, the gather and SEND stay per vector. The host sends vectors in multiples of
+    B. The activation memories hold B vectors' X and first-GEMM results, the input buffer 2B
+    vectors. In AX order with W > 1 a beat may not straddle rows of X: W divides n2.
     clock_mhz: target clock; tech_nm: technology node of the estimator's tables.
     Widths are fixed by docs/numerics.md: 8-bit data, 32-bit accumulators, 8-bit intermediate.
     """
@@ -67,6 +74,7 @@ class AccelConfig:
     lstm_cell: int = 0
     lstm_batch: int = 1
     stream_bytes: int = 1
+    batch: int = 1
     clock_mhz: float = 500.0
     tech_nm: int = 45
 
@@ -92,6 +100,12 @@ class AccelConfig:
         if self.stream_bytes not in STREAM_BYTES:
             raise DopingError(f"accelerator config: stream_bytes must be one of {', '.join(map(str, STREAM_BYTES))}, "
                               f"got {self.stream_bytes}")
+        if self.batch not in BATCHES:
+            raise DopingError(f"accelerator config: batch must be one of {', '.join(map(str, BATCHES))}, "
+                              f"got {self.batch}")
+        if self.lstm_cell and self.batch != 1:
+            raise DopingError("accelerator config: the LSTM top runs one vector per pass (its sequences are "
+                              f"lstm_batch): it needs batch = 1, got {self.batch}")
         if self.lanes % self.stream_bytes:
             raise DopingError(f"accelerator config: {self.lanes} lanes do not split into stream_bytes = "
                               f"{self.stream_bytes} sets (one per output position of a beat)")
@@ -112,8 +126,8 @@ class AccelConfig:
         """Every memory of the design: banks x depth x width bits. The weight memories (a, b,
         overlay, row_map) hold ``resident_layers`` regions of ``layer_depth`` words each (a power of
         two: the resident layer's index is the address's high part)."""
-        r, c, l, w = self.rows, self.cols, self.lanes, self.stream_bytes
-        act = max(self.max_n, self.max_intermediate)
+        r, c, l, w, nb = self.rows, self.cols, self.lanes, self.stream_bytes, self.batch
+        act = max(self.max_n, self.max_intermediate) * nb  # a batch's X, or its first GEMM's result
         # the entry format and the row-to-lane rule are defined there, with the layout
         from doping.hw.loader import OverlayField, rows_per_lane_bound
 
@@ -135,7 +149,8 @@ class AccelConfig:
             "kbuf": {"banks": c, "depth": 2 * self.bank_depth(self.max_m, c), "width": 32},  # K striped by flat index
             "overlay": weights(l, self.bank_depth(self.max_nnz + l, l), OverlayField(col_bits, slot_bits).width),
             "ov_acc": {"banks": 2 * l, "depth": ov_depth, "width": 32},
-            "x_buf": {"banks": 1, "depth": 2 << bits_for(ceil_div(self.max_n, w)), "width": 8 * w},  # a beat a word
+            # 2B vectors (a beat a word): RECV fills a batch while the lanes read the one before
+            "x_buf": {"banks": 1, "depth": 2 * nb << bits_for(ceil_div(self.max_n, w)), "width": 8 * w},
             "row_map": weights(w, 1 << bits_for(ceil_div(self.max_m, w)), bits_for(l) + slot_bits),  # bank i mod W
         }
         if self.lstm_cell:
@@ -195,13 +210,15 @@ class AccelConfig:
         # per-bank depth limits, with the tiling of each matrix across banks
         mem = self.memories
         per_lane = max(len(e) + 1 for e in entries)
-        W = self.stream_bytes
+        W, nb = self.stream_bytes, self.batch
+        ax = layer.order == "AX"
         for name, need, field in (("a", ceil_div(m1, self.rows) * n1, "max_factor"),
                                   ("b", ceil_div(m2, self.cols) * n2, "max_factor"),
-                                  ("act_p", ceil_div(ceil_div(m1 if layer.order == "AX" else n1, self.rows) * n2, W),
-                                   "max_intermediate"),
-                                  ("act_q", ceil_div(layer.n, self.cols) if layer.order == "AX"
-                                   else ceil_div(m2, self.cols) * n1, "max_intermediate"),
+                                  # AX: P' = A [X_0 | ..] (m1 rows of n2*B); XB: X' (n1*B rows of n2)
+                                  ("act_p", ceil_div(ceil_div(m1, self.rows) * n2 * nb if ax
+                                                     else ceil_div(n1 * nb, self.rows) * n2, W), "max_intermediate"),
+                                  ("act_q", ceil_div(layer.n * nb, self.cols) if ax
+                                   else ceil_div(m2, self.cols) * n1 * nb, "max_intermediate"),
                                   ("kbuf", ceil_div(layer.m, self.cols), "max_m"), ("overlay", per_lane, "max_nnz"),
                                   ("ov_acc", plan.rows_per_lane(self), "max_m")):
             # per layer: kbuf's half, a weight memory's region
@@ -223,6 +240,9 @@ class AccelConfig:
             out.append(f"stream_bytes {W} > cols {self.cols} (a beat spreads over distinct column banks)")
         if layer.order == "XB" and n2 < W:
             out.append(f"n2 {n2} < stream_bytes {W} (an XB beat may span at most two rows of X)")
+        if layer.order == "AX" and self.batch > 1 and n2 % W:
+            out.append(f"n2 {n2} is not a multiple of stream_bytes {W} at batch {self.batch} (an AX beat "
+                       "may not straddle rows of X: they are n2 * batch apart)")
         return out
 
     def check(self, layer) -> None:

@@ -14,11 +14,14 @@ from doping.hw.verilog import generate
 
 
 LINT_CONFIGS = {**PRESETS, "wide-w8": AccelConfig(rows=2, cols=8, lanes=8, stream_bytes=8, max_m=64, max_n=64,
-                                                 max_factor=64, max_intermediate=64, max_nnz=1024)}
+                                                 max_factor=64, max_intermediate=64, max_nnz=1024),
+                "batch-b8": AccelConfig(rows=2, cols=3, lanes=4, stream_bytes=2, batch=8, max_m=64, max_n=64,
+                                        max_factor=64, max_intermediate=64, max_nnz=1024)}
 
 
 # the large preset's lint alone takes minutes on 2 cores: make test-slow
-@pytest.mark.parametrize("preset", ["minimal", "default", pytest.param("large", marks=pytest.mark.slow), "wide-w8"])
+@pytest.mark.parametrize("preset", ["minimal", "default", pytest.param("large", marks=pytest.mark.slow), "wide-w8",
+                                    "batch-b8"])
 def test_generated_verilog_lints_clean(tmp_path, preset):
     cfg = LINT_CONFIGS[preset]
     man = generate(cfg, tmp_path)

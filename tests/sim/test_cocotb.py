@@ -214,3 +214,32 @@ def test_runner_leaves_the_environment_as_it_found_it():
         assert "CFG_CXXFLAGS_PCH_I=-include" in os.environ["MAKEFLAGS"]
         assert os.environ["PATH"].split(os.pathsep)[0].endswith("bin")
     assert dict(os.environ) == before
+
+
+def _batch_run(tmp_path, cfg, shapes, vectors, seed):
+    """Random Kronecker packs at ``cfg.batch``: bit-exact with reset mid-vector and back-pressure
+    on every stream, then a clean run whose per-vector cycles equal the model for batches back to
+    back."""
+    packs = random_packs(tmp_path, cfg, shapes, seed=seed)
+    r = run(packs, cfg, vectors=vectors, seed=seed, x_gap=0.2, y_stall=0.3, load_gap=0.1, reset_mid_vector=True)
+    assert r.vectors == shapes * vectors and r.mismatches == 0, r.first_mismatch
+    clean = run(packs, cfg, vectors=2 * cfg.batch, seed=seed + 1)
+    want = [t["latency"] for p in packs for t in vector_times(read_pack(p).layer(), cfg, 2 * cfg.batch)]
+    assert clean.mismatches == 0 and clean.cycles_per_vector == want
+
+
+def test_batch_of_four(tmp_path):
+    """batch = 4 with two-element beats (AX packs with n2 odd do not fit and are redrawn)."""
+    cfg = AccelConfig(rows=2, cols=4, lanes=4, stream_bytes=2, batch=4, max_m=64, max_n=64, max_factor=256,
+                      max_intermediate=256, max_nnz=8192)
+    _batch_run(tmp_path, cfg, shapes=4, vectors=16, seed=41)
+    with pytest.raises(DopingError, match=r"vectors \(6\) must be a multiple of the config's batch \(4\)"):
+        run(random_packs(tmp_path, cfg, 1, seed=42), cfg, vectors=6)
+
+
+@pytest.mark.slow
+def test_batch_of_eight(tmp_path):
+    """batch = 8, four-element beats, a 3x5 array: 20 random packs x 96 vectors."""
+    cfg = AccelConfig(rows=3, cols=5, lanes=8, stream_bytes=4, batch=8, max_m=80, max_n=64, max_factor=256,
+                      max_intermediate=512, max_nnz=8192)
+    _batch_run(tmp_path, cfg, shapes=20, vectors=96, seed=43)

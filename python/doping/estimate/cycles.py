@@ -7,9 +7,11 @@ A beat carries W = ``stream_bytes`` elements. Per vector, with K, rows and cols 
 in docs/hardware.md:
 
   RECV    ceil(n / W): one beat per cycle into the activation memory and the input buffer
-  G1      (tiles - 1) * max(K, S) + K + R + C - 1     tiles back to back: FEED K, and each tile's
+  G1      (tiles - 1) * max(K, S) + K + R + C - 1     once per batch of B vectors (their X side by
+                                                      side, AX, or stacked, XB; B = ``batch``);
+                                                      tiles back to back: FEED K, and each tile's
           + D + G1_SETTLE                             FLUSH R+C-1 and DRAIN D (C for the AX first
-  G2      the same without G1_SETTLE                  GEMM's row drain, else R) under the next
+  G2      the same without G1_SETTLE, per vector      GEMM's row drain, else R) under the next
                                                       FEEDs (two shadow banks per PE: S =
                                                       max(D, ceil((R+C-1+D)/2))); G1's requantised
                                                       writes land G1_SETTLE after its last drain
@@ -55,27 +57,29 @@ class Gemm:
 
 @dataclass(frozen=True)
 class Schedule:
-    phases: dict  # busy cycles of each unit for one vector: RECV, G1, G2, GATHER, SEND
-    cycles: int  # latency of one vector (first x accepted .. last y accepted), from idle
-    interval: int  # steady state: cycles between consecutive vectors' last y
+    phases: dict  # busy cycles of each unit per vector: RECV, G1 (its batch's / B), G2, GATHER, SEND
+    cycles: int  # latency of the first vector (first x accepted .. its last y accepted), from idle
+    interval: float  # steady state: cycles per vector (a batch's, / B), an integer at B = 1
     gemms: tuple
     lane_entries: tuple
     kp_macs: int
     nnz: int
     bound: int  # max(ceil(KP MACs / (R*C)), ceil(nnz / L), ceil(n / W), ceil(m / W)): the busiest resource
     gather_end: int  # first cycle at which every gather lane is done (first vector)
+    batch: int = 1  # vectors per pass of the first GEMM (1 without a Kronecker part)
 
 
 def gemms(layer: QuantLayer, cfg: AccelConfig) -> tuple[Gemm, ...]:
-    """The two Kronecker GEMMs of one vector (none for a layer without a Kronecker part)."""
+    """The two Kronecker GEMMs: the first of a batch of ``cfg.batch`` vectors (B times n2
+    columns, AX, or n1 rows, XB), the second of one vector (none without a Kronecker part)."""
     if not layer.has_kp:
         return ()
     (m1, n1), (m2, n2) = layer.factor_shapes
-    R, C = cfg.rows, cfg.cols
+    R, C, B = cfg.rows, cfg.cols, cfg.batch
     if layer.order == "AX":
-        dims = ((m1, n2, n1, C), (m1, m2, n2, R))
+        dims = ((m1, n2 * B, n1, C), (m1, m2, n2, R))
     else:
-        dims = ((n1, m2, n2, R), (m1, m2, n1, R))
+        dims = ((n1 * B, m2, n2, R), (m1, m2, n1, R))
     return tuple(Gemm(r, c, k, d, ceil_div(r, R) * ceil_div(c, C)) for r, c, k, d in dims)
 
 
@@ -128,49 +132,71 @@ def beats(elements: int, cfg: AccelConfig) -> int:
 
 
 def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) -> list[dict]:
-    """Cycle of every hand-over for ``vectors`` consecutive vectors, x always valid, y always
-    ready: ``x`` first element accepted, ``gemm`` first FEED, ``gather`` lanes started,
-    ``gather_done`` every lane done, ``send`` first y read, ``latency`` (first x .. last y).
+    """Cycle of every hand-over for ``vectors`` consecutive vectors (a multiple of the batch B),
+    x always valid, y always ready: ``x`` first element accepted, ``gemm`` first FEED of its
+    batch's first GEMM, ``gather`` lanes started, ``gather_done`` every lane done, ``send`` first
+    y read, ``latency`` (first x .. last y).
 
     Each unit takes vector v once its inputs are complete and its output half is free
-    (hw/top.py): RECV(v) after RECV(v-1), G1(v-1) and the lanes' v-2; the GEMM engine one cycle
-    after RECV(v), GEMM(v-1) and SEND(v-2); the lanes after RECV(v) began, lanes(v-1) and
-    SEND(v-2), and they count a vector done no earlier than its RECV; SEND after G2(v), the
-    lanes' v and SEND(v-1). A counter written in cycle t is seen from t + 1. Without a Kronecker
-    part the GEMM engine passes a vector in the cycle it may start it, and RECV does not wait on it.
+    (hw/top.py): RECV(v) after RECV(v-1), the first GEMM of the batch before v's and the lanes'
+    v-2B; the first GEMM of batch j one cycle after RECV of its last vector, G2 of the vector
+    before and SEND of the vector before that (jB-2); G2 of a batch's first vector G1_SETTLE after
+    its G1, of each later vector v one cycle after G2(v-1) and SEND(v-2); the lanes after RECV(v)
+    began, lanes(v-1) and SEND(v-2), and they count a vector done no earlier than its RECV; SEND
+    after G2(v), the lanes' v and SEND(v-1). A counter written in cycle t is seen from t + 1.
+    Without a Kronecker part the GEMM engine passes a vector in the cycle it may start it, and
+    RECV does not wait on it.
     """
     from doping.hw.loader import lane_entries
     from doping.hw.top import G1_SETTLE, send_latency
 
     lanes = lanes or lane_entries(layer, cfg)
     kp = layer.has_kp
+    B = cfg.batch if kp else 1
+    assert vectors % B == 0, f"{vectors} vectors are not whole batches of {B}"
     g1, g2 = (g.cycles(cfg) for g in gemms(layer, cfg)) if kp else (0, 0)
     n, m = beats(layer.n, cfg), beats(layer.m, cfg)
-    out = []
-    for v in range(vectors):
-        prev = out[v - 1] if v else None
-        prev2 = out[v - 2] if v >= 2 else None
-        x = 0 if prev is None else max(prev["x"] + n, prev["g1_seen"] if kp else 0,
-                                       prev2["lanes_seen"] if prev2 else 0)
-        sent2 = prev2["sent_seen"] if prev2 else 0
-        gemm = max(x + n, prev["g2_seen"] if prev else 0, sent2) + 1
+    out: list[dict] = []
+
+    def seen(v, key):  # a unit's hand-over of vector v (0 before the first vector)
+        return out[v][key] if v >= 0 else 0
+
+    for j in range(vectors // B):
+        first = j * B
+        g1_prev = seen(first - 1, "g1_seen") if kp else 0  # the previous batch's X' is read
+        xs = []
+        for v in range(first, first + B):
+            prev_x = xs[-1] if xs else seen(v - 1, "x")
+            xs.append(0 if v == 0 else max(prev_x + n, g1_prev, seen(v - 2 * cfg.batch, "lanes_seen")))
+        gemm = max(xs[-1] + n, seen(first - 1, "g2_seen"), seen(first - 2, "sent_seen")) + 1
         g1_seen = gemm + g1
-        g2_seen = g1_seen + G1_SETTLE + g2 if kp else gemm
-        start = max(x, prev["lanes_seen"] if prev else 0, sent2)
-        _, done = gather_timing(layer, cfg, lanes, start=start, avail=x + 1)
-        gather_done = max(done)
-        lanes_seen = max(gather_done, x + n) + 1  # the lanes finish a vector no earlier than its RECV
-        send = max(g2_seen, lanes_seen, prev["sent_seen"] if prev else 0)
-        sent_seen = send + m + send_latency(cfg)
-        out.append({"x": x, "gemm": gemm, "g1_seen": g1_seen, "g2_seen": g2_seen, "gather": start,
-                    "gather_done": gather_done, "lanes_seen": lanes_seen, "send": send,
-                    "sent_seen": sent_seen, "latency": sent_seen - x})
+        for b, x in enumerate(xs):
+            v = first + b
+            if not kp:
+                g2_seen = gemm
+            elif b == 0:
+                g2_seen = g1_seen + G1_SETTLE + g2
+            else:
+                g2_seen = max(out[v - 1]["g2_seen"], seen(v - 2, "sent_seen")) + 1 + g2
+            start = max(x, seen(v - 1, "lanes_seen"), seen(v - 2, "sent_seen"))
+            _, done = gather_timing(layer, cfg, lanes, start=start, avail=x + 1)
+            gather_done = max(done)
+            lanes_seen = max(gather_done, x + n) + 1  # the lanes finish a vector no earlier than its RECV
+            send = max(g2_seen, lanes_seen, seen(v - 1, "sent_seen"))
+            sent_seen = send + m + send_latency(cfg)
+            out.append({"x": x, "gemm": gemm, "g1_seen": g1_seen, "g2_seen": g2_seen, "gather": start,
+                        "gather_done": gather_done, "lanes_seen": lanes_seen, "send": send,
+                        "sent_seen": sent_seen, "latency": sent_seen - x})
     return out
 
 
 #: Vectors simulated by ``schedule`` to reach the steady state (the pipeline is at most four
-#: vectors deep: RECV, GEMM and gather, SEND).
+#: vectors deep: RECV, GEMM and gather, SEND), and at least three batches.
 STEADY_VECTORS = 6
+
+
+def steady_vectors(batch: int) -> int:
+    return max(STEADY_VECTORS, 3 * batch)
 
 
 def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
@@ -183,14 +209,16 @@ def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     gs = gemms(layer, cfg)
     lanes = lane_entries(layer, cfg)
     entries = tuple(len(e) for e in lanes)
-    times = vector_times(layer, cfg, STEADY_VECTORS, lanes)
+    B = cfg.batch if gs else 1
+    times = vector_times(layer, cfg, steady_vectors(B), lanes)
     first = times[0]
-    interval = times[-1]["sent_seen"] - times[-2]["sent_seen"]
+    span = times[-1]["sent_seen"] - times[-1 - B]["sent_seen"]  # one batch in the steady state
+    interval = span / B if B > 1 else span
     g1, g2 = (gs[0].cycles(cfg) + G1_SETTLE, gs[1].cycles(cfg)) if gs else (0, 0)
     n, m = beats(layer.n, cfg), beats(layer.m, cfg)
-    phases = {"RECV": n, "G1": g1, "G2": g2,
+    phases = {"RECV": n, "G1": g1 / B if B > 1 else g1, "G2": g2,
               "GATHER": first["gather_done"] - first["gather"], "SEND": m + send_latency(cfg)}
-    kp = sum(g.macs() for g in gs)
+    kp = gs[0].macs() // B + gs[1].macs() if gs else 0  # per vector
     bound = max(ceil_div(kp, cfg.rows * cfg.cols), ceil_div(layer.nnz, cfg.lanes), n, m)
     return Schedule(phases, first["latency"], interval, gs, entries, kp, layer.nnz, bound,
-                    first["gather_done"])
+                    first["gather_done"], B)

@@ -97,10 +97,11 @@ def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str,
         # FEED: every bank of the P and Q sources is read each feed cycle
         p1, q1 = ("a", first_act) if layer.order == "AX" else (first_act, "b")
         p2, q2 = (second_act, "b") if layer.order == "AX" else ("a", second_act)
-        for g, p, q in ((g1, p1, q1), (g2, p2, q2)):
-            acc[p]["reads"] += g.tiles * g.k * cfg.rows
-            acc[q]["reads"] += g.tiles * g.k * cfg.cols
-        acc[second_act]["writes"] += g1.rows * g1.cols
+        # (the first GEMM once per batch of s.batch vectors: its share per vector)
+        for g, p, q, per in ((g1, p1, q1, s.batch), (g2, p2, q2, 1)):
+            acc[p]["reads"] += g.tiles * g.k * cfg.rows // per
+            acc[q]["reads"] += g.tiles * g.k * cfg.cols // per
+        acc[second_act]["writes"] += g1.rows * g1.cols // s.batch
         acc["kbuf"]["writes"] += m
     entries = sum(s.lane_entries)
     acc["overlay"]["reads"] += entries + L
@@ -125,13 +126,14 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> LayerEstimate:
         mem = inv[name]
         energy[f"sram_{name}"] = (a["reads"] * tables.sram_read_pj(mem["macro_bytes"], mem["width"])
                                   + a["writes"] * tables.sram_write_pj(mem["macro_bytes"], mem["width"]))
-    array_slots = sum(g.tiles * g.k for g in s.gemms) * cfg.rows * cfg.cols
+    # MAC slots per vector (the first GEMM's are shared by its batch)
+    array_slots = sum(g.tiles * g.k / per for g, per in zip(s.gemms, (s.batch, 1))) * cfg.rows * cfg.cols
     energy["array_macs"] = array_slots * tables.MAC_INT8_PJ
     energy["gather_macs"] = sum(s.lane_entries) * tables.MAC_INT8_PJ
     # input windows: each x element written into every lane's window, read once per entry; an
     # 8-bit register access priced as half the 16-bit register read of [A45]
     energy["x_window"] = (layer.n * cfg.lanes + sum(s.lane_entries)) * tables.REG16_READ_PJ / 2
-    requants = (s.gemms[0].rows * s.gemms[0].cols if s.gemms else 0) + 2 * layer.m
+    requants = (s.gemms[0].rows * s.gemms[0].cols // s.batch if s.gemms else 0) + 2 * layer.m
     energy["requant"] = requants * (tables.MULT_INT32_PJ + tables.ADD_INT32_PJ)
     energy = {k: v * e_scale for k, v in energy.items()}
     total_pj = sum(energy.values())

@@ -95,26 +95,36 @@ def _plot_sweep(rows, methods, path, shape, how):
 
 
 def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None,
-        arrays=(1, 2, 4, 8, 16), lanes=(1, 2, 4, 8, 16, 32, 64), streams=(1, 2, 4, 8)) -> dict:
+        arrays=(1, 2, 4, 8, 16), lanes=(1, 2, 4, 8, 16, 32, 64), streams=(1, 2, 4, 8), batches=(2, 4, 8)) -> dict:
     """Every (rows = cols, lanes, stream_bytes) point for ``layer`` (the stream widths its shape
-    allows, ``AccelConfig.stream_problems``): the energy x delay optimum, the smallest area meeting
-    ``latency_us``, the energy/latency Pareto front (plotted), and the balanced point: the most
-    vectors per second per mm^2 when streaming (min interval x area), with each unit's busy share
-    of the interval, the binding one first."""
+    allows, ``AccelConfig.stream_problems``), each at batch 1 and, where the GEMMs bind (the only
+    unit a batch relieves), at each of ``batches``: the energy x delay optimum, the smallest area
+    meeting ``latency_us``, the energy/latency Pareto front (plotted), and the balanced point: the
+    most vectors per second per mm^2 when streaming (min interval x area), with each unit's busy
+    share of the interval, the binding one first."""
     pts = []
-    for a, l, w in itertools.product(arrays, lanes, streams):
-        if l % w or (w > 1 and base.lstm_cell):
-            continue
-        cfg = replace(base, rows=a, cols=a, lanes=l, stream_bytes=w)
-        if cfg.stream_problems(layer):
-            continue
+
+    def point(cfg):
         cfg = fit_config(cfg, layer)
         r = estimate(layer, cfg)
         busy = r.utilisation.interval
-        pts.append({"rows": a, "cols": a, "lanes": l, "stream_bytes": w, "cycles": r.cycles,
-                    "latency_us": r.latency_us, "interval_cycles": r.interval_cycles, "energy_nj": r.energy_pj / 1e3,
+        pts.append({"rows": cfg.rows, "cols": cfg.cols, "lanes": cfg.lanes, "stream_bytes": cfg.stream_bytes,
+                    "batch": cfg.batch, "cycles": r.cycles, "latency_us": r.latency_us,
+                    "interval_cycles": r.interval_cycles, "energy_nj": r.energy_pj / 1e3,
                     "area_mm2": r.area_mm2, "power_mw": r.power_mw, "edp": r.energy_pj * r.latency_us,
                     "busy": dict(sorted(busy.items(), key=lambda kv: -kv[1])), "binding": max(busy, key=busy.get)})
+        return pts[-1]
+
+    for a, l, w in itertools.product(arrays, lanes, streams):
+        if l % w or (w > 1 and base.lstm_cell):
+            continue
+        cfg = replace(base, rows=a, cols=a, lanes=l, stream_bytes=w, batch=1)
+        if cfg.stream_problems(layer):
+            continue
+        if point(cfg)["binding"] == "GEMM" and layer.has_kp and not base.lstm_cell:
+            for b in batches:
+                if not replace(cfg, batch=b).stream_problems(layer):
+                    point(replace(cfg, batch=b))
     best = min(pts, key=lambda p: p["edp"])
     balanced = min(pts, key=lambda p: (p["interval_cycles"] * p["area_mm2"], p["area_mm2"]))
     front = sorted([p for p in pts if not any(q["energy_nj"] <= p["energy_nj"] and q["latency_us"] <= p["latency_us"]
