@@ -249,8 +249,8 @@ class Accelerator(wiring.Component):
         # rows (W <= n2), each a run of consecutive addresses, one per sub-bank. With batch B,
         # vector b of a batch is block b of X' (AX: columns b*n2 .. of [X_0 | ..], n2*B wide; XB:
         # rows b*n1 .. of the stacked X_0; ..). A vector may start once the previous batch's
-        # first GEMM has read X' and its input-buffer slot is free (the broadcast of the vector
-        # 2B before it is over). ----
+        # first GEMM has read X' (two batches before: X' is double-buffered) and its input-buffer
+        # slot is free (the broadcast of the vector 2B before it is over). ----
         xc = Signal(32)  # XB: column (of n2) of X of the beat's first element
         # XB: its row's bank and (row // R) * n2; max(., 2): no 0-bit signals
         xr_bank, xr_base = Signal(range(max(R, 2))), Signal(32)
@@ -258,7 +258,11 @@ class Accelerator(wiring.Component):
         vq, vr = Signal(32), Signal(range(max(C, 2)))  # AX: f div C, f mod C of the vector's block (b * n2)
         x_fire = self.x.valid & self.x.ready
         x_last = e + W >= regs["n"]  # the vector's final beat
-        m.d.comb += self.x.ready.eq((kp_off | (ahead(n_recv, n_g1) < NB)) & (ahead(n_recv, n_lanes) <= 2 * NB - 1))
+        m.d.comb += self.x.ready.eq((kp_off | (ahead(n_recv, n_g1) < 2 * NB)) & (ahead(n_recv, n_lanes) <= 2 * NB - 1))
+        # X' is double-buffered: batch j in half j mod 2 of its memory (the address MSB), written by
+        # RECV while the first GEMM reads the other half; the intermediate (T', U') uses half 0
+        ph_bits, qh_bits = abits["act_p"] - 1, abits["act_q"] - 1  # word address in a half
+        recv_half, g1_half = n_recv[bb], n_g1[bb]
         p_wr = [[(Signal(abits["act_p"], name=f"pw_addr{i}_{t}"), Signal(signed(8), name=f"pw_data{i}_{t}"),
                   Signal(name=f"pw_en{i}_{t}")) for t in range(W)] for i in range(R)]
         q_wr = [(Signal(abits["act_q"], name=f"qw_addr{j}"), Signal(signed(8), name=f"qw_data{j}"),
@@ -288,12 +292,12 @@ class Accelerator(wiring.Component):
                         next_bank = (xr_bank + 1 == i) if i else nb_wrap
                         second_row = next_bank & (w1 >= rest)
                         hit, w, addr = first | second_row, Mux(first, w0, w1), Mux(first, a0 + w0, b0 + w1)
-                    m.d.comb += [p_wr[i][t][0].eq(addr >> wb), p_wr[i][t][1].eq(xel[w]),
+                    m.d.comb += [p_wr[i][t][0].eq(Cat((addr >> wb)[:ph_bits], recv_half)), p_wr[i][t][1].eq(xel[w]),
                                  p_wr[i][t][2].eq(order_xb & hit & in_vec[w])]
             for j in range(C):  # AX: bank j takes element (j - f mod C) mod C of the beat
                 w_j, wrapped = bank_offset(j, xrem, C)
                 wj = w_j[:max(wb, 1)]
-                m.d.comb += [q_wr[j][0].eq(xq + wrapped), q_wr[j][1].eq(xel[wj]),
+                m.d.comb += [q_wr[j][0].eq(Cat((xq + wrapped)[:qh_bits], recv_half)), q_wr[j][1].eq(xel[wj]),
                              q_wr[j][2].eq(~order_xb & (w_j < W) & in_vec[wj])]
         with m.If(x_fire):
             m.d.sync += e.eq(e + W)
@@ -405,7 +409,8 @@ class Accelerator(wiring.Component):
         m.d.sync += p_sub_sel.eq((p_base + k)[:max(wb, 1)])
         for i, (_, arp) in enumerate(a_m):
             for _, prp in p_sub[i]:
-                m.d.comb += [prp.addr.eq((p_base + k) >> wb), prp.en.eq(feeding)]
+                m.d.comb += [prp.addr.eq(Cat(((p_base + k) >> wb)[:ph_bits], order_xb & ~second & g1_half)),
+                             prp.en.eq(feeding)]
             p_elem = Array(prp.data for _, prp in p_sub[i])[p_sub_sel] if W > 1 else p_sub[i][0][1].data
             m.d.comb += [arp.addr.eq(in_region(p_base + k, "a")), arp.en.eq(feeding),
                          arr.p[i].eq(Mux(p_from_a, arp.data, p_elem))]
@@ -416,7 +421,8 @@ class Accelerator(wiring.Component):
         for j, ((_, brp), (_, qrp)) in enumerate(zip(b_m, q_m)):
             _, wrapped = bank_offset(j, fr, C)
             m.d.comb += [brp.addr.eq(in_region(q_base + k, "b")), brp.en.eq(feeding),
-                         qrp.addr.eq(Mux(x_striped, fq + wrapped, q_base + k)), qrp.en.eq(feeding)]
+                         qrp.addr.eq(Mux(x_striped, Cat((fq + wrapped)[:qh_bits], g1_half),
+                                         (q_base + k)[:qh_bits])), qrp.en.eq(feeding)]
             rj = bank_after(rot, j, C)  # bank of column cb + j
             m.d.comb += arr.q[j].eq(Mux(q_from_b, brp.data, Mux(x_striped, qdata[rj], qrp.data)))
 
@@ -438,17 +444,18 @@ class Accelerator(wiring.Component):
         for i in range(R):
             t8 = requant(m, arr.out_row[i], regs["t_mult"][:15], regs["t_shift"][:6], 8, name=f"rq_row{i}")
             col = dr_cb + (C - 1) - d
-            w_addr = delayed((dr_dest_row + col)[:abits["act_p"] + wb], f"pw_row{i}")  # element address
+            w_addr = delayed((dr_dest_row + col)[:ph_bits + wb], f"pw_row{i}")  # element address in half 0
             w_en = delayed(draining & ~second & ~order_xb & (dr_rb + i < g_rows) & (col < g_cols), f"pw_en_row{i}")
             for t in range(W):  # one element: sub-bank (address mod W)
                 with m.If(w_en & ((w_addr[:wb] == t) if W > 1 else 1)):
-                    m.d.comb += [p_wr[i][t][0].eq(w_addr >> wb), p_wr[i][t][1].eq(t8), p_wr[i][t][2].eq(1)]
+                    m.d.comb += [p_wr[i][t][0].eq((w_addr >> wb)[:ph_bits]), p_wr[i][t][1].eq(t8),
+                                 p_wr[i][t][2].eq(1)]
         row = dr_rb + (R - 1) - d
         kb_bits = abits["kbuf"] - 1
         col_ok = Array((row < g_rows) & (dr_cb + j < g_cols) for j in range(C))
         for j in range(C):
             t8 = requant(m, arr.out_col[j], regs["t_mult"][:15], regs["t_shift"][:6], 8, name=f"rq_col{j}")
-            w_addr = delayed((dr_dest_col + row)[:abits["act_q"]], f"qw_col{j}")
+            w_addr = delayed((dr_dest_col + row)[:qh_bits], f"qw_col{j}")  # in half 0
             w_en = delayed(draining & ~second & order_xb & (row < g_rows) & (dr_cb + j < g_cols), f"qw_en_col{j}")
             with m.If(w_en):
                 m.d.comb += [q_wr[j][0].eq(w_addr), q_wr[j][1].eq(t8), q_wr[j][2].eq(1)]
@@ -543,9 +550,10 @@ class Accelerator(wiring.Component):
                 m.d.sync += [out_i.eq(0), sent_i.eq(0), sq.eq(0), sr.eq(0),
                              n_sent.eq(n_sent + 1), self.vector_cycles.eq(now - started[n_sent] + 1)]
 
-        # ---- GEMM controller: the first GEMM of a batch once RECV has all its B vectors and the
-        # kbuf half of its first is free (SEND of the vector before last is over); then the second
-        # GEMM of each vector of the batch, each once its kbuf half is free ----
+        # ---- GEMM controller: the first GEMM of a batch once RECV has all its B vectors; then the
+        # second GEMM of each vector of the batch, each once its kbuf half is free (SEND of the
+        # vector before last is over) ----
+        kbuf_free = ahead(n_g2, n_sent) <= 1
         def start_gemm(is_second):
             # G2 of vector b of the batch: its block starts b * K into P' (AX) / Q' (XB)
             off = n_g2[:bb] * Mux(order_xb, regs["n1"], regs["n2"])[:16] if is_second and NB > 1 else 0
@@ -599,7 +607,7 @@ class Accelerator(wiring.Component):
         gap = Signal(range(2 * (R + C) + 2))
         with m.FSM(name="gemm") as fsm:
             with m.State("IDLE"):
-                with m.If((ahead(n_recv, n_g2) >= Mux(kp_off, 1, NB)) & (ahead(n_g2, n_sent) <= 1)):
+                with m.If(ahead(n_recv, n_g2) >= Mux(kp_off, 1, NB)):
                     with m.If(kp_off):  # nothing to compute: the vector passes in one cycle
                         m.d.sync += [n_g1.eq(n_g1 + 1), n_g2.eq(n_g2 + 1)]
                     with m.Else():
@@ -647,13 +655,15 @@ class Accelerator(wiring.Component):
             with m.State("SETTLE"):  # G1's last requantised writes land before G2 reads them
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == G1_SETTLE - 1):
-                    start_gemm(1)
-                    m.next = "FEED"
-            if NB > 1:
-                with m.State("NEXT"):  # G2 of the batch's next vector, once its kbuf half is free
-                    with m.If(ahead(n_g2, n_sent) <= 1):
+                    with m.If(kbuf_free):
                         start_gemm(1)
                         m.next = "FEED"
+                    with m.Else():
+                        m.next = "NEXT"
+            with m.State("NEXT"):  # G2 of the batch's next vector, once its kbuf half is free
+                with m.If(kbuf_free):
+                    start_gemm(1)
+                    m.next = "FEED"
         m.d.comb += [gemm_idle.eq(fsm.ongoing("IDLE")), feeding.eq(fsm.ongoing("FEED")),
                      draining.eq(dfsm.ongoing("DRAIN")),
                      self.status.eq(Cat(e != 0, ~gemm_idle, lanes_active, send_pending & (out_i != 0) | issue))]

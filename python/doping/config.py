@@ -56,8 +56,8 @@ class AccelConfig:
     X side by side (AX: [X_0 | .. | X_B-1], n2*B columns) or stacked (XB: n1*B rows) go through
     the first GEMM at once, so the array sees B times the columns (rows) where n2 (n1) is small;
     the second GEMM, the gather and SEND stay per vector. The host sends vectors in multiples of
-    B. The activation memories hold B vectors' X and first-GEMM results, the input buffer 2B
-    vectors. In AX order with W > 1 a beat may not straddle rows of X: W divides n2.
+    B. The activation memories hold two batches' X' (one written while the first GEMM reads the
+    other) and a batch's first-GEMM result, the input buffer 2B vectors. In AX order with W > 1 a beat may not straddle rows of X: W divides n2.
     clock_mhz: target clock; tech_nm: technology node of the estimator's tables.
     Widths are fixed by docs/numerics.md: 8-bit data, 32-bit accumulators, 8-bit intermediate.
     """
@@ -142,8 +142,10 @@ class AccelConfig:
             "a": weights(r, self.bank_depth(self.max_factor, r), 8),
             "b": weights(c, self.bank_depth(self.max_factor, c), 8),
             # R banks of W sub-banks (element address mod W): a beat's run of one bank in one cycle
-            "act_p": {"banks": r * w, "depth": max(self.bank_depth(act, r) // w, 1), "width": 8},
-            "act_q": {"banks": c, "depth": self.bank_depth(act, c), "width": 8},  # X striped by flat index (AX)
+            # (act_p, act_q: two halves by address MSB; X' of one batch is written while the first
+            # GEMM reads the other's; the intermediate uses the first half)
+            "act_p": {"banks": r * w, "depth": 2 * max(self.bank_depth(act, r) // w, 1), "width": 8},
+            "act_q": {"banks": c, "depth": 2 * self.bank_depth(act, c), "width": 8},  # X striped by flat index (AX)
             # double-buffered (two halves, by address MSB or bank): one vector is written while
             # the previous one is read
             "kbuf": {"banks": c, "depth": 2 * self.bank_depth(self.max_m, c), "width": 32},  # K striped by flat index
@@ -221,8 +223,8 @@ class AccelConfig:
                                    else ceil_div(m2, self.cols) * n1 * nb, "max_intermediate"),
                                   ("kbuf", ceil_div(layer.m, self.cols), "max_m"), ("overlay", per_lane, "max_nnz"),
                                   ("ov_acc", plan.rows_per_lane(self), "max_m")):
-            # per layer: kbuf's half, a weight memory's region
-            have = mem[name].get("layer_depth", mem[name]["depth"] // (2 if name == "kbuf" else 1))
+            # per layer: a double-buffered memory's half, a weight memory's region
+            have = mem[name].get("layer_depth", mem[name]["depth"] // (2 if name in ("kbuf", "act_p", "act_q") else 1))
             if need > have:
                 out.append((f"{name} bank depth", need, have, field))
         return out

@@ -138,10 +138,10 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     y read, ``latency`` (first x .. last y).
 
     Each unit takes vector v once its inputs are complete and its output half is free
-    (hw/top.py): RECV(v) after RECV(v-1), the first GEMM of the batch before v's and the lanes'
-    v-2B; the first GEMM of batch j one cycle after RECV of its last vector, G2 of the vector
-    before and SEND of the vector before that (jB-2); G2 of a batch's first vector G1_SETTLE after
-    its G1, of each later vector v one cycle after G2(v-1) and SEND(v-2); the lanes after RECV(v)
+    (hw/top.py): RECV(v) after RECV(v-1), the first GEMM of the batch two before v's (X' is
+    double-buffered) and the lanes' v-2B; the first GEMM of batch j one cycle after RECV of its
+    last vector and G2 of the vector before; G2 of a batch's first vector G1_SETTLE after its G1,
+    of each later vector v one cycle after G2(v-1), each once SEND(v-2) is over (its kbuf half); the lanes after RECV(v)
     began, lanes(v-1) and SEND(v-2), and they count a vector done no earlier than its RECV; SEND
     after G2(v), the lanes' v and SEND(v-1). A counter written in cycle t is seen from t + 1.
     Without a Kronecker part the GEMM engine passes a vector in the cycle it may start it, and
@@ -163,21 +163,19 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
 
     for j in range(vectors // B):
         first = j * B
-        g1_prev = seen(first - 1, "g1_seen") if kp else 0  # the previous batch's X' is read
+        g1_prev = seen(first - B - 1, "g1_seen") if kp else 0  # X' of the batch before last is read
         xs = []
         for v in range(first, first + B):
             prev_x = xs[-1] if xs else seen(v - 1, "x")
             xs.append(0 if v == 0 else max(prev_x + n, g1_prev, seen(v - 2 * cfg.batch, "lanes_seen")))
-        gemm = max(xs[-1] + n, seen(first - 1, "g2_seen"), seen(first - 2, "sent_seen")) + 1
+        gemm = max(xs[-1] + n, seen(first - 1, "g2_seen")) + 1
         g1_seen = gemm + g1
         for b, x in enumerate(xs):
             v = first + b
-            if not kp:
-                g2_seen = gemm
-            elif b == 0:
-                g2_seen = g1_seen + G1_SETTLE + g2
-            else:
-                g2_seen = max(out[v - 1]["g2_seen"], seen(v - 2, "sent_seen")) + 1 + g2
+            # G2 is decided at the end of SETTLE (first of the batch) or from G2(v-1)'s end, and
+            # waits there for SEND(v-2) to free its kbuf half
+            ready = g1_seen + G1_SETTLE - 1 if b == 0 else out[v - 1]["g2_seen"]
+            g2_seen = max(ready, seen(v - 2, "sent_seen")) + 1 + g2 if kp else gemm
             start = max(x, seen(v - 1, "lanes_seen"), seen(v - 2, "sent_seen"))
             _, done = gather_timing(layer, cfg, lanes, start=start, avail=x + 1)
             gather_done = max(done)
