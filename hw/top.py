@@ -10,7 +10,8 @@ double-buffered memories: RECV (x into the activation memory and the input buffe
 engine (the two Kronecker GEMMs, tile by tile), the gather lanes (fed by a broadcast of the input
 buffer) and SEND (y through W pipelines of ``SEND_LATENCY`` stages). Vector counters say which
 vector each unit is on; a unit starts the next vector once what it reads is complete and what it
-writes is free.
+writes is free. With ``batch`` B > 1 the first GEMM runs once per B vectors, on their X side by
+side (AX) or stacked (XB); the second GEMM, the lanes and SEND stay per vector.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from doping.hw.requant import REQUANT_STAGES, requant
 
 #: Units, as reported on the ``status`` bits (bit i: unit i busy; the cocotb monitor counts them).
 UNITS = ("RECV", "GEMM", "GATHER", "SEND")
+
+
 def vector_count_bits(cfg: AccelConfig) -> int:
     """Vector counters wrap at 2**this: more than the vectors in flight at once (RECV up to 2B
     ahead of the lanes, the lanes two ahead of SEND) and a multiple of the batch B."""

@@ -57,7 +57,8 @@ class AccelConfig:
     the first GEMM at once, so the array sees B times the columns (rows) where n2 (n1) is small;
     the second GEMM, the gather and SEND stay per vector. The host sends vectors in multiples of
     B. The activation memories hold two batches' X' (one written while the first GEMM reads the
-    other) and a batch's first-GEMM result, the input buffer 2B vectors. In AX order with W > 1 a beat may not straddle rows of X: W divides n2.
+    other) and a batch's first-GEMM result, the input buffer 2B vectors. In AX order with W > 1
+    a beat may not straddle rows of X: W divides n2.
     clock_mhz: target clock; tech_nm: technology node of the estimator's tables.
     Widths are fixed by docs/numerics.md: 8-bit data, 32-bit accumulators, 8-bit intermediate.
     """

@@ -46,6 +46,24 @@ def _id(c):
     return f"B{c[0][4]}-W{c[0][3]}-{c[1][0]}x{c[1][1]}-{c[4]}"
 
 
+def test_cases_cover_the_kbuf_waits():
+    """Some batch's first G2 waits after SETTLE, and some later G2 after the one before, for SEND
+    to free a kbuf half (the GEMM FSM's NEXT state from both sides)."""
+    from doping.estimate.cycles import gemms
+    from doping.hw.top import G1_SETTLE
+
+    first = later = 0
+    for (r, c, l, w, b), shape, ratio, factors, order in CASES:
+        cfg, layer = _config(r, c, l, w, b), _layer(shape, ratio, factors, order)
+        if not layer.has_kp:
+            continue
+        g2 = gemms(layer, cfg)[1].cycles(cfg)
+        t = vector_times(layer, cfg, 2 * b)
+        first += sum(t[v]["g2_seen"] > t[v]["g1_seen"] + G1_SETTLE + g2 for v in range(0, 2 * b, b))
+        later += sum(t[v]["g2_seen"] > t[v - 1]["g2_seen"] + 1 + g2 for v in range(2 * b) if v % b)
+    assert first and later
+
+
 @pytest.mark.parametrize("case", CASES[3::2], ids=_id)  # each order, B = 4 and 8, and a pruned layer
 def test_batch_bit_exact_under_backpressure(case):
     (r, c, l, w, b), shape, ratio, factors, order = case

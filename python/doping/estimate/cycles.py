@@ -141,11 +141,11 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     (hw/top.py): RECV(v) after RECV(v-1), the first GEMM of the batch two before v's (X' is
     double-buffered) and the lanes' v-2B; the first GEMM of batch j one cycle after RECV of its
     last vector and G2 of the vector before; G2 of a batch's first vector G1_SETTLE after its G1,
-    of each later vector v one cycle after G2(v-1), each once SEND(v-2) is over (its kbuf half); the lanes after RECV(v)
-    began, lanes(v-1) and SEND(v-2), and they count a vector done no earlier than its RECV; SEND
-    after G2(v), the lanes' v and SEND(v-1). A counter written in cycle t is seen from t + 1.
-    Without a Kronecker part the GEMM engine passes a vector in the cycle it may start it, and
-    RECV does not wait on it.
+    of each later vector v one cycle after G2(v-1), each once SEND(v-2) is over (its kbuf half);
+    the lanes after RECV(v) began, lanes(v-1) and SEND(v-2), and they count a vector done no
+    earlier than its RECV; SEND after G2(v), the lanes' v and SEND(v-1). A counter written in
+    cycle t is seen from t + 1. Without a Kronecker part the GEMM engine passes a vector in the
+    cycle it may start it, and RECV does not wait on it.
     """
     from doping.hw.loader import lane_entries
     from doping.hw.top import G1_SETTLE, send_latency
