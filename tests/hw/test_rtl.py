@@ -47,8 +47,8 @@ def test_generation_is_deterministic(tmp_path):
 
 def test_config_files_and_errors(tmp_path):
     f = tmp_path / "c.toml"
-    f.write_text("rows = 3\ncols = 5\nlanes = 2\n")
-    assert load_config(str(f)) == AccelConfig(rows=3, cols=5, lanes=2)
+    f.write_text("rows = 3\ncols = 5\nlanes = 4\nstream_bytes = 2\nbatch = 4\n")
+    assert load_config(str(f)) == AccelConfig(rows=3, cols=5, lanes=4, stream_bytes=2, batch=4)
     (tmp_path / "bad.json").write_text('{"rows": 4, "colz": 2}')
     with pytest.raises(DopingError, match="unknown fields colz"):
         load_config(str(tmp_path / "bad.json"))
