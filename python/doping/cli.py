@@ -277,7 +277,7 @@ def cmd_estimate(args) -> int:
 
     from doping.config import load_config
     from doping.estimate.baselines import price
-    from doping.estimate.model import combine, estimate, per_token
+    from doping.estimate.model import combine, estimate, per_token, runs_one_sequence
     from doping.estimate.report import format_estimate
 
     base = load_config(args.config)
@@ -296,7 +296,7 @@ def cmd_estimate(args) -> int:
         r = combine(parts)
         if pack.lstm is not None:
             r = replace(r, lstm=lstm_per_token(pack.lstm, base))
-        elif len(layers) > 1:
+        elif len(layers) > 1 and runs_one_sequence(layers, base):  # a batch is not one sequence's token
             r = replace(r, per_token=per_token(layers, base, parts))
     else:
         if not (args.layer and args.ratio):

@@ -125,3 +125,15 @@ def test_batch_config_errors():
     one, four = _config(2, 4, 4, 2, 1).memories, _config(2, 4, 4, 2, 4).memories
     assert all(four[k]["depth"] == 4 * one[k]["depth"] for k in ("act_p", "act_q", "x_buf"))
     assert all(four[k] == one[k] for k in one if k not in ("act_p", "act_q", "x_buf"))
+
+
+def test_per_token_cost_needs_one_vector_at_a_time():
+    """A token of one sequence cannot fill a batch: per-token pricing refuses a batch config for a
+    model with Kronecker layers, and prices one without them (the batch does not apply)."""
+    from doping.estimate.model import per_token
+
+    kron = _layer((12, 10), 2, ((3, 2), (4, 5)), "AX")
+    (pruned,) = synth_method("prune", (12, 10), 2, seed=1)
+    with pytest.raises(DopingError, match="needs batch = 1, not 4"):
+        per_token([kron, kron], _config(2, 3, 2, 1, 4))
+    assert per_token([pruned, pruned], _config(2, 3, 2, 1, 4)).cycles_per_token > 0

@@ -11,6 +11,7 @@ from doping.estimate import tables
 from doping.estimate.cycles import schedule
 from doping.estimate.results import (Breakdown, LayerEstimate, LayerInfo, ModelEstimate, TokenEstimate, TokenLayer,
                                      Utilisation)
+from doping.errors import DopingError
 from doping.golden import QuantLayer
 
 AREA_FIT = Path(__file__).with_name("area_fit.json")
@@ -196,6 +197,12 @@ def combine(parts: list[LayerEstimate]) -> ModelEstimate:
 HANDOVER_CYCLES = 1
 
 
+def runs_one_sequence(layers: list[QuantLayer], cfg: AccelConfig) -> bool:
+    """Whether ``cfg`` can take the layers one vector at a time (a token of one sequence): batch 1,
+    or no layer with a first GEMM to batch."""
+    return cfg.batch == 1 or not any(layer.has_kp for layer in layers)
+
+
 def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[LayerEstimate] | None = None) -> TokenEstimate:
     """A multi-layer model per token (one vector through every layer, in order) on one
     accelerator. When the config holds every layer (``resident_layers`` >= layers), a layer costs
@@ -210,6 +217,9 @@ def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[LayerEstim
     from doping.compression import account
     from doping.hw.loader import load_words, register_words
 
+    if not runs_one_sequence(layers, cfg):
+        raise DopingError(f"per-token cost is one sequence's, one vector at a time: it needs batch = 1, not "
+                          f"{cfg.batch} (a Kronecker layer waits for a whole batch)")
     parts = parts or [estimate(layer, cfg) for layer in layers]
     e_scale, _ = tables.node_scale(cfg.tech_nm)
     resident = cfg.resident_layers >= len(layers)
