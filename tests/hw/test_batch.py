@@ -24,7 +24,7 @@ CASES = [  # (rows, cols, lanes, W, B), (m, n), ratio, factors, order
     ((4, 5, 4, 4, 4), (40, 28), 3, ((5, 7), (8, 4)), "AX"),  # C not a power of two: rotations of X'
     ((4, 5, 4, 4, 4), (35, 30), 3, ((5, 6), (7, 5)), "XB"),  # XB beats straddle rows of the stacked X'
     ((3, 2, 2, 1, 4), (20, 21), 1.2, ((4, 3), (5, 7)), "AX"),  # gather-bound: G2s wait on SEND
-    ((2, 2, 2, 2, 8), (24, 12), 3, ((3, 2), (8, 6)), "AX"),  # n1 = 2: G1 grows from 6 to 48 columns
+    ((2, 2, 2, 2, 8), (24, 12), 3, ((3, 2), (8, 6)), "AX"),  # n2 = 6: G1 grows from 6 to 48 columns
     ((2, 2, 2, 2, 8), (24, 12), 3, ((3, 2), (8, 6)), "XB"),
     ((4, 4, 2, 1, 4), (36, 24), 10, None, None),  # pruned: no first GEMM, vectors pass one by one
 ]
