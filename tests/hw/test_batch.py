@@ -17,6 +17,7 @@ from doping.estimate.model import estimate
 from doping.hw.loader import load_words
 from doping.synth import random_inputs, synth_layer, synth_method
 from tests.hw.amaranth_tb import run_phases, run_top
+from tests.hw.test_wide_streams import _layer  # a CASES row's layer: synthetic DKP, or pruned
 
 CASES = [  # (rows, cols, lanes, W, B), (m, n), ratio, factors, order
     ((2, 3, 2, 1, 2), (12, 10), 2, ((3, 2), (4, 5)), "AX"),
@@ -33,13 +34,6 @@ CASES = [  # (rows, cols, lanes, W, B), (m, n), ratio, factors, order
 def _config(r, c, l, w, b):
     return AccelConfig(rows=r, cols=c, lanes=l, stream_bytes=w, batch=b, max_m=64, max_n=64, max_factor=256,
                        max_intermediate=256, max_nnz=4096)
-
-
-def _layer(shape, ratio, factors, order):
-    if factors is None:
-        (layer,) = synth_method("prune", shape, ratio, seed=sum(shape))
-        return layer
-    return synth_layer(shape, ratio, seed=sum(shape), factor_shapes=factors, order=order)
 
 
 def _id(c):
