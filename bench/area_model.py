@@ -11,9 +11,13 @@ only that and updates the file's ``lstm_cell`` entry). Wide streams (``stream_by
 measured at STREAM_CONFIG for W = 1, 2, 4, 8 (``--stream``): the logic outside the lanes (W output
 pipelines, the beat's bank steering) costs ``per_stream_byte`` per element beyond the first (the
 least-squares slope), and each lane ``per_window_byte`` per input-window element beyond X_WINDOW
-(W-slot writes into a window of ``AccelConfig.x_window`` elements).
+(W-slot writes into a window of ``AccelConfig.x_window`` elements). Batch mode (``batch`` B) is
+measured at BATCH_CONFIG for B = 1, 2, 4, 8 (``--batch``): each lane gains a window and a MAC per
+vector of a batch (``per_lane_batch`` per lane per vector beyond the first), the rest of the
+design its batch addressing and SEND's choice of a row sum in the word (``per_batch``), both
+least-squares slopes.
 
-  python bench/area_model.py [--out python/doping/estimate/area_fit.json] [--lstm] [--stream]
+  python bench/area_model.py [--out python/doping/estimate/area_fit.json] [--lstm] [--stream] [--batch]
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ FIT = [(1, 1, 1), (2, 2, 1), (2, 3, 2), (4, 4, 2), (3, 5, 4)]
 HELD_OUT = [(6, 4, 3), (8, 8, 8)]
 LSTM_CONFIGS = [(2, 2, 1), (4, 4, 2)]
 STREAM_CONFIG, STREAM_BYTES = (4, 8, 8), (1, 2, 4, 8)
+BATCH_CONFIG, BATCHES = (4, 4, 4), (1, 2, 4, 8)
 
 
 def _module_areas(cfg):
@@ -65,6 +70,15 @@ def measure_stream(w):
             "lanes_um2": lanes, "rest_um2": sum(area.values()) - lanes}
 
 
+def measure_batch(b):
+    """Logic of the accelerator at BATCH_CONFIG with batch ``b``: the lanes, the rest."""
+    r, c, l = BATCH_CONFIG
+    area, _ = _module_areas(AccelConfig(rows=r, cols=c, lanes=l, batch=b, **CAP))
+    lanes = sum(v for k, v in area.items() if ".lane" in k)
+    return {"config": [r, c, l], "batch": b, "total_um2": sum(area.values()), "lanes_um2": lanes,
+            "rest_um2": sum(area.values()) - lanes}
+
+
 def _slope(x, y) -> float:
     """Least-squares slope of y over x through the origin."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -86,7 +100,24 @@ def main():
     ap.add_argument("--out", default="python/doping/estimate/area_fit.json")
     ap.add_argument("--lstm", action="store_true", help="measure only the LSTM top's extra logic")
     ap.add_argument("--stream", action="store_true", help="measure only the cost of wide streams")
+    ap.add_argument("--batch", action="store_true", help="measure only the cost of batch mode")
     args = ap.parse_args()
+    if args.batch:
+        out = json.loads(Path(args.out).read_text())
+        checks = [measure_batch(b) for b in BATCHES]
+        b0, lanes = checks[0], BATCH_CONFIG[2]
+        fit = out["um2"]
+        fit["per_lane_batch"] = _slope([lanes * (m["batch"] - 1) for m in checks],
+                                       [m["lanes_um2"] - b0["lanes_um2"] for m in checks])
+        fit["per_batch"] = _slope([m["batch"] - 1 for m in checks], [m["rest_um2"] - b0["rest_um2"] for m in checks])
+        out["batch_checks"] = checks
+        out["batch_date"] = str(date.today())
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+        for m in checks:
+            model = b0["total_um2"] + (fit["per_lane_batch"] * lanes + fit["per_batch"]) * (m["batch"] - 1)
+            print(f"B = {m['batch']}: yosys {m['total_um2']:.0f} µm² (lanes {m['lanes_um2']:.0f}), model "
+                  f"{model:.0f} µm² ({100 * (model / m['total_um2'] - 1):+.1f} %)")
+        return
     if args.stream:
         out = json.loads(Path(args.out).read_text())
         checks = [measure_stream(w) for w in STREAM_BYTES]

@@ -1,7 +1,7 @@
 """Batch mode across B = 1, 2, 4, 8 from the exact cycle model (tested equal to the RTL): per
 vector the steady-state interval against the bound, the first vector's latency, the array's
-utilisation in the Kronecker phases, energy and area, for 2600x1300 @25x at the rule shapes and
-at a Kronecker-heavy share, and every layer of the PTB pack.
+utilisation in the Kronecker phases and of the lanes, energy and area, for 2600x1300 @25x at the
+rule shapes, at a Kronecker-heavy share and pruned (the lanes bind), and the PTB pack's layer.
 
   python bench/batch_sweep.py [--config default] [--stream-bytes 4] [--share 0.78] [--pack F] [--json F]
 
@@ -23,7 +23,7 @@ from doping.config import BATCHES, load_config
 from doping.estimate.baselines import fit_config
 from doping.estimate.model import estimate
 from doping.pack import read_pack
-from doping.synth import synth_layer
+from doping.synth import synth_layer, synth_method
 
 PTB_PACK = Path(__file__).resolve().parent.parent / "packs" / "ptb-h200-dkp-seqcmr25.dpack"
 
@@ -39,7 +39,8 @@ def main():
     base = load_config(args.config)
     layers = [("2600x1300 rule", synth_layer((2600, 1300), 25, seed=0)),
               (f"2600x1300 share {args.share:g}",
-               synth_layer((2600, 1300), 25, seed=0, factor_shapes=factor_shapes_for_share(2600, 1300, 25, args.share)))]
+               synth_layer((2600, 1300), 25, seed=0, factor_shapes=factor_shapes_for_share(2600, 1300, 25, args.share))),
+              ("2600x1300 pruned", synth_method("prune", (2600, 1300), 25, seed=0)[0])]
     layers += [(f"PTB {l.name}", l) for l in read_pack(args.pack).layers[:1]]  # the pack's layers share one shape
     rows = []
     print("| layer | factors (order) | W | B | interval | bound | interval / bound | first-vector latency | "
@@ -47,12 +48,13 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, layer in layers:
         (m1, n1), (m2, n2) = layer.factor_shapes
+        shapes = f"{m1}×{n1}, {m2}×{n2} ({layer.order})" if layer.has_kp else "—"
         for w in args.stream_bytes:
             for b in BATCHES:
                 cfg = replace(base, stream_bytes=w, batch=b)
                 why = cfg.stream_problems(layer)
                 if why:
-                    print(f"| {name} | {m1}×{n1}, {m2}×{n2} ({layer.order}) | {w} | {b} | — | | | | | | | "
+                    print(f"| {name} | {shapes} | {w} | {b} | — | | | | | | | "
                           f"({why[0].split(' (')[0]}) |")
                     continue
                 e = estimate(layer, fit_config(cfg, layer))
@@ -61,7 +63,7 @@ def main():
                        "latency_cycles": e.latency_cycles, "array_kp": e.utilisation.array_kp,
                        "lanes": e.utilisation.lanes, "energy_nj": e.energy_pj / 1e3, "area_mm2": e.area_mm2}
                 rows.append(row)
-                print(f"| {name} | {m1}×{n1}, {m2}×{n2} ({layer.order}) | {w} | {b} | {e.interval_cycles:,.1f} | "
+                print(f"| {name} | {shapes} | {w} | {b} | {e.interval_cycles:,.1f} | "
                       f"{e.bound:,} | {e.interval_cycles / e.bound:.3f} | {e.latency_cycles:,} | "
                       f"{e.utilisation.array_kp:.1%} | {e.utilisation.lanes:.1%} | {e.energy_pj / 1e3:.1f} | "
                       f"{e.area_mm2:.2f} |", flush=True)

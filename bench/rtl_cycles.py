@@ -3,11 +3,12 @@ exact model, the steady-state interval against the resource bound, and the array
 utilisation, for the flagship layer and the PTB pack.
 
 Layers: 2600x1300 @25x (synthetic, seed 0) at the rule's factor shapes and at a Kronecker-heavy
-share (--share, default 0.78: the most-Kronecker shape of bench/dkp_speed.py), and every layer of
-the PTB pack. The bound is max(KP MACs / (R*C), nnz / L, n / W, m / W): the busiest of the
-array, the lanes and the W-element-per-beat x and y streams (``--stream-bytes`` W overrides the
-config's; ``--batch`` B: B vectors per pass of the first GEMM, and the vectors run rounded up to
-whole batches, at least two).
+share (--share, default 0.78: the most-Kronecker shape of bench/dkp_speed.py) and pruned (no
+Kronecker part: the lanes bind), and every layer of the PTB pack. The bound is max(KP MACs /
+(R*C), nnz / (L*B), n / W, m / W): the busiest of the array, the lanes and the
+W-element-per-beat x and y streams (``--stream-bytes`` W overrides the config's; ``--batch`` B: B
+vectors per pass of the first GEMM and of the lanes, and the vectors run rounded up to whole
+batches, at least two).
 
   python bench/rtl_cycles.py [--config default] [--stream-bytes W] [--batch B] [--vectors 3]
                              [--share 0.78] [--pack packs/...] [--json F]
@@ -30,14 +31,14 @@ from doping.estimate.cycles import vector_times
 from doping.estimate.model import estimate
 from doping.pack import read_pack, write_pack
 from doping.sim.runner import run
-from doping.synth import synth_layer
+from doping.synth import synth_layer, synth_method
 
 PTB_PACK = Path(__file__).resolve().parent.parent / "packs" / "ptb-h200-dkp-seqcmr25.dpack"
 
 
 def measure(name, layer, base, vectors, tmp):
     cfg = fit_config(base, layer)
-    if layer.has_kp and cfg.batch > 1:
+    if cfg.batch > 1:
         vectors = max(2, -(-vectors // cfg.batch)) * cfg.batch
     pack = write_pack(Path(tmp) / f"{name}.dpack", [layer])
     r = run([pack], cfg, vectors=vectors, seed=0)
@@ -57,11 +58,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="default")
     ap.add_argument("--stream-bytes", type=int, help="elements per x/y beat (default: the config's)")
-    ap.add_argument("--batch", type=int, help="vectors per first-GEMM pass (default: the config's)")
+    ap.add_argument("--batch", type=int, help="vectors per pass of the first GEMM and the lanes (default: the config's)")
     ap.add_argument("--vectors", type=int, default=3)
     ap.add_argument("--share", type=float, default=0.78)
     ap.add_argument("--pack", default=str(PTB_PACK))
-    ap.add_argument("--only", nargs="*", help="layer names to run (rule, share, or PTB layer names)")
+    ap.add_argument("--only", nargs="*", help="layer names to run (rule, share, pruned, or PTB layer names)")
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args()
     base = load_config(args.config)
@@ -71,7 +72,8 @@ def main():
         base = replace(base, batch=args.batch)
     layers = [("rule", synth_layer((2600, 1300), 25, seed=0)),
               (f"share{args.share:g}", synth_layer((2600, 1300), 25, seed=0,
-                                                   factor_shapes=factor_shapes_for_share(2600, 1300, 25, args.share)))]
+                                                   factor_shapes=factor_shapes_for_share(2600, 1300, 25, args.share))),
+              ("pruned", synth_method("prune", (2600, 1300), 25, seed=0)[0])]
     layers += [(f"ptb:{l.name}", l) for l in read_pack(args.pack).layers]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

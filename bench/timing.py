@@ -3,11 +3,13 @@ path (yosys + abc, ``doping.hw.tools.yosys_synth``) per config preset, and the c
 from them. Writes python/doping/estimate/timing.json, which the estimator reads (it runs at the
 lower of a config's clock and this estimate).
 
-  python bench/timing.py [--presets minimal default large] [--stream-bytes 4 ...]
+  python bench/timing.py [--presets minimal default large] [--stream-bytes 4 ...] [--batch 8 ...]
                          [--out python/doping/estimate/timing.json]
 
 ``--stream-bytes W`` also measures each preset with W-element streams (key ``<preset>-w<W>``): the
-wide-stream designs the DSE proposes have W requantiser pipelines and wider memories.
+wide-stream designs the DSE proposes have W requantiser pipelines and wider memories. ``--batch B``
+measures each of those at batch B too (key ``...-b<B>``): B windows and MACs per lane, and SEND's
+choice of a row sum in a word of B.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["minimal", "default", "large"], choices=sorted(PRESETS))
     ap.add_argument("--stream-bytes", type=int, nargs="*", default=[], help="also measure each preset at these W")
+    ap.add_argument("--batch", type=int, nargs="*", default=[], help="also measure each design at these B")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     levels = {}
@@ -44,6 +47,7 @@ def main():
                 designs.append((f"{name}-w{w}", replace(PRESETS[name], stream_bytes=w)))
             except DopingError as e:  # e.g. fewer lanes than W
                 print(f"{name}-w{w}: skipped ({e})", flush=True)
+    designs += [(f"{name}-b{b}", replace(cfg, batch=b)) for name, cfg in list(designs) for b in args.batch]
     for name, cfg in designs:
         t0 = time.time()
         with tempfile.TemporaryDirectory() as tmp:
@@ -53,7 +57,8 @@ def main():
               f"({time.time() - t0:.0f} s)", flush=True)
     out = {"date": str(date.today()), "machine": platform.node() or "unknown",
            "command": "python bench/timing.py --presets " + " ".join(args.presets)
-           + (" --stream-bytes " + " ".join(map(str, args.stream_bytes)) if args.stream_bytes else ""),
+           + (" --stream-bytes " + " ".join(map(str, args.stream_bytes)) if args.stream_bytes else "")
+           + (" --batch " + " ".join(map(str, args.batch)) if args.batch else ""),
            "tool": "yosys 0.23 (Debian): synth -run begin:fine, techmap, abc -fast, flatten, memories removed, "
                    "ltp -noff",
            "delay_model": {"fo4_ps_per_nm": FO4_PS_PER_NM, "register_fo4": REGISTER_FO4},

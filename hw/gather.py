@@ -1,13 +1,14 @@
 """One lane of the sparse-overlay gather unit (EIE-style: input broadcast, rows owned by lanes).
 
-Input elements are broadcast to every lane in order, ``beat`` (W) elements a cycle, and kept in a
-small per-lane window of ``window`` int8 registers (element j at slot j mod window). The lane
-streams its overlay entries (col, slot, val, first, end; column-major, ``doping.hw.loader``) from
-its own memory and consumes one per cycle once ``x[col]`` has arrived, accumulating
-``x[col] * val`` into the int32 row sum at ``slot`` of its row-sum memory (read-modify-write;
-``first`` starts a row at zero). ``room`` tells the broadcaster that the word of elements
-``want`` .. ``want + W - 1`` may be written: the lane no longer needs the elements ``window``
-places before them.
+Input elements are broadcast to every lane in order, ``beat`` (W) elements a cycle of each of
+the ``batch`` (B) vectors of a batch, and kept in small per-lane windows of ``window`` int8
+registers, one window per vector (element j at slot j mod window). The lane streams its overlay
+entries (col, slot, val, first, end; column-major, ``doping.hw.loader``) from its own memory and
+consumes one per cycle once ``x[col]`` has arrived, accumulating ``x_b[col] * val`` for every
+vector b into the B int32 row sums at ``slot`` of its row-sum memory (a word of B sums, sum b in
+bits 32b .. 32b + 31; read-modify-write; ``first`` starts a row at zero): one entry read feeds B
+MACs. ``room`` tells the broadcaster that the word of elements ``want`` .. ``want + W - 1`` may
+be written: the lane no longer needs the elements ``window`` places before them.
 
 Pipeline (one entry per cycle): fetch (entry memory, synchronous read) -> wait for x and read
 the window + the row sum (synchronous, transparent to this lane's write) -> multiply-accumulate
@@ -25,35 +26,40 @@ from doping.hw.loader import OverlayField
 
 
 class GatherLane(wiring.Component):
-    def __init__(self, field: OverlayField, entry_addr_bits: int, window: int, beat: int = 1, _col_offset: int = 0):
+    def __init__(self, field: OverlayField, entry_addr_bits: int, window: int, beat: int = 1, batch: int = 1,
+                 _col_offset: int = 0):
         assert window >= 2 and window & (window - 1) == 0, "the input window is a power of two, at least 2"
         assert beat & (beat - 1) == 0 and 2 * beat <= window, "a broadcast word is a power of two, half the window"
-        self.field, self.window, self.beat = field, window, beat
+        self.field, self.window, self.beat, self.batch = field, window, beat, batch
         self._col_offset = _col_offset  # non-zero only in mutation tests: gathers x[col + 1]
         cb, sb = field.col_bits, field.slot_bits
         super().__init__({
             "start": In(1),
             "done": Out(1, init=1),
-            # input broadcast: elements ``received`` .. + W - 1 (a word, element w in bits 8w..8w+7)
-            # are written when ``x_valid``; ``received`` elements have arrived; ``room``: the word
-            # starting at element ``want`` may be written next
-            "x_valid": In(1), "x_data": In(8 * beat), "received": In(cb + 1),
+            # input broadcast: elements ``received`` .. + W - 1 of each vector b (a word per vector,
+            # vector b's element w in bits 8(bW + w) .. + 7) are written when ``x_valid``;
+            # ``received`` elements have arrived; ``room``: the word starting at element ``want``
+            # may be written next
+            "x_valid": In(1), "x_data": In(8 * beat * batch), "received": In(cb + 1),
             "want": In(cb + 1), "room": Out(1),
             # overlay entry memory read port (synchronous)
             "ent_addr": Out(entry_addr_bits), "ent_en": Out(1), "ent_data": In(field.width),
-            # row-sum memory: read port (synchronous, transparent to the write port), write port
-            "acc_raddr": Out(sb), "acc_ren": Out(1), "acc_rdata": In(signed(32)),
-            "acc_waddr": Out(sb), "acc_wdata": Out(signed(32)), "acc_wen": Out(1),
+            # row-sum memory, B sums a word: read port (synchronous, transparent to the write
+            # port), write port
+            "acc_raddr": Out(sb), "acc_ren": Out(1), "acc_rdata": In(32 * batch),
+            "acc_waddr": Out(sb), "acc_wdata": Out(32 * batch), "acc_wen": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        cb, sb, F, W = self.field.col_bits, self.field.slot_bits, self.window, self.beat
+        cb, sb, F, W, B = self.field.col_bits, self.field.slot_bits, self.window, self.beat, self.batch
         wbits, wb = F.bit_length() - 1, W.bit_length() - 1
-        win = Array(Signal(signed(8), name=f"win{k}") for k in range(F))
-        for k in range(F):  # slot k takes element k mod W of the word landing on its W-slot group
-            with m.If(self.x_valid & (self.received[wb:wbits] == k >> wb)):
-                m.d.sync += win[k].eq(self.x_data.word_select(k % W, 8))
+        wins = [Array(Signal(signed(8), name=f"win{b}_{k}" if B > 1 else f"win{k}") for k in range(F))
+                for b in range(B)]
+        for b, win in enumerate(wins):
+            for k in range(F):  # slot k takes element k mod W of the word landing on its W-slot group
+                with m.If(self.x_valid & (self.received[wb:wbits] == k >> wb)):
+                    m.d.sync += win[k].eq(self.x_data.word_select(b * W + k % W, 8))
 
         ptr = Signal.like(self.ent_addr)
         issuing = Signal()
@@ -83,10 +89,13 @@ class GatherLane(wiring.Component):
             with m.If(v1 & end):
                 m.d.sync += [issuing.eq(0), v1.eq(0), self.done.eq(1)]
 
-        v2, x2, val2, first2, slot2 = Signal(), Signal(signed(8)), Signal(signed(8)), Signal(), Signal(sb)
+        v2, val2, first2, slot2 = Signal(), Signal(signed(8)), Signal(), Signal(sb)
+        x2 = [Signal(signed(8), name=f"x2_{b}" if B > 1 else "x2") for b in range(B)]
         x_slot = (col + self._col_offset)[:wbits]
-        m.d.sync += [v2.eq(consume & ~self.start), x2.eq(win[x_slot]), val2.eq(val),
-                     first2.eq(first), slot2.eq(slot)]
-        m.d.comb += [self.acc_waddr.eq(slot2), self.acc_wen.eq(v2),
-                     self.acc_wdata.eq(Mux(first2, 0, self.acc_rdata) + x2 * val2)]
+        m.d.sync += [v2.eq(consume & ~self.start), val2.eq(val), first2.eq(first), slot2.eq(slot)]
+        m.d.sync += [x2[b].eq(wins[b][x_slot]) for b in range(B)]
+        m.d.comb += [self.acc_waddr.eq(slot2), self.acc_wen.eq(v2)]
+        for b in range(B):  # B MACs on the one entry
+            m.d.comb += self.acc_wdata.word_select(b, 32).eq(
+                Mux(first2, 0, self.acc_rdata.word_select(b, 32).as_signed()) + x2[b] * val2)
         return m

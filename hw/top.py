@@ -11,7 +11,8 @@ engine (the two Kronecker GEMMs, tile by tile), the gather lanes (fed by a broad
 buffer) and SEND (y through W pipelines of ``SEND_LATENCY`` stages). Vector counters say which
 vector each unit is on; a unit starts the next vector once what it reads is complete and what it
 writes is free. With ``batch`` B > 1 the first GEMM runs once per B vectors, on their X side by
-side (AX) or stacked (XB); the second GEMM, the lanes and SEND stay per vector.
+side (AX) or stacked (XB), and the lanes take a batch at once (each overlay entry read feeds B
+MACs, one per vector); the second GEMM and SEND stay per vector.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ UNITS = ("RECV", "GEMM", "GATHER", "SEND")
 
 def vector_count_bits(cfg: AccelConfig) -> int:
     """Vector counters wrap at 2**this: more than the vectors in flight at once (RECV up to 2B
-    ahead of the lanes, the lanes two ahead of SEND) and a multiple of the batch B."""
+    ahead of the lanes, the lanes up to 2B ahead of SEND) and a multiple of the batch B."""
     return 2 + bits_for(2 * cfg.batch)
 
 
@@ -171,8 +172,8 @@ class Accelerator(wiring.Component):
             dm[key] = (Signal(32, name=f"{key}_div_c"), Signal(range(max(C, 2)), name=f"{key}_mod_c"))
             m.d.sync += [dm[key][0].eq(q_), dm[key][1].eq(r_)]
 
-        # ---- memories (kbuf: two halves by address MSB; x_buf: 2B vectors by address MSBs;
-        # ov_acc: two banks per lane) ----
+        # ---- memories (kbuf: two halves by address MSB; x_buf: a bank per vector of a batch, two
+        # halves (batches) by address MSB; ov_acc: two banks (batches) per lane, B sums a word) ----
         a_m = _banks(m, "a", R, mem["a"]["depth"], signed(8))
         b_m = _banks(m, "b", C, mem["b"]["depth"], signed(8))
         # act_p: R banks of W sub-banks (element address a: sub-bank a mod W, word a div W), so a
@@ -181,9 +182,9 @@ class Accelerator(wiring.Component):
         q_m = _banks(m, "act_q", C, mem["act_q"]["depth"], signed(8))
         k_m = _banks(m, "kbuf", C, mem["kbuf"]["depth"], signed(32))
         o_m = _banks(m, "overlay", L, mem["overlay"]["depth"], unsigned(mem["overlay"]["width"]))
-        s_m = _banks(m, "ov_acc", 2 * L, mem["ov_acc"]["depth"], signed(32), transparent=True)
+        s_m = _banks(m, "ov_acc", 2 * L, mem["ov_acc"]["depth"], unsigned(32 * NB), transparent=True)
         rowmap_m = _banks(m, "row_map", W, mem["row_map"]["depth"], unsigned(mem["row_map"]["width"]))
-        xbuf_m = _banks(m, "x_buf", 1, mem["x_buf"]["depth"], unsigned(8 * W))
+        xbuf_m = _banks(m, "x_buf", NB, mem["x_buf"]["depth"], unsigned(8 * W))
         bias_m = _banks(m, "bias", 1, mem["bias"]["depth"], signed(32)) if cfg.lstm_cell else []
         field = overlay_field(cfg)
 
@@ -199,18 +200,18 @@ class Accelerator(wiring.Component):
         send_pending = Signal()  # SEND may run: its vector's K and row sums are complete
         send_slot = [Signal(field.slot_bits, name=f"send_slot{w}") for w in range(W)]  # per beat position
         send_ren = Signal()
-        lane_half = n_lanes[0]
+        lane_half = n_lanes[bb]  # batch parity
         for l in range(L):
-            lane = GatherLane(field, bits_for(mem["overlay"]["layer_depth"]), cfg.x_window, W,
+            lane = GatherLane(field, bits_for(mem["overlay"]["layer_depth"]), cfg.x_window, W, NB,
                               _col_offset=int(self.mutation == "gather_off_by_one"))
             m.submodules[f"lane{l}"] = lane
             lanes.append(lane)
             _, orp = o_m[l]
             m.d.comb += [orp.addr.eq(in_region(lane.ent_addr, "overlay")), orp.en.eq(lane.ent_en),
                          lane.ent_data.eq(orp.data)]
-            for h in (0, 1):  # the lanes own half n_lanes % 2, SEND reads half n_sent % 2
+            for h in (0, 1):  # the lanes own the half of their batch's parity, SEND of its vector's
                 swp, srp = s_m[h * L + l]
-                send_owns = send_pending & (n_sent[0] == h)
+                send_owns = send_pending & (n_sent[bb] == h)
                 m.d.comb += [srp.addr.eq(Mux(send_owns, send_slot[l % W], lane.acc_raddr)),
                              srp.en.eq(Mux(send_owns, send_ren, lane.acc_ren & (lane_half == h))),
                              swp.addr.eq(lane.acc_waddr), swp.data.eq(lane.acc_wdata),
@@ -273,12 +274,12 @@ class Accelerator(wiring.Component):
         for (wp, _), (a_, d_, en_) in zip([x for sub in p_sub for x in sub] + q_m,
                                           [x for sub in p_wr for x in sub] + q_wr):
             m.d.comb += [wp.addr.eq(a_), wp.data.eq(d_), wp.en.eq(en_)]
-        xb_wp, xb_rp = xbuf_m[0]
-        xb_bits = abits["x_buf"] - (bb + 1)  # word address in a vector's slot; the slot: vector mod 2B
+        xb_bits = abits["x_buf"] - 1  # word address in a half of a bank; the half: batch mod 2
         xel = Array(self.x.payload[w] for w in range(W))
         in_vec = Array(e + w < regs["n"] for w in range(W))  # not padding past the vector's end
-        m.d.comb += [xb_wp.addr.eq(Cat((e >> wb)[:xb_bits], n_recv[:bb + 1])), xb_wp.data.eq(self.x.payload.as_value()),
-                     xb_wp.en.eq(x_fire)]
+        for b, (xb_wp, _) in enumerate(xbuf_m):  # vector b of a batch into bank b
+            m.d.comb += [xb_wp.addr.eq(Cat((e >> wb)[:xb_bits], recv_half)), xb_wp.data.eq(self.x.payload.as_value()),
+                         xb_wp.en.eq(x_fire & ((n_recv[:bb] == b) if NB > 1 else 1))]
         rest = regs["n2"] - xc  # XB: elements of the beat still in row r (all W when >= W)
         nb_wrap = xr_bank == R - 1  # row r + 1 is in bank 0, one block of n2 further
         a0 = xr_base + xc  # XB: element address of the beat's first element
@@ -331,29 +332,33 @@ class Accelerator(wiring.Component):
                         nv = dm_add(vq, vr, *dm["n2"])
                         m.d.sync += [vq.eq(nv[0]), vr.eq(nv[1]), xq.eq(nv[0]), xrem.eq(nv[1])]
 
-        # ---- gather: the lanes take vector n_lanes once its RECV has begun and its row-sum half
-        # is free (SEND of the vector before last is over); the broadcaster reads the input buffer
-        # at the lanes' pace, never past what RECV has written ----
-        recv_has_it = ahead(n_recv, n_lanes) >= 1  # RECV is past the lanes' vector
-        m.d.comb += gather_start.eq(~lanes_active & (recv_has_it | x_fire | (e != 0))
-                                    & (ahead(n_lanes, n_sent) <= 1))
+        # ---- gather: the lanes take the batch from vector n_lanes once RECV of its last vector has
+        # begun and its row-sum half is free (SEND of the batch before last is over); the
+        # broadcaster reads a word of each of the B vectors a cycle from the input buffer's B
+        # banks, at the lanes' pace, never past what RECV has written ----
+        recv_has_it = ahead(n_recv, n_lanes) >= NB  # RECV is past the batch's last vector
+        recv_on_last = ahead(n_recv, n_lanes) == NB - 1
+        m.d.comb += gather_start.eq(~lanes_active & (recv_has_it | (recv_on_last & (x_fire | (e != 0))))
+                                    & (ahead(n_lanes, n_sent) <= NB))
         # one W-element word a cycle: b_ptr, b_count in elements (multiples of W)
         b_ptr, b_count, b_valid = Signal(col_bits + 1), Signal(col_bits + 1), Signal()  # next read, written
         b_read = Signal()
-        m.d.comb += [b_read.eq(lanes_active & (b_ptr < regs["n"]) & (recv_has_it | (b_ptr < e)) & lanes_room),
-                     xb_rp.addr.eq(Cat((b_ptr >> wb)[:xb_bits], n_lanes[:bb + 1])), xb_rp.en.eq(b_read)]
+        m.d.comb += b_read.eq(lanes_active & (b_ptr < regs["n"]) & (recv_has_it | (b_ptr < e)) & lanes_room)
+        for _, xb_rp in xbuf_m:
+            m.d.comb += [xb_rp.addr.eq(Cat((b_ptr >> wb)[:xb_bits], lane_half)), xb_rp.en.eq(b_read)]
+        x_words = Cat(xb_rp.data for _, xb_rp in xbuf_m)
         m.d.sync += b_valid.eq(b_read)
         with m.If(b_read):
             m.d.sync += b_ptr.eq(b_ptr + W)
         with m.If(b_valid):
             m.d.sync += b_count.eq(b_count + W)
         for lane in lanes:
-            m.d.comb += [lane.x_valid.eq(b_valid), lane.x_data.eq(xb_rp.data), lane.received.eq(b_count),
+            m.d.comb += [lane.x_valid.eq(b_valid), lane.x_data.eq(x_words), lane.received.eq(b_count),
                          lane.want.eq(b_ptr)]
         with m.If(gather_start):
             m.d.sync += [lanes_active.eq(1), b_ptr.eq(0), b_count.eq(0)]
         with m.Elif(lanes_active & lanes_done & recv_has_it):  # never ahead of RECV: the counters stay ordered
-            m.d.sync += [lanes_active.eq(0), n_lanes.eq(n_lanes + 1)]
+            m.d.sync += [lanes_active.eq(0), n_lanes.eq(n_lanes + NB)]
 
         # ---- GEMM engine ----
         second = Signal()  # 0: first GEMM, 1: second
@@ -515,8 +520,10 @@ class Accelerator(wiring.Component):
             lane1 = rm_rps[w].data[field.slot_bits:field.slot_bits + lane_bits]
             lane2, kval2 = Signal(range(max(2 * L, 2)), name=f"send_lane{w}"), Signal(signed(32), name=f"send_kval{w}")
             with m.If(adv):
-                m.d.sync += [lane2.eq(Mux(n_sent[0], lane1 + L, lane1)), kval2.eq(kval1)]
-            o_al = requant(m, odata[lane2], regs["ov_mult"][:15], regs["ov_shift"][:6], 32, en=adv, name=f"rq_ov{w}")
+                m.d.sync += [lane2.eq(Mux(n_sent[bb], lane1 + L, lane1)), kval2.eq(kval1)]
+            # the vector's sum in the word (n_sent holds still while its beats are in the pipeline)
+            o_sum = odata[lane2].word_select(n_sent[:bb], 32).as_signed() if NB > 1 else odata[lane2].as_signed()
+            o_al = requant(m, o_sum, regs["ov_mult"][:15], regs["ov_shift"][:6], 32, en=adv, name=f"rq_ov{w}")
             kv = delayed(kval2, f"send_k{w}", adv)  # beside the overlay requantiser
             acc = Signal(signed(32), name=f"send_acc{w}")
             with m.If(adv):

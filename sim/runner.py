@@ -138,9 +138,9 @@ def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator",
         pk = read_pack(p)
         for one in ([pk.layer(layer)] if layer else pk.layers):
             cfg.check(one)
-            if one.has_kp and vectors % cfg.batch:
+            if vectors % cfg.batch:
                 raise DopingError(f"vectors ({vectors}) must be a multiple of the config's batch ({cfg.batch}): "
-                                  f"the first GEMM of {p}:{one.name} waits for a whole batch")
+                                  f"the lanes (and a first GEMM) of {p}:{one.name} wait for a whole batch")
         if resident and not layer and len(pk.layers) > cfg.resident_layers:
             raise DopingError(f"{p} has {len(pk.layers)} layers; the config holds {cfg.resident_layers} "
                               "(resident_layers)")

@@ -591,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("dse", help="array size, lane count, stream width and batch for a pack's layer (energy x "
                                     "delay, Pareto, balanced)",
                         description="Design-space exploration over array sizes, lane counts and stream widths "
-                                    "(elements a beat), and batches 2, 4, 8 where the Kronecker GEMMs bind.")
+                                    "(elements a beat), and batches 2, 4, 8 where the Kronecker GEMMs or the gather lanes bind.")
     ds.add_argument("pack")
     ds.add_argument("--layer", help="layer name (default: the first)")
     ds.add_argument("--latency-us", type=finite_float, help="latency bound for the smallest-area design")

@@ -151,9 +151,12 @@ class AccelConfig:
             # the previous one is read
             "kbuf": {"banks": c, "depth": 2 * self.bank_depth(self.max_m, c), "width": 32},  # K striped by flat index
             "overlay": weights(l, self.bank_depth(self.max_nnz + l, l), OverlayField(col_bits, slot_bits).width),
-            "ov_acc": {"banks": 2 * l, "depth": ov_depth, "width": 32},
-            # 2B vectors (a beat a word): RECV fills a batch while the lanes read the one before
-            "x_buf": {"banks": 1, "depth": 2 * nb << bits_for(ceil_div(self.max_n, w)), "width": 8 * w},
+            # two halves (banks) per lane: the lanes fill one batch's row sums while SEND reads the
+            # other's; a word holds the B sums of a row (vector b in bits 32b ..)
+            "ov_acc": {"banks": 2 * l, "depth": ov_depth, "width": 32 * nb},
+            # a bank per vector of a batch, two halves by address MSB (a beat a word): RECV fills a
+            # batch while the lanes read the one before, a word of every vector a cycle
+            "x_buf": {"banks": nb, "depth": 2 << bits_for(ceil_div(self.max_n, w)), "width": 8 * w},
             "row_map": weights(w, 1 << bits_for(ceil_div(self.max_m, w)), bits_for(l) + slot_bits),  # bank i mod W
         }
         if self.lstm_cell:

@@ -197,13 +197,13 @@ def _rtl(cfg: AccelConfig, rtl_dir: Path) -> dict:
 def _simulate_layers(pack_path: Path, layers, cfg: AccelConfig, vectors: int, log) -> list[dict]:
     """Stage 4: every layer alone on the mat-vec top (``cfg`` without the cell unit) under
     Verilator: ``vectors`` with gaps and stalls, then 2 clean ones whose cycles must equal the
-    model's (each rounded up to whole batches of the config's ``batch`` for a Kronecker layer)."""
+    model's (each rounded up to whole batches of the config's ``batch``)."""
     from doping.estimate import schedule
     from doping.sim.runner import run
 
     res = []
     for layer in layers:
-        per = cfg.batch if layer.has_kp else 1
+        per = cfg.batch
         stress = run([pack_path], cfg, vectors=-(-vectors // per) * per, seed=1, x_gap=0.1, y_stall=0.1,
                      layer=layer.name)
         clean = run([pack_path], cfg, vectors=-(-2 // per) * per, seed=2, layer=layer.name)

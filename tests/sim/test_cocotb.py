@@ -234,8 +234,8 @@ def _batch_run(tmp_path, cfg, shapes, vectors, seed):
 
 
 def test_vector_count_must_fill_batches(tmp_path):
-    """A Kronecker layer's first GEMM waits for a whole batch: a run that could not end is refused
-    before anything is built."""
+    """The lanes (and a Kronecker layer's first GEMM) wait for a whole batch: a run that could not
+    end is refused before anything is built."""
     cfg = SIM_CONFIGS["r1c5l4w4b4"]
     with pytest.raises(DopingError, match=r"vectors \(6\) must be a multiple of the config's batch \(4\)"):
         run(random_packs(tmp_path, cfg, 1, seed=42), cfg, vectors=6)

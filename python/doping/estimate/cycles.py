@@ -15,8 +15,9 @@ in docs/hardware.md:
                                                       FEEDs (two shadow banks per PE: S =
                                                       max(D, ceil((R+C-1+D)/2))); G1's requantised
                                                       writes land G1_SETTLE after its last drain
-  GATHER  from the first x beat: the input buffer is broadcast to the lanes, a word of W
-          elements a cycle, at the pace of the slowest (``gather_timing``)
+  GATHER  once per batch, from the first x beat of its last vector: the input buffer is
+          broadcast to the lanes, a word of W elements of each of the B vectors a cycle, at the
+          pace of the slowest lane (``gather_timing``); an entry is B MACs
   SEND    from max(end of G2, every lane done): a beat of W outputs is read per cycle and is on
           the y stream SEND_LATENCY cycles after its read
 
@@ -64,9 +65,9 @@ class Schedule:
     lane_entries: tuple
     kp_macs: int
     nnz: int
-    bound: int  # max(ceil(KP MACs / (R*C)), ceil(nnz / L), ceil(n / W), ceil(m / W)): the busiest resource
+    bound: int  # max(ceil(KP MACs / (R*C)), ceil(nnz / (L*B)), ceil(n / W), ceil(m / W)): the busiest resource
     gather_end: int  # first cycle at which every gather lane is done (first vector)
-    batch: int = 1  # vectors per pass of the first GEMM (1 without a Kronecker part)
+    batch: int = 1  # vectors per pass of the first GEMM and of the lanes
 
 
 def gemms(layer: QuantLayer, cfg: AccelConfig) -> tuple[Gemm, ...]:
@@ -142,17 +143,18 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     double-buffered) and the lanes' v-2B; the first GEMM of batch j one cycle after RECV of its
     last vector and G2 of the vector before; G2 of a batch's first vector G1_SETTLE after its G1,
     of each later vector v one cycle after G2(v-1), each once SEND(v-2) is over (its kbuf half);
-    the lanes after RECV(v) began, lanes(v-1) and SEND(v-2), and they count a vector done no
-    earlier than its RECV; SEND after G2(v), the lanes' v and SEND(v-1). A counter written in
-    cycle t is seen from t + 1. Without a Kronecker part the GEMM engine passes a vector in the
-    cycle it may start it, and RECV does not wait on it.
+    the lanes take batch j after RECV of its last vector began, the lanes' batch j-1 and SEND of
+    batch j-2's last vector (its row-sum half), and count the batch done no earlier than the end
+    of its RECV; SEND after G2(v), the lanes' batch of v and SEND(v-1). A counter written in cycle
+    t is seen from t + 1. Without a Kronecker part the GEMM engine passes a vector in the cycle it
+    may start it, and RECV does not wait on it.
     """
     from doping.hw.loader import lane_entries
     from doping.hw.top import G1_SETTLE, send_latency
 
     lanes = lanes or lane_entries(layer, cfg)
     kp = layer.has_kp
-    B = cfg.batch if kp else 1
+    B = cfg.batch
     assert vectors % B == 0, f"{vectors} vectors are not whole batches of {B}"
     g1, g2 = (g.cycles(cfg) for g in gemms(layer, cfg)) if kp else (0, 0)
     n, m = beats(layer.n, cfg), beats(layer.m, cfg)
@@ -170,16 +172,16 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
             xs.append(0 if v == 0 else max(prev_x + n, g1_prev, seen(v - 2 * cfg.batch, "lanes_seen")))
         gemm = max(xs[-1] + n, seen(first - 1, "g2_seen")) + 1
         g1_seen = gemm + g1
+        start = max(xs[-1], seen(first - 1, "lanes_seen"), seen(first - B - 1, "sent_seen"))
+        _, done = gather_timing(layer, cfg, lanes, start=start, avail=xs[-1] + 1)
+        gather_done = max(done)
+        lanes_seen = max(gather_done, xs[-1] + n) + 1  # the lanes finish a batch no earlier than its RECV
         for b, x in enumerate(xs):
             v = first + b
             # G2 is decided at the end of SETTLE (first of the batch) or from G2(v-1)'s end, and
             # waits there for SEND(v-2) to free its kbuf half
             ready = g1_seen + G1_SETTLE - 1 if b == 0 else out[v - 1]["g2_seen"]
             g2_seen = max(ready, seen(v - 2, "sent_seen")) + 1 + g2 if kp else gemm
-            start = max(x, seen(v - 1, "lanes_seen"), seen(v - 2, "sent_seen"))
-            _, done = gather_timing(layer, cfg, lanes, start=start, avail=x + 1)
-            gather_done = max(done)
-            lanes_seen = max(gather_done, x + n) + 1  # the lanes finish a vector no earlier than its RECV
             send = max(g2_seen, lanes_seen, seen(v - 1, "sent_seen"))
             sent_seen = send + m + send_latency(cfg)
             out.append({"x": x, "gemm": gemm, "g1_seen": g1_seen, "g2_seen": g2_seen, "gather": start,
@@ -207,16 +209,17 @@ def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     gs = gemms(layer, cfg)
     lanes = lane_entries(layer, cfg)
     entries = tuple(len(e) for e in lanes)
-    B = cfg.batch if gs else 1
+    B = cfg.batch
     times = vector_times(layer, cfg, steady_vectors(B), lanes)
     first = times[0]
     span = times[-1]["sent_seen"] - times[-1 - B]["sent_seen"]  # one batch in the steady state
     interval = span / B if B > 1 else span
     g1, g2 = (gs[0].cycles(cfg) + G1_SETTLE, gs[1].cycles(cfg)) if gs else (0, 0)
     n, m = beats(layer.n, cfg), beats(layer.m, cfg)
+    gather = first["gather_done"] - first["gather"]  # a batch's
     phases = {"RECV": n, "G1": g1 / B if B > 1 else g1, "G2": g2,
-              "GATHER": first["gather_done"] - first["gather"], "SEND": m + send_latency(cfg)}
+              "GATHER": gather / B if B > 1 else gather, "SEND": m + send_latency(cfg)}
     kp = gs[0].macs() // B + gs[1].macs() if gs else 0  # per vector
-    bound = max(ceil_div(kp, cfg.rows * cfg.cols), ceil_div(layer.nnz, cfg.lanes), n, m)
+    bound = max(ceil_div(kp, cfg.rows * cfg.cols), ceil_div(layer.nnz, cfg.lanes * B), n, m)
     return Schedule(phases, first["latency"], interval, gs, entries, kp, layer.nnz, bound,
                     first["gather_done"], B)

@@ -34,12 +34,12 @@ def clock_mhz(cfg: AccelConfig) -> float:
 def utilisation(layer: QuantLayer, cfg: AccelConfig, s=None) -> Utilisation:
     """Busy fractions (0-1) per vector: ``array_kp``: MAC slots used in the Kronecker phases
     (KP MACs / (R*C * cycles of G1 and G2)); ``lanes``: overlay entries / (L * cycles from the
-    lanes' start until every lane is done); ``interval``: each unit's busy cycles per vector over
+    lanes' start until every lane is done), a batch's (an entry is B MACs); ``interval``: each unit's busy cycles per vector over
     the steady-state interval (which unit binds)."""
     s = s or schedule(layer, cfg)
     kp_cycles = s.phases["G1"] + s.phases["G2"]
     return Utilisation(array_kp=s.kp_macs / (cfg.rows * cfg.cols * kp_cycles) if kp_cycles else 0.0,
-                       lanes=sum(s.lane_entries) / (cfg.lanes * s.phases["GATHER"]),
+                       lanes=sum(s.lane_entries) / (cfg.lanes * s.batch * s.phases["GATHER"]),
                        interval={"RECV": s.phases["RECV"] / s.interval, "GEMM": kp_cycles / s.interval,
                                  "GATHER": s.phases["GATHER"] / s.interval, "SEND": s.phases["SEND"] / s.interval})
 
@@ -64,13 +64,16 @@ def cell_area_um2(by_type: dict) -> float:
 
 def logic_area_um2(cfg: AccelConfig) -> float:
     """Logic area from the yosys-fitted model: per PE, per array edge row/column, per lane, fixed,
-    per stream element beyond the first, per lane window element beyond X_WINDOW, and the LSTM top's cell unit and sequencer when the
-    config has them (coefficients in area_fit.json, produced and checked by bench/area_model.py)."""
+    per stream element beyond the first, per lane window element beyond X_WINDOW (B windows a
+    lane), per lane and per design for each vector of a batch beyond the first (a window and a MAC
+    in every lane; batch addressing), and the LSTM top's cell unit and sequencer when the config
+    has them (coefficients in area_fit.json, produced and checked by bench/area_model.py)."""
     fit = json.loads(AREA_FIT.read_text())["um2"]
     return (fit["per_pe"] * cfg.rows * cfg.cols + fit["per_edge"] * (cfg.rows + cfg.cols)
             + fit["per_lane"] * cfg.lanes + fit["fixed"] + fit["lstm_cell"] * cfg.lstm_cell
             + fit["per_stream_byte"] * (cfg.stream_bytes - 1)
-            + fit["per_window_byte"] * cfg.lanes * (cfg.x_window - X_WINDOW))
+            + fit["per_window_byte"] * cfg.lanes * cfg.batch * (cfg.x_window - X_WINDOW)
+            + (fit["per_lane_batch"] * cfg.lanes + fit["per_batch"]) * (cfg.batch - 1))
 
 
 def sram_inventory(cfg: AccelConfig) -> dict[str, dict]:
@@ -82,7 +85,8 @@ def sram_inventory(cfg: AccelConfig) -> dict[str, dict]:
 
 
 def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str, int]]:
-    """Per-vector access counts per memory: {"reads": .., "writes": ..} (one word of the bank)."""
+    """Per-vector access counts per memory: {"reads": .., "writes": ..} (one word of the bank; a
+    batch's accesses shared by its B vectors are counted as their share, a fraction)."""
     s = s or schedule(layer, cfg)
     n, m, L = layer.n, layer.m, cfg.lanes
     first_act = "act_q" if layer.order == "AX" else "act_p"
@@ -105,10 +109,11 @@ def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str,
         acc[second_act]["writes"] += g1.rows * g1.cols // s.batch
         acc["kbuf"]["writes"] += m
     entries = sum(s.lane_entries)
-    acc["overlay"]["reads"] += entries + L
-    # gather: every entry writes its row sum; all but each row's first read it back first
-    acc["ov_acc"]["writes"] += entries
-    acc["ov_acc"]["reads"] += entries - m
+    # the lanes read the overlay once per batch
+    acc["overlay"]["reads"] += (entries + L) / s.batch
+    # gather: every entry writes its word of B row sums; all but each row's first read it back first
+    acc["ov_acc"]["writes"] += entries / s.batch
+    acc["ov_acc"]["reads"] += (entries - m) / s.batch
     # SEND: the row map, kbuf and the row sum of every output
     acc["row_map"]["reads"] += m
     acc["kbuf"]["reads"] += m  # read even without a Kronecker part (the join selects 0)
@@ -198,9 +203,9 @@ HANDOVER_CYCLES = 1
 
 
 def runs_one_sequence(layers: list[QuantLayer], cfg: AccelConfig) -> bool:
-    """Whether ``cfg`` can take the layers one vector at a time (a token of one sequence): batch 1,
-    or no layer with a first GEMM to batch."""
-    return cfg.batch == 1 or not any(layer.has_kp for layer in layers)
+    """Whether ``cfg`` can take the layers one vector at a time (a token of one sequence): batch 1
+    (at B > 1 the lanes, and a first GEMM, wait for a whole batch), or no layers."""
+    return cfg.batch == 1 or not layers
 
 
 def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[LayerEstimate] | None = None) -> TokenEstimate:
@@ -219,7 +224,7 @@ def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[LayerEstim
 
     if not runs_one_sequence(layers, cfg):
         raise DopingError(f"per-token cost is one sequence's, one vector at a time: it needs batch = 1, not "
-                          f"{cfg.batch} (a Kronecker layer waits for a whole batch)")
+                          f"{cfg.batch} (the lanes wait for a whole batch)")
     parts = parts or [estimate(layer, cfg) for layer in layers]
     e_scale, _ = tables.node_scale(cfg.tech_nm)
     resident = cfg.resident_layers >= len(layers)

@@ -97,8 +97,8 @@ def _plot_sweep(rows, methods, path, shape, how):
 def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None,
         arrays=(1, 2, 4, 8, 16), lanes=(1, 2, 4, 8, 16, 32, 64), streams=(1, 2, 4, 8), batches=(2, 4, 8)) -> dict:
     """Every (rows = cols, lanes, stream_bytes) point for ``layer`` (the stream widths its shape
-    allows, ``AccelConfig.stream_problems``), each at batch 1 and, where the GEMMs bind (the only
-    unit a batch relieves), at each of ``batches``: the energy x delay optimum, the smallest area
+    allows, ``AccelConfig.stream_problems``), each at batch 1 and, where the GEMMs or the lanes
+    bind (the units a batch relieves), at each of ``batches``: the energy x delay optimum, the smallest area
     meeting ``latency_us``, the energy/latency Pareto front (plotted), and the balanced point: the
     most vectors per second per mm^2 when streaming (min interval x area), with each unit's busy
     share of the interval, the binding one first."""
@@ -121,7 +121,7 @@ def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None
         cfg = replace(base, rows=a, cols=a, lanes=l, stream_bytes=w, batch=1)
         if cfg.stream_problems(layer):
             continue
-        if point(cfg)["binding"] == "GEMM" and layer.has_kp and not base.lstm_cell:
+        if point(cfg)["binding"] in ("GEMM", "GATHER") and not base.lstm_cell:
             for b in batches:
                 if not replace(cfg, batch=b).stream_problems(layer):
                     point(replace(cfg, batch=b))
