@@ -34,8 +34,8 @@ def clock_mhz(cfg: AccelConfig) -> float:
 def utilisation(layer: QuantLayer, cfg: AccelConfig, s=None) -> Utilisation:
     """Busy fractions (0-1) per vector: ``array_kp``: MAC slots used in the Kronecker phases
     (KP MACs / (R*C * cycles of G1 and G2)); ``lanes``: overlay entries / (L * cycles from the
-    lanes' start until every lane is done), a batch's (an entry is B MACs); ``interval``: each unit's busy cycles per vector over
-    the steady-state interval (which unit binds)."""
+    lanes' start until every lane is done), a batch's (an entry is B MACs); ``interval``: each
+    unit's busy cycles per vector over the steady-state interval (which unit binds)."""
     s = s or schedule(layer, cfg)
     kp_cycles = s.phases["G1"] + s.phases["G2"]
     return Utilisation(array_kp=s.kp_macs / (cfg.rows * cfg.cols * kp_cycles) if kp_cycles else 0.0,
@@ -84,7 +84,7 @@ def sram_inventory(cfg: AccelConfig) -> dict[str, dict]:
     return out
 
 
-def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str, int]]:
+def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str, float]]:
     """Per-vector access counts per memory: {"reads": .., "writes": ..} (one word of the bank; a
     batch's accesses shared by its B vectors are counted as their share, a fraction)."""
     s = s or schedule(layer, cfg)
@@ -203,9 +203,9 @@ HANDOVER_CYCLES = 1
 
 
 def runs_one_sequence(layers: list[QuantLayer], cfg: AccelConfig) -> bool:
-    """Whether ``cfg`` can take the layers one vector at a time (a token of one sequence): batch 1
-    (at B > 1 the lanes, and a first GEMM, wait for a whole batch), or no layers."""
-    return cfg.batch == 1 or not layers
+    """Whether ``cfg`` can take the layers one vector at a time (a token of one sequence): only at
+    batch 1 (at B > 1 the lanes, and a first GEMM, wait for a whole batch)."""
+    return cfg.batch == 1
 
 
 def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[LayerEstimate] | None = None) -> TokenEstimate:
