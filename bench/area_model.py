@@ -60,23 +60,25 @@ def measure_lstm(r, c, l):
             "delta_um2": sum(with_cell.values()) - sum(without.values())}
 
 
+def _lanes_and_rest(cfg):
+    """Logic of the accelerator at ``cfg``: the total, the lanes, the rest (µm²)."""
+    area, _ = _module_areas(cfg)
+    total, lanes = sum(area.values()), sum(v for k, v in area.items() if ".lane" in k)
+    return {"config": [cfg.rows, cfg.cols, cfg.lanes], "total_um2": total, "lanes_um2": lanes,
+            "rest_um2": total - lanes}
+
+
 def measure_stream(w):
     """Logic of the accelerator at STREAM_CONFIG with ``w`` elements a beat: the lanes, the rest."""
     r, c, l = STREAM_CONFIG
     cfg = AccelConfig(rows=r, cols=c, lanes=l, stream_bytes=w, **CAP)
-    area, _ = _module_areas(cfg)
-    lanes = sum(v for k, v in area.items() if ".lane" in k)
-    return {"config": [r, c, l], "stream_bytes": w, "x_window": cfg.x_window, "total_um2": sum(area.values()),
-            "lanes_um2": lanes, "rest_um2": sum(area.values()) - lanes}
+    return {"stream_bytes": w, "x_window": cfg.x_window, **_lanes_and_rest(cfg)}
 
 
 def measure_batch(b):
     """Logic of the accelerator at BATCH_CONFIG with batch ``b``: the lanes, the rest."""
     r, c, l = BATCH_CONFIG
-    area, _ = _module_areas(AccelConfig(rows=r, cols=c, lanes=l, batch=b, **CAP))
-    lanes = sum(v for k, v in area.items() if ".lane" in k)
-    return {"config": [r, c, l], "batch": b, "total_um2": sum(area.values()), "lanes_um2": lanes,
-            "rest_um2": sum(area.values()) - lanes}
+    return {"batch": b, **_lanes_and_rest(AccelConfig(rows=r, cols=c, lanes=l, batch=b, **CAP))}
 
 
 def _slope(x, y) -> float:
