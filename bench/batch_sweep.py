@@ -18,12 +18,11 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-from doping.compression import factor_shapes_for_share
 from doping.config import BATCHES, load_config
 from doping.estimate.baselines import fit_config
 from doping.estimate.model import estimate
 from doping.pack import read_pack
-from doping.synth import synth_layer, synth_method
+from doping.synth import flagship_layers
 
 PTB_PACK = Path(__file__).resolve().parent.parent / "packs" / "ptb-h200-dkp-seqcmr25.dpack"
 
@@ -37,10 +36,7 @@ def main():
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args()
     base = load_config(args.config)
-    layers = [("2600x1300 rule", synth_layer((2600, 1300), 25, seed=0)),
-              (f"2600x1300 share {args.share:g}",
-               synth_layer((2600, 1300), 25, seed=0, factor_shapes=factor_shapes_for_share(2600, 1300, 25, args.share))),
-              ("2600x1300 pruned", synth_method("prune", (2600, 1300), 25, seed=0)[0])]
+    layers = [(f"2600x1300 {name}", layer) for name, layer in flagship_layers(args.share)]
     layers += [(f"PTB {l.name}", l) for l in read_pack(args.pack).layers[:1]]  # the pack's layers share one shape
     rows = []
     print("| layer | factors (order) | W | B | interval | bound | interval / bound | first-vector latency | "

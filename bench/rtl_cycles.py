@@ -24,14 +24,13 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-from doping.compression import factor_shapes_for_share
 from doping.config import load_config
 from doping.estimate.baselines import fit_config
 from doping.estimate.cycles import vector_times
 from doping.estimate.model import estimate
 from doping.pack import read_pack, write_pack
 from doping.sim.runner import run
-from doping.synth import synth_layer, synth_method
+from doping.synth import flagship_layers
 
 PTB_PACK = Path(__file__).resolve().parent.parent / "packs" / "ptb-h200-dkp-seqcmr25.dpack"
 
@@ -70,10 +69,7 @@ def main():
         base = replace(base, stream_bytes=args.stream_bytes)
     if args.batch:
         base = replace(base, batch=args.batch)
-    layers = [("rule", synth_layer((2600, 1300), 25, seed=0)),
-              (f"share{args.share:g}", synth_layer((2600, 1300), 25, seed=0,
-                                                   factor_shapes=factor_shapes_for_share(2600, 1300, 25, args.share))),
-              ("pruned", synth_method("prune", (2600, 1300), 25, seed=0)[0])]
+    layers = flagship_layers(args.share)
     layers += [(f"ptb:{l.name}", l) for l in read_pack(args.pack).layers]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -212,3 +212,37 @@ def test_typed_results_round_trip_json(capsys):
     assert {"cycles", "interval_cycles", "latency_cycles", "utilisation", "layers", "config"} <= set(out)
     assert 0 < out["utilisation"]["array_kp"] <= 1 and 0 < out["utilisation"]["lanes"] <= 1
     assert out["interval_cycles"] == out["layers"][0]["interval_cycles"]
+
+
+def test_flagship_preset_is_balanced_on_the_flagship_layer():
+    """The ``flagship`` preset (the DSE's balanced point for 2600x1300 @25x at the rule shapes)
+    streams that layer within 1.10x of its resource bound, its binding unit (the lanes) >= 90 %
+    busy, and 4x faster than the ``default`` W = 1, B = 1 design; it refuses what needs W = 1."""
+    from doping.synth import flagship_layers, synth_method
+
+    (_, rule), _, (_, pruned) = flagship_layers()
+    flag = PRESETS["flagship"]
+    r = estimate(rule, flag)
+    # the preset's capacities hold the layer in the memories the DSE priced (buffers fitted)
+    assert flag.sram_bits() == fit_config(flag, rule).sram_bits()
+    assert r.interval_cycles <= 1.10 * r.bound
+    assert r.utilisation.interval["GATHER"] >= 0.9 and r.utilisation.interval["GATHER"] == max(
+        r.utilisation.interval.values())
+    assert estimate(rule, PRESETS["default"]).interval_cycles >= 4 * r.interval_cycles
+    assert estimate(pruned, flag).interval_cycles <= 1.10 * estimate(pruned, flag).bound
+    (dense,) = synth_method("dense", (64, 40), 1)  # B = [1]: n2 = 1, so W = 1 only
+    assert flag.stream_problems(dense) and not PRESETS["default"].stream_problems(dense)
+
+
+@pytest.mark.slow
+def test_dse_balanced_point_is_the_flagship_preset(tmp_path):
+    """The preset is what ``doping dse`` proposes for the flagship rule layer (a drift in the
+    cycle, area or energy model moves the DSE's point and shows here). ~4 min on 2 cores."""
+    from doping.estimate.report import dse
+    from doping.synth import flagship_layers
+
+    got = dse(flagship_layers()[0][1], PRESETS["default"], tmp_path)["balanced"]
+    flag = PRESETS["flagship"]
+    assert {k: got[k] for k in ("rows", "cols", "lanes", "stream_bytes", "batch")} == {
+        "rows": flag.rows, "cols": flag.cols, "lanes": flag.lanes, "stream_bytes": flag.stream_bytes,
+        "batch": flag.batch}

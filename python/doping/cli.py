@@ -11,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from doping.config import PRESETS
 from doping.errors import DopingError
 from doping.fileio import check_output_dir, read_npy_header
+
+PRESET_HELP = f"preset ({', '.join(PRESETS)}) or a .json/.toml config file"
 
 
 def _factor_shapes(text: str | None):
@@ -492,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("rtl", help="generate the accelerator's Verilog and design manifest",
                        description="Generate deterministic Verilog (doping_accel.v) and manifest.json for a config.")
-    r.add_argument("--config", help="preset (default, minimal, large) or a .json/.toml config file")
+    r.add_argument("--config", help=PRESET_HELP)
     r.add_argument("--pack", help="check that this pack fits the config before generating")
     r.add_argument("--lint", action="store_true", help="run verilator --lint-only on the result")
     r.add_argument("-o", "--output", required=True, help="output folder")
@@ -503,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "gate chain (critical_path_levels) and the clock it allows (fmax_mhz: one "
                                    "FO4 delay per level plus 3 for the register, docs/hardware.md); writes "
                                    "cells.json.")
-    y.add_argument("--config", help="preset (default, minimal, large) or a .json/.toml config file")
+    y.add_argument("--config", help=PRESET_HELP)
     y.add_argument("-o", "--output", default="build/synth", help="output folder (default build/synth)")
     y.add_argument("--json", action="store_true", help="print critical_path_levels, fmax_mhz and cell counts as JSON")
     y.set_defaults(func=cmd_synth)
@@ -512,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Build the accelerator for a config (cached), run N random vectors of the pack's "
                                     "layer through it under cocotb, compare every output with the golden model.")
     sm.add_argument("--pack", required=True, help="model pack")
-    sm.add_argument("--config", help="preset (default, minimal, large) or a .json/.toml config file")
+    sm.add_argument("--config", help=PRESET_HELP)
     sm.add_argument("--sim", choices=["verilator", "icarus"], default="verilator", help="simulator (default verilator)")
     sm.add_argument("--vectors", type=positive_int, default=10, help="random int8 input vectors (default 10)")
     sm.add_argument("--seed", type=seed_int, default=0)

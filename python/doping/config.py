@@ -270,6 +270,11 @@ PRESETS = {
     "default": AccelConfig(),
     "minimal": AccelConfig(rows=2, cols=2, lanes=1, max_m=64, max_n=64, max_factor=64, max_intermediate=64,
                            max_nnz=1024),
+    # `doping dse` on the flagship 2600x1300 @25x layer at the rule's factor shapes: most vectors/s
+    # per mm^2 when streaming (docs/results.md). Its W = 8 at B = 4 needs n2 >= 8 (XB) or 8 | n2 (AX)
+    # (``stream_problems``), so it refuses the PTB packs (n2 = 5) and dense and LMF layers (n2 = 1),
+    # and the LSTM top needs W = B = 1: ``default`` stays the W = 1, B = 1 design that takes them all.
+    "flagship": AccelConfig(rows=16, cols=16, lanes=64, stream_bytes=8, batch=4),
     "large": AccelConfig(rows=16, cols=16, lanes=32, max_m=4096, max_n=4096, max_factor=16384,
                          max_intermediate=16384, max_nnz=524288),
 }

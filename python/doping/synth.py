@@ -18,7 +18,8 @@ import re
 
 import numpy as np
 
-from doping.compression import choose_factor_shapes, largest_factor_shapes_within, overlay_budget
+from doping.compression import (choose_factor_shapes, factor_shapes_for_share, largest_factor_shapes_within,
+                                overlay_budget)
 from doping.errors import DopingError
 from doping.golden import QuantLayer
 from doping.pack import MAX_DIM
@@ -135,6 +136,21 @@ def synth_method(method: str, shape: tuple[int, int], ratio: float, seed: int = 
     x = rng.standard_normal((CALIBRATION_VECTORS, n))
     first = dense_layer(f"{name}.v", v, x, dict(meta, rank=rank))
     return [first, dense_layer(f"{name}.u", u, x @ v.T, dict(meta, rank=rank), source=first)]
+
+
+#: The flagship layer: the paper's PTB-medium LSTM gate matrix (4*650 x 2*650) at 25x.
+FLAGSHIP_SHAPE, FLAGSHIP_RATIO = (2600, 1300), 25
+
+
+def flagship_layers(share: float = 0.78) -> list[tuple[str, QuantLayer]]:
+    """The flagship layer (seed 0) as the benches price and simulate it: DKP at the rule's factor
+    shapes (``rule``), DKP at Kronecker ``share`` of the budget (``share<share>``; 0.78 is the
+    most-Kronecker shape of bench/dkp_speed.py) and pruned (``pruned``: no Kronecker part)."""
+    shape, ratio = FLAGSHIP_SHAPE, FLAGSHIP_RATIO
+    return [("rule", synth_layer(shape, ratio, seed=0)),
+            (f"share{share:g}", synth_layer(shape, ratio, seed=0,
+                                            factor_shapes=factor_shapes_for_share(*shape, ratio, share))),
+            ("pruned", synth_method("prune", shape, ratio, seed=0)[0])]
 
 
 def synth_lstm(input_size: int, hidden: int, layers: int, ratio: float, seed: int = 0):

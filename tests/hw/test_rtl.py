@@ -19,9 +19,9 @@ LINT_CONFIGS = {**PRESETS, "wide-w8": AccelConfig(rows=2, cols=8, lanes=8, strea
                                         max_factor=64, max_intermediate=64, max_nnz=1024)}
 
 
-# the large preset's lint alone takes minutes on 2 cores: make test-slow
-@pytest.mark.parametrize("preset", ["minimal", "default", pytest.param("large", marks=pytest.mark.slow), "wide-w8",
-                                    "batch-b8"])
+# the large and flagship presets' lint alone takes minutes on 2 cores: make test-slow
+@pytest.mark.parametrize("preset", ["minimal", "default", pytest.param("large", marks=pytest.mark.slow),
+                                    pytest.param("flagship", marks=pytest.mark.slow), "wide-w8", "batch-b8"])
 def test_generated_verilog_lints_clean(tmp_path, preset):
     cfg = LINT_CONFIGS[preset]
     man = generate(cfg, tmp_path)
