@@ -247,3 +247,13 @@ def test_batch_of_eight(tmp_path):
     cfg = AccelConfig(rows=3, cols=5, lanes=8, stream_bytes=4, batch=8, max_m=80, max_n=64, max_factor=256,
                       max_intermediate=512, max_nnz=8192)
     _batch_run(tmp_path, cfg, shapes=20, vectors=96, seed=43)
+
+
+@pytest.mark.slow
+def test_eight_element_beats_in_batches_of_four(tmp_path):
+    """The flagship preset's stream and batch (W = 8, B = 4) on a 2x8 array, 8 lanes: 12 random
+    packs x 32 vectors under back-pressure and a reset mid-vector (the C++ build alone took most of
+    65 min beside three trainings)."""
+    cfg = AccelConfig(rows=2, cols=8, lanes=8, stream_bytes=8, batch=4, max_m=96, max_n=96, max_factor=256,
+                      max_intermediate=1024, max_nnz=8192)
+    _batch_run(tmp_path, cfg, shapes=12, vectors=32, seed=44)
