@@ -65,7 +65,7 @@ class AccelConfig:
 
     rows: int = 8
     cols: int = 8
-    lanes: int = 64  # the balanced point for the 2600x1300 @25x flagship layer (docs/results.md)
+    lanes: int = 64  # enough for the flagship layer at W = 1 (its balanced point is the "flagship" preset)
     max_m: int = 2600
     max_n: int = 1300
     max_factor: int = 4096
