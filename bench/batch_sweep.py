@@ -24,7 +24,7 @@ from doping.estimate.model import estimate
 from doping.pack import read_pack
 from doping.synth import flagship_layers
 
-PTB_PACK = Path(__file__).resolve().parent.parent / "packs" / "ptb-h200-dkp-seqcmr25.dpack"
+PTB_PACK = Path(__file__).resolve().parent.parent / "packs" / "ptb-h200-dkp-dropconnect25.dpack"
 
 
 def main():

@@ -32,7 +32,7 @@ from doping.pack import read_pack, write_pack
 from doping.sim.runner import run
 from doping.synth import flagship_layers
 
-PTB_PACK = Path(__file__).resolve().parent.parent / "packs" / "ptb-h200-dkp-seqcmr25.dpack"
+PTB_PACK = Path(__file__).resolve().parent.parent / "packs" / "ptb-h200-dkp-dropconnect25.dpack"
 
 
 def measure(name, layer, base, vectors, tmp):
