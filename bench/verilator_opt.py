@@ -57,14 +57,15 @@ def main():
                 pack = write_pack(Path(tmp, "l.dpack"), [synth_layer(shape, ratio, seed=0)])
                 one = run([pack], cfg, vectors=1, seed=0)
                 many = run([pack], cfg, vectors=1 + args.vectors, seed=0)
-                del os.environ["DOPING_CXX_OPT"]
+                del os.environ["DOPING_CXX_OPT"], os.environ["DOPING_CACHE"]
             assert one.mismatches == many.mismatches == 0
             per_vector = (many.wall_seconds - one.wall_seconds) / args.vectors
-            even = "—"
+            even = "—"  # the vector count at which the two levels' total wall times cross
             if first is None:
                 first = (built, one.wall_seconds, per_vector)
-            elif per_vector > first[2]:
-                even = f"{(first[0] + first[1] - built - one.wall_seconds) / (per_vector - first[2]):.0f}"
+            elif per_vector != first[2]:
+                crossing = (first[0] + first[1] - built - one.wall_seconds) / (per_vector - first[2])
+                even = f"{crossing:.0f}" if crossing > 0 else even
             print(f"| {name} | {shape[0]}×{shape[1]} @{ratio:g}× | {level} | {built:.1f} | {one.wall_seconds:.1f} | "
                   f"{per_vector:.2f} | {even} |", flush=True)
 
