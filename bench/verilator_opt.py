@@ -59,7 +59,10 @@ def main():
                 one = run([pack], cfg, vectors=1, seed=0)
                 many = run([pack], cfg, vectors=1 + args.vectors, seed=0)
                 for k, v in saved.items():
-                    os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
             assert one.mismatches == many.mismatches == 0
             per_vector = (many.wall_seconds - one.wall_seconds) / args.vectors
             even = "—"  # the vector count at which the two levels' total wall times cross
