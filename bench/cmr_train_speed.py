@@ -29,8 +29,7 @@ from doping.lm import LanguageModel
 
 def _step(model, x):
     model.zero_grad(set_to_none=True)
-    out = model(x)
-    logits = out[0] if isinstance(out, tuple) else out
+    logits, _ = model(x)
     logits.float().logsumexp(-1).mean().backward()
 
 

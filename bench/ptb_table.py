@@ -48,7 +48,7 @@ CMR = {  # variant name: training options
     "dropconnect-ramp": ["--cmr", "dropconnect", "--cmr-p", CMR_P, "--cmr-schedule", "ramp"],
     "dropconnect-fixed": ["--cmr", "dropconnect", "--cmr-p", CMR_P, "--cmr-schedule", "fixed"],
     # elementwise dropout on S x varies per time step: the Python step loop, not the fused kernel
-    # (1.5-1.9x the time per training step: bench/cmr_train_speed.py)
+    # (1.4-1.9x the time per training step: bench/cmr_train_speed.py)
     "dropout-ramp": ["--cmr", "dropout", "--cmr-p", CMR_P, "--cmr-schedule", "ramp"],
     "dropout-fixed": ["--cmr", "dropout", "--cmr-p", CMR_P, "--cmr-schedule", "fixed"],
 }

@@ -49,15 +49,14 @@ def cxx_opt(level: str | None = None) -> str:
     return level
 
 
-def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None = None, waves: bool = False,
-          opt: str | None = None) -> Path:
+def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None = None, waves: bool = False) -> Path:
     """Generate and compile the design once per (config, simulator, mutation, hw source, cocotb
-    installation, C++ optimisation level ``cxx_opt(opt)`` for Verilator); returns the build dir."""
+    installation, C++ optimisation level ``cxx_opt()`` for Verilator); returns the build dir."""
     if simulator not in SIMULATORS:
         raise DopingError(f"unknown simulator {simulator!r}; choose {' or '.join(SIMULATORS)}")
     import cocotb
 
-    opt = cxx_opt(opt) if simulator == "verilator" else None
+    opt = cxx_opt() if simulator == "verilator" else None
 
     # the simulator binary links cocotb's libraries by absolute path: a build made by another
     # installation (another virtual environment, another cocotb) is not this one's
