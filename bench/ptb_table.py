@@ -39,6 +39,14 @@ DENSE_EPOCHS = {200: 30, 650: 39}
 # sparse parts anneal (first half of the steps), then /4 on each validation plateau.
 FINETUNE = ["--epochs", "12", "--lr", "5", "--lr-schedule", "plateau", "--lr-decay", "0.25", "--anneal-start", "0",
             "--anneal-end", "0.5", "--anneal-every", "20", "--curve-every", "100"]
+# The converged schedule (issue 28), the same for every method: lr 5 held while the sparse parts
+# anneal (first half), then halved after every epoch; stopped early once two epochs in a row improve
+# validation by < 0.3 %. Its runs live under h<H>/conv/.
+CONVERGE = ["--epochs", "12", "--lr", "5", "--lr-schedule", "converge", "--lr-decay", "0.5", "--stop-gain", "0.003",
+            "--anneal-start", "0", "--anneal-end", "0.5", "--anneal-every", "20", "--curve-every", "100"]
+# Kronecker-first: the first 1/6 of the steps (2 of 12 epochs) with the overlay path off, then S
+# rebased to W_dense - kron(A, B) and annealed to the end of the first half.
+KP_FIRST = ["--kp-warmup", "0.1667", "--anneal-start", "0.1667"]
 CMR_SHARE = "0.5"  # the Kronecker share the CMR ablation runs at
 CMR_P = "0.3"
 CMR = {  # variant name: training options
@@ -115,6 +123,28 @@ def plan(h: int, runs: Path) -> list[Job]:
         add(f"prune_r25_s{seed}", dict(method="prune", ratio=25, seed=seed, cmr="none"),
             ["--method", "prune", "--ratio", "25", "--seed", str(seed)])
     add("lmf_r25_s0", dict(method="lmf", ratio=25, seed=0, cmr="none"), ["--method", "lmf", "--ratio", "25"])
+
+    conv = base + ["--init-from", str(runs / dense)] + CONVERGE
+
+    def add_conv(name, meta, extra):
+        jobs.append(Job(f"h{h}/conv/{name}", dict(meta, schedule="converge"), conv + extra, [dense]))
+
+    add_conv("dense_ft", dict(method="dense_ft", ratio=1, seed=0, cmr="none"), ["--method", "dense"])
+    for ratio in (25, 10, 50):
+        for seed in ((0, 1) if ratio == 25 else (0,)):
+            add_conv(f"prune_r{ratio}_s{seed}", dict(method="prune", ratio=ratio, seed=seed, cmr="none"),
+                     ["--method", "prune", "--ratio", str(ratio), "--seed", str(seed)])
+            add_conv(f"dkp_sharerule_none_r{ratio}_s{seed}",
+                     dict(method="dkp", ratio=ratio, seed=seed, cmr="none", share="rule"),
+                     ["--method", "dkp", "--ratio", str(ratio), "--seed", str(seed)])
+    add_conv("dkp_sharerule_kpfirst_r25_s0", dict(method="dkp", ratio=25, seed=0, cmr="none", share="rule",
+                                                  start="kp-first"), ["--method", "dkp", "--ratio", "25", *KP_FIRST])
+    add_conv(f"dkp_share{CMR_SHARE}_dropconnect-ramp_r25_s0",
+             dict(method="dkp", ratio=25, seed=0, cmr="dropconnect-ramp", share=CMR_SHARE),
+             ["--method", "dkp", "--ratio", "25", "--kp-share", CMR_SHARE, *CMR["dropconnect-ramp"]])
+    add_conv("lmf_r25_s0", dict(method="lmf", ratio=25, seed=0, cmr="none"), ["--method", "lmf", "--ratio", "25"])
+    add_conv("hmd_split0.25_r25_s0", dict(method="hmd", ratio=25, seed=0, cmr="none", hmd_split="0.25"),
+             ["--method", "hmd", "--ratio", "25", "--hmd-split", "0.25"])
 
     def best_dkp(ratio, seed):
         def resolve(candidates):
@@ -252,6 +282,8 @@ def results(runs: Path, hidden: int) -> list[dict]:
             "factors": _factors(runs / job.name) if cfg["method"] in ("dkp", "kp", "kp_sum") else None,
             "test_ppl_without_overlay": final.get("test_ppl_without_overlay"), "cma_rise": final.get("cma_rise"),
             "device": final.get("device"), "wall_seconds": final.get("wall_seconds"),
+            "schedule": "converge" if cfg["lr_schedule"] == "converge" else "plateau-12",
+            "kp_warmup": cfg.get("kp_warmup", 0.0),
         })
     return rows
 
@@ -265,10 +297,16 @@ def _factors(run: Path) -> str | None:
 
 
 def _label(r: dict) -> str:
+    sched = ", converged" if r.get("schedule") == "converge" else ""
+    return _method_label(r) + sched
+
+
+def _method_label(r: dict) -> str:
     m = r["method"]
     if m == "dkp":
         share = f"KP share {r['kp_share']:.0%}" if r["kp_share"] is not None else ""
-        return f"DKP ({share}, CMR {r['cmr']})"
+        first = ", Kronecker-first" if r.get("kp_warmup") else ""
+        return f"DKP ({share}, CMR {r['cmr']}{first})"
     if m == "hmd":
         return f"HMD (dense-row split {r['hmd_split']})"
     return {"dense": "dense (regularised)", "dense_ft": "dense, fine-tuned like the others (control)",

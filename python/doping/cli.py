@@ -406,8 +406,12 @@ def _add_train_parser(sub) -> None:
         "factors": "Kronecker factor shapes M1xN1,M2xN2 (dkp, kp, kp_sum; default: the rule or --kp-share)",
         "kp_share": "dkp: pick factor shapes giving the Kronecker part about this fraction of the budget (0: rule)",
         "hmd_split": "hmd: fraction of the budget in dense rows (spread over the four gates by row norm)",
-        "lr_schedule": "step (decay every epoch after decay-after) or plateau (decay when validation stops improving)",
-        "stop_lr": "plateau: stop once the lr falls below this (0: run all epochs)",
+        "lr_schedule": "step (decay every epoch after decay-after), plateau (decay when validation stops improving) "
+                       "or converge (held while annealing, then decayed every epoch)",
+        "stop_lr": "plateau, converge: stop once the lr falls below this (0: run all epochs)",
+        "stop_gain": "converge: stop once two epochs in a row improve validation by less than this fraction",
+        "kp_warmup": "dkp with --init-from: fraction of all steps with the overlay path off (Kronecker-first), "
+                     "then S = W_dense - kron(A, B) and annealing (needs --anneal-start >= it)",
         "device": "cpu, cuda or auto",
         "init_from": "start from this dense run (nearest Kronecker / SVD / copy init)",
         "overlay_init": "initial overlay with --init-from: residual or zero",

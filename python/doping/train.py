@@ -46,9 +46,12 @@ class TrainConfig:
     decay_after: int = 4
     # "step": decay by lr_decay every epoch after decay_after; "plateau": decay by lr_decay after an
     # epoch whose validation perplexity is no better than the best so far (counted once annealing
-    # has ended), and stop once the lr has fallen below stop_lr.
+    # has ended), and stop once the lr has fallen below stop_lr; "converge": lr held while the
+    # sparse parts anneal, then decayed by lr_decay after every epoch, stopped once the lr falls
+    # below stop_lr or two epochs in a row improve validation by less than stop_gain (relative).
     lr_schedule: str = "step"
     stop_lr: float = 0.0
+    stop_gain: float = 0.0
     clip: float = 0.25
     init_scale: float = 0.1
     cmr: str = "none"
@@ -59,6 +62,9 @@ class TrainConfig:
     hmd_split: float = 0.5
     init_from: str | None = None
     overlay_init: str = "residual"
+    # Kronecker-first start (DKP with --init-from): for this fraction of all steps the overlay path is
+    # off (the factors alone carry the gates); then S is rebased to W_dense - kron(A, B) and annealed.
+    kp_warmup: float = 0.0
     anneal_start: float = 0.0
     anneal_end: float = 0.6
     anneal_every: int = 20
@@ -99,8 +105,14 @@ def check_config(cfg: TrainConfig) -> None:
     from doping.nn.anneal import CMR_SCHEDULES
     from doping.nn.dkp import CMR_MODES
 
-    if cfg.lr_schedule not in ("step", "plateau"):
-        raise DopingError(f"--lr-schedule must be step or plateau, got {cfg.lr_schedule!r}")
+    if cfg.lr_schedule not in ("step", "plateau", "converge"):
+        raise DopingError(f"--lr-schedule must be step, plateau or converge, got {cfg.lr_schedule!r}")
+    if not 0.0 <= cfg.kp_warmup <= cfg.anneal_start:
+        raise DopingError(f"--kp-warmup must be in [0, --anneal-start], got {cfg.kp_warmup}")
+    if cfg.kp_warmup and (cfg.method != "dkp" or not cfg.init_from):
+        raise DopingError("--kp-warmup needs --method dkp and --init-from (a dense run to rebase S on)")
+    if cfg.stop_gain < 0 or cfg.stop_lr < 0:
+        raise DopingError("--stop-gain and --stop-lr must be >= 0")
     if cfg.cmr not in CMR_MODES:
         raise DopingError(f"--cmr must be one of {', '.join(CMR_MODES)}, got {cfg.cmr!r}")
     if cfg.cmr_schedule not in CMR_SCHEDULES:
@@ -175,6 +187,21 @@ def init_from_dense_run(model: LanguageModel, run: str | Path, overlay_init: str
         g.bias.copy_(dg.bias)
 
 
+@torch.no_grad()
+def rebase_on_dense_run(model: LanguageModel, run: str | Path) -> None:
+    """The end of a Kronecker-first warm-up: every doped gate's S = W_dense - kron(A, B)."""
+    dense, _, _ = load_run_model(run)
+    for g, dg in zip(model.lstm.gates, dense.lstm.gates):
+        if getattr(g, "s", None) is not None:
+            g.rebase_overlay(dg.w.to(g.a.device))
+
+
+def set_overlay_off(model: LanguageModel, off: bool) -> None:
+    for g in model.lstm.gates:
+        if hasattr(g, "overlay_off"):
+            g.overlay_off = off
+
+
 def _detach(hidden):
     return tuple(h.detach() for h in hidden)
 
@@ -225,6 +252,8 @@ def next_lr(cfg: TrainConfig, metrics: list[dict]) -> float:
     resumed run continues exactly)."""
     if cfg.lr_schedule == "step":
         return cfg.lr * cfg.lr_decay ** max(0, len(metrics) + 1 - cfg.decay_after)
+    if cfg.lr_schedule == "converge":
+        return cfg.lr * cfg.lr_decay ** sum(1 for m in metrics if m["annealed"])
     lr, best = cfg.lr, None
     for m in metrics:
         if not m["annealed"]:
@@ -238,7 +267,15 @@ def next_lr(cfg: TrainConfig, metrics: list[dict]) -> float:
 
 
 def _stopped(cfg: TrainConfig, metrics: list[dict]) -> bool:
-    return cfg.lr_schedule == "plateau" and cfg.stop_lr > 0 and bool(metrics) and next_lr(cfg, metrics) < cfg.stop_lr
+    if cfg.lr_schedule == "step" or not metrics:
+        return False
+    if cfg.stop_lr > 0 and next_lr(cfg, metrics) < cfg.stop_lr:
+        return True
+    if cfg.lr_schedule != "converge" or cfg.stop_gain <= 0:
+        return False
+    annealed = [m["valid_ppl"] for m in metrics if m["annealed"]]
+    gains = [1.0 - b / min(annealed[:i + 1]) for i, b in enumerate(annealed[1:])]
+    return len(gains) >= 2 and all(g < cfg.stop_gain for g in gains[-2:])
 
 
 @torch.no_grad()
@@ -398,8 +435,13 @@ def _train_epoch(cfg: TrainConfig, net, model, optim, annealer, data: _Splits, e
         from tqdm import tqdm
 
         bar = tqdm(bar, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None)
+    warm_end = int(cfg.kp_warmup * data.total_steps)
     for b in bar:
         step = epoch * data.n_batches + b
+        if warm_end:
+            set_overlay_off(model, step < warm_end)
+            if step == warm_end:
+                rebase_on_dense_run(model, cfg.init_from)
         annealer.step(step)
         i = b * cfg.bptt
         seq = min(cfg.bptt, data.train.shape[0] - 1 - i)
@@ -427,9 +469,14 @@ def _train_epoch(cfg: TrainConfig, net, model, optim, annealer, data: _Splits, e
     # also for runs without anything to anneal, so every run of a table shares one lr schedule
     last = (epoch + 1) * data.n_batches - 1
     annealed = last >= data.anneal[1] and (annealer.done(last) or not annealer.modules)
-    return {"epoch": epoch + 1, "lr": lr, "train_ppl": math.exp(total.item() / count),
-            "valid_ppl": evaluate(model, data.valid, cfg.bptt), "seconds": time.time() - t0,
-            "lstm_params": model.lstm_accounting()["params"], "annealed": annealed}
+    entry = {"epoch": epoch + 1, "lr": lr, "train_ppl": math.exp(total.item() / count),
+             "valid_ppl": evaluate(model, data.valid, cfg.bptt), "seconds": time.time() - t0,
+             "lstm_params": model.lstm_accounting()["params"], "annealed": annealed}
+    doped = [g for g in model.lstm.gates if getattr(g, "s", None) is not None]
+    if doped:  # how much the Kronecker part carries, per epoch (on the CMA curve's valid prefix)
+        entry["kp_energy_share"] = sum(g.kp_energy_share() for g in doped) / len(doped)
+        entry["curve_ppl_without_overlay"] = evaluate(without_overlay(model), data.curve, cfg.bptt)
+    return entry
 
 
 def _checkpoint(run: Path, model, optim, done: _Progress, vocab_size: int, device) -> None:

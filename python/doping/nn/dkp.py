@@ -91,6 +91,8 @@ class DKPLinear(nn.Module):
         self.factor_shapes = ((m1, n1), (m2, n2))
         self.cmr, self.cmr_p = cmr, float(cmr_p)
         self.cmr_scale = 1.0
+        #: True while a Kronecker-first warm-up runs with the overlay path off (S kept, unused).
+        self.overlay_off = False
         self.a = nn.Parameter(torch.empty(m1, n1))
         self.b = nn.Parameter(torch.empty(m2, n2))
         if overlay:
@@ -139,13 +141,26 @@ class DKPLinear(nn.Module):
                 raise ValueError(f"overlay_init must be 'residual' or 'zero', got {overlay_init!r}")
             self.mask.fill_(True)
 
+    @torch.no_grad()
+    def rebase_overlay(self, w: torch.Tensor) -> None:
+        """S = ``w`` - kron(A, B), dense again (the end of a Kronecker-first warm-up): the layer
+        computes ``w`` exactly, with the factors as trained."""
+        raw(self, "s").copy_(w - torch.kron(self.a, self.b))
+        self.mask.fill_(True)
+
+    @torch.no_grad()
+    def kp_energy_share(self) -> float:
+        """||kron(A, B)||^2 / ||W||^2: how much of the matrix the Kronecker part holds."""
+        kp = float((self.a.double() ** 2).sum() * (self.b.double() ** 2).sum())
+        return kp / max(float((self.weight().double() ** 2).sum()), 1e-30)
+
     def prunable(self) -> torch.Tensor:
         """The tensor whose magnitudes overlay annealing ranks: S's stored values."""
         return raw(self, "s")
 
     def overlay(self) -> torch.Tensor | None:
-        """The masked overlay S (dense tensor), or None for Kronecker-only."""
-        return self.s if self.has_overlay else None
+        """The masked overlay S (dense tensor), or None for Kronecker-only (or while it is off)."""
+        return self.s if self.has_overlay and not self.overlay_off else None
 
     def weight(self) -> torch.Tensor:
         """The effective W = kron(A, B) + S, materialised (for tests and export only)."""
@@ -180,9 +195,9 @@ class DKPLinear(nn.Module):
         step by step through ``step_fn``). Used by ``DopedLSTM`` for torch's fused LSTM kernel."""
         p = self.cmr_active_p
         kron = torch.kron(self.a, self.b)
-        if not self.has_overlay:
-            return [(None, kron)]
         overlay = self.overlay()
+        if overlay is None:
+            return [(None, kron)]
         if p == 0:
             return [(None, kron + overlay)]
         if self.cmr == "dropconnect":
