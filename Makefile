@@ -6,7 +6,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DOPING := $(VENV)/bin/doping
 STAMP  := $(VENV)/.installed
-SYSTEM_TOOLS := iverilog yosys
+# Debian packages and a file each installs: Icarus, yosys, OpenSTA, the OSU 0.18 um cell library
+SYSTEM_DEPS := iverilog:/usr/bin/iverilog yosys:/usr/bin/yosys opensta:/usr/bin/sta \
+               qflow-tech-osu018:/usr/share/qflow/tech/osu018/osu018_stdcells.lib
 export AMARANTH_USE_YOSYS := builtin
 
 .PHONY: help setup system-deps test test-slow demo bench clean verilog synth sim sim-full docs report-check
@@ -31,10 +33,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# Icarus and yosys come from Debian: installed when running as root, otherwise the exact command
-# is printed and the checks that need them say so when they run.
+# Icarus, yosys, OpenSTA and the OSU library come from Debian: installed when running as root,
+# otherwise the exact command is printed and the checks that need them say so when they run.
 system-deps:
-	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	@missing=""; for d in $(SYSTEM_DEPS); do [ -e "$${d#*:}" ] || missing="$$missing $${d%%:*}"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing$$missing with apt-get"; \

@@ -69,7 +69,9 @@ def test_baselines_train_from_dense(tmp_path, method):
 
 def test_nan_stops_with_clear_message(tmp_path):
     with pytest.raises(DopingError, match="training diverged: the loss is not finite"):
-        _train(tmp_path, "nan", lr=float("nan"))
+        _train(tmp_path, "nan", lr=1e38)
+    with pytest.raises(DopingError, match="--lr, --clip and --init-scale must be > 0"):
+        _train(tmp_path, "nan-lr", lr=float("nan"))
 
 
 def test_ddp_two_processes_match_single(tmp_path):

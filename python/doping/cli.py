@@ -196,7 +196,11 @@ def cmd_synth(args) -> int:
 
     cfg = load_config(args.config)
     out = Path(args.output)
+    if args.liberty is None and (args.sram_lib is not None or args.clock_ns is not None or args.activity is not None):
+        raise DopingError("--clock-ns, --sram-lib and --activity need --liberty")
     man = generate(cfg, out)
+    if args.liberty is not None:
+        return _synth_stdcell(args, cfg, out, out / man["files"][0], TOP)
     cells, levels = yosys_synth(out / man["files"][0], TOP, out / "yosys_stat.json")
     fmax = fmax_mhz(levels, cfg.tech_nm)
     report = {"config": cfg.as_dict(), "top": TOP, "modules": cells, "critical_path_levels": levels,
@@ -215,6 +219,32 @@ def cmd_synth(args) -> int:
     print(f"critical path {levels} gate levels -> fmax ~{fmax:.0f} MHz at {cfg.tech_nm} nm "
           f"(config clock {cfg.clock_mhz:g} MHz)")
     print(f"wrote {out / 'cells.json'}")
+    return 0
+
+
+def _synth_stdcell(args, cfg, out: Path, verilog: Path, top: str) -> int:
+    from doping.fileio import atomic_path
+    from doping.ppa.stdcell import resolve_library, synthesize
+
+    lib = resolve_library(args.liberty, args.sram_lib)
+    clock_ns = args.clock_ns if args.clock_ns is not None else 1e3 / cfg.clock_mhz
+    r = synthesize(verilog, top, lib, clock_ns, out / f"stdcell_{lib.name}",
+                   activity=0.1 if args.activity is None else args.activity)
+    report = r.as_dict()
+    with atomic_path(out / f"stdcell_{lib.name}.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    cp = r.critical_path
+    print(f"{lib.name} ({r.corner}): {r.cells} cells, {r.cell_area_um2:,.0f} um2 of cells + {r.sram_area_um2:,.0f} um2 "
+          f"of SRAM = {r.area_mm2:.4f} mm2")
+    print(f"clock {r.clock_ns:g} ns: worst slack {r.worst_slack_ns:+.3f} ns -> fmax {r.fmax_mhz:.0f} MHz; critical path "
+          f"{cp['start']} -> {cp['end']} ({cp['levels']} cells)")
+    p = r.power_mw
+    print(f"power at activity {r.activity:g}: {p['total']:.3f} mW (internal {p['internal']:.3f}, switching "
+          f"{p['switching']:.3f}, leakage {p['leakage']:.4f}, SRAM {p['sram']:.3f})")
+    print(f"wrote {out / f'stdcell_{lib.name}.json'}")
     return 0
 
 
@@ -513,6 +543,14 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--config", help=PRESET_HELP)
     y.add_argument("-o", "--output", default="build/synth", help="output folder (default build/synth)")
     y.add_argument("--json", action="store_true", help="print critical_path_levels, fmax_mhz and cell counts as JSON")
+    y.add_argument("--liberty", help="map to a real cell library and time it with OpenSTA: sky130 (shipped), nangate45 "
+                                     "(from DOPING_PDK), osu018 (Debian qflow-tech-osu018) or a Liberty file")
+    y.add_argument("--clock-ns", type=float, help="with --liberty: clock period to map and time at (default: the "
+                                                   "config's clock)")
+    y.add_argument("--sram-lib", nargs="*", help="with --liberty: SRAM macro Liberty files to build memories from "
+                                                 "(default: the library's own; none: flip-flops)")
+    y.add_argument("--activity", type=float, help="with --liberty: toggles per net per clock for the power report "
+                                                  "(default 0.1)")
     y.set_defaults(func=cmd_synth)
 
     sm = sub.add_parser("sim", help="simulate the generated Verilog on a pack and check it against golden",

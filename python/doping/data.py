@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from doping.errors import DopingError
+from doping.fileio import check_input_file
 
 SPLITS = ("train", "valid", "test")
 TINY = Path(__file__).parent / "corpus" / "tiny"
@@ -40,9 +41,13 @@ def resolve(path: str | Path) -> Path:
 
 def _tokens(file: Path) -> list[str]:
     out = []
-    with open(file, encoding="utf-8") as f:
-        for line in f:
-            out += line.split() + ["<eos>"]
+    check_input_file(file, "corpus file")
+    try:
+        with open(file, encoding="utf-8") as f:
+            for line in f:
+                out += line.split() + ["<eos>"]
+    except UnicodeDecodeError as e:
+        raise DopingError(f"corpus file {file} is not UTF-8 text (byte {e.start}: {e.reason})") from None
     return out
 
 

@@ -10,6 +10,30 @@ from pathlib import Path
 from doping.errors import DopingError
 
 
+#: The largest input file any reader accepts (packs, checkpoints, corpora, configs), bytes.
+MAX_INPUT_BYTES = 4 << 30
+
+
+def check_input_file(path, what: str = "input", max_bytes: int = MAX_INPUT_BYTES) -> Path:
+    """An input must be an existing regular file (a symlink to one is fine) of at most
+    ``max_bytes``: never a device, a FIFO or a folder, so that no reader blocks or grows without
+    bound."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except OSError:
+        raise DopingError(f"{what} {p} does not exist") from None
+    import stat as stat_mod
+
+    if stat_mod.S_ISDIR(st.st_mode):
+        raise DopingError(f"{what} {p} is a folder, expected a file")
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise DopingError(f"{what} {p} is not a regular file (a device, pipe or socket); refusing to read it")
+    if st.st_size > max_bytes:
+        raise DopingError(f"{what} {p} is {st.st_size} bytes, more than the {max_bytes} allowed")
+    return p
+
+
 def check_output_file(path) -> None:
     """An output file may be new or an existing regular file; never a folder, a device or a pipe."""
     if not str(path).strip():

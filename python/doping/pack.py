@@ -20,8 +20,8 @@ import numpy as np
 
 import doping
 from doping.compression import account
-from doping.errors import PackError
-from doping.fileio import atomic_path, read_npy_header
+from doping.errors import DopingError, PackError
+from doping.fileio import atomic_path, check_input_file, read_npy_header
 from doping.golden import QuantLayer, Requant
 from doping.golden.lstm import LUT_SIZE, LSTMLayerQuant
 
@@ -199,6 +199,10 @@ def read_manifest(path) -> tuple[dict, zipfile.ZipFile]:
         raise PackError(f"pack {path} does not exist")
     if path.is_dir():
         raise PackError(f"pack {path} is a directory, expected a pack file")
+    try:
+        check_input_file(path, "pack")
+    except DopingError as e:
+        raise PackError(str(e)) from None
     try:
         zf = zipfile.ZipFile(path)
         info = zf.getinfo("manifest.json")

@@ -22,7 +22,7 @@ from torch import nn
 from doping.compression import parse_factor_shapes
 from doping.data import batchify, load_corpus
 from doping.errors import DopingError
-from doping.fileio import atomic_path
+from doping.fileio import atomic_path, check_input_file
 from doping.lm import LanguageModel
 from doping.nn.anneal import OverlayAnnealer
 
@@ -92,6 +92,15 @@ class TrainConfig:
         return cfg
 
 
+#: Upper limits of the training options (a 2x1500 LSTM is the largest the PTB recipes use; a seed
+#: must fit torch's 64-bit generator).
+TRAIN_LIMITS = {"hidden": 4096, "layers": 8, "bptt": 1000, "batch": 4096, "eval_batch": 4096, "epochs": 1000,
+                "seed": 2 ** 63 - 1, "threads": 256}
+
+
+MAX_VOCAB = 1 << 20
+
+
 def build_model(cfg: TrainConfig, vocab_size: int) -> LanguageModel:
     options = {"kp_share": cfg.kp_share, "hmd_split": cfg.hmd_split}
     if cfg.factors:
@@ -100,8 +109,9 @@ def build_model(cfg: TrainConfig, vocab_size: int) -> LanguageModel:
                          cfg.init_scale, gate_options=options)
 
 
-def check_config(cfg: TrainConfig) -> None:
-    """One clear error for option values the training loop cannot use."""
+def check_config(cfg: TrainConfig, training: bool = True) -> None:
+    """One clear error for option values the training loop cannot use (``training=False``: a run
+    folder's config checked before its model is built, whatever device it was trained on)."""
     from doping.nn.anneal import CMR_SCHEDULES
     from doping.nn.dkp import CMR_MODES
 
@@ -121,11 +131,26 @@ def check_config(cfg: TrainConfig) -> None:
         raise DopingError("--cmr-p and --dropout must be in [0, 1)")
     if cfg.device not in ("cpu", "cuda", "auto"):
         raise DopingError(f"--device must be cpu, cuda or auto, got {cfg.device!r}")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
+    if training and cfg.device == "cuda" and not torch.cuda.is_available():
         raise DopingError("--device cuda: no CUDA device is available")
     for name in ("epochs", "hidden", "layers", "bptt", "batch", "eval_batch", "anneal_every"):
         if getattr(cfg, name) < 1:
             raise DopingError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    for name, hi in TRAIN_LIMITS.items():
+        if getattr(cfg, name) > hi:
+            raise DopingError(f"--{name.replace('_', '-')} must be <= {hi}, got {getattr(cfg, name)}")
+    for name in ("max_batches", "threads", "curve_every", "curve_tokens", "seed"):
+        if getattr(cfg, name) < 0:
+            raise DopingError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if not (cfg.lr > 0 and cfg.clip > 0 and cfg.init_scale > 0):
+        raise DopingError("--lr, --clip and --init-scale must be > 0")
+    if not 0 < cfg.lr_decay <= 1:
+        raise DopingError(f"--lr-decay must be in (0, 1], got {cfg.lr_decay}")
+    if not 0.0 <= cfg.anneal_start <= cfg.anneal_end <= 1.0:
+        raise DopingError(f"annealing needs 0 <= --anneal-start <= --anneal-end <= 1, got {cfg.anneal_start}, "
+                          f"{cfg.anneal_end}")
+    if not cfg.ratio >= 1.0:
+        raise DopingError(f"--ratio must be >= 1, got {cfg.ratio}")
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:
@@ -144,12 +169,16 @@ def load_run_model(run: str | Path, which: str = "best") -> tuple[LanguageModel,
     if not cfg_file.is_file() or not ckpt_file.is_file():
         raise DopingError(f"{run} is not a training run folder (needs config.json and checkpoint.pt)")
     try:
-        data = json.loads(cfg_file.read_text())
+        data = json.loads(check_input_file(cfg_file, "run config", 1 << 20).read_text())
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise DopingError(f"{cfg_file} is not valid JSON: {str(e)[:200]}") from None
     if not isinstance(data, dict):
         raise DopingError(f"{cfg_file} must hold an object of training options")
     cfg = TrainConfig.from_dict(data)
+    try:
+        check_config(cfg, training=False)
+    except DopingError as e:
+        raise DopingError(f"{cfg_file}: {e}") from None
     ckpt = safe_load(ckpt_file)
     model = build_model(cfg, ckpt["vocab_size"])
     try:
@@ -161,12 +190,15 @@ def load_run_model(run: str | Path, which: str = "best") -> tuple[LanguageModel,
 
 def safe_load(path: Path) -> dict:
     """A checkpoint read without executing code (``weights_only``): tensors and plain containers only."""
+    check_input_file(path, "checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle refusals, truncation, not a zip: all one clear error
         raise DopingError(f"{path} is not a readable doping checkpoint: {str(e).splitlines()[0][:200]}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or not isinstance(ckpt.get("vocab_size"), int):
         raise DopingError(f"{path} is not a doping checkpoint (no model state and vocabulary size)")
+    if not 2 <= ckpt["vocab_size"] <= MAX_VOCAB:
+        raise DopingError(f"{path}: vocabulary size {ckpt['vocab_size']} is outside 2..{MAX_VOCAB}")
     return ckpt
 
 

@@ -1,0 +1,104 @@
+"""The standard-cell flow (doping.ppa): SRAM macros read from their Liberty files, memories tiled
+from them, yosys mapping to a real cell library and OpenSTA timing and power."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from doping.ppa.macros import Macro, implement
+from doping.ppa.stdcell import libraries, parse_path, resolve_library, synthesize, timing
+
+PDK = Path(__file__).resolve().parent.parent / "python" / "doping" / "ppa" / "pdk"
+
+
+def test_macro_figures_come_from_the_liberty_files():
+    m = Macro.from_liberty(PDK / "fakeram45_64x32.lib.gz")
+    assert (m.words, m.bits, m.area_um2) == (64, 32, 3888.122)
+    assert m.access_ns == pytest.approx(0.213) and m.setup_ns == pytest.approx(0.05)
+    assert m.energy_pj == pytest.approx(1.69662)  # 1696.62 in fF x V^2
+    assert m.leakage_uw == pytest.approx(169.765) and not m.two_port and m.read_edge == "rising"
+    o = Macro.from_liberty(PDK / "sky130_sram_2kbyte_1rw1r_32x512_8_TT_1p8V_25C.lib.gz")
+    assert (o.words, o.bits, o.area_um2) == (512, 32, 284538.474)
+    assert o.two_port and o.read_edge == "falling" and o.access_ns == pytest.approx(0.529)
+    assert o.energy_pj == pytest.approx(13.8084) and o.leakage_uw == pytest.approx(17.726)
+
+
+def test_tiling_counts_spares_and_keeps_tiny_memories_in_flops():
+    lib = [Macro.from_liberty(p) for p in libraries()["nangate45"].srams]
+    big = implement("overlay", 2048, 22, lib, 1.5 * 4.522)
+    assert big.macro is not None
+    assert big.count * big.macro.words * big.macro.bits == 2048 * 22 + big.spare_bits
+    assert big.area_um2 == min(-(-2048 // m.words) * -(-22 // m.bits) * m.area_um2 for m in lib)
+    tiny = implement("row_map", 16, 7, lib, 1.5 * 4.522)  # 112 bits of flops < the smallest macro
+    assert tiny.macro is None and tiny.area_um2 == 0.0
+
+
+LONG = textwrap.dedent("""\
+    module chain(input clk, input [15:0] a, input [15:0] b, output reg [31:0] slow, output reg [15:0] fast);
+      reg [15:0] ra, rb;
+      always @(posedge clk) begin
+        ra <= a; rb <= b;
+        fast <= ra ^ rb;
+        slow <= (ra * rb) * (ra + rb);
+      end
+    endmodule
+""")
+
+
+def test_sta_finds_the_lengthened_path_and_the_slack_sign(tmp_path):
+    """A register fed by two chained multipliers beside one fed by an XOR: the multiplier path is
+    critical; it meets a slow clock and fails a fast one."""
+    src = tmp_path / "chain.v"
+    src.write_text(LONG)
+    r = synthesize(src, "chain", resolve_library("sky130"), 20.0, tmp_path / "out")
+    assert r.worst_slack_ns > 0
+    assert r.critical_path["end"].startswith("slow") or "slow" in r.critical_path["end"]
+    assert r.critical_path["levels"] > 10
+    assert r.cell_area_um2 > 0 and r.sram_area_um2 == 0
+    delay = r.clock_ns - r.worst_slack_ns
+    slack, path, _ = timing(tmp_path / "out", "chain", delay / 2)
+    assert slack < 0 and path["end"] == r.critical_path["end"]
+    assert r.fmax_mhz == pytest.approx(1e3 / delay)
+
+
+def test_report_parsers_reject_empty_reports():
+    from doping.errors import DopingError
+
+    with pytest.raises(DopingError):
+        parse_path("nothing here")
+
+
+def test_minimal_config_on_sky130_from_the_cli(tmp_path):
+    """`doping synth --config minimal --liberty sky130 --json`: the keys, slack signs at two clocks
+    on one netlist, SRAM macros' access time in the timing model, area within 2x of the estimator
+    at the same node."""
+    out = tmp_path / "synth"
+    r = subprocess.run([sys.executable, "-m", "doping.cli", "synth", "--config", "minimal", "--liberty", "sky130",
+                        "--clock-ns", "20", "--json", "-o", str(out)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    for key in ("liberty", "clock_ns", "worst_slack_ns", "fmax_mhz", "critical_path", "cell_area_um2",
+                "sram_area_um2", "area_mm2", "power_mw"):
+        assert key in rep
+    assert set(rep["power_mw"]) >= {"internal", "switching", "leakage", "sram"}
+    assert rep["liberty"] == "sky130" and rep["worst_slack_ns"] > 0
+    assert all(v >= 0 for v in rep["power_mw"].values())
+    macros = [m for m in rep["memories"] if m["macro"] != "flip-flops"]
+    assert macros and all(m["access_ns"] > 0 for m in macros)
+    slack, _, _ = timing(out / "stdcell_sky130", "doping_accel", 0.5 * 1e3 / rep["fmax_mhz"])
+    assert slack < 0
+    from dataclasses import replace
+
+    from doping.config import PRESETS
+    from doping.estimate.model import logic_area_um2, sram_inventory
+    from doping.estimate.tables import SRAM_UM2_PER_BIT, node_scale
+
+    cfg = replace(PRESETS["minimal"], tech_nm=130)
+    _, area_scale = node_scale(cfg.tech_nm)
+    est_um2 = (logic_area_um2(cfg) + sum(m["bits"] for m in sram_inventory(cfg).values()) * SRAM_UM2_PER_BIT) \
+        * area_scale
+    assert 0.5 < rep["area_mm2"] * 1e6 / est_um2 < 2.0
