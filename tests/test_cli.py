@@ -204,3 +204,11 @@ def test_synth_lstm_and_sim_tokens_errors(tmp_path, pack):
     _assert_clean_failure(run("sim", "--pack", pack, "--tokens", "4"), "has no LSTM section")
     _assert_clean_failure(run("sim", "--pack", pack, "--tokens", "4", "--resident"), "do not apply")
     _assert_clean_failure(run("sim", "--pack", pack, "--tokens", "4", "--h-stall", "1"), "probability in [0, 1)")
+
+
+def test_doping_alone_prints_help(capsys):
+    from doping.cli import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: doping") and "COMMAND" in out

@@ -333,3 +333,43 @@ def test_flow_config_for_a_small_layer_is_not_inflated():
     inter = m1 * n2 if layer.order == "AX" else n1 * m2
     assert cfg.max_intermediate <= 4 * max(inter, 64) and cfg.max_intermediate < 65536
     assert cfg.max_n == 64 and cfg.max_nnz <= 4 * (layer.nnz + layer.m)
+
+
+# Round 3 (issue 33): non-regular input paths, training options and run folders checked first.
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_non_regular_input_paths_are_refused_unread(tmp_path, capsys, kind):
+    if kind == "fifo":
+        path = tmp_path / "p.dpack"
+        os.mkfifo(path)  # opening it for reading would block forever
+    else:
+        path = Path("/dev/zero") if kind == "device" else tmp_path
+    t0 = time.time()
+    rc, err = run_cli(capsys, "pack", "inspect", path)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and time.time() - t0 < 10
+    assert "regular file" in err or "directory" in err or "folder" in err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--lr", "-1"], "must be > 0"), (["--clip", "-1"], "must be > 0"), (["--threads", "-2"], "--threads must be >= 0"),
+    (["--max-batches", "-1"], "--max-batches must be >= 0"), (["--seed", str(2 ** 64)], "--seed must be <="),
+    (["--anneal-start", "0.8", "--anneal-end", "0.5"], "anneal-start"), (["--hidden", "30000"], "--hidden must be <="),
+    (["--lr-decay", "-1"], "--lr-decay"), (["--curve-every", "-1"], "--curve-every must be >= 0"),
+    (["--kp-warmup", "0.2"], "--kp-warmup"),
+])
+def test_training_options_are_checked_before_anything_is_built(tmp_path, capsys, argv, match):
+    out = tmp_path / "run"
+    rc, err = run_cli(capsys, "train", "--data", "tiny", *argv, "-o", out)
+    assert rc == 2 and match in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_run_folder_claiming_a_huge_model_is_refused_before_allocation(tmp_path, capsys):
+    from doping.train import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(data="tiny", hidden=16, epochs=1, max_batches=2), run, progress=False, log=lambda s: None)
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "hidden": 20000}))
+    rc, err = run_cli(capsys, "export", run, "--out", tmp_path / "x.dpack")
+    assert rc == 2 and "--hidden must be <= 4096" in err and not (tmp_path / "x.dpack").exists()

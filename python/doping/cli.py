@@ -684,7 +684,11 @@ def _on_sigterm(signum, frame):
 def main(argv=None) -> int:
     import signal
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # `doping` alone: the help, not an error
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     previous, unraisable, terminated = None, sys.unraisablehook, False
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
