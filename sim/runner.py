@@ -4,6 +4,7 @@ regression of ``doping.sim.tb_accel`` on model packs."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -63,10 +64,54 @@ def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None =
     where = f"{Path(cocotb.__file__).resolve().parent}|{cocotb.__version__}"
     key = hashlib.sha1(f"{cfg.to_json()}|{simulator}|{mutation}|{waves}|{source_digest()[:10]}|{where}"
                        f"|{opt}".encode()).hexdigest()[:12]
-    d = cache_root() / f"{simulator}-{key}"
-    done = d / "built.ok"
-    if done.is_file():
+    root = cache_root()
+    d = root / f"{simulator}-{key}"
+    if _valid_build(d):
         return d
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / f"{d.name}.lock", "a+")
+    except OSError as e:
+        raise DopingError(f"the simulator cache {root} holds no valid build of this design and cannot be written "
+                          f"({e.strerror or e}); set DOPING_CACHE to a writable folder") from None
+    with lock:
+        # one build per design at a time: a second process waits here and then finds the build
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _valid_build(d):
+            return d
+        if d.exists():  # what a killed or broken build left: never trusted
+            shutil.rmtree(d, ignore_errors=True)
+        # built in a folder of its own and renamed into place when complete, so that a stray
+        # compiler of a killed run can only write into its own folder
+        tmp = root / f".{d.name}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        _build_into(tmp, cfg, simulator, mutation, waves, opt)
+        os.rename(tmp, d)
+    return d
+
+
+def _build_files(d: Path) -> dict[str, str]:
+    """sha256 of the build's simulator executables (Verilator's model binary, Icarus' .vvp)."""
+    out = {}
+    for f in sorted((d / "build").rglob("*")):
+        if f.is_file() and not f.is_symlink() and (f.suffix == ".vvp" or (os.access(f, os.X_OK) and f.suffix == "")):
+            out[str(f.relative_to(d))] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def _valid_build(d: Path) -> bool:
+    """A cached build is used only when its record is whole and every executable it lists still
+    has the recorded content (a truncated or replaced binary is rebuilt)."""
+    try:
+        record = json.loads((d / "built.ok").read_text())
+        files = record["files"]
+        return bool(files) and all(hashlib.sha256((d / name).read_bytes()).hexdigest() == digest
+                                   for name, digest in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _build_into(d: Path, cfg: AccelConfig, simulator: str, mutation: str | None, waves: bool, opt: str | None):
     from doping.hw.verilog import generate
 
     man = generate(cfg, d / "rtl", mutation=mutation)
@@ -85,8 +130,10 @@ def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None =
     except (SystemExit, Exception) as e:  # cocotb raises SystemExit/CalledProcessError on tool failure
         raise DopingError(f"{simulator} build failed: {_log_excerpt(d / 'build.log')} (whole log: "
                           f"{d / 'build.log'}; {e})") from None
-    done.write_text(json.dumps(man["config"]))
-    return d
+    files = _build_files(d)
+    if not files:
+        raise DopingError(f"{simulator} build wrote no simulator executable in {d / 'build'}")
+    (d / "built.ok").write_text(json.dumps({"config": man["config"], "files": files}))
 
 
 def _log_excerpt(log: Path, lines: int = 3) -> str:
@@ -185,7 +232,10 @@ def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None,
         job_file = Path(tmp) / "job.json"
         write_job(replace(job, out=str(out)), job_file)
         t0 = time.perf_counter()
-        test_dir = d / "run"
+        # the run's files stay out of the cached build (shared by concurrent runs, maybe read-only),
+        # but for waveforms, which the caller reads afterwards
+        test_dir = d / "run" if waves else Path(tmp) / "run"
+        log = Path(tmp) / "run.log"
         exit_code = 0
         try:
             with tool_env(simulator):
@@ -193,7 +243,7 @@ def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None,
                             build_dir=str((d / "build").resolve()), test_dir=str(test_dir.resolve()),
                             extra_env={JOB_ENV: str(job_file)}, waves=waves,
                             results_xml=str(Path(tmp, "results.xml")),
-                            log_file=str((d / "run.log").resolve()),
+                            log_file=str(log.resolve()),
                             timescale=("1ns", "1ps") if simulator == "icarus" else None)
         except SystemExit as e:
             # cocotb's runner exits when a test failed (under pytest) or the simulator did; the
@@ -208,15 +258,15 @@ def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None,
             tests = failed = None
         if not out.is_file() or not tests:
             raise DopingError(f"the {simulator} simulation produced no result (exit status {exit_code}): "
-                              f"{_log_excerpt(d / 'run.log')} (whole log: {d / 'run.log'})")
+                              f"{_log_excerpt(log)}")
         if exit_code and not failed:
             raise DopingError(f"the {simulator} simulation exited with status {exit_code} although its tests "
-                              f"passed: {_log_excerpt(d / 'run.log')}")
+                              f"passed: {_log_excerpt(log)}")
         result = result_type.from_json(json.loads(out.read_text()))
         # the testbench fails exactly when something mismatched: anything else is a broken run
         if bool(failed) != bool(result.mismatches):
             raise DopingError(f"cocotb reports {failed} of {tests} tests failed but the testbench counted "
-                              f"{result.mismatches} mismatches: {_log_excerpt(d / 'run.log')}")
+                              f"{result.mismatches} mismatches: {_log_excerpt(log)}")
     return replace(result, simulator=simulator, wall_seconds=wall, build=str(d),
                    cocotb={"tests": tests, "failed": failed}, waves=str(test_dir) if waves else None)
 
