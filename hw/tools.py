@@ -86,7 +86,10 @@ def yosys_synth(verilog: Path, top: str, out_json: Path) -> tuple[dict, int]:
         r = subprocess.run([exe, "-q", "-p", SYNTH_SCRIPT.format(top=top)], capture_output=True, text=True, cwd=tmp)
         if r.returncode != 0:
             raise DopingError(f"yosys failed on {verilog}:\n{(r.stdout + r.stderr)[-3000:]}")
-        shutil.copyfile(Path(tmp) / "stat.json", out_json)
+        from doping.fileio import atomic_path
+
+        with atomic_path(out_json) as dst:  # replaces a link at out_json, never writes through it
+            shutil.copyfile(Path(tmp) / "stat.json", dst)
         ltp = (Path(tmp) / "ltp.txt").read_text()
     found = re.findall(r"Longest topological path in \S+ \(length=(\d+)\)", ltp)
     if not found:

@@ -373,3 +373,23 @@ def test_run_folder_claiming_a_huge_model_is_refused_before_allocation(tmp_path,
     (run / "config.json").write_text(json.dumps({**cfg, "hidden": 20000}))
     rc, err = run_cli(capsys, "export", run, "--out", tmp_path / "x.dpack")
     assert rc == 2 and "--hidden must be <= 4096" in err and not (tmp_path / "x.dpack").exists()
+
+
+@pytest.mark.parametrize("run", ["../../x", "/abs/run", "a/../../b", "h200/dense\n"])
+def test_results_row_cannot_name_a_pack_outside_packs(tmp_path, run):
+    from doping.estimate.compare import run_pack
+
+    with pytest.raises(DopingError, match="not a relative run name"):
+        run_pack({"run": run, "method": "dkp"}, tmp_path / "packs", tmp_path / "runs")
+    assert not any(tmp_path.rglob("*.dpack"))
+
+
+def test_flow_write_probe_does_not_follow_a_planted_link(tmp_path, pack_path):
+    from doping.flow import _check_inputs
+
+    out, target = tmp_path / "out", tmp_path / "victim.txt"
+    out.mkdir()
+    target.write_text("keep me")
+    (out / ".write-test").symlink_to(target)
+    _check_inputs(out, None, str(pack_path), None, None)  # validates, then probes that OUT is writable
+    assert target.read_text() == "keep me" and (out / ".write-test").is_symlink()

@@ -9,6 +9,8 @@ import contextlib
 import hashlib
 import io
 import json
+import os
+import tempfile
 import time
 from dataclasses import replace
 from html import escape
@@ -115,9 +117,10 @@ def _check_inputs(out: Path, checkpoint, pack, ratio, config) -> None:
     existed = out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        # a fresh name opened without following links: nothing outside the folder is touched
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         if not existed:
             with contextlib.suppress(OSError):

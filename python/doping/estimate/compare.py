@@ -13,6 +13,7 @@ not priced.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from doping.config import AccelConfig
@@ -43,7 +44,11 @@ def run_pack(row: dict, packs: Path, runs: Path | None, log=print) -> Path | Non
 
     if row["method"] not in EXPORTABLE and row["method"] != "dense_ft":
         return None
-    pack = packs / f"{row['run']}.dpack"
+    run = str(row["run"])
+    # a results row names its run folder; it must stay below --packs and --runs
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*", run) or any(p in (".", "..") for p in run.split("/")):
+        raise DopingError(f"results row run {run[:80]!r} is not a relative run name (letters, digits, '_.+-', '/')")
+    pack = packs / f"{run}.dpack"
     if not pack.is_file():
         if runs is None or not (runs / row["run"] / "best.pt").is_file():
             raise DopingError(f"no pack {pack} and no run {row['run']} under --runs to export it from")
