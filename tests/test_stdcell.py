@@ -74,13 +74,19 @@ def test_report_parsers_reject_empty_reports():
 
 
 def test_minimal_config_on_sky130_from_the_cli(tmp_path):
-    """`doping synth --config minimal --liberty sky130 --json`: the keys, slack signs at two clocks
+    """`doping synth --config minimal --liberty sky130 --pack P --json`: the keys, activity from the
+    pack's simulation, slack signs at two clocks
     on one netlist, SRAM macros' access time in the timing model, area within 2x of the estimator
     in the library (the estimator's logic in the library's gates, memories tiled as the flow tiles
     them)."""
+    from doping.pack import write_pack
+    from doping.synth import synth_layer
+
+    pack = write_pack(tmp_path / "p.dpack", [synth_layer((48, 40), 6, factor_shapes=((8, 8), (6, 5)))])
     out = tmp_path / "synth"
     r = subprocess.run([sys.executable, "-m", "doping.cli", "synth", "--config", "minimal", "--liberty", "sky130",
-                        "--clock-ns", "20", "--json", "-o", str(out)], capture_output=True, text=True, timeout=900)
+                        "--clock-ns", "20", "--pack", str(pack), "--vectors", "4", "--json", "-o", str(out)],
+                       capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads(r.stdout)
     for key in ("liberty", "clock_ns", "worst_slack_ns", "fmax_mhz", "critical_path", "cell_area_um2",
@@ -88,7 +94,9 @@ def test_minimal_config_on_sky130_from_the_cli(tmp_path):
         assert key in rep
     assert set(rep["power_mw"]) >= {"internal", "switching", "leakage", "sram"}
     assert rep["liberty"] == "sky130" and rep["worst_slack_ns"] > 0
-    assert all(v >= 0 for v in rep["power_mw"].values())
+    assert all(v >= 0 for v in rep["power_mw"].values()) and rep["power_mw"]["sram"] > 0
+    # the power report runs at the activity the pack's simulation measured
+    assert rep["activity_source"].startswith("Verilator VCD of p.dpack") and 0 < rep["activity"] < 0.5
     macros = [m for m in rep["memories"] if m["macro"] != "flip-flops"]
     assert macros and all(m["access_ns"] > 0 for m in macros)
     slack, _, _ = timing(out / "stdcell_sky130", "doping_accel", 0.5 * 1e3 / rep["fmax_mhz"])

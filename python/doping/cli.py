@@ -196,8 +196,11 @@ def cmd_synth(args) -> int:
 
     cfg = load_config(args.config)
     out = Path(args.output)
-    if args.liberty is None and (args.sram_lib is not None or args.clock_ns is not None or args.activity is not None):
-        raise DopingError("--clock-ns, --sram-lib and --activity need --liberty")
+    if args.liberty is None and (args.sram_lib is not None or args.clock_ns is not None or args.activity is not None
+                                 or args.pack is not None):
+        raise DopingError("--clock-ns, --sram-lib, --activity and --pack need --liberty")
+    if args.pack is not None and args.activity is not None:
+        raise DopingError("give --activity or --pack (activity measured from its simulation), not both")
     man = generate(cfg, out)
     if args.liberty is not None:
         return _synth_stdcell(args, cfg, out, out / man["files"][0], TOP)
@@ -222,14 +225,36 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def _pack_activity(pack: str, cfg, vectors: int):
+    """(toggles per bit per cycle, where it comes from, SRAM accesses per bank per cycle) of the
+    pack running on the design: a Verilator run with waveforms, and the cycle model."""
+    from doping.pack import read_pack
+    from doping.ppa.activity import sram_rates, vcd_activity
+    from doping.sim.runner import run
+
+    pk = read_pack(pack)
+    for layer in pk.layers:
+        cfg.check(layer)
+    r = run([pack], cfg, vectors=vectors, waves=True)
+    if r.mismatches:
+        raise DopingError(f"the activity run of {pack} mismatched the golden model ({r.mismatches} outputs)")
+    act = vcd_activity(Path(r.waves) / "dump.vcd")
+    source = (f"Verilator VCD of {Path(pack).name}, {vectors} vectors: {act.cycles} cycles, {act.bits} traced bits "
+              f"(load included)")
+    return act.toggles_per_bit_cycle, source, sram_rates(pk.layers, cfg)
+
+
 def _synth_stdcell(args, cfg, out: Path, verilog: Path, top: str) -> int:
     from doping.fileio import atomic_path
     from doping.ppa.stdcell import resolve_library, synthesize
 
     lib = resolve_library(args.liberty, args.sram_lib)
     clock_ns = args.clock_ns if args.clock_ns is not None else 1e3 / cfg.clock_mhz
-    r = synthesize(verilog, top, lib, clock_ns, out / f"stdcell_{lib.name}",
-                   activity=0.1 if args.activity is None else args.activity)
+    activity, source, rates = 0.1 if args.activity is None else args.activity, "assumed", None
+    if args.pack is not None:
+        activity, source, rates = _pack_activity(args.pack, cfg, args.vectors)
+    r = synthesize(verilog, top, lib, clock_ns, out / f"stdcell_{lib.name}", activity=activity,
+                   sram_accesses_per_cycle=rates, activity_source=source)
     report = r.as_dict()
     with atomic_path(out / f"stdcell_{lib.name}.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
@@ -242,7 +267,7 @@ def _synth_stdcell(args, cfg, out: Path, verilog: Path, top: str) -> int:
     print(f"clock {r.clock_ns:g} ns: worst slack {r.worst_slack_ns:+.3f} ns -> fmax {r.fmax_mhz:.0f} MHz; critical path "
           f"{cp['start']} -> {cp['end']} ({cp['levels']} cells)")
     p = r.power_mw
-    print(f"power at activity {r.activity:g}: {p['total']:.3f} mW (internal {p['internal']:.3f}, switching "
+    print(f"power at activity {r.activity:.4g} ({r.activity_source}): {p['total']:.3f} mW (internal {p['internal']:.3f}, switching "
           f"{p['switching']:.3f}, leakage {p['leakage']:.4f}, SRAM {p['sram']:.3f})")
     print(f"wrote {out / f'stdcell_{lib.name}.json'}")
     return 0
@@ -551,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(default: the library's own; none: flip-flops)")
     y.add_argument("--activity", type=float, help="with --liberty: toggles per net per clock for the power report "
                                                   "(default 0.1)")
+    y.add_argument("--pack", help="with --liberty: measure the activity from a Verilator run of this pack (waveforms) "
+                                  "and the SRAM accesses from its cycle model")
+    y.add_argument("--vectors", type=positive_int, default=8, help="with --pack: vectors of the activity run (default 8)")
     y.set_defaults(func=cmd_synth)
 
     sm = sub.add_parser("sim", help="simulate the generated Verilog on a pack and check it against golden",

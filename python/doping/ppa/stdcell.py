@@ -184,6 +184,7 @@ class SynthResult:
     area_mm2: float
     power_mw: dict
     activity: float
+    activity_source: str = "assumed"
     memories: list = field(default_factory=list)
     cells: int = 0
     tool: str = ""
@@ -233,11 +234,13 @@ MEM_PARAMS = ("MEMID", "SIZE", "OFFSET", "ABITS", "WIDTH", "INIT", "RD_PORTS", "
 
 
 def synthesize(verilog: Path, top: str, lib: Library, clock_ns: float, out_dir: Path, activity: float = 0.1,
-               sram_accesses_per_cycle: dict[str, float] | None = None) -> SynthResult:
+               sram_accesses_per_cycle: dict[str, float] | None = None, activity_source: str = "assumed") -> SynthResult:
     """Map ``verilog`` to ``lib`` at ``clock_ns`` and time it; the netlist, reports and Liberty
     models stay in ``out_dir`` (emptied first). ``activity``: toggles per net per clock for the power report.
-    ``sram_accesses_per_cycle``: per memory name (as in the netlist, bank suffix included), reads plus
-    writes per cycle (default: one access every other cycle)."""
+    ``sram_accesses_per_cycle``: per memory bank (``activity.sram_rates``), reads plus writes per
+    cycle (default: one access every other cycle)."""
+    from doping.ppa.activity import bank_rate
+
     if not (0.01 <= clock_ns <= 1000) or not math.isfinite(clock_ns):
         raise DopingError(f"--clock-ns must be between 0.01 and 1000, got {clock_ns}")
     if not 0.0 <= activity <= 2.0:
@@ -296,7 +299,8 @@ def synthesize(verilog: Path, top: str, lib: Library, clock_ns: float, out_dir: 
     sram_dyn_mw = 0.0
     for impl in impls:
         if impl.macro is not None:
-            rate = (sram_accesses_per_cycle or {}).get(impl.name, 0.5)
+            rate = bank_rate(sram_accesses_per_cycle, impl.name) if sram_accesses_per_cycle else None
+            rate = 0.5 if rate is None else rate
             sram_dyn_mw += rate * impl.access_energy_pj() * f_mhz * 1e-6 * 1e3  # pJ x MHz = uW; /1e3 -> mW
     sram_leak_mw = sum(i.leakage_uw for i in impls) * 1e-3
     sram_area = sum(i.area_um2 for i in impls)
@@ -306,7 +310,7 @@ def synthesize(verilog: Path, top: str, lib: Library, clock_ns: float, out_dir: 
         area_mm2=(cell_area + sram_area) * 1e-6,
         power_mw={"internal": power["internal"], "switching": power["switching"], "leakage": power["leakage"],
                   "sram": sram_dyn_mw + sram_leak_mw, "total": power["total"] + sram_dyn_mw + sram_leak_mw},
-        activity=activity, cells=int(ncells.group(1)) if ncells else 0,
+        activity=activity, activity_source=activity_source, cells=int(ncells.group(1)) if ncells else 0,
         memories=[{"name": i.name, "words": i.depth, "bits": i.width,
                    "macro": i.macro.name if i.macro else "flip-flops", "tiles": list(i.tiles), "count": i.count,
                    "area_um2": i.area_um2, "spare_bits": i.spare_bits,
