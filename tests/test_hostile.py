@@ -393,3 +393,20 @@ def test_flow_write_probe_does_not_follow_a_planted_link(tmp_path, pack_path):
     (out / ".write-test").symlink_to(target)
     _check_inputs(out, None, str(pack_path), None, None)  # validates, then probes that OUT is writable
     assert target.read_text() == "keep me" and (out / ".write-test").is_symlink()
+
+
+@pytest.mark.parametrize("name, match", [("\udcff", "lone surrogate"), ("", "non-empty"), ("a\x1bb", "control")])
+def test_layer_names_that_would_break_reports_are_refused_at_write(tmp_path, name, match):
+    from dataclasses import replace
+
+    layer = replace(synth_layer((16, 12), 3, seed=1), name=name)
+    with pytest.raises(PackError, match=match):
+        write_pack(tmp_path / "n.dpack", [layer])
+    assert not (tmp_path / "n.dpack").exists()
+
+
+def test_boolean_version_is_not_a_version(tmp_path, pack_path):
+    bad = tmp_path / "v.dpack"
+    rewrite_pack(pack_path, bad, lambda m: m.update(version=True))
+    with pytest.raises(PackError, match="unsupported pack version True"):
+        read_pack(bad)

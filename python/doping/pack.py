@@ -149,6 +149,19 @@ def lstm_manifest(k: int, cell: LSTMLayerQuant) -> dict:
             "arrays": {a: f"lstm/{k}/{a}.npy" for a in LSTM_ARRAYS}}
 
 
+def check_layer_name(name, where: str) -> None:
+    """A layer name reaches terminals, reports and plots: 1-200 printable characters that UTF-8
+    can encode (no lone surrogates, no control characters)."""
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise PackError(f"{where}: layer name must be a non-empty string of at most 200 characters")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PackError(f"{where}: layer name {name!r} is not valid Unicode text (a lone surrogate)") from None
+    if not name.isprintable():
+        raise PackError(f"{where}: layer name {name!r} holds control characters")
+
+
 def write_pack(path, layers: list[QuantLayer], provenance: dict | None = None,
                lstm: list[LSTMLayerQuant] | None = None) -> Path:
     """Validate ``layers`` (and the LSTM stack over them, if given) and write them atomically as a
@@ -159,6 +172,7 @@ def write_pack(path, layers: list[QuantLayer], provenance: dict | None = None,
     if len(set(names)) != len(names):
         raise PackError(f"layer names must be unique, got {names}")
     for i, layer in enumerate(layers):
+        check_layer_name(layer.name, f"layer {i}")
         layer.validate()
         _check_input(layers[:i], layer, "")
     if lstm is not None:
@@ -226,7 +240,7 @@ def read_manifest(path) -> tuple[dict, zipfile.ZipFile]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise PackError(f"{path} is not a doping model pack (manifest format is not {FORMAT!r})")
     version = manifest.get("version")
-    if version not in SUPPORTED_VERSIONS:
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:  # noqa: E721 (true == 1 is no version)
         raise PackError(
             f"{path}: unsupported pack version {version!r}; this doping {doping.__version__} reads version(s) "
             f"{', '.join(map(str, SUPPORTED_VERSIONS))}"
@@ -364,8 +378,7 @@ def _read_layers(path, manifest: dict, zf: zipfile.ZipFile) -> Pack:
     for i, entry in enumerate(entries):
         where = f"{path}: layer {i}"
         name = _field(entry, "name", where)
-        if not isinstance(name, str) or not name or len(name) > 200:
-            raise PackError(f"{where}: layer name must be a non-empty string of at most 200 characters")
+        check_layer_name(name, where)
         if name in names:
             raise PackError(f"{where}: duplicate layer name {name!r}")
         names.add(name)
