@@ -212,3 +212,21 @@ def test_doping_alone_prints_help(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: doping") and "COMMAND" in out
+
+
+def test_config_fit_sizes_the_design_to_the_pack(tmp_path, capsys):
+    """The README tour's DKP pack (A 80x80) does not fit `default`: the error names the fields and
+    `--config fit`; with `--config fit` the same command works."""
+    from doping.cli import main
+
+    pack = tmp_path / "p.dpack"
+    assert main(["pack", "synth", "--shape", "800x400", "--ratio", "25", "--factors", "80x80,10x5", "-o",
+                 str(pack)]) == 0
+    capsys.readouterr()
+    assert main(["estimate", str(pack)]) == 2
+    err = capsys.readouterr().err
+    assert "max_factor" in err and "--config fit" in err
+    assert main(["estimate", str(pack), "--config", "fit", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["rtl", "--config", "fit", "-o", str(tmp_path / "rtl")]) == 2
+    assert "give --pack" in capsys.readouterr().err

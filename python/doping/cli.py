@@ -15,7 +15,23 @@ from doping.config import PRESETS
 from doping.errors import DopingError
 from doping.fileio import check_output_dir, read_npy_header
 
-PRESET_HELP = f"preset ({', '.join(PRESETS)}) or a .json/.toml config file"
+PRESET_HELP = (f"preset ({', '.join(PRESETS)}), a .json/.toml config file, or 'fit': the default design with its "
+               "buffers sized to --pack")
+
+
+def _config(spec: str | None, pack: str | None):
+    """The accelerator config of a command: ``--config`` as given, or with ``fit`` the default
+    design's buffers grown until every layer of ``pack`` fits (what ``doping flow`` does)."""
+    from doping.config import load_config
+
+    if spec != "fit":
+        return load_config(spec)
+    if not pack:
+        raise DopingError("--config fit sizes the design to a pack: give --pack")
+    from doping.estimate.baselines import fit_layers
+    from doping.pack import read_pack
+
+    return fit_layers(PRESETS["default"], read_pack(pack).layers)
 
 
 def _factor_shapes(text: str | None):
@@ -169,10 +185,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_rtl(args) -> int:
-    from doping.config import load_config
     from doping.hw.verilog import generate
 
-    cfg = load_config(args.config)
+    cfg = _config(args.config, args.pack)
     if args.pack:
         from doping.pack import read_pack
 
@@ -189,18 +204,15 @@ def cmd_rtl(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from doping.config import load_config
     from doping.fileio import atomic_path
     from doping.hw.tools import fmax_mhz, yosys_synth
     from doping.hw.verilog import TOP, generate
 
-    cfg = load_config(args.config)
-    out = Path(args.output)
     if args.liberty is None and (args.sram_lib is not None or args.clock_ns is not None or args.activity is not None
-                                 or args.pack is not None):
-        raise DopingError("--clock-ns, --sram-lib, --activity and --pack need --liberty")
-    if args.pack is not None and args.activity is not None:
-        raise DopingError("give --activity or --pack (activity measured from its simulation), not both")
+                                 or (args.pack is not None and args.config != "fit")):
+        raise DopingError("--clock-ns, --sram-lib, --activity and --pack need --liberty (or --pack with --config fit)")
+    cfg = _config(args.config, args.pack)
+    out = Path(args.output)
     man = generate(cfg, out)
     if args.liberty is not None:
         return _synth_stdcell(args, cfg, out, out / man["files"][0], TOP)
@@ -251,7 +263,7 @@ def _synth_stdcell(args, cfg, out: Path, verilog: Path, top: str) -> int:
     lib = resolve_library(args.liberty, args.sram_lib)
     clock_ns = args.clock_ns if args.clock_ns is not None else 1e3 / cfg.clock_mhz
     activity, source, rates = 0.1 if args.activity is None else args.activity, "assumed", None
-    if args.pack is not None:
+    if args.pack is not None and args.activity is None:
         activity, source, rates = _pack_activity(args.pack, cfg, args.vectors)
     r = synthesize(verilog, top, lib, clock_ns, out / f"stdcell_{lib.name}", activity=activity,
                    sram_accesses_per_cycle=rates, activity_source=source)
@@ -274,9 +286,7 @@ def _synth_stdcell(args, cfg, out: Path, verilog: Path, top: str) -> int:
 
 
 def cmd_sim(args) -> int:
-    from doping.config import load_config
-
-    cfg = load_config(args.config)
+    cfg = _config(args.config, args.pack)
     if args.tokens is not None:
         return _sim_tokens(args, cfg)
     from doping.sim.runner import run
@@ -333,12 +343,11 @@ def _sim_tokens(args, cfg) -> int:
 def cmd_estimate(args) -> int:
     from dataclasses import replace
 
-    from doping.config import load_config
     from doping.estimate.baselines import price
     from doping.estimate.model import combine, estimate, per_token, runs_one_sequence
     from doping.estimate.report import format_estimate
 
-    base = load_config(args.config)
+    base = _config(args.config, args.pack)
     if args.pack:
         if args.layer or args.ratio:
             raise DopingError("give either a PACK or --layer/--ratio, not both")
@@ -576,8 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(default: the library's own; none: flip-flops)")
     y.add_argument("--activity", type=float, help="with --liberty: toggles per net per clock for the power report "
                                                   "(default 0.1)")
-    y.add_argument("--pack", help="with --liberty: measure the activity from a Verilator run of this pack (waveforms) "
-                                  "and the SRAM accesses from its cycle model")
+    y.add_argument("--pack", help="with --liberty: measure the activity from a Verilator run of this pack (waveforms; "
+                                  "unless --activity is given) and the SRAM accesses from its cycle model; with "
+                                  "--config fit: the pack the design is sized to")
     y.add_argument("--vectors", type=positive_int, default=8, help="with --pack: vectors of the activity run (default 8)")
     y.set_defaults(func=cmd_synth)
 

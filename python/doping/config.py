@@ -253,11 +253,15 @@ class AccelConfig:
 
     def check(self, layer) -> None:
         """Raise DopingError naming everything of ``layer`` that does not fit this config."""
-        problems = [f"{what} {need} > {have}" for what, need, have, _ in self.shortfalls(layer)]
+        short = self.shortfalls(layer)
+        problems = [f"{what} {need} > {have}" for what, need, have, _ in short]
         problems += self.stream_problems(layer)
         if problems:
+            fix = sorted({field for *_, field in short})
+            how = (f"raise {', '.join(fix)} in a config file, or " if fix else "") + "use --config fit (the default " \
+                "design sized to the pack)"
             raise DopingError(f"layer {layer.name!r} ({layer.m}x{layer.n}) does not fit the accelerator config: "
-                              + "; ".join(problems))
+                              + "; ".join(problems) + f" — {how}")
 
     def as_dict(self) -> dict:
         return asdict(self)
