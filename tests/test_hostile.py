@@ -410,3 +410,51 @@ def test_boolean_version_is_not_a_version(tmp_path, pack_path):
     rewrite_pack(pack_path, bad, lambda m: m.update(version=True))
     with pytest.raises(PackError, match="unsupported pack version True"):
         read_pack(bad)
+
+
+def test_duplicate_members_and_member_floods_are_refused(tmp_path, pack_path):
+    import warnings
+
+    dup = tmp_path / "dup.dpack"
+    with zipfile.ZipFile(pack_path) as zin, zipfile.ZipFile(dup, "w") as zout, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name it is asked to write
+        for name in zin.namelist():
+            zout.writestr(name, zin.read(name))
+        zout.writestr("manifest.json", zin.read("manifest.json"))
+    with pytest.raises(PackError, match="more than once"):
+        read_pack(dup)
+    flood = tmp_path / "flood.dpack"
+    with zipfile.ZipFile(flood, "w") as z:
+        for i in range(10_001):
+            z.writestr(f"m{i}", b"")
+    with pytest.raises(PackError, match="declares 10001 members"):
+        read_pack(flood)
+
+
+def test_resume_from_a_checkpoint_of_another_model_is_one_line(tmp_path):
+    from doping.train import TrainConfig, train
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(TrainConfig(data="tiny", hidden=16, epochs=1, max_batches=2), a, progress=False, log=lambda s: None)
+    train(TrainConfig(data="tiny", hidden=24, epochs=1, max_batches=2), b, progress=False, log=lambda s: None)
+    (a / "checkpoint.pt").write_bytes((b / "checkpoint.pt").read_bytes())
+    with pytest.raises(DopingError, match="not a checkpoint of this run's model"):
+        train(TrainConfig(data="tiny", hidden=16, epochs=2, max_batches=2), a, resume=True, progress=False,
+              log=lambda s: None)
+
+
+def test_vectors_are_bounded(capsys):
+    rc, err = run_cli(capsys, "sim", "--pack", "x.dpack", "--vectors", "100000000")
+    assert rc == 2 and "at most 100000 vectors" in err
+
+
+def test_plot_labels_are_plain_text(tmp_path):
+    from doping.plotting import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label=r"$\frac{1}{$ layer")
+    ax.legend()
+    fig.savefig(tmp_path / "p.png")  # mathtext would raise ValueError here
+    plt.close(fig)
+    assert (tmp_path / "p.png").stat().st_size > 0

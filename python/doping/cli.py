@@ -588,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--pack", help="with --liberty: measure the activity from a Verilator run of this pack (waveforms; "
                                   "unless --activity is given) and the SRAM accesses from its cycle model; with "
                                   "--config fit: the pack the design is sized to")
-    y.add_argument("--vectors", type=positive_int, default=8, help="with --pack: vectors of the activity run (default 8)")
+    y.add_argument("--vectors", type=vectors_int, default=8, help="with --pack: vectors of the activity run (default 8)")
     y.set_defaults(func=cmd_synth)
 
     sm = sub.add_parser("sim", help="simulate the generated Verilog on a pack and check it against golden",
@@ -597,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--pack", required=True, help="model pack")
     sm.add_argument("--config", help=PRESET_HELP)
     sm.add_argument("--sim", choices=["verilator", "icarus"], default="verilator", help="simulator (default verilator)")
-    sm.add_argument("--vectors", type=positive_int, default=10, help="random int8 input vectors (default 10)")
+    sm.add_argument("--vectors", type=vectors_int, default=10, help="random int8 input vectors (default 10)")
     sm.add_argument("--seed", type=seed_int, default=0)
     sm.add_argument("--x-gap", type=probability, default=0.0, help="probability of an idle cycle on the x stream, "
                                                                     "in [0, 1)")
@@ -691,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--pack", help="model pack to use as is")
     fl.add_argument("--ratio", type=ratio_float, help="compression ratio when the flow trains (default 4)")
     fl.add_argument("--config", help="accelerator preset or config file (default: sized to the pack)")
-    fl.add_argument("--vectors", type=positive_int, default=20, help="random vectors per layer in simulation (default 20)")
+    fl.add_argument("--vectors", type=vectors_int, default=20, help="random vectors per layer in simulation (default 20)")
     fl.add_argument("--tokens", type=positive_int, default=20, help="tokens through the LSTM top when the pack has an "
                                                                     "LSTM section (default 20)")
     fl.add_argument("-o", "--output", default="build/flow", help="output folder (default build/flow)")
@@ -808,6 +808,17 @@ def positive_int(text: str) -> int:
     v = _int_arg(text)
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+#: The most random vectors one simulation or flow takes (a run of this many takes minutes).
+MAX_VECTORS = 100_000
+
+
+def vectors_int(text: str) -> int:
+    v = positive_int(text)
+    if v > MAX_VECTORS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_VECTORS} vectors, got {text!r}")
     return v
 
 

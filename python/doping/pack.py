@@ -43,6 +43,23 @@ MAX_DIM = 65536  # m, n and every factor dimension
 MAX_ELEMENTS = 1 << 26  # entries of any one array (and overlay nonzeros)
 MAX_TOTAL_BYTES = 1 << 30  # all arrays of a pack, uncompressed
 MAX_MANIFEST_BYTES = 1 << 22
+#: A pack holds a few arrays per layer: more members than this is not a pack (and a central
+#: directory of millions of entries would take gigabytes to read).
+MAX_MEMBERS = 10_000
+
+
+def _zip_members_declared(path) -> int | None:
+    """The member count a ZIP's end-of-central-directory record declares (read before the
+    directory itself), or None when there is no such record."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 65557))
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 12 > len(tail):
+        return None
+    return int.from_bytes(tail[at + 10: at + 12], "little")
 MAX_LAYERS = 4096
 MAX_LSTM_LAYERS = 64
 _NPY_HEADER_MAX = 4096  # bytes of .npy magic + header the reader accepts
@@ -217,8 +234,17 @@ def read_manifest(path) -> tuple[dict, zipfile.ZipFile]:
         check_input_file(path, "pack")
     except DopingError as e:
         raise PackError(str(e)) from None
+    declared = _zip_members_declared(path)
+    if declared is not None and declared > MAX_MEMBERS:
+        raise PackError(f"{path} declares {declared} members, more than the {MAX_MEMBERS} a pack may hold")
     try:
         zf = zipfile.ZipFile(path)
+        names = zf.namelist()
+        if len(names) > MAX_MEMBERS:
+            raise PackError(f"{path} has {len(names)} members, more than the {MAX_MEMBERS} a pack may hold")
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})[:3]
+            raise PackError(f"{path} holds members more than once ({', '.join(map(repr, dup))}): not a valid pack")
         info = zf.getinfo("manifest.json")
         if info.file_size > MAX_MANIFEST_BYTES:
             raise PackError(f"{path}: manifest.json declares {info.file_size} bytes, more than the "

@@ -431,7 +431,11 @@ def _start(cfg: TrainConfig, run: Path, model, device, data: _Splits, resume: bo
     resumed = None
     if resume and ckpt_file.is_file():
         resumed = safe_load(ckpt_file)
-        model.load_state_dict(resumed["model"])
+        try:
+            model.load_state_dict(resumed["model"])
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise DopingError(f"{ckpt_file} is not a checkpoint of this run's model (another size or method?): "
+                              f"{str(e).splitlines()[0][:200]}") from None
     elif cfg.init_from:
         init_from_dense_run(model, cfg.init_from, cfg.overlay_init)
     model.to(device)
@@ -439,11 +443,16 @@ def _start(cfg: TrainConfig, run: Path, model, device, data: _Splits, resume: bo
     optim = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     done = _Progress()
     if resumed is not None:
-        optim.load_state_dict(resumed["optim"])
-        torch.set_rng_state(resumed["rng"])
-        if device.type == "cuda" and "cuda_rng" in resumed:
-            torch.cuda.set_rng_state(resumed["cuda_rng"])
-        done = _Progress(resumed["metrics"], resumed["epoch"], resumed["best"], resumed.get("curve", []))
+        try:
+            optim.load_state_dict(resumed["optim"])
+            torch.set_rng_state(resumed["rng"])
+            if device.type == "cuda" and "cuda_rng" in resumed:
+                torch.cuda.set_rng_state(resumed["cuda_rng"])
+            done = _Progress(list(resumed["metrics"]), int(resumed["epoch"]), resumed["best"],
+                             list(resumed.get("curve", [])))
+        except (KeyError, RuntimeError, TypeError, ValueError) as e:
+            raise DopingError(f"{ckpt_file} cannot resume training (no or mismatched optimiser, random-state or "
+                              f"progress record: {type(e).__name__} {str(e)[:120]})") from None
         log(f"resumed {run} after epoch {done.epoch}")
     elif dist.rank == 0:
         run.mkdir(parents=True, exist_ok=True)
