@@ -116,6 +116,7 @@ def test_synth_output_path_is_not_a_yosys_script(tmp_path, capsys, monkeypatch):
     (["--y-stall", "1.0"], "probability in [0, 1)"), (["--x-gap", "-0.5"], "probability in [0, 1)"),
     (["--vectors", "0"], "positive integer"), (["--vectors", "-2"], "positive integer"),
     (["--seed", "-1"], "0..2^32-1"), (["--y-stall", "nan"], "finite"),
+    (["--config", str(Path(__file__).parent.parent / "configs" / "ptb-h200-lstm.toml")], "give --tokens"),
 ])
 def test_sim_arguments_that_would_hang_or_lie(pack_path, capsys, argv, match):
     t0 = time.time()

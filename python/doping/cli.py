@@ -289,6 +289,8 @@ def cmd_sim(args) -> int:
     cfg = _config(args.config, args.pack)
     if args.tokens is not None:
         return _sim_tokens(args, cfg)
+    if cfg.lstm_cell:
+        raise DopingError("this config is the LSTM top (lstm_cell = 1), which runs whole LSTM steps: give --tokens N")
     from doping.sim.runner import run
 
     r = run([args.pack], cfg, simulator=args.sim, vectors=args.vectors, seed=args.seed, x_gap=args.x_gap,
