@@ -167,6 +167,45 @@ def _config_mutation(examples):
     return run
 
 
+def _run_folder_mutation(examples):
+    """Run folders whose config.json holds mutated training options (issue 33): loading the run
+    (what export and flow do first) accepts or refuses them with one DopingError, before any model
+    is built from a size nobody checked."""
+    from dataclasses import asdict, fields
+
+    from doping.train import TrainConfig
+
+    names = [f.name for f in fields(TrainConfig)]
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(changes=st.dictionaries(st.sampled_from(names + ["bogus"]), json_values, max_size=4))
+    def run(tiny_run, changes):
+        from doping.train import load_run_model
+
+        cfg = json.loads((tiny_run / "config.json.orig").read_text())
+        cfg.update(changes)
+        (tiny_run / "config.json").write_text(json.dumps(cfg, allow_nan=True))
+        t0 = time.time()
+        try:
+            load_run_model(tiny_run)
+        except DopingError:
+            pass
+        assert time.time() - t0 < 30
+    return run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from doping.train import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("run") / "r"
+    train(TrainConfig(data="tiny", hidden=8, epochs=1, max_batches=2), run, progress=False, log=lambda s: None)
+    (run / "config.json.orig").write_text((run / "config.json").read_text())
+    return run
+
+
+test_fuzz_run_folders = _run_folder_mutation(FAST)
+test_fuzz_run_folders_long = pytest.mark.slow(_run_folder_mutation(SLOW))
 test_fuzz_manifest_fields = _manifest_mutation(FAST)
 test_fuzz_pack_bytes_and_arrays = _byte_mutation(FAST)
 test_fuzz_configs = _config_mutation(FAST)
