@@ -743,6 +743,11 @@ def main(argv=None) -> int:
     except DopingError as e:
         print(f"doping: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `doping ... | head`: the reader has what it wanted; no error, no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:  # read-only folder, disk full, a path that is not what it should be
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         print(f"doping: error: {e.strerror or e}{where}", file=sys.stderr)
