@@ -374,10 +374,13 @@ def cmd_estimate(args) -> int:
 
         m, n = parse_shape(args.layer)
         r = price(m, n, args.ratio, args.method, base)
+    from doping.estimate.tables import silicon_basis
+
     if args.json:
-        print(json.dumps(r.to_json(), indent=2))
+        print(json.dumps({**r.to_json(), "silicon_basis": silicon_basis(base.tech_nm)}, indent=2))
     else:
         print(format_estimate(r))
+        print(f"({silicon_basis(base.tech_nm)})")
     return 0
 
 
