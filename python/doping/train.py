@@ -234,6 +234,11 @@ def set_overlay_off(model: LanguageModel, off: bool) -> None:
             g.overlay_off = off
 
 
+def _ppl(mean_loss: float) -> float:
+    """exp(mean loss), inf where that overflows (a run far off course, not a traceback)."""
+    return math.exp(mean_loss) if mean_loss < 700 else math.inf
+
+
 def _detach(hidden):
     return tuple(h.detach() for h in hidden)
 
@@ -250,7 +255,7 @@ def evaluate(model: nn.Module, data: torch.Tensor, bptt: int) -> float:
         logits, hidden = model(x, hidden)
         total += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
         count += y.numel()
-    return math.exp(total.item() / count)
+    return _ppl(total.item() / count)
 
 
 class _Dist:
@@ -510,7 +515,7 @@ def _train_epoch(cfg: TrainConfig, net, model, optim, annealer, data: _Splits, e
     # also for runs without anything to anneal, so every run of a table shares one lr schedule
     last = (epoch + 1) * data.n_batches - 1
     annealed = last >= data.anneal[1] and (annealer.done(last) or not annealer.modules)
-    entry = {"epoch": epoch + 1, "lr": lr, "train_ppl": math.exp(total.item() / count),
+    entry = {"epoch": epoch + 1, "lr": lr, "train_ppl": _ppl(total.item() / count),
              "valid_ppl": evaluate(model, data.valid, cfg.bptt), "seconds": time.time() - t0,
              "lstm_params": model.lstm_accounting()["params"], "annealed": annealed}
     doped = [g for g in model.lstm.gates if getattr(g, "s", None) is not None]
