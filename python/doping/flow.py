@@ -323,13 +323,13 @@ def summary_lines(r: dict) -> list[str]:
 
 
 def _plots(r: dict) -> dict[str, bytes]:
-    from doping.plotting import pyplot
+    from doping.plotting import plain, pyplot
 
     plt = pyplot()
 
     out = {}
     fig, ax = plt.subplots(figsize=(6, 3.0), dpi=90)
-    names = [l["name"] for l in r["layers"]]
+    names = [plain(l["name"]) for l in r["layers"]]
     units = ("RECV", "G1", "G2", "GATHER", "SEND")
     h = 0.8 / len(units)
     for u, unit in enumerate(units):  # the units overlap in time: one bar each, not stacked

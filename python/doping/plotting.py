@@ -4,13 +4,17 @@ from __future__ import annotations
 
 
 def pyplot():
-    """``matplotlib.pyplot`` on the non-interactive Agg backend (no display needed), with mathtext
-    off: labels carry names from packs and runs, drawn as plain text (a ``$`` in a layer name is a
-    dollar sign, never a formula that fails to parse after a whole simulation)."""
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plain(text: str) -> str:
+    """A name from a pack or run as plot text: every ``$`` escaped, so that matplotlib draws it
+    as a dollar sign instead of parsing a formula (which fails, after a whole simulation, on
+    ``$\\frac{1}{$``). Axis tick labels keep their mathtext."""
+    return str(text).replace("$", r"\$")
