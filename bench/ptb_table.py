@@ -336,6 +336,18 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _save_ppl_plot(plt, fig, ax, path: Path, xlabel: str, ylabel: str) -> None:
+    """The perplexity plots' common finish: log y, grid, legend, written to ``path``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def plot_cma(runs: Path, rows: list[dict], path: Path, partial=()) -> None:
     """Validation perplexity (first 10 k valid tokens) against training steps while the sparse
     parts anneal, for every 25x DKP and pruning run: co-matrix adaptation shows as the rise at the
@@ -358,14 +370,7 @@ def plot_cma(runs: Path, rows: list[dict], path: Path, partial=()) -> None:
             curve = json.loads(f.read_text())
             ax.plot([c["step"] for c in curve], [c["valid_ppl"] for c in curve], "--", lw=1,
                     label=f"{Path(run).parent.name}/{Path(run).name} (unfinished)")
-    ax.set_xlabel("training step (annealing over the first half)")
-    ax.set_ylabel("valid ppl, first 10k tokens")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save_ppl_plot(plt, fig, ax, path, "training step (annealing over the first half)", "valid ppl, first 10k tokens")
 
 
 def plot_epochs(runs: Path, rows: list[dict], path: Path) -> None:
@@ -386,14 +391,7 @@ def plot_epochs(runs: Path, rows: list[dict], path: Path) -> None:
         without = [(e["epoch"], e["curve_ppl_without_overlay"]) for e in m if "curve_ppl_without_overlay" in e]
         if without:
             ax.plot(*zip(*without), ":", color=line.get_color(), lw=1.2, label="  … overlay removed")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("valid ppl")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save_ppl_plot(plt, fig, ax, path, "epoch", "valid ppl")
 
 
 def merged(old: list[dict], fresh: list[dict], order: list[str]) -> list[dict]:

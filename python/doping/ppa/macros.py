@@ -176,8 +176,9 @@ def implement(name: str, depth: int, width: int, macros: list[Macro], flop_um2_p
 
 def wrapper_liberty(cell: str, abits: int, width: int, impl: MemoryImpl) -> str:
     """A Liberty cell with the pins of yosys' ``$mem_v2`` (one sync read port, one write port)
-    carrying the tiled macro's area, access time, setup and leakage, so that OpenSTA times the
-    paths into and out of the SRAM. A depth-tiled memory's output mux is not modelled (one
+    carrying the tiled macro's area, access time and setup, so that OpenSTA times the paths into
+    and out of the SRAM; its energy and leakage stay out of the cell (``MemoryImpl`` prices them, so
+    that no report counts them twice). A depth-tiled memory's output mux is not modelled (one
     level of logic after the access time)."""
     mac = impl.macro
     setup = f"{mac.setup_ns:.4f}"
