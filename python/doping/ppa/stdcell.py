@@ -92,6 +92,11 @@ class CellInfo:
     flop_um2: float
     nand2_um2: float
 
+    @property
+    def flop_memory_um2_per_bit(self) -> float:
+        """A bit of a flip-flop memory: its register and its share of the read mux (1.5 flops)."""
+        return 1.5 * self.flop_um2
+
 
 def cell_info(text: str) -> CellInfo:
     cap = re.search(r"capacitive_load_unit\s*\(\s*([\d.]+)\s*,\s*\"?(\w+)", text)
@@ -130,9 +135,9 @@ def library_area_um2(cfg, lib: Library) -> dict:
     logic = logic_area_um2(cfg) * info.nand2_um2 / CELL_UM2["gate"]
     sram = flops = 0.0
     for name, mem in cfg.memories.items():
-        impl = implement(name, mem["depth"], mem["width"], macros, 1.5 * info.flop_um2)
+        impl = implement(name, mem["depth"], mem["width"], macros, info.flop_memory_um2_per_bit)
         if impl.macro is None:
-            flops += mem["banks"] * mem["depth"] * mem["width"] * 1.5 * info.flop_um2
+            flops += mem["banks"] * mem["depth"] * mem["width"] * info.flop_memory_um2_per_bit
         else:
             sram += mem["banks"] * impl.area_um2
     return {"logic_um2": logic, "flop_memory_um2": flops, "cell_um2": logic + flops, "sram_um2": sram,
@@ -264,7 +269,7 @@ def synthesize(verilog: Path, top: str, lib: Library, clock_ns: float, out_dir: 
     mems = parse_memories((work / "mems.txt").read_text())
     impls, shapes = [], {}
     for mem in mems:
-        impl = (implement(mem.name.lstrip("\\"), mem.size, mem.width, macros, 1.5 * info.flop_um2)
+        impl = (implement(mem.name.lstrip("\\"), mem.size, mem.width, macros, info.flop_memory_um2_per_bit)
                 if mem.simple else MemoryImpl(mem.name.lstrip("\\"), mem.size, mem.width, None, (0, 0)))
         impls.append(impl)
         if impl.macro is not None:
