@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 
 from doping.config import load_config
-from doping.estimate.model import fmax_estimate_mhz, logic_area_um2, sram_inventory
+from doping.estimate.model import fmax_estimate_mhz, logic_area_um2
 from doping.estimate.tables import SRAM_UM2_PER_BIT, node_scale
 from doping.hw.verilog import TOP, generate
 from doping.ppa.stdcell import library_area_um2, resolve_library, synthesize
@@ -32,7 +32,7 @@ from doping.ppa.stdcell import library_area_um2, resolve_library, synthesize
 def estimator_figures(cfg) -> dict:
     _, area = node_scale(cfg.tech_nm)
     logic = logic_area_um2(cfg) * area
-    sram = sum(m["bits"] for m in sram_inventory(cfg).values()) * SRAM_UM2_PER_BIT * area
+    sram = sum(cfg.sram_bits().values()) * SRAM_UM2_PER_BIT * area
     return {"logic_um2": logic, "sram_um2": sram, "area_mm2": (logic + sram) * 1e-6, "fmax_mhz": fmax_estimate_mhz(cfg)}
 
 

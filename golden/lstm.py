@@ -30,6 +30,16 @@ from doping.golden.model import trace
 Q = 15
 ONE = 1 << Q
 LUT_SIZE = 256  # one entry per int8 code, index code + 128
+#: Pre-activations beyond ±PRE_CLIP and cell states beyond ±CELL_CLIP saturate the LUT input:
+#: sigmoid(8) = 0.99966 and tanh(4) = 0.99933, so nothing is lost beyond them but resolution
+#: would be (the int8 step is range / 127).
+PRE_CLIP = 8.0
+CELL_CLIP = 4.0
+
+
+def quantise_bias(bias: np.ndarray, acc_scale: float) -> np.ndarray:
+    """The gate bias in accumulator units: round half up, saturated to int32 (numerics.md §9)."""
+    return np.clip(np.floor(np.asarray(bias, np.float64) / acc_scale + 0.5), -(1 << 31), (1 << 31) - 1).astype(np.int32)
 
 
 def sigmoid_lut(scale: float) -> np.ndarray:

@@ -9,7 +9,8 @@ def _digest() -> str:
     import doping
 
     h = hashlib.sha1(doping.__version__.encode())
-    for f in [*sorted(Path(__file__).parent.glob("*.py")), Path(doping.__file__).with_name("config.py")]:
+    here = Path(doping.__file__)
+    for f in [*sorted(Path(__file__).parent.glob("*.py")), here.with_name("config.py"), here.with_name("arch.py")]:
         h.update(f.read_bytes())
     return h.hexdigest()
 
@@ -20,8 +21,8 @@ _DIGEST = _digest()
 
 
 def source_digest() -> str:
-    """SHA-1 of the doping version, every generator source file and the config module (which
-    derives the memory geometry and the input window), as they were when this process imported
+    """SHA-1 of the doping version, every generator source file, the config module (the input
+    window) and the architecture spec (the memory map and pipeline constants), as they were when this process imported
     the generator: a key for anything built from the generated RTL (simulator builds, the flow's
     RTL and simulation stages)."""
     return _DIGEST

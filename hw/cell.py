@@ -22,20 +22,17 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from doping.arch import REQUANT_STAGES
 from doping.config import AccelConfig, bits_for
 from doping.golden.lstm import Q
-from doping.hw.requant import REQUANT_STAGES, requant
-from doping.hw.top import _banks, y_layout
-
-#: Cycles from a pre-activation o row accepted to its unit's h on the ``h`` stream: the table read,
-#: the products f*c and i*g, the new c, the cell requantiser, the tanh_c read, o*tc, the output
-#: requantisers.
-CELL_LATENCY = 1 + 1 + 1 + REQUANT_STAGES + 1 + 1 + REQUANT_STAGES
+from doping.hw.requant import requant
+from doping.hw.memories import banks, region_address
+from doping.hw.streams import y_layout
 
 
 def hidden_bits(cfg: AccelConfig) -> int:
     """Address bits of one hidden unit within a sequence's state."""
-    return bits_for(cfg.memories["gbuf"]["depth"])
+    return bits_for(cfg.memories["gbuf"].depth)
 
 
 def state_offset(cfg: AccelConfig, unit, seq):
@@ -54,12 +51,6 @@ def cell_output(cfg: AccelConfig) -> data.StructLayout:
 
 #: A table write from the load stream: ``which`` 0 = gate table (sigmoid then tanh), 1 = tanh_c.
 TableWrite = data.StructLayout({"en": 1, "which": 1, "addr": unsigned(16), "data": signed(16)})
-
-
-def region_address(cfg: AccelConfig, key: str, offset, region):
-    """Address of ``offset`` within resident layer ``region``'s part of memory ``key``."""
-    low = offset[:bits_for(cfg.memories[key]["layer_depth"])]
-    return low if cfg.resident_layers == 1 else Cat(low, region[:bits_for(cfg.resident_layers)])
 
 
 class LSTMCell(wiring.Component):
@@ -88,10 +79,10 @@ class LSTMCell(wiring.Component):
         cfg, mem = self.cfg, self.cfg.memories
         hb = hidden_bits(cfg)
 
-        (glut_w, glut_r), = _banks(m, "gate_lut", 1, mem["gate_lut"]["depth"], signed(16))
-        (clut_w, clut_r), = _banks(m, "cell_lut", 1, mem["cell_lut"]["depth"], signed(16))
-        gbuf = _banks(m, "gbuf", 3, mem["gbuf"]["depth"], signed(16), transparent=True)
-        (c_w, c_r), = _banks(m, "c_state", 1, mem["c_state"]["depth"], signed(32))
+        (glut_w, glut_r), = banks(m, "gate_lut", 1, mem["gate_lut"].depth, signed(16))
+        (clut_w, clut_r), = banks(m, "cell_lut", 1, mem["cell_lut"].depth, signed(16))
+        gbuf = banks(m, "gbuf", 3, mem["gbuf"].depth, signed(16), transparent=True)
+        (c_w, c_r), = banks(m, "c_state", 1, mem["c_state"].depth, signed(32))
         for wp, which in ((glut_w, 0), (clut_w, 1)):
             m.d.comb += [wp.addr.eq(self.table.addr), wp.data.eq(self.table.data),
                          wp.en.eq(self.table.en & (self.table.which == which))]

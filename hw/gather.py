@@ -22,7 +22,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from doping.hw.loader import OverlayField
+from doping.arch import OverlayField
 
 
 class GatherLane(wiring.Component):

@@ -1,9 +1,7 @@
-"""Host side of the accelerator's load stream: a QuantLayer -> the words that place it in the
-on-chip memories and registers. The one place that defines the memory layout (docs/hardware.md):
-the RTL, the cocotb driver, the Amaranth tests, ``AccelConfig.check`` and the estimator all use it.
-
-Load word: ``sel`` (4 bits: which memory or the register file), ``addr`` (bank in the high bits,
-offset in the low ``bits_for(bank depth)`` bits) and ``data`` (``LOAD_DATA_BITS`` bits).
+"""Host side of the accelerator's load stream: a QuantLayer -> the (sel, addr, data) words that
+place it in the on-chip memories and registers, in the memory map, register file and word format
+of ``doping.arch`` (docs/hardware.md). The RTL tests, the cocotb driver, ``AccelConfig.check``
+and the estimator all take a layer's placement from here.
 
 Overlay (sparse S) layout, EIE-style: rows are assigned to gather lanes by entry count at load
 time (longest first, each to the lane with the fewest entries so far), row i among the lanes of
@@ -19,50 +17,17 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from doping.config import LAYER_REG_WORDS, AccelConfig, bits_for, ceil_div
+from doping.arch import (LAYER_REG_WORDS, REG_INDEX, REGS, SEL_BIAS, SEL_CELL_LUT, SEL_GATE_LUT,
+                         SEL_LAYER_REGS, SEL_OVERLAY, SEL_A, SEL_B, SEL_REG, SEL_ROWMAP, overlay_field,
+                         rows_per_lane_bound)
 from doping.golden import QuantLayer
 
-SEL_REG, SEL_A, SEL_B, SEL_OVERLAY, SEL_ROWMAP = 0, 1, 2, 3, 4
-#: LSTM top only (config lstm_cell): gate bias, per-layer register words, activation tables.
-SEL_BIAS, SEL_LAYER_REGS, SEL_GATE_LUT, SEL_CELL_LUT = 5, 6, 7, 8
-LOAD_DATA_BITS = 64
-LOAD_ADDR_BITS = 24
-
-#: Register file: index -> name. All are 32-bit, written before the first vector. ``kp_off`` = 1:
-#: the layer has no Kronecker part (the GEMM engine passes every vector at once, the join adds 0).
-#: ``layer``: which resident layer's region of the weight memories the units read.
-REGS = ("order", "m1", "n1", "m2", "n2", "n", "m", "t_mult", "t_shift", "ov_mult", "ov_shift",
-        "y_mult", "y_shift", "kp_off", "layer")
-REG_INDEX = {name: i for i, name in enumerate(REGS)}
-#: Cell registers of one LSTM layer (the upper half of its layer_regs words, in this order):
-#: hidden size H, inputs I besides h, the three requantisations of the cell, and ``last`` = 1 on
-#: the stack's last layer (its h leaves on the output stream; the next layer is layer 0 of the
-#: next token).
-CELL_REGS = ("hidden", "inputs", "cell_mult", "cell_shift", "h_mult", "h_shift", "out_mult", "out_shift", "last")
-CELL_REG_INDEX = {name: i for i, name in enumerate(CELL_REGS)}
-
-
-@dataclass(frozen=True)
-class OverlayField:
-    """Bit positions of one overlay entry word (LSB first: col, slot, val, first, end)."""
-
-    col_bits: int
-    slot_bits: int
-
-    @property
-    def width(self) -> int:
-        return self.col_bits + self.slot_bits + 8 + 2
-
-    def pack(self, col: int, slot: int, val: int, first: int, end: int) -> int:
-        c, s = self.col_bits, self.slot_bits
-        return col | (slot << c) | ((val & 0xFF) << (c + s)) | (first << (c + s + 8)) | (end << (c + s + 9))
-
-
-def overlay_field(cfg: AccelConfig) -> OverlayField:
-    return OverlayField(bits_for(cfg.max_n), bits_for(cfg.memories["ov_acc"]["depth"]))
+if TYPE_CHECKING:
+    from doping.config import AccelConfig
 
 
 @dataclass(frozen=True)
@@ -83,11 +48,6 @@ class LanePlan:
         return int(np.bincount(self.lane, minlength=cfg.lanes).max(initial=0))
 
 
-def rows_per_lane_bound(m: int, cfg: AccelConfig) -> int:
-    """Rows per lane the assignment needs at most: ceil(rows of a lane set / lanes per set)."""
-    return ceil_div(ceil_div(m, cfg.stream_bytes), cfg.lanes // cfg.stream_bytes)
-
-
 def lane_plan(layer: QuantLayer, cfg: AccelConfig) -> LanePlan:
     """Balanced row -> lane assignment (greedy longest-first within each lane set, no lane beyond
     its row-sum bank's depth, which ``AccelConfig.check`` ensures is at least
@@ -97,7 +57,7 @@ def lane_plan(layer: QuantLayer, cfg: AccelConfig) -> LanePlan:
     rp = np.asarray(layer.rowptr, dtype=np.int64)
     per_row = np.maximum(np.diff(rp), 1)
     order = np.argsort(-per_row, kind="stable")
-    cap = max(cfg.memories["ov_acc"]["depth"], rows_per_lane_bound(layer.m, cfg))
+    cap = max(cfg.memories["ov_acc"].depth, rows_per_lane_bound(layer.m, cfg))
     heaps = [[(0, l) for l in range(w, lanes, W)] for w in range(W)]
     lane = np.empty(layer.m, dtype=np.int64)
     slot = np.empty(layer.m, dtype=np.int64)
@@ -158,27 +118,23 @@ def load_words(layer: QuantLayer, cfg: AccelConfig, region: int = 0) -> list[tup
     mem = cfg.memories
     (m1, n1), (m2, n2) = layer.factor_shapes
     words = register_words(layer, cfg, region)
-    (a_bits, a_base), (b_bits, b_base), (o_bits, o_base), (_, r_base) = (
-        (bits_for(mem[k]["depth"]), region * mem[k]["layer_depth"]) for k in ("a", "b", "overlay", "row_map"))
+    a, b, ov, rm = (mem[k] for k in ("a", "b", "overlay", "row_map"))
+    a_base, b_base, o_base, r_base = (region * x.layer_depth for x in (a, b, ov, rm))
     for r in range(m1):
         for k in range(n1):
-            words.append((SEL_A, ((r % cfg.rows) << a_bits) | (a_base + (r // cfg.rows) * n1 + k),
-                          int(layer.a[r, k]) & 0xFF))
+            words.append((SEL_A, a.address(r % cfg.rows, a_base + (r // cfg.rows) * n1 + k), int(layer.a[r, k]) & 0xFF))
     for j in range(m2):
         for k in range(n2):
-            words.append((SEL_B, ((j % cfg.cols) << b_bits) | (b_base + (j // cfg.cols) * n2 + k),
-                          int(layer.b[j, k]) & 0xFF))
+            words.append((SEL_B, b.address(j % cfg.cols, b_base + (j // cfg.cols) * n2 + k), int(layer.b[j, k]) & 0xFF))
     plan = lane_plan(layer, cfg)
     field = overlay_field(cfg)
     for lane, entries in enumerate(plan.entries):
         for p, (col, slot, val, first) in enumerate(entries.tolist()):
-            words.append((SEL_OVERLAY, (lane << o_bits) | (o_base + p), field.pack(col, slot, val, first, 0)))
-        words.append((SEL_OVERLAY, (lane << o_bits) | (o_base + len(entries)), field.pack(0, 0, 0, 0, 1)))
+            words.append((SEL_OVERLAY, ov.address(lane, o_base + p), field.pack(col, slot, val, first, 0)))
+        words.append((SEL_OVERLAY, ov.address(lane, o_base + len(entries)), field.pack(0, 0, 0, 0, 1)))
     slot_bits, W = field.slot_bits, cfg.stream_bytes
-    rm_bits = bits_for(mem["row_map"]["depth"])
     for i in range(layer.m):  # row i in bank i mod W, at i // W
-        words.append((SEL_ROWMAP, ((i % W) << rm_bits) | (r_base + i // W),
-                      (int(plan.lane[i]) << slot_bits) | int(plan.slot[i])))
+        words.append((SEL_ROWMAP, rm.address(i % W, r_base + i // W), (int(plan.lane[i]) << slot_bits) | int(plan.slot[i])))
     return words
 
 
@@ -216,16 +172,16 @@ def lstm_load_words(cells: list, cfg: AccelConfig) -> list[tuple[int, int, int]]
             raise ValueError(f"LSTM layer {k}: hidden size {cell.hidden} > the config's {cfg.max_hidden}")
         gate_words = lstm_gate_values(cell, cfg, k)  # refuses chains
         words += load_words(cell.gates[0], cfg, region=k)
-        b_base = k * mem["bias"]["layer_depth"]
+        b_base = k * mem["bias"].layer_depth
         words += [(SEL_BIAS, b_base + i, int(v) & 0xFFFFFFFF) for i, v in enumerate(cell.bias.tolist())]
         acc = [gate_words[r] & 0xFFFFFFFF for r in REGS]
         acc += [0] * (LAYER_REG_WORDS - len(acc))  # SWITCH replays all LAYER_REG_WORDS words
         cw = list(cell_register_values(cell, k == len(cells) - 1).values())
         cw += [0] * (len(acc) - len(cw))
-        r_base = k * mem["layer_regs"]["layer_depth"]
+        r_base = k * mem["layer_regs"].layer_depth
         words += [(SEL_LAYER_REGS, r_base + i, a | (c << 32)) for i, (a, c) in enumerate(zip(acc, cw))]
         lut = np.concatenate([cell.sigmoid, cell.tanh]).astype(np.int64) & 0xFFFF
-        words += [(SEL_GATE_LUT, k * mem["gate_lut"]["layer_depth"] + i, int(v)) for i, v in enumerate(lut.tolist())]
+        words += [(SEL_GATE_LUT, k * mem["gate_lut"].layer_depth + i, int(v)) for i, v in enumerate(lut.tolist())]
         lut = cell.tanh_c.astype(np.int64) & 0xFFFF
-        words += [(SEL_CELL_LUT, k * mem["cell_lut"]["layer_depth"] + i, int(v)) for i, v in enumerate(lut.tolist())]
+        words += [(SEL_CELL_LUT, k * mem["cell_lut"].layer_depth + i, int(v)) for i, v in enumerate(lut.tolist())]
     return words

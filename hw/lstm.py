@@ -27,19 +27,12 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from doping.config import LAYER_REG_WORDS, AccelConfig, bits_for
-from doping.hw.cell import CELL_LATENCY, LSTMCell, hidden_bits, region_address, state_offset
-from doping.hw.loader import CELL_REG_INDEX, SEL_CELL_LUT, SEL_GATE_LUT, SEL_LAYER_REGS, SEL_REG
-from doping.hw.top import Accelerator, LoadWord, _banks
-
-#: SWITCH: the layer's register words, one a cycle, behind the register memory's read.
-SWITCH_CYCLES = LAYER_REG_WORDS + 1
-#: Cycles of one LSTM layer beside its gate mat-vec's latency (first x .. last y, the estimator's
-#: ``schedule``): SWITCH, FEED's source stage, the cell's latency after the last o row, and WAIT
-#: seeing the last result.
-LAYER_OVERHEAD_CYCLES = SWITCH_CYCLES + 1 + CELL_LATENCY + 1
-#: Per token: IDLE taking the token's first element.
-TOKEN_OVERHEAD_CYCLES = 1
+from doping.arch import (CELL_REG_INDEX, LAYER_REG_WORDS, SEL_CELL_LUT, SEL_GATE_LUT, SEL_LAYER_REGS, SEL_REG)
+from doping.config import AccelConfig, bits_for
+from doping.hw.cell import LSTMCell, hidden_bits, state_offset
+from doping.hw.memories import banks, region_address
+from doping.hw.streams import LoadWord
+from doping.hw.top import Accelerator
 
 #: One ``tok`` beat: an int8 input element; ``first`` marks the first token of a sequence (read on
 #: the token's first element).
@@ -66,9 +59,9 @@ class LSTMAccelerator(wiring.Component):
         m.submodules.cell = cell = LSTMCell(cfg)
         wiring.connect(m, acc.y, cell.p)
 
-        (regs_w, regs_r), = _banks(m, "layer_regs", 1, mem["layer_regs"]["depth"], unsigned(64))
-        (hs_w, hs_r), = _banks(m, "h_state", 1, mem["h_state"]["depth"], signed(8))
-        (hn_w, hn_r), = _banks(m, "h_next", 1, mem["h_next"]["depth"], signed(8))
+        (regs_w, regs_r), = banks(m, "layer_regs", 1, mem["layer_regs"].depth, unsigned(64))
+        (hs_w, hs_r), = banks(m, "h_state", 1, mem["h_state"].depth, signed(8))
+        (hn_w, hn_r), = banks(m, "h_next", 1, mem["h_next"].depth, signed(8))
 
         B = cfg.lstm_batch
         region, fresh = Signal(bits_for(cfg.resident_layers)), Signal(B)  # fresh: bit b, sequence b restarts

@@ -1,12 +1,11 @@
 """Requantisation datapath of docs/numerics.md §3: ``saturate(shift_round(acc * M, k), bits)``,
-as a two-stage pipeline: the multiply, then round, shift and saturate."""
+as a two-stage pipeline (``doping.arch.REQUANT_STAGES``): the multiply, then round, shift and saturate."""
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
-#: Register stages of ``requant``: its output is valid this many enabled cycles after its input.
-REQUANT_STAGES = 2
+from doping.arch import REQUANT_STAGES
 
 
 def requant(m, acc, mult, shift, out_bits: int, en=1, name: str = "rq", _round: bool = True):
@@ -31,3 +30,19 @@ def requant(m, acc, mult, shift, out_bits: int, en=1, name: str = "rq", _round: 
     with m.If(en):
         m.d.sync += out.eq(Mux(shifted > hi, hi, Mux(shifted < lo, lo, shifted)))
     return out
+
+
+def delayed(m, sig, name: str, en=None, stages: int = REQUANT_STAGES):
+    """``sig`` ``stages`` registers later (advancing only while ``en``, if given): what travels
+    beside a requantiser."""
+    for s in range(stages):
+        nxt = Signal.like(sig, name=f"{name}_d{s}")
+        with m.If(1 if en is None else en):
+            m.d.sync += nxt.eq(sig)
+        sig = nxt
+    return sig
+
+
+def sat32(v):
+    """``v`` saturated to the int32 range."""
+    return Mux(v > (1 << 31) - 1, (1 << 31) - 1, Mux(v < -(1 << 31), -(1 << 31), v))

@@ -18,84 +18,19 @@ MACs, one per vector); the second GEMM and SEND stay per vector.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from doping.arch import (G1_SETTLE, REG_INDEX, SEL_A, SEL_B, SEL_BIAS, SEL_OVERLAY, SEL_REG, SEL_ROWMAP, UNITS,
+                         overlay_field, tile_spacing, vector_count_bits)
 from doping.config import AccelConfig, bits_for
 from doping.hw.array import SystolicArray
 from doping.hw.gather import GatherLane
-from doping.hw.loader import (LOAD_ADDR_BITS, LOAD_DATA_BITS, REG_INDEX, SEL_A, SEL_B, SEL_BIAS, SEL_OVERLAY,
-                              SEL_REG, SEL_ROWMAP, overlay_field)
-from doping.hw.requant import REQUANT_STAGES, requant
-
-#: Units, as reported on the ``status`` bits (bit i: unit i busy; the cocotb monitor counts them).
-UNITS = ("RECV", "GEMM", "GATHER", "SEND")
-
-
-def vector_count_bits(cfg: AccelConfig) -> int:
-    """Vector counters wrap at 2**this: more than the vectors in flight at once (RECV up to 2B
-    ahead of the lanes, the lanes up to 2B ahead of SEND) and a multiple of the batch B."""
-    return 2 + bits_for(2 * cfg.batch)
-
-
-#: Load-stream payload: which memory (or the register file), bank|offset address, data.
-LoadWord = data.StructLayout({"sel": unsigned(4), "addr": unsigned(LOAD_ADDR_BITS),
-                               "data": unsigned(LOAD_DATA_BITS)})
-
-#: Cycles from a y element's read (SEND issue) to the cycle it is on the y stream: row map and
-#: kbuf read, row-sum read, the overlay requantiser, the saturating join, the output requantiser.
-SEND_LATENCY = 2 + REQUANT_STAGES + 1 + REQUANT_STAGES
-
-
-def send_latency(cfg: AccelConfig) -> int:
-    """SEND_LATENCY, plus the bias stage (a saturating add after the join) of the LSTM top."""
-    return SEND_LATENCY + cfg.lstm_cell
-
-#: Extra cycles at the end of the first GEMM: its requantised drain writes land that much later.
-G1_SETTLE = REQUANT_STAGES
-
-
-def x_layout(cfg: AccelConfig) -> data.ArrayLayout:
-    """One beat of the x stream: ``stream_bytes`` int8 elements."""
-    return data.ArrayLayout(signed(8), cfg.stream_bytes)
-
-
-def y_layout(cfg: AccelConfig) -> data.StructLayout:
-    """One beat of the y stream: ``stream_bytes`` int8 outputs, ``last`` on a vector's final beat."""
-    return data.StructLayout({"data": x_layout(cfg), "last": unsigned(1)})
-
-
-def tile_spacing(rows: int, cols: int, drain: int) -> int:
-    """Fewest cycles between consecutive tiles' FEED starts with two shadow banks per PE: a
-    drain (``drain`` cycles) may not overlap the previous one, and a bank must have drained
-    (FLUSH rows + cols - 1, then DRAIN) before the tile after next captures into it."""
-    return max(drain, -(-(rows + cols - 1 + drain) // 2))
-
-
-def bank_offset(j: int, base, banks: int):
-    """For a run of consecutive elements starting at bank ``base`` (< ``banks``): the position in
-    the run of bank ``j``'s element, (j - base) mod banks, and whether the run wrapped before it
-    (j < base: its element is one address further). No comparison is constant (lint)."""
-    if j == banks - 1:
-        return banks - 1 - base, Const(0)
-    wrapped = base > j
-    return Mux(wrapped, j + banks - base, j - base), wrapped
-
-
-def bank_after(base, j: int, banks: int):
-    """Bank (base + j) mod ``banks`` of a run's element j, for ``base`` < ``banks``."""
-    j %= banks
-    return base if j == 0 else Mux(base >= banks - j, base + j - banks, base + j)
-
-
-def _banks(m, name, banks, depth, shape, transparent=False):
-    mems = []
-    for b in range(banks):
-        mem = memory.Memory(shape=shape, depth=depth, init=[])
-        m.submodules[f"{name}{b}"] = mem
-        wp = mem.write_port()
-        mems.append((wp, mem.read_port(transparent_for=(wp,) if transparent else ())))
-    return mems
+from doping.hw.memories import Registers, banks, region_address
+from doping.hw.requant import delayed, requant
+from doping.hw.send import SendUnit
+from doping.hw.streams import LoadWord, x_layout, y_layout
+from doping.hw.stripes import bank_after, bank_offset, beat_step, divmod_add, divmod_by, divmod_sub
 
 
 #: Deliberate bugs that tests inject to prove the regression catches them (never in products).
@@ -121,71 +56,52 @@ class Accelerator(wiring.Component):
         R, C, L, W = cfg.rows, cfg.cols, cfg.lanes, cfg.stream_bytes
         wb = W.bit_length() - 1  # element index bits inside a W-element word
         mem = cfg.memories
-        abits = {k: bits_for(v["depth"]) for k, v in mem.items()}
+        abits = {k: bits_for(v.depth) for k, v in mem.items()}
 
         def in_region(addr, key):
-            """A read address of weight memory ``key`` inside the current resident layer's region
-            (the region index is the address's high part)."""
-            if cfg.resident_layers == 1:
-                return addr
-            return Cat(addr[:bits_for(mem[key]["layer_depth"])], regs["layer"][:bits_for(cfg.resident_layers)])
+            return region_address(cfg, key, addr, regs.layer)
 
         col_bits = bits_for(cfg.max_n)
         VB = vector_count_bits(cfg)
         NB, bb = cfg.batch, cfg.batch.bit_length() - 1  # batch B (a power of two) and log2(B)
 
         # A flat index f of a striped memory (act_q holding X, kbuf) is carried as the pair
-        # (f div C, f mod C): bank f mod C, word f div C.
+        # (f div C, f mod C): bank f mod C, word f div C (hw/stripes.py)
         def dm_add(q, r, dq, dr):
-            """(q, r) + (dq, dr), both as (div C, mod C); dr <= C."""
-            s_ = r + dr
-            carry = s_ >= C
-            return q + dq + carry, Mux(carry, s_ - C, s_)
+            return divmod_add(q, r, dq, dr, C)
 
         def dm_sub(q, r, dq, dr):
-            """(q, r) - (dq, dr), both as (div C, mod C); dr < C."""
-            borrow = r < dr
-            return q - dq - borrow, Mux(borrow, r + C - dr, r - dr)
-
-        # a beat's step in a striped memory (W > C only without a Kronecker part, which leaves
-        # act_q and kbuf unread)
-        beat_step = W % C if W > C else W
-
-        def divmod_c(v):
-            """(v div C, v mod C) of an unsigned value (bit slices when C is a power of two)."""
-            if (C & (C - 1)) == 0:
-                return v >> (C.bit_length() - 1), v[:max(C.bit_length() - 1, 1)] if C > 1 else Const(0)
-            return v // C, v % C
+            return divmod_sub(q, r, dq, dr, C)
 
         # ---- registers ----
-        regs = {name: Signal(32, name=f"reg_{name}") for name in REG_INDEX}
-        order_xb = regs["order"][0]
-        kp_off = regs["kp_off"][0]
+        regs = Signal(Registers)
+        order_xb = regs.order[0]
+        kp_off = regs.kp_off[0]
 
         # quotient/remainder by C of n2, n2*B, n2*(B-1), m2, R*m2 and (R-1)*m2, registered from the
         # registers (the registers only change while every unit is idle)
-        n2_reg, m2_reg = regs["n2"][:bits_for(cfg.max_n) + 1], regs["m2"][:bits_for(cfg.max_m) + 1]
+        n2_reg, m2_reg = regs.n2[:bits_for(cfg.max_n) + 1], regs.m2[:bits_for(cfg.max_m) + 1]
         dm = {}
         for key, val in (("n2", n2_reg), ("n2b", n2_reg << bb), ("n2b1", n2_reg * (NB - 1)), ("m2", m2_reg),
                          ("rm2", m2_reg * R), ("r1m2", m2_reg * (R - 1))):
-            q_, r_ = divmod_c(val)
+            q_, r_ = divmod_by(val, C)
             dm[key] = (Signal(32, name=f"{key}_div_c"), Signal(range(max(C, 2)), name=f"{key}_mod_c"))
             m.d.sync += [dm[key][0].eq(q_), dm[key][1].eq(r_)]
 
         # ---- memories (kbuf: two halves by address MSB; x_buf: a bank per vector of a batch, two
         # halves (batches) by address MSB; ov_acc: two banks (batches) per lane, B sums a word) ----
-        a_m = _banks(m, "a", R, mem["a"]["depth"], signed(8))
-        b_m = _banks(m, "b", C, mem["b"]["depth"], signed(8))
+        a_m = banks(m, "a", R, mem["a"].depth, signed(8))
+        b_m = banks(m, "b", C, mem["b"].depth, signed(8))
         # act_p: R banks of W sub-banks (element address a: sub-bank a mod W, word a div W), so a
         # beat's W consecutive addresses of one bank are written in one cycle at any alignment
-        p_sub = [_banks(m, f"act_p{i}_", W, mem["act_p"]["depth"], signed(8)) for i in range(R)]
-        q_m = _banks(m, "act_q", C, mem["act_q"]["depth"], signed(8))
-        k_m = _banks(m, "kbuf", C, mem["kbuf"]["depth"], signed(32))
-        o_m = _banks(m, "overlay", L, mem["overlay"]["depth"], unsigned(mem["overlay"]["width"]))
-        s_m = _banks(m, "ov_acc", 2 * L, mem["ov_acc"]["depth"], unsigned(32 * NB), transparent=True)
-        rowmap_m = _banks(m, "row_map", W, mem["row_map"]["depth"], unsigned(mem["row_map"]["width"]))
-        xbuf_m = _banks(m, "x_buf", NB, mem["x_buf"]["depth"], unsigned(8 * W))
-        bias_m = _banks(m, "bias", 1, mem["bias"]["depth"], signed(32)) if cfg.lstm_cell else []
+        p_sub = [banks(m, f"act_p{i}_", W, mem["act_p"].depth, signed(8)) for i in range(R)]
+        q_m = banks(m, "act_q", C, mem["act_q"].depth, signed(8))
+        k_m = banks(m, "kbuf", C, mem["kbuf"].depth, signed(32))
+        o_m = banks(m, "overlay", L, mem["overlay"].depth, unsigned(mem["overlay"].width))
+        s_m = banks(m, "ov_acc", 2 * L, mem["ov_acc"].depth, unsigned(32 * NB), transparent=True)
+        rowmap_m = banks(m, "row_map", W, mem["row_map"].depth, unsigned(mem["row_map"].width))
+        xbuf_m = banks(m, "x_buf", NB, mem["x_buf"].depth, unsigned(8 * W))
+        bias_m = banks(m, "bias", 1, mem["bias"].depth, signed(32)) if cfg.lstm_cell else []
         field = overlay_field(cfg)
 
         # ---- vector counters: vectors each unit has finished (mod 2**VB) ----
@@ -202,7 +118,7 @@ class Accelerator(wiring.Component):
         send_ren = Signal()
         lane_half = n_lanes[bb]  # batch parity
         for l in range(L):
-            lane = GatherLane(field, bits_for(mem["overlay"]["layer_depth"]), cfg.x_window, W, NB,
+            lane = GatherLane(field, bits_for(mem["overlay"].layer_depth), cfg.x_window, W, NB,
                               _col_offset=int(self.mutation == "gather_off_by_one"))
             m.submodules[f"lane{l}"] = lane
             lanes.append(lane)
@@ -234,10 +150,10 @@ class Accelerator(wiring.Component):
             with m.Switch(lw.addr):
                 for name, idx in REG_INDEX.items():
                     with m.Case(idx):
-                        m.d.sync += regs[name].eq(lw.data)
-        for sel, banks, key in ((SEL_A, a_m, "a"), (SEL_B, b_m, "b"), (SEL_OVERLAY, o_m, "overlay"),
+                        m.d.sync += getattr(regs, name).eq(lw.data)
+        for sel, ports, key in ((SEL_A, a_m, "a"), (SEL_B, b_m, "b"), (SEL_OVERLAY, o_m, "overlay"),
                                 (SEL_ROWMAP, rowmap_m, "row_map"), (SEL_BIAS, bias_m, "bias")):
-            for bidx, (wp, _) in enumerate(banks):
+            for bidx, (wp, _) in enumerate(ports):
                 hit = load_fire & (lw.sel == sel) & (lw.addr[abits[key]:] == bidx)
                 m.d.comb += [wp.addr.eq(lw.addr[:abits[key]]), wp.data.eq(lw.data), wp.en.eq(hit)]
 
@@ -261,7 +177,7 @@ class Accelerator(wiring.Component):
         xq, xrem = Signal(32), Signal(range(max(C, 2)))  # AX: f div C, f mod C of the beat's first element
         vq, vr = Signal(32), Signal(range(max(C, 2)))  # AX: f div C, f mod C of the vector's block (b * n2)
         x_fire = self.x.valid & self.x.ready
-        x_last = e + W >= regs["n"]  # the vector's final beat
+        x_last = e + W >= regs.n  # the vector's final beat
         m.d.comb += self.x.ready.eq((kp_off | (ahead(n_recv, n_g1) < 2 * NB)) & (ahead(n_recv, n_lanes) <= 2 * NB - 1))
         # X' is double-buffered: batch j in half j mod 2 of its memory (the address MSB), written by
         # RECV while the first GEMM reads the other half; the intermediate (T', U') uses half 0
@@ -276,14 +192,14 @@ class Accelerator(wiring.Component):
             m.d.comb += [wp.addr.eq(a_), wp.data.eq(d_), wp.en.eq(en_)]
         xb_bits = abits["x_buf"] - 1  # word address in a half of a bank; the half: batch mod 2
         xel = Array(self.x.payload[w] for w in range(W))
-        in_vec = Array(e + w < regs["n"] for w in range(W))  # not padding past the vector's end
+        in_vec = Array(e + w < regs.n for w in range(W))  # not padding past the vector's end
         for b, (xb_wp, _) in enumerate(xbuf_m):  # vector b of a batch into bank b
             m.d.comb += [xb_wp.addr.eq(Cat((e >> wb)[:xb_bits], recv_half)), xb_wp.data.eq(self.x.payload.as_value()),
                          xb_wp.en.eq(x_fire & ((n_recv[:bb] == b) if NB > 1 else 1))]
-        rest = regs["n2"] - xc  # XB: elements of the beat still in row r (all W when >= W)
+        rest = regs.n2 - xc  # XB: elements of the beat still in row r (all W when >= W)
         nb_wrap = xr_bank == R - 1  # row r + 1 is in bank 0, one block of n2 further
         a0 = xr_base + xc  # XB: element address of the beat's first element
-        b0 = Mux(nb_wrap, xr_base + regs["n2"], xr_base) - rest  # row r + 1's element w is at b0 + w
+        b0 = Mux(nb_wrap, xr_base + regs.n2, xr_base) - rest  # row r + 1's element w is at b0 + w
         with m.If(x_fire & ~kp_off):
             for i in range(R):
                 for t in range(W):  # sub-bank t of bank i: element w with address = t mod W
@@ -307,18 +223,18 @@ class Accelerator(wiring.Component):
             m.d.sync += e.eq(e + W)
             with m.If(e == 0):
                 m.d.sync += started[n_recv].eq(now)
-            with m.If(xc + W >= regs["n2"]):  # the beat ends row r (W <= n2: at most one row change)
-                m.d.sync += xc.eq(xc + W - regs["n2"])
+            with m.If(xc + W >= regs.n2):  # the beat ends row r (W <= n2: at most one row change)
+                m.d.sync += xc.eq(xc + W - regs.n2)
                 with m.If(nb_wrap):
-                    m.d.sync += [xr_bank.eq(0), xr_base.eq(xr_base + regs["n2"])]
+                    m.d.sync += [xr_bank.eq(0), xr_base.eq(xr_base + regs.n2)]
                 with m.Else():
                     m.d.sync += xr_bank.eq(xr_bank + 1)
             with m.Else():
                 m.d.sync += xc.eq(xc + W)
-            nxt_x = dm_add(xq, xrem, 0, beat_step)
+            nxt_x = dm_add(xq, xrem, 0, beat_step(W, C))
             if NB > 1:  # AX: a row of X_b ends with a beat (W divides n2); the next is n2*B on in X'
                 jump = dm_add(*nxt_x, *dm["n2b1"])
-                row_end = xc + W >= regs["n2"]
+                row_end = xc + W >= regs.n2
                 nxt_x = Mux(row_end, jump[0], nxt_x[0]), Mux(row_end, jump[1], nxt_x[1])
             m.d.sync += [xq.eq(nxt_x[0]), xrem.eq(nxt_x[1])]
             with m.If(x_last):
@@ -343,7 +259,7 @@ class Accelerator(wiring.Component):
         # one W-element word a cycle: b_ptr, b_count in elements (multiples of W)
         b_ptr, b_count, b_valid = Signal(col_bits + 1), Signal(col_bits + 1), Signal()  # next read, written
         b_read = Signal()
-        m.d.comb += b_read.eq(lanes_active & (b_ptr < regs["n"]) & (recv_has_it | (b_ptr < e)) & lanes_room)
+        m.d.comb += b_read.eq(lanes_active & (b_ptr < regs.n) & (recv_has_it | (b_ptr < e)) & lanes_room)
         for _, xb_rp in xbuf_m:
             m.d.comb += [xb_rp.addr.eq(Cat((b_ptr >> wb)[:xb_bits], lane_half)), xb_rp.en.eq(b_read)]
         x_words = Cat(xb_rp.data for _, xb_rp in xbuf_m)
@@ -368,9 +284,9 @@ class Accelerator(wiring.Component):
         m.d.comb += [p_from_a.eq(order_xb == second), q_from_b.eq(order_xb != second)]
         g_rows, g_cols, g_k = Signal(32), Signal(32), Signal(32)
         m.d.comb += [
-            g_rows.eq(Mux(order_xb & ~second, regs["n1"] << bb, regs["m1"])),  # the first GEMM: a batch
-            g_cols.eq(Mux(second, regs["m2"], Mux(order_xb, regs["m2"], regs["n2"] << bb))),
-            g_k.eq(Mux(order_xb == second, regs["n1"], regs["n2"])),
+            g_rows.eq(Mux(order_xb & ~second, regs.n1 << bb, regs.m1)),  # the first GEMM: a batch
+            g_cols.eq(Mux(second, regs.m2, Mux(order_xb, regs.m2, regs.n2 << bb))),
+            g_k.eq(Mux(order_xb == second, regs.n1, regs.n2)),
         ]
         drain_cols = Signal()
         m.d.comb += drain_cols.eq(second | order_xb)
@@ -439,21 +355,11 @@ class Accelerator(wiring.Component):
         draining = Signal()
         m.d.comb += arr.drain.eq(draining)
 
-        def delayed(sig, name, en=None):
-            """``sig`` REQUANT_STAGES registers later (advancing only while ``en``, if given): what
-            travels beside a requantiser."""
-            for s_ in range(REQUANT_STAGES):
-                nxt = Signal.like(sig, name=f"{name}_d{s_}")
-                with m.If(1 if en is None else en):
-                    m.d.sync += nxt.eq(sig)
-                sig = nxt
-            return sig
-
         for i in range(R):
-            t8 = requant(m, arr.out_row[i], regs["t_mult"][:15], regs["t_shift"][:6], 8, name=f"rq_row{i}")
+            t8 = requant(m, arr.out_row[i], regs.t_mult[:15], regs.t_shift[:6], 8, name=f"rq_row{i}")
             col = dr_cb + (C - 1) - d
-            w_addr = delayed((dr_dest_row + col)[:ph_bits + wb], f"pw_row{i}")  # element address in half 0
-            w_en = delayed(draining & ~second & ~order_xb & (dr_rb + i < g_rows) & (col < g_cols), f"pw_en_row{i}")
+            w_addr = delayed(m, (dr_dest_row + col)[:ph_bits + wb], f"pw_row{i}")  # element address in half 0
+            w_en = delayed(m, draining & ~second & ~order_xb & (dr_rb + i < g_rows) & (col < g_cols), f"pw_en_row{i}")
             for t in range(W):  # one element: sub-bank (address mod W)
                 with m.If(w_en & ((w_addr[:wb] == t) if W > 1 else 1)):
                     m.d.comb += [p_wr[i][t][0].eq((w_addr >> wb)[:ph_bits]), p_wr[i][t][1].eq(t8),
@@ -462,9 +368,9 @@ class Accelerator(wiring.Component):
         kb_bits = abits["kbuf"] - 1
         col_ok = Array((row < g_rows) & (dr_cb + j < g_cols) for j in range(C))
         for j in range(C):
-            t8 = requant(m, arr.out_col[j], regs["t_mult"][:15], regs["t_shift"][:6], 8, name=f"rq_col{j}")
-            w_addr = delayed((dr_dest_col + row)[:qh_bits], f"qw_col{j}")  # in half 0
-            w_en = delayed(draining & ~second & order_xb & (row < g_rows) & (dr_cb + j < g_cols), f"qw_en_col{j}")
+            t8 = requant(m, arr.out_col[j], regs.t_mult[:15], regs.t_shift[:6], 8, name=f"rq_col{j}")
+            w_addr = delayed(m, (dr_dest_col + row)[:qh_bits], f"qw_col{j}")  # in half 0
+            w_en = delayed(m, draining & ~second & order_xb & (row < g_rows) & (dr_cb + j < g_cols), f"qw_en_col{j}")
             with m.If(w_en):
                 m.d.comb += [q_wr[j][0].eq(w_addr), q_wr[j][1].eq(t8), q_wr[j][2].eq(1)]
         # G2 drains a row of K a cycle into kbuf striped by its flat index (bank f mod C, word
@@ -477,88 +383,21 @@ class Accelerator(wiring.Component):
             m.d.comb += [kwp.addr.eq(Cat((kf[0] + wrapped)[:kb_bits], n_g2[0])), kwp.data.eq(out_cols[jb]),
                          kwp.en.eq(draining & second & col_ok[jb])]
 
-        # ---- SEND: y[i] = requant(sat32(K[i] + requant(O[i]))), W outputs a cycle through W
-        # pipelines that stall as a whole when y is not taken. Stages: S0 read the row map (bank
-        # w: row i + w) and kbuf (K striped by flat index: element i + w in bank (i + w) mod C,
-        # W <= C); S1 read the row sums (position w's lane is in lane set w); S2.. overlay
-        # requantiser; join (saturating add); output requantiser; y register. ----
-        sq, sr = Signal(32), Signal(range(max(C, 2)))  # divmod(sent_i, C)
-        sent_i, out_i = Signal(32), Signal(32)  # y elements read / accepted of vector n_sent
-        adv = Signal()  # the pipeline moves
-        y_valid = Signal()
-        fire = self.y.valid & self.y.ready
-        m.d.comb += adv.eq(~y_valid | self.y.ready)
-        m.d.comb += send_pending.eq((ahead(n_g2, n_sent) >= 1) & (ahead(n_lanes, n_sent) >= 1))
-        issue = Signal()
-        m.d.comb += issue.eq(send_pending & (sent_i < regs["m"]) & adv)
-        rm_rps = [rp for _, rp in rowmap_m]
-        for rm_rp in rm_rps:
-            m.d.comb += [rm_rp.addr.eq(in_region(sent_i >> wb, "row_map")), rm_rp.en.eq(adv)]
-        for j, (_, krp) in enumerate(k_m):
-            w_j, wrapped = bank_offset(j, sr, C)
-            m.d.comb += [krp.addr.eq(Cat((sq + wrapped)[:kb_bits], n_sent[0])), krp.en.eq(adv & (w_j < W))]
-        # tag: bit 0 the beat is valid, bit 1 it is the vector's last
-        tag1, kb_bank1, tag2 = Signal(2), Signal(range(max(C, 2))), Signal(2)
-        lane_bits = bits_for(L)
-        m.d.comb += [send_slot[w].eq(rm_rps[w].data[:field.slot_bits]) for w in range(W)]
-        m.d.comb += send_ren.eq(adv)
-        with m.If(adv):
-            m.d.sync += [tag1.eq(Cat(issue, sent_i + W >= regs["m"])), kb_bank1.eq(sr), tag2.eq(tag1)]
-        kdata = Array(krp.data for _, krp in k_m)
-        odata = Array(srp.data for _, srp in s_m)
-
-        def sat32(v):
-            return Mux(v > (1 << 31) - 1, (1 << 31) - 1, Mux(v < -(1 << 31), -(1 << 31), v))
-
-        tag_acc = Signal(2)
-        with m.If(adv):
-            m.d.sync += tag_acc.eq(delayed(tag2, "send_tag", adv))
-        y8s = []
-        for w in range(W):
-            kb_w = bank_after(kb_bank1, w, C)  # W <= C whenever kbuf is read (AccelConfig.stream_problems)
-            kval1 = Mux(kp_off, 0, kdata[kb_w])
-            lane1 = rm_rps[w].data[field.slot_bits:field.slot_bits + lane_bits]
-            lane2, kval2 = Signal(range(max(2 * L, 2)), name=f"send_lane{w}"), Signal(signed(32), name=f"send_kval{w}")
-            with m.If(adv):
-                m.d.sync += [lane2.eq(Mux(n_sent[bb], lane1 + L, lane1)), kval2.eq(kval1)]
-            # the vector's sum in the word (n_sent holds still while its beats are in the pipeline)
-            o_sum = odata[lane2].word_select(n_sent[:bb], 32).as_signed() if NB > 1 else odata[lane2].as_signed()
-            o_al = requant(m, o_sum, regs["ov_mult"][:15], regs["ov_shift"][:6], 32, en=adv, name=f"rq_ov{w}")
-            kv = delayed(kval2, f"send_k{w}", adv)  # beside the overlay requantiser
-            acc = Signal(signed(32), name=f"send_acc{w}")
-            with m.If(adv):
-                m.d.sync += acc.eq(sat32(kv + o_al))
-            if cfg.lstm_cell:  # the LSTM gate bias (stream_bytes = 1): a = sat32(acc + bias[row]), one more stage
-                _, brp = bias_m[0]
-                m.d.comb += [brp.addr.eq(in_region(sent_i, "bias")), brp.en.eq(adv)]
-                bval2 = Signal(signed(32))
-                with m.If(adv):
-                    m.d.sync += bval2.eq(brp.data)
-                bk, bacc = delayed(bval2, "send_b", adv), Signal(signed(32))
-                with m.If(adv):
-                    m.d.sync += bacc.eq(bk)
-                biased = Signal(signed(32))
-                with m.If(adv):
-                    m.d.sync += biased.eq(sat32(acc + bacc))
-                acc = biased
-            y8s.append(requant(m, acc, regs["y_mult"][:15], regs["y_shift"][:6], 8, en=adv, name=f"rq_y{w}",
-                               _round=self.mutation != "round_down"))
-        if cfg.lstm_cell:  # the bias stage delays the tag by one more cycle
-            tag_b = Signal(2)
-            with m.If(adv):
-                m.d.sync += tag_b.eq(tag_acc)
-            tag_acc = tag_b
-        tag_y = delayed(tag_acc, "send_tag_y", adv)
-        m.d.comb += [y_valid.eq(tag_y[0]), self.y.valid.eq(y_valid), self.y.payload.last.eq(tag_y[1])]
-        m.d.comb += [self.y.payload.data[w].eq(y8s[w]) for w in range(W)]
-        with m.If(issue):
-            nxt_s = dm_add(sq, sr, 0, beat_step)
-            m.d.sync += [sent_i.eq(sent_i + W), sq.eq(nxt_s[0]), sr.eq(nxt_s[1])]
-        with m.If(fire):
-            m.d.sync += out_i.eq(out_i + W)
-            with m.If(out_i + W >= regs["m"]):  # the vector's last beat: SEND moves to the next
-                m.d.sync += [out_i.eq(0), sent_i.eq(0), sq.eq(0), sr.eq(0),
-                             n_sent.eq(n_sent + 1), self.vector_cycles.eq(now - started[n_sent] + 1)]
+        # ---- SEND (hw/send.py): the vector's y once its K and row sums are complete ----
+        m.submodules.send = send = SendUnit(cfg, round_down=self.mutation == "round_down")
+        m.d.comb += [send_pending.eq((ahead(n_g2, n_sent) >= 1) & (ahead(n_lanes, n_sent) >= 1)),
+                     send.pending.eq(send_pending), send.vector.eq(n_sent), send.regs.eq(regs)]
+        for w, (_, rp) in enumerate(rowmap_m):
+            wiring.connect(m, send.rowmap[w], rp)
+        for j, (_, rp) in enumerate(k_m):
+            wiring.connect(m, send.kbuf[j], rp)
+        if cfg.lstm_cell:
+            wiring.connect(m, send.bias, bias_m[0][1])
+        m.d.comb += [send_slot[w].eq(send.rowsum_slot[w]) for w in range(W)]
+        m.d.comb += [send_ren.eq(send.rowsum_en), *(send.rowsum[i].eq(rp.data) for i, (_, rp) in enumerate(s_m))]
+        wiring.connect(m, wiring.flipped(self.y), send.y)
+        with m.If(send.done):
+            m.d.sync += [n_sent.eq(n_sent + 1), self.vector_cycles.eq(now - started[n_sent] + 1)]
 
         # ---- GEMM controller: the first GEMM of a batch once RECV has all its B vectors; then the
         # second GEMM of each vector of the batch, each once its kbuf half is free (SEND of the
@@ -566,7 +405,7 @@ class Accelerator(wiring.Component):
         kbuf_free = ahead(n_g2, n_sent) <= 1
         def start_gemm(is_second):
             # G2 of vector b of the batch: its block starts b * K into P' (AX) / Q' (XB)
-            off = n_g2[:bb] * Mux(order_xb, regs["n1"], regs["n2"])[:16] if is_second and NB > 1 else 0
+            off = n_g2[:bb] * Mux(order_xb, regs.n1, regs.n2)[:16] if is_second and NB > 1 else 0
             m.d.sync += [second.eq(is_second), rb_row.eq(0), cb_col.eq(0), p_base.eq(Mux(order_xb, 0, off)),
                          q_base.eq(Mux(order_xb, off, 0)), g_off.eq(off), k.eq(0),
                          dest_row_base.eq(0), dest_col_base.eq(0), kb_col.eq(0), fq.eq(0), fr.eq(0),
@@ -632,14 +471,14 @@ class Accelerator(wiring.Component):
                     # next tile: columns first, then rows
                     with m.If(cb_col + C < g_cols):
                         m.d.sync += [cb_col.eq(cb_col + C), q_base.eq(q_base + q_step),
-                                     dest_col_base.eq(dest_col_base + (regs["n1"] << bb)), kb_col.eq(kb_col + 1),
+                                     dest_col_base.eq(dest_col_base + (regs.n1 << bb)), kb_col.eq(kb_col + 1),
                                      fq.eq(kb_col + 1), fr.eq(0)]
                         m.next = "GAP"
                     with m.Elif(rb_row + R < g_rows):
                         nrow = dm_add(rbm2[0], rbm2[1], *dm["rm2"])
                         m.d.sync += [cb_col.eq(0), q_base.eq(Mux(second & order_xb, g_off, 0)), dest_col_base.eq(0),
                                      kb_col.eq(0), rb_row.eq(rb_row + R), p_base.eq(p_base + p_step),
-                                     dest_row_base.eq(dest_row_base + (regs["n2"] << bb)), fq.eq(0), fr.eq(0),
+                                     dest_row_base.eq(dest_row_base + (regs.n2 << bb)), fq.eq(0), fr.eq(0),
                                      rbm2[0].eq(nrow[0]), rbm2[1].eq(nrow[1])]
                         m.next = "GAP"
                     with m.Else():
@@ -676,5 +515,5 @@ class Accelerator(wiring.Component):
                     m.next = "FEED"
         m.d.comb += [gemm_idle.eq(fsm.ongoing("IDLE")), feeding.eq(fsm.ongoing("FEED")),
                      draining.eq(dfsm.ongoing("DRAIN")),
-                     self.status.eq(Cat(e != 0, ~gemm_idle, lanes_active, send_pending & (out_i != 0) | issue))]
+                     self.status.eq(Cat(e != 0, ~gemm_idle, lanes_active, send.busy))]
         return m

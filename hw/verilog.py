@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from doping.config import AccelConfig, bits_for
+from doping.config import AccelConfig
 from doping.errors import DopingError
 
 TOP = "doping_accel"
@@ -45,8 +45,7 @@ def verilog_text(cfg: AccelConfig, mutation: str | None = None) -> tuple[str, li
 
 
 def manifest(cfg: AccelConfig, ports: list[dict]) -> dict:
-    mems = {k: {**v, "bits": v["banks"] * v["depth"] * v["width"], "addr_bits": bits_for(v["depth"])}
-            for k, v in cfg.memories.items()}
+    mems = {k: v.as_dict() for k, v in cfg.memories.items()}
     return {"top": TOP, "config": cfg.as_dict(), "memories": mems,
             "sram_bits_total": sum(v["bits"] for v in mems.values()), "ports": ports,
             "files": [f"{TOP}.v"]}

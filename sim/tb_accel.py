@@ -17,7 +17,7 @@ from cocotb.triggers import FallingEdge, SimTimeoutError, with_timeout
 
 from doping import golden
 from doping.hw.loader import load_words, register_words
-from doping.hw.top import UNITS
+from doping.arch import UNITS, pack_load_word
 from doping.pack import read_pack
 from doping.sim.job import MatvecJob, MatvecResult, read_job, write_result
 
@@ -53,7 +53,7 @@ def x_beats(x, w: int) -> list[int]:
 
 
 def y_beat(payload: int, w: int) -> tuple[list[int], int]:
-    """A y-stream payload (``hw.top.y_layout``): its ``w`` int8 outputs and ``last``."""
+    """A y-stream payload (``hw.streams.y_layout``): its ``w`` int8 outputs and ``last``."""
     vals = [(payload >> (8 * k)) & 0xFF for k in range(w)]
     return [v - 256 if v >= 128 else v for v in vals], (payload >> (8 * w)) & 1
 
@@ -93,7 +93,7 @@ class OutputMonitor:
 
 
 def load_payloads(layer, cfg, words=None):
-    return [sel | (addr << 4) | (data << 28) for sel, addr, data in (words or load_words(layer, cfg))]
+    return [pack_load_word(*w) for w in (words or load_words(layer, cfg))]
 
 
 async def reset(dut, cycles=2):

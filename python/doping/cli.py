@@ -456,7 +456,7 @@ def cmd_flow(args) -> int:
 def _add_train_parser(sub) -> None:
     from dataclasses import MISSING, fields
 
-    from doping.train import TrainConfig
+    from doping.train_config import TrainConfig
 
     t = sub.add_parser("train", help="train a (compressed) LSTM language model",
                        description="Train a 2-layer LSTM LM on a PTB-format corpus with compressed gate matrices. "

@@ -3,28 +3,21 @@ estimator (docs/hardware.md). ``check(layer)`` says exactly what of a layer does
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from doping.arch import Memory, ceil_div, memory_map
 from doping.compression import index_bits as bits_for  # address bits for ``count`` locations (re-exported)
 from doping.errors import DopingError
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 
 
 MAX_CAPACITY = 1 << 24  # largest value any integer config field may take
 MAX_RESIDENT_LAYERS = 16
 MAX_LSTM_BATCH = 16
-#: Register words per resident layer of the LSTM top: the mat-vec's 16 (hw/loader.REGS), each
-#: beside one cell register word (hw/loader.CELL_REGS) in the upper 32 bits.
-LAYER_REG_WORDS = 16
 X_WINDOW = 16  # broadcast input window per gather lane, in elements (see ``AccelConfig.x_window``)
 STREAM_BYTES = (1, 2, 4, 8)  # elements per beat the x and y streams may carry
 BATCHES = (1, 2, 4, 8)  # vectors the mat-vec accelerator may take per pass of the first GEMM
@@ -117,61 +110,10 @@ class AccelConfig:
             raise DopingError(f"accelerator config: {self.resident_layers} resident layers exceed the "
                               f"{MAX_RESIDENT_LAYERS} supported")
 
-    # --- derived memory geometry (exactly what hw/top.py instantiates). Bank depths are powers
-    # of two sized for an evenly tiled matrix; check() verifies the tiling of an actual layer. ---
-    def bank_depth(self, entries: int, banks: int) -> int:
-        return 1 << bits_for(ceil_div(entries, banks))
-
-    @property
-    def memories(self) -> dict[str, dict]:
-        """Every memory of the design: banks x depth x width bits. The weight memories (a, b,
-        overlay, row_map) hold ``resident_layers`` regions of ``layer_depth`` words each (a power of
-        two: the resident layer's index is the address's high part)."""
-        r, c, l, w, nb = self.rows, self.cols, self.lanes, self.stream_bytes, self.batch
-        act = max(self.max_n, self.max_intermediate) * nb  # a batch's X, or its first GEMM's result
-        # the entry format and the row-to-lane rule are defined there, with the layout
-        from doping.hw.loader import OverlayField, rows_per_lane_bound
-
-        col_bits = bits_for(self.max_n)
-        ov_depth = 1 << bits_for(rows_per_lane_bound(self.max_m, self))  # rows per lane of a lane set
-        slot_bits = bits_for(ov_depth)
-        def weights(banks, layer_depth, width):
-            return {"banks": banks, "depth": self.resident_layers * layer_depth, "width": width,
-                    "layer_depth": layer_depth}
-
-        mems = {
-            "a": weights(r, self.bank_depth(self.max_factor, r), 8),
-            "b": weights(c, self.bank_depth(self.max_factor, c), 8),
-            # R banks of W sub-banks (element address mod W): a beat's run of one bank in one cycle
-            # (act_p, act_q: two halves by address MSB; X' of one batch is written while the first
-            # GEMM reads the other's; the intermediate uses the first half)
-            "act_p": {"banks": r * w, "depth": 2 * max(self.bank_depth(act, r) // w, 1), "width": 8},
-            "act_q": {"banks": c, "depth": 2 * self.bank_depth(act, c), "width": 8},  # X striped by flat index (AX)
-            # double-buffered (two halves, by address MSB or bank): one vector is written while
-            # the previous one is read
-            "kbuf": {"banks": c, "depth": 2 * self.bank_depth(self.max_m, c), "width": 32},  # K striped by flat index
-            "overlay": weights(l, self.bank_depth(self.max_nnz + l, l), OverlayField(col_bits, slot_bits).width),
-            # two halves (banks) per lane: the lanes fill one batch's row sums while SEND reads the
-            # other's; a word holds the B sums of a row (vector b in bits 32b ..)
-            "ov_acc": {"banks": 2 * l, "depth": ov_depth, "width": 32 * nb},
-            # a bank per vector of a batch, two halves by address MSB (a beat a word): RECV fills a
-            # batch while the lanes read the one before, a word of every vector a cycle
-            "x_buf": {"banks": nb, "depth": 2 << bits_for(ceil_div(self.max_n, w)), "width": 8 * w},
-            "row_map": weights(w, 1 << bits_for(ceil_div(self.max_m, w)), bits_for(l) + slot_bits),  # bank i mod W
-        }
-        if self.lstm_cell:
-            hd = (1 << bits_for(self.max_hidden)) * (1 << self.batch_bits)  # per layer: H_max per sequence
-            mems.update({
-                "bias": weights(1, 1 << bits_for(self.max_m), 32),
-                "layer_regs": weights(1, LAYER_REG_WORDS, 64),  # per layer: mat-vec | cell register words
-                "gate_lut": weights(1, 2 * 256, 16),  # sigmoid, then tanh, of the int8 pre-activation
-                "cell_lut": weights(1, 256, 16),  # tanh of the requantised cell state
-                "gbuf": {"banks": 3, "depth": 1 << bits_for(self.max_hidden), "width": 16},  # i, f, g until o
-                "c_state": weights(1, hd, 32),
-                "h_state": weights(1, hd, 8),
-                "h_next": {"banks": 1, "depth": hd, "width": 8},  # this layer's h for the next layer
-            })
-        return mems
+    @functools.cached_property
+    def memories(self) -> dict[str, Memory]:
+        """Every memory of the design (``doping.arch.memory_map``), computed once per config."""
+        return memory_map(self)
 
     @property
     def batch_bits(self) -> int:
@@ -192,7 +134,7 @@ class AccelConfig:
         return X_WINDOW * max(1, self.stream_bytes // 2)
 
     def sram_bits(self) -> dict[str, int]:
-        return {k: v["banks"] * v["depth"] * v["width"] for k, v in self.memories.items()}
+        return {k: v.bits for k, v in self.memories.items()}
 
     def shortfalls(self, layer) -> list[tuple[str, int, int, str]]:
         """Everything of ``layer`` that does not fit: (what, needed, available, config field that
@@ -227,8 +169,7 @@ class AccelConfig:
                                    else ceil_div(m2, self.cols) * n1 * nb, "max_intermediate"),
                                   ("kbuf", ceil_div(layer.m, self.cols), "max_m"), ("overlay", per_lane, "max_nnz"),
                                   ("ov_acc", plan.rows_per_lane(self), "max_m")):
-            # per layer: a double-buffered memory's half, a weight memory's region
-            have = mem[name].get("layer_depth", mem[name]["depth"] // (2 if name in ("kbuf", "act_p", "act_q") else 1))
+            have = mem[name].per_layer
             if need > have:
                 out.append((f"{name} bank depth", need, have, field))
         return out

@@ -27,7 +27,7 @@ from doping.nn.dkp import DKPLinear
 from doping.nn.structured import DenseGate, LowRankLinear, PrunedLinear
 from doping.pack import totals, write_pack
 from doping.quantize import quantise_layer, quantise_tensor
-from doping.train import evaluate, load_run_model
+from doping.train import evaluate, evaluate_with_gate_hooks, load_run_model
 
 
 EXPORTABLE = ("dkp", "kp", "prune", "dense", "lmf")
@@ -46,21 +46,6 @@ def overlay_csr(gate):
     rowptr = np.zeros(gate.out_features + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=gate.out_features), out=rowptr[1:])
     return rowptr, cols.astype(np.int64), s[rows, cols]
-
-
-@torch.no_grad()
-def evaluate_with_gate_hooks(model, data: torch.Tensor, bptt: int, hook) -> float:
-    """Perplexity of ``model`` on ``data`` with ``hook(l, inp, out)`` as a forward hook on layer
-    l's gate module, called once per time step (a hook's non-None return replaces the output)."""
-    hooks = [gate.register_forward_hook(lambda mod, inp, out, l=l: hook(l, inp[0], out))
-             for l, gate in enumerate(model.lstm.gates)]
-    model.lstm.per_step_calls = True
-    try:
-        return evaluate(model, data, bptt)
-    finally:
-        model.lstm.per_step_calls = False
-        for h in hooks:
-            h.remove()
 
 
 def collect_gate_inputs(model, data: torch.Tensor, bptt: int, vectors: int, seed: int = 0) -> list[np.ndarray]:

@@ -12,14 +12,9 @@ import torch
 from torch import nn
 
 from doping.golden import QuantLayer, Requant
-from doping.golden.lstm import LSTMLayerQuant, run_sequence, sigmoid_lut, tanh_lut
+from doping.golden.lstm import CELL_CLIP, PRE_CLIP, LSTMLayerQuant, quantise_bias, run_sequence, sigmoid_lut, tanh_lut
 from doping.quantize import quantise_tensor
-
-#: Pre-activations beyond ±PRE_CLIP and cell states beyond ±CELL_CLIP saturate the LUT input:
-#: sigmoid(8) = 0.99966 and tanh(4) = 0.99933, so nothing is lost beyond them but resolution
-#: would be (the int8 step is range / 127).
-PRE_CLIP = 8.0
-CELL_CLIP = 4.0
+from doping.train import evaluate_with_gate_hooks
 
 
 @torch.no_grad()
@@ -27,8 +22,6 @@ def float_statistics(model, data: torch.Tensor, bptt: int) -> list[dict]:
     """Per LSTM layer, the largest |pre-activation| (gate output with bias) and |cell state| seen
     when the float model runs ``data`` (forward hooks on the gate modules; c rebuilt from the
     gate outputs in time order)."""
-    from doping.export import evaluate_with_gate_hooks
-
     seen = [[] for _ in model.lstm.gates]
     evaluate_with_gate_hooks(model, data, bptt, lambda l, inp, out: seen[l].append(out.double().numpy().copy()))
     stats = []
@@ -41,11 +34,6 @@ def float_statistics(model, data: torch.Tensor, bptt: int) -> list[dict]:
             cmax = max(cmax, float(np.abs(c).max()))
         stats.append({"pre_max": float(np.abs(pre).max()), "cell_max": cmax})
     return stats
-
-
-def quantise_bias(bias: np.ndarray, acc_scale: float) -> np.ndarray:
-    """The gate bias in accumulator units: round half up, saturated to int32 (numerics.md §9)."""
-    return np.clip(np.floor(np.asarray(bias, np.float64) / acc_scale + 0.5), -(1 << 31), (1 << 31) - 1).astype(np.int32)
 
 
 def calibrate(model, per_gate: list[list[QuantLayer]], data: torch.Tensor, bptt: int) -> list[LSTMLayerQuant]:

@@ -159,9 +159,9 @@ def synth_lstm(input_size: int, hidden: int, layers: int, ratio: float, seed: in
     way export calibrates a trained model (``doping.int_lstm``): the pre-activation scale from the
     largest |pre-activation| over CALIBRATION_VECTORS random [x; h] (clipped at PRE_CLIP), the cell
     scale at CELL_CLIP; bias ~ N(0, 1). Returns (gate layers, LSTM layers)."""
-    from doping.golden.lstm import LSTMLayerQuant, gate_accumulator, sigmoid_lut, tanh_lut
+    from doping.golden.lstm import (CELL_CLIP, PRE_CLIP, LSTMLayerQuant, gate_accumulator, quantise_bias, sigmoid_lut,
+                                    tanh_lut)
     from doping.golden import Requant
-    from doping.int_lstm import CELL_CLIP, PRE_CLIP, quantise_bias
 
     for what, v, hi in (("input size", input_size, MAX_DIM), ("hidden size", hidden, MAX_DIM // 4),
                         ("layers", layers, 16)):

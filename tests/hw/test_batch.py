@@ -5,6 +5,8 @@ utilisation the model projects from it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -45,7 +47,7 @@ def test_cases_cover_the_kbuf_waits():
     """Some batch's first G2 waits after SETTLE, and some later G2 after the one before, for SEND
     to free a kbuf half (the GEMM FSM's NEXT state from both sides)."""
     from doping.estimate.cycles import gemms
-    from doping.hw.top import G1_SETTLE
+    from doping.arch import G1_SETTLE
 
     first = later = 0
     for (r, c, l, w, b), shape, ratio, factors, order in CASES:
@@ -137,9 +139,9 @@ def test_batch_config_errors():
     # the activation memories hold a batch's X' and first-GEMM result, the input buffer 2B vectors
     # (a bank per vector of a batch), the row sums B sums a word
     one, four = _config(2, 4, 4, 2, 1).memories, _config(2, 4, 4, 2, 4).memories
-    assert all(four[k]["depth"] == 4 * one[k]["depth"] for k in ("act_p", "act_q"))
-    assert four["x_buf"] == {**one["x_buf"], "banks": 4 * one["x_buf"]["banks"]}
-    assert four["ov_acc"] == {**one["ov_acc"], "width": 4 * one["ov_acc"]["width"]}
+    assert all(four[k].depth == 4 * one[k].depth for k in ("act_p", "act_q"))
+    assert four["x_buf"] == replace(one["x_buf"], banks=4 * one["x_buf"].banks)
+    assert four["ov_acc"] == replace(one["ov_acc"], width=4 * one["ov_acc"].width)
     assert all(four[k] == one[k] for k in one if k not in ("act_p", "act_q", "x_buf", "ov_acc"))
 
 

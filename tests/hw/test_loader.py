@@ -21,8 +21,8 @@ def test_lane_plan_is_balanced_column_major_and_complete(lanes):
     assert sum(counts) == per_row.sum()
     # greedy longest-first: no lane exceeds the mean by more than the longest row
     assert max(counts) <= per_row.sum() / lanes + per_row.max()
-    assert np.bincount(plan.lane, minlength=lanes).max() <= cfg.memories["ov_acc"]["depth"]
-    assert cfg.memories["ov_acc"]["depth"] >= ceil_div(layer.m, lanes)
+    assert np.bincount(plan.lane, minlength=lanes).max() <= cfg.memories["ov_acc"].depth
+    assert cfg.memories["ov_acc"].depth >= ceil_div(layer.m, lanes)
     assert len(set(zip(plan.lane.tolist(), plan.slot.tolist()))) == layer.m
     for l, entries in enumerate(plan.entries):
         keys = [(c, s) for c, s, _, _ in entries]

@@ -15,7 +15,7 @@ from doping.compression import divisors
 from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.estimate.cycles import vector_times
-from doping.hw.top import UNITS
+from doping.arch import UNITS
 from doping.golden import Requant
 from doping.pack import read_pack, write_pack
 from doping.sim.runner import run

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from doping.arch import G1_SETTLE, send_latency, tile_spacing
 from doping.config import AccelConfig, ceil_div
 from doping.golden import QuantLayer
 
@@ -44,7 +45,6 @@ class Gemm:
     def spacing(self, cfg: AccelConfig) -> int:
         """Cycles between consecutive tiles' FEED starts: K, or longer when the drains cannot
         keep up (two shadow banks per PE: ``hw.top.tile_spacing``)."""
-        from doping.hw.top import tile_spacing
 
         return max(self.k, tile_spacing(cfg.rows, cfg.cols, self.drain))
 
@@ -150,7 +150,6 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     may start it, and RECV does not wait on it.
     """
     from doping.hw.loader import lane_entries
-    from doping.hw.top import G1_SETTLE, send_latency
 
     lanes = lanes or lane_entries(layer, cfg)
     kp = layer.has_kp
@@ -203,7 +202,6 @@ def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     """Cycles of ``layer`` on ``cfg``: one vector's latency and the steady-state interval, equal
     to what the RTL takes."""
     from doping.hw.loader import lane_entries
-    from doping.hw.top import G1_SETTLE, send_latency
 
     cfg.check(layer)
     gs = gemms(layer, cfg)

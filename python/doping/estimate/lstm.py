@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from doping.arch import LAYER_REG_WORDS
 from doping.compression import account
 from doping.config import AccelConfig
 from doping.errors import DopingError
@@ -42,12 +43,12 @@ def cell_energy_pj(cell, cfg: AccelConfig, next_inputs: int) -> float:
     H, rows = cell.hidden, 4 * cell.hidden
 
     def rd(key, n):
-        return n * tables.sram_read_pj(inv[key]["depth"] * inv[key]["width"] // 8, inv[key]["width"])
+        return n * tables.sram_read_pj(inv[key].bank_bytes, inv[key].width)
 
     def wr(key, n):
-        return n * tables.sram_write_pj(inv[key]["depth"] * inv[key]["width"] // 8, inv[key]["width"])
+        return n * tables.sram_write_pj(inv[key].bank_bytes, inv[key].width)
 
-    e = rd("bias", rows) + rows * tables.ADD_INT32_PJ + rd("layer_regs", 16) / cfg.lstm_batch
+    e = rd("bias", rows) + rows * tables.ADD_INT32_PJ + rd("layer_regs", LAYER_REG_WORDS) / cfg.lstm_batch
     e += rd("gate_lut", rows) + wr("gbuf", 3 * H) + rd("gbuf", 3 * H) + rd("c_state", H) + wr("c_state", H)
     e += rd("cell_lut", H) + wr("h_state", H) + rd("h_state", H)
     e += H * (3 * tables.MULT_INT32_PJ + tables.ADD_INT32_PJ + 3 * (tables.MULT_INT32_PJ + tables.ADD_INT32_PJ))
@@ -64,7 +65,7 @@ def lstm_per_token(cells: list, cfg: AccelConfig) -> LSTMEstimate:
     RTL measures between steps and ``cycles_per_token`` = that / batch."""
     from doping.estimate.cycles import vector_times
     from doping.hw.loader import lstm_load_words
-    from doping.hw.lstm import LAYER_OVERHEAD_CYCLES, TOKEN_OVERHEAD_CYCLES
+    from doping.arch import LAYER_OVERHEAD_CYCLES, TOKEN_OVERHEAD_CYCLES
 
     if not cfg.lstm_cell:
         raise DopingError("an LSTM stack is priced on a config with the cell unit (lstm_cell = 1)")

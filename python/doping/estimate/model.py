@@ -76,14 +76,6 @@ def logic_area_um2(cfg: AccelConfig) -> float:
             + (fit["per_lane_batch"] * cfg.lanes + fit["per_batch"]) * (cfg.batch - 1))
 
 
-def sram_inventory(cfg: AccelConfig) -> dict[str, dict]:
-    """Every memory exactly as the generator instantiates it (``AccelConfig.memories``)."""
-    out = {}
-    for name, m in cfg.memories.items():
-        out[name] = {**m, "bits": m["banks"] * m["depth"] * m["width"], "macro_bytes": m["depth"] * m["width"] // 8}
-    return out
-
-
 def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str, float]]:
     """Per-vector access counts per memory: {"reads": .., "writes": ..} (one word of the bank; a
     batch's accesses shared by its B vectors are counted as their share, a fraction)."""
@@ -125,13 +117,13 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> LayerEstimate:
     """Cycles, SRAM, energy (pJ per vector, with breakdown), area (mm^2, with breakdown), power."""
     s = schedule(layer, cfg)
     e_scale, a_scale = tables.node_scale(cfg.tech_nm)
-    inv = sram_inventory(cfg)
+    inv = cfg.memories
     acc = accesses(layer, cfg, s)
     energy = {}
     for name, a in acc.items():
         mem = inv[name]
-        energy[f"sram_{name}"] = (a["reads"] * tables.sram_read_pj(mem["macro_bytes"], mem["width"])
-                                  + a["writes"] * tables.sram_write_pj(mem["macro_bytes"], mem["width"]))
+        energy[f"sram_{name}"] = (a["reads"] * tables.sram_read_pj(mem.bank_bytes, mem.width)
+                                  + a["writes"] * tables.sram_write_pj(mem.bank_bytes, mem.width))
     # MAC slots per vector (the first GEMM's are shared by its batch)
     array_slots = sum(g.tiles * g.k / per for g, per in zip(s.gemms, (s.batch, 1))) * cfg.rows * cfg.cols
     energy["array_macs"] = array_slots * tables.MAC_INT8_PJ
@@ -143,7 +135,7 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> LayerEstimate:
     energy["requant"] = requants * (tables.MULT_INT32_PJ + tables.ADD_INT32_PJ)
     energy = {k: v * e_scale for k, v in energy.items()}
     total_pj = sum(energy.values())
-    sram_um2 = {k: v["bits"] * tables.SRAM_UM2_PER_BIT for k, v in inv.items()}
+    sram_um2 = {k: v.bits * tables.SRAM_UM2_PER_BIT for k, v in inv.items()}
     area = {f"sram_{k}": v * a_scale / 1e6 for k, v in sram_um2.items()}
     area["logic"] = logic_area_um2(cfg) * a_scale / 1e6
     clock = clock_mhz(cfg)
@@ -155,7 +147,7 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> LayerEstimate:
         phase_cycles=s.phases, utilisation=utilisation(layer, cfg, s), clock_mhz=clock,
         fmax_estimate_mhz=fmax_estimate_mhz(cfg), latency_us=s.cycles / clock,
         throughput_vectors_per_s=1 / interval_s,
-        sram_bits={k: v["bits"] for k, v in inv.items()}, sram_kib={k: v["bits"] / 8192 for k, v in inv.items()},
+        sram_bits={k: v.bits for k, v in inv.items()}, sram_kib={k: v.bits / 8192 for k, v in inv.items()},
         accesses=acc, energy_pj=total_pj, area_mm2=sum(area.values()),
         # power while streaming vectors back to back: one vector's energy per interval
         power_mw=total_pj * 1e-12 / interval_s * 1e3, breakdown=Breakdown(energy_pj=energy, area_mm2=area))

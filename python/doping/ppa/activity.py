@@ -88,8 +88,8 @@ def sram_rates(layers, cfg) -> dict[str, float]:
             per_mem[name] = per_mem.get(name, 0.0) + acc["reads"] + acc["writes"]
     out = {}
     for name, mem in cfg.memories.items():
-        rate = per_mem.get(name, 0.0) / total_cycles / mem["banks"] if total_cycles else 0.0
-        for bank in range(mem["banks"]):
+        rate = per_mem.get(name, 0.0) / total_cycles / mem.banks if total_cycles else 0.0
+        for bank in range(mem.banks):
             out[f"{name}{bank}"] = rate
     return out
 

@@ -18,7 +18,6 @@ Units: ns, MHz, um^2, mW.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -135,11 +134,11 @@ def library_area_um2(cfg, lib: Library) -> dict:
     logic = logic_area_um2(cfg) * info.nand2_um2 / CELL_UM2["gate"]
     sram = flops = 0.0
     for name, mem in cfg.memories.items():
-        impl = implement(name, mem["depth"], mem["width"], macros, info.flop_memory_um2_per_bit)
+        impl = implement(name, mem.depth, mem.width, macros, info.flop_memory_um2_per_bit)
         if impl.macro is None:
-            flops += mem["banks"] * mem["depth"] * mem["width"] * info.flop_memory_um2_per_bit
+            flops += mem.banks * mem.depth * mem.width * info.flop_memory_um2_per_bit
         else:
-            sram += mem["banks"] * impl.area_um2
+            sram += mem.banks * impl.area_um2
     return {"logic_um2": logic, "flop_memory_um2": flops, "cell_um2": logic + flops, "sram_um2": sram,
             "area_mm2": (logic + flops + sram) * 1e-6}
 
