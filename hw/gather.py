@@ -1,4 +1,5 @@
-"""One lane of the sparse-overlay gather unit (EIE-style: input broadcast, rows owned by lanes).
+"""The sparse-overlay gather unit (EIE-style: input broadcast, rows owned by lanes): its lanes
+(``GatherLane``) and the broadcaster feeding them (``GatherUnit``).
 
 Input elements are broadcast to every lane in order, ``beat`` (W) elements a cycle of each of
 the ``batch`` (B) vectors of a batch, and kept in small per-lane windows of ``window`` int8
@@ -18,11 +19,13 @@ rises the cycle after its ``end`` word reaches that stage, when every row sum is
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from doping.arch import OverlayField
+from doping.arch import OverlayField, overlay_field
+from doping.config import bits_for
+from doping.hw.memories import Registers, read_signature, region_address
 
 
 class GatherLane(wiring.Component):
@@ -98,4 +101,71 @@ class GatherLane(wiring.Component):
         for b in range(B):  # B MACs on the one entry
             m.d.comb += self.acc_wdata.word_select(b, 32).eq(
                 Mux(first2, 0, self.acc_rdata.word_select(b, 32).as_signed()) + x2[b] * val2)
+        return m
+
+
+class GatherUnit(wiring.Component):
+    """The L gather lanes and the broadcaster that feeds them (docs/hardware.md).
+
+    ``start`` begins a batch (the lanes restart; the broadcaster from element 0); the broadcaster
+    reads a word of each of the B vectors a cycle from the input buffer's B banks (half ``half``),
+    at the lanes' pace (``room``) and never past what RECV has written (``written`` elements of
+    the batch's last vector, all of them once ``complete``). ``done`` pulses when every lane has
+    written its row sums and RECV is complete. Each lane reads its overlay region of the resident
+    layer (``regs.layer``) and hands its row-sum reads and writes (``rowsum_*``, index l) to the
+    top, which routes them to the half of the batch's parity."""
+
+    def __init__(self, cfg, col_offset: int = 0):
+        self.cfg, self.col_offset, self.field = cfg, col_offset, overlay_field(cfg)
+        L, W, NB, sb = cfg.lanes, cfg.stream_bytes, cfg.batch, self.field.slot_bits
+        mem = cfg.memories
+        col_bits = self.field.col_bits
+        super().__init__({
+            "start": In(1), "active": Out(1), "done": Out(1),
+            "written": In(col_bits + 1), "complete": In(1), "half": In(1),
+            "regs": In(Registers),
+            "overlay": In(read_signature(cfg, "overlay", unsigned(mem["overlay"].width))).array(L),
+            "x_buf": In(read_signature(cfg, "x_buf", unsigned(8 * W))).array(NB),
+            "rowsum_raddr": Out(sb).array(L), "rowsum_ren": Out(1).array(L), "rowsum_rdata": In(32 * NB).array(L),
+            "rowsum_waddr": Out(sb).array(L), "rowsum_wdata": Out(32 * NB).array(L), "rowsum_wen": Out(1).array(L),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, regs = self.cfg, self.regs
+        L, W, NB = cfg.lanes, cfg.stream_bytes, cfg.batch
+        wb = W.bit_length() - 1
+        xb_bits = cfg.memories["x_buf"].addr_bits - 1  # word address in a half of a bank
+        lanes = []
+        for l in range(L):
+            lane = GatherLane(self.field, bits_for(cfg.memories["overlay"].layer_depth), cfg.x_window, W, NB,
+                              _col_offset=self.col_offset)
+            m.submodules[f"lane{l}"] = lane
+            lanes.append(lane)
+            rp = self.overlay[l]
+            m.d.comb += [rp.addr.eq(region_address(cfg, "overlay", lane.ent_addr, regs.layer)), rp.en.eq(lane.ent_en),
+                         lane.ent_data.eq(rp.data), lane.start.eq(self.start),
+                         self.rowsum_raddr[l].eq(lane.acc_raddr), self.rowsum_ren[l].eq(lane.acc_ren),
+                         lane.acc_rdata.eq(self.rowsum_rdata[l]), self.rowsum_waddr[l].eq(lane.acc_waddr),
+                         self.rowsum_wdata[l].eq(lane.acc_wdata), self.rowsum_wen[l].eq(lane.acc_wen)]
+        room, lanes_done = Cat(lane.room for lane in lanes).all(), Cat(lane.done for lane in lanes).all()
+
+        # one W-element word a cycle: ptr (next read) and count (written), in elements (multiples of W)
+        ptr, count, valid, read = Signal.like(self.written), Signal.like(self.written), Signal(), Signal()
+        m.d.comb += read.eq(self.active & (ptr < regs.n) & (self.complete | (ptr < self.written)) & room)
+        for rp in self.x_buf:
+            m.d.comb += [rp.addr.eq(Cat((ptr >> wb)[:xb_bits], self.half)), rp.en.eq(read)]
+        words = Cat(rp.data for rp in self.x_buf)
+        m.d.sync += valid.eq(read)
+        with m.If(read):
+            m.d.sync += ptr.eq(ptr + W)
+        with m.If(valid):
+            m.d.sync += count.eq(count + W)
+        for lane in lanes:
+            m.d.comb += [lane.x_valid.eq(valid), lane.x_data.eq(words), lane.received.eq(count), lane.want.eq(ptr)]
+        with m.If(self.start):
+            m.d.sync += [self.active.eq(1), ptr.eq(0), count.eq(0)]
+        with m.Elif(self.active & lanes_done & self.complete):  # never ahead of RECV: the counters stay ordered
+            m.d.sync += self.active.eq(0)
+            m.d.comb += self.done.eq(1)
         return m

@@ -31,6 +31,11 @@ def read_signature(cfg: AccelConfig, key: str, shape) -> memory.ReadPort.Signatu
     return memory.ReadPort.Signature(addr_width=cfg.memories[key].addr_bits, shape=shape)
 
 
+def write_signature(cfg: AccelConfig, key: str, shape) -> memory.WritePort.Signature:
+    """A write port of one bank of memory ``key``, for a unit's ``In(...)`` member."""
+    return memory.WritePort.Signature(addr_width=cfg.memories[key].addr_bits, shape=shape)
+
+
 def region_address(cfg: AccelConfig, key: str, offset, region):
     """Address of ``offset`` within resident layer ``region``'s part of weight memory ``key``
     (the region index is the address's high part)."""

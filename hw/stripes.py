@@ -4,7 +4,8 @@ divider is needed while a unit walks through it."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Mux
+from amaranth.hdl import Const, Mux, unsigned
+from amaranth.lib import data
 
 
 def divmod_add(q, r, dq, dr, c: int):
@@ -47,3 +48,14 @@ def bank_after(base, j: int, banks: int):
     """Bank (base + j) mod ``banks`` of a run's element j, for ``base`` < ``banks``."""
     j %= banks
     return base if j == 0 else Mux(base >= banks - j, base + j - banks, base + j)
+
+
+#: Strides the units walk striped memories by, each as (div C, mod C): n2, n2*B, n2*(B-1), m2,
+#: R*m2, (R-1)*m2 (registered from the registers, which change only while every unit is idle).
+STRIDES = ("n2", "n2b", "n2b1", "m2", "rm2", "r1m2")
+
+
+def stride_layout(cols: int) -> data.StructLayout:
+    """``STRIDES``, each a struct of ``q`` (32 bits) and ``r`` (< C)."""
+    pair = data.StructLayout({"q": unsigned(32), "r": unsigned(max(cols - 1, 1).bit_length())})
+    return data.StructLayout({k: pair for k in STRIDES})

@@ -139,3 +139,13 @@ def test_estimator_and_packs_without_amaranth_or_torch(tmp_path):
                        cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "cycles" in r.stdout and lstm.is_file() and layer.is_file()
+
+
+def test_no_function_in_hw_over_120_lines():
+    """The generator is components whose ``elaborate`` mostly instantiates and connects (issue 29)."""
+    long = []
+    for f in sorted((ROOT / "hw").glob("*.py")):
+        for n in ast.walk(ast.parse(f.read_text())):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 120:
+                long.append(f"{f.name}:{n.name} ({n.end_lineno - n.lineno + 1} lines)")
+    assert long == []

@@ -44,7 +44,7 @@ class Gemm:
 
     def spacing(self, cfg: AccelConfig) -> int:
         """Cycles between consecutive tiles' FEED starts: K, or longer when the drains cannot
-        keep up (two shadow banks per PE: ``hw.top.tile_spacing``)."""
+        keep up (two shadow banks per PE: ``doping.arch.tile_spacing``)."""
 
         return max(self.k, tile_spacing(cfg.rows, cfg.cols, self.drain))
 
