@@ -147,6 +147,14 @@ def plan(h: int, runs: Path) -> list[Job]:
                  dict(method="dkp", ratio=25, seed=0, cmr="seq-fixed", share=share, start="kp-first"),
                  ["--method", "dkp", "--ratio", "25", *KP_FIRST, *KP_FIRST_CMR]
                  + ([] if share == "rule" else ["--kp-share", share]))
+    # screens (issue 28: "screen with short runs"): 4 epochs, the first with the overlay path off,
+    # annealing over the next two; the unscaled per-sequence drop of S against no CMR
+    screen = base + ["--init-from", str(runs / dense)] + CONVERGE + ["--epochs", "4", "--kp-warmup", "0.25",
+                                                                      "--anneal-start", "0.25", "--anneal-end", "0.75"]
+    for variant, extra in (("none", []), ("seq-unscaled0.5", ["--cmr", "seq-unscaled", "--cmr-p", "0.5"])):
+        jobs.append(Job(f"h{h}/screen/dkp_sharerule_kpfirst_{variant}_r25_s0_e4",
+                        dict(method="dkp", ratio=25, seed=0, cmr=variant, share="rule", start="kp-first",
+                             schedule="screen-4"), screen + ["--method", "dkp", "--ratio", "25", *extra], [dense]))
     add_conv(f"dkp_share{CMR_SHARE}_dropconnect-ramp_r25_s0",
              dict(method="dkp", ratio=25, seed=0, cmr="dropconnect-ramp", share=CMR_SHARE),
              ["--method", "dkp", "--ratio", "25", "--kp-share", CMR_SHARE, *CMR["dropconnect-ramp"]])
@@ -292,7 +300,7 @@ def results(runs: Path, hidden: int) -> list[dict]:
             "factors": _factors(runs / job.name) if cfg["method"] in ("dkp", "kp", "kp_sum") else None,
             "test_ppl_without_overlay": final.get("test_ppl_without_overlay"), "cma_rise": final.get("cma_rise"),
             "device": final.get("device"), "wall_seconds": final.get("wall_seconds"),
-            "schedule": "converge" if cfg["lr_schedule"] == "converge" else "plateau-12",
+            "schedule": job.meta.get("schedule", "converge" if cfg["lr_schedule"] == "converge" else "plateau-12"),
             "kp_warmup": cfg.get("kp_warmup", 0.0),
         })
     return rows
@@ -307,7 +315,7 @@ def _factors(run: Path) -> str | None:
 
 
 def _label(r: dict) -> str:
-    sched = ", converged" if r.get("schedule") == "converge" else ""
+    sched = {"converge": ", converged", "screen-4": ", 4-epoch screen"}.get(r.get("schedule"), "")
     return _method_label(r) + sched
 
 

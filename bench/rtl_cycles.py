@@ -45,8 +45,8 @@ def measure(name, layer, base, vectors, tmp):
     model = [t["latency"] for t in vector_times(layer, cfg, vectors)]
     return {"layer": name, "shape": [layer.m, layer.n], "factors": layer.factor_shapes, "order": layer.order,
             "nnz": layer.nnz, "config": cfg.as_dict(), "mismatches": r.mismatches,
-            "measured_latencies": r.cycles_per_vector, "model_latencies": model,
-            "model_equals_rtl": r.cycles_per_vector == model, "busy_cycles": r.busy_cycles[0],
+            "measured_latencies": r.latency_cycles, "model_latencies": model,
+            "model_equals_rtl": r.latency_cycles == model, "busy_cycles": r.busy_cycles[0],
             "latency_cycles": e.latency_cycles, "interval_cycles": e.interval_cycles, "bound": e.bound,
             "interval_to_bound": e.interval_cycles / e.bound, "vectors": vectors,
             "utilisation": e.utilisation.to_json(), "area_mm2": e.area_mm2, "clock_mhz": e.clock_mhz,

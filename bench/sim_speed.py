@@ -37,12 +37,12 @@ def main():
         pack = write_pack(Path(tmp) / "l.dpack", [layer])
         one = run([pack], cfg, vectors=1, seed=0)
         many = run([pack], cfg, vectors=1 + args.vectors, seed=0)
-    vec_cycles = sum(many.cycles_per_vector[1:])
+    vec_cycles = sum(many.latency_cycles[1:])
     per_vector = (many.wall_seconds - one.wall_seconds) / args.vectors
     out = {"date": str(date.today()), "machine": f"{platform.machine()}, {platform.python_version()}",
            "config": args.config, "load_words": load_cycles,
            "run_1_vector_s": one.wall_seconds, f"run_{1 + args.vectors}_vectors_s": many.wall_seconds,
-           "wall_per_vector_s": per_vector, "cycles_per_vector": many.cycles_per_vector[1],
+           "wall_per_vector_s": per_vector, "latency_cycles": many.latency_cycles[1],
            "simulated_cycles_per_s": vec_cycles / (many.wall_seconds - one.wall_seconds),
            "mismatches": one.mismatches + many.mismatches}
     print(json.dumps(out, indent=2))

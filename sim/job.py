@@ -86,11 +86,16 @@ class _Result:
 
 @dataclass(frozen=True, kw_only=True)
 class MatvecResult(_Result):
-    """``doping.sim.tb_accel``: ``cycles_per_vector`` (first x beat to last y beat, each vector in
-    order), ``busy_cycles`` (per layer run: cycles each unit was busy), ``packs`` (per layer run:
-    pack, layer, vectors, mismatches)."""
+    """``doping.sim.tb_accel``: ``latency_cycles`` (each vector's first x beat accepted .. last y
+    beat taken, inclusive, in order), ``total_cycles`` (cycles the output monitor ran over all layer
+    runs: first x beat offered .. last y beat taken), ``interval_cycles`` (per layer run: the mean
+    cycles between consecutive vectors' last y beats, None for a single vector), ``busy_cycles``
+    (per layer run: cycles each unit was busy), ``packs`` (per layer run: pack, layer, vectors,
+    mismatches). The estimator's ``latency_cycles`` and ``interval_cycles`` are the same measures."""
     vectors: int
-    cycles_per_vector: list
+    latency_cycles: list
+    total_cycles: int
+    interval_cycles: list
     busy_cycles: list
     packs: list
 

@@ -66,7 +66,7 @@ class OutputMonitor:
 
     def __init__(self, dut, rng, stall, m, w=1):
         self.dut, self.rng, self.stall, self.m, self.w = dut, rng, stall, m, w
-        self.values, self.cycles = [], []
+        self.values, self.cycles, self.ends = [], [], []  # outputs; per vector: latency, cycle of its last beat
         self.bad_last = 0
         self.busy = {u: 0 for u in UNITS} | {"cycles": 0}
 
@@ -89,6 +89,7 @@ class OutputMonitor:
                 self.bad_last += last != (left <= self.w)
                 if len(self.values) % self.m == 0:
                     self.cycles.append(int(dut.vector_cycles.value))
+                    self.ends.append(self.busy["cycles"])
         dut.y__ready.value = 0
 
 
@@ -117,7 +118,7 @@ def watchdog_cycles(layer, cfg, vectors: int, job: MatvecJob) -> int:
 
 async def run_vectors(dut, cfg, layer, xs, rng, job, words=None):
     """Load ``layer`` (its ``words``, or all of its load words), stream ``xs``, return (outputs,
-    latencies, busy cycles). Fails the test when the run outlasts ``watchdog_cycles`` (a hang),
+    latencies, busy cycles, the monitor cycle of each vector's last beat). Fails the test when the run outlasts ``watchdog_cycles`` (a hang),
     instead of simulating forever."""
     limit = watchdog_cycles(layer, cfg, len(xs), job)
 
@@ -135,7 +136,7 @@ async def run_vectors(dut, cfg, layer, xs, rng, job, words=None):
         raise AssertionError(f"watchdog: no result after {limit} cycles (the cycle model allows far fewer); "
                              f"{len(mon.values)} of {len(xs) * layer.m} outputs seen") from None
     assert mon.bad_last == 0, f"{mon.bad_last} y beats with a wrong last flag"
-    return np.array(mon.values, dtype=np.int64).reshape(len(xs), layer.m), mon.cycles, mon.busy
+    return np.array(mon.values, dtype=np.int64).reshape(len(xs), layer.m), mon.cycles, mon.busy, mon.ends
 
 
 MAX_EXAMPLES = 5
@@ -160,7 +161,8 @@ async def regression(dut):
     rng = np.random.default_rng(job.seed)
     Clock(dut.clk, 10, unit="ns").start()
     await reset(dut)
-    vectors, mismatches, cycles_per_vector, busy_cycles, runs, first_few = 0, 0, [], [], [], []
+    vectors, mismatches, latency, busy_cycles, runs, first_few = 0, 0, [], [], [], []
+    total, intervals = 0, []
     for k, pack_path in enumerate(job.packs):
         pack = read_pack(pack_path)
         # one named layer, or every layer in order; a chained layer (LMF's U after V) takes the
@@ -182,17 +184,19 @@ async def regression(dut):
                 await StreamDriver(dut, "x", rng).send(x_beats(xs[0, : layer.n // 2], cfg.stream_bytes))
                 await reset(dut)
             words = register_words(layer, cfg, region) if resident else None
-            got, cycles, busy = await run_vectors(dut, cfg, layer, xs, rng, job, words)
+            got, cycles, busy, ends = await run_vectors(dut, cfg, layer, xs, rng, job, words)
             outputs[layer.name] = got
             where = str(pack_path) if len(layers) == 1 else f"{pack_path}:{layer.name}"
             bad, examples = scoreboard(got, golden.forward(layer, xs).astype(np.int64), where)
             vectors += len(xs)
             mismatches += bad
-            cycles_per_vector += cycles
+            latency += cycles
+            total += busy["cycles"]
+            intervals.append((ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else None)
             busy_cycles.append(busy)
             runs.append({"pack": str(pack_path), "layer": layer.name, "vectors": len(xs), "mismatches": bad})
             first_few += examples[: MAX_EXAMPLES - len(first_few)]
-    result = MatvecResult(vectors=vectors, mismatches=mismatches, cycles_per_vector=cycles_per_vector,
-                          busy_cycles=busy_cycles, packs=runs, mismatch_examples=first_few)
+    result = MatvecResult(vectors=vectors, mismatches=mismatches, latency_cycles=latency, total_cycles=total,
+                          interval_cycles=intervals, busy_cycles=busy_cycles, packs=runs, mismatch_examples=first_few)
     write_result(result, job.out)
     assert mismatches == 0, f"{mismatches} of {vectors} vectors mismatched: {result.first_mismatch}"

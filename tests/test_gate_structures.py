@@ -53,7 +53,7 @@ def _doped(mode, p=0.5):
     return layer
 
 
-@pytest.mark.parametrize("mode", ["dropout", "path", "seq", "dropconnect"])
+@pytest.mark.parametrize("mode", ["dropout", "path", "seq", "seq-unscaled", "dropconnect"])
 def test_cmr_modes_change_training_only(mode):
     layer = _doped(mode)
     x = torch.randn(64, 6)
@@ -71,11 +71,12 @@ def test_cmr_modes_change_training_only(mode):
         (idx, w), = groups
         kept = (w - torch.kron(layer.a, layer.b)) / layer.overlay()
         assert idx is None and torch.all(((kept - 2).abs() < 1e-5) | (kept.abs() < 1e-6))
-    else:  # seq: every sample in exactly one group, with the scaled or no overlay
+    else:  # seq: every sample in exactly one group, with the (scaled: seq) or no overlay
         (keep, wk), (drop, wd) = groups
         assert sorted(torch.cat([keep, drop]).tolist()) == list(range(64))
         torch.testing.assert_close(wd, torch.kron(layer.a, layer.b))
-        torch.testing.assert_close(wk, torch.kron(layer.a, layer.b) + 2 * layer.overlay())
+        scale = 2 if mode == "seq" else 1
+        torch.testing.assert_close(wk, torch.kron(layer.a, layer.b) + scale * layer.overlay())
 
 
 def test_cmr_schedules_follow_the_annealer():

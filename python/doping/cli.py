@@ -295,12 +295,16 @@ def cmd_sim(args) -> int:
 
     r = run([args.pack], cfg, simulator=args.sim, vectors=args.vectors, seed=args.seed, x_gap=args.x_gap,
             y_stall=args.y_stall, layer=args.layer, resident=args.resident)
-    cyc = r.cycles_per_vector
-    summary = {"vectors": r.vectors, "mismatches": r.mismatches, "cycles_per_vector": cyc,
-               "busy_cycles": r.busy_cycles, "simulator": r.simulator, "wall_seconds": r.wall_seconds}
+    cyc = r.latency_cycles
+    runs = [i for i in r.interval_cycles if i is not None]
+    interval = float(np.median(runs)) if runs else None
+    summary = {"vectors": r.vectors, "mismatches": r.mismatches, "latency_cycles": cyc, "total_cycles": r.total_cycles,
+               "interval_cycles": interval, "busy_cycles": r.busy_cycles, "simulator": r.simulator,
+               "wall_seconds": r.wall_seconds}
+    every = f"; one every {interval:.1f} cycles streaming" if interval is not None else ""
     return _sim_verdict(args.json, summary, r, f"{r.vectors} vectors on {r.simulator}, {r.mismatches} "
-                        f"mismatching; cycles per vector median {int(np.median(cyc))} (min {min(cyc)}, max {max(cyc)}); "
-                        f"{r.wall_seconds:.1f} s",
+                        f"mismatching; latency median {int(np.median(cyc))} cycles (min {min(cyc)}, max {max(cyc)})"
+                        f"{every}; {r.total_cycles} cycles in all; {r.wall_seconds:.1f} s",
                         lambda ex: f"vector {ex['vector']} element {ex['element']}: got {ex['got']}, want "
                                    f"{ex['want']} ({ex['elements_wrong']} elements of that vector wrong)")
 
@@ -470,7 +474,8 @@ def _add_train_parser(sub) -> None:
         "ratio": "compression ratio of the LSTM gate matrices",
         "method": "dense, dkp, kp, kp_sum (sum of Kronecker products), prune, lmf or hmd",
         "cmr": "co-matrix regularisation: none, dropout (elementwise on S x), path (overlay path dropped per sample "
-               "and step), seq (per sample for the whole sequence), dropconnect (overlay entries dropped)",
+               "and step), seq (per sample for the whole sequence), seq-unscaled (the same without the "
+               "1/(1-p) rescaling of the kept S), dropconnect (overlay entries dropped)",
         "cmr_schedule": "fixed (cmr-p throughout) or ramp (raised with the pruned fraction, off after annealing)",
         "factors": "Kronecker factor shapes M1xN1,M2xN2 (dkp, kp, kp_sum; default: the rule or --kp-share)",
         "kp_share": "dkp: pick factor shapes giving the Kronecker part about this fraction of the budget (0: rule)",
@@ -618,9 +623,11 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--tok-gap", type=probability, default=0.0, help="with --tokens: probability of an idle cycle on "
                                                                      "the token stream")
     sm.add_argument("--h-stall", type=probability, default=0.0, help="with --tokens: probability of h.ready low")
-    sm.add_argument("--json", action="store_true", help="print JSON: vectors, mismatches, cycles_per_vector (each "
-                                                        "vector's first x to last y; vectors overlap), "
-                                                        "busy_cycles (per unit, per pack), simulator; with --tokens: "
+    sm.add_argument("--json", action="store_true", help="print JSON: vectors, mismatches, latency_cycles (each "
+                                                        "vector's first x to last y; vectors overlap), total_cycles, "
+                                                        "interval_cycles (median over layer runs of the mean cycles "
+                                                        "between consecutive vectors' last y), busy_cycles (per unit, "
+                                                        "per pack), simulator; with --tokens: "
                                                         "tokens, mismatches, cycles_per_token (median interval "
                                                         "between tokens; with lstm_batch B, steps of B tokens: "
                                                         "cycles_per_step / B), model_cycles_per_token, "

@@ -212,7 +212,7 @@ def _simulate_layers(pack_path: Path, layers, cfg: AccelConfig, vectors: int, lo
         clean = run([pack_path], cfg, vectors=-(-2 // per) * per, seed=2, layer=layer.name)
         r = {"layer": layer.name, "vectors": stress.vectors + clean.vectors,
              "mismatches": stress.mismatches + clean.mismatches,
-             "cycles_measured": clean.cycles_per_vector[0], "cycles_model": schedule(layer, cfg).cycles,
+             "cycles_measured": clean.latency_cycles[0], "cycles_model": schedule(layer, cfg).cycles,
              "busy_cycles": clean.busy_cycles[0], "wall_seconds": stress.wall_seconds + clean.wall_seconds}
         res.append(r)
         log(f"[sim] {layer.name}: {r['vectors']} vectors, {r['mismatches']} mismatching, {r['cycles_measured']} "

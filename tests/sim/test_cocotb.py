@@ -11,11 +11,12 @@ import zlib
 import numpy as np
 import pytest
 
+from doping.arch import UNITS
 from doping.compression import divisors
-from doping.config import AccelConfig
+from doping.config import PRESETS, AccelConfig
 from doping.errors import DopingError
 from doping.estimate.cycles import vector_times
-from doping.arch import UNITS
+
 from doping.golden import Requant
 from doping.pack import read_pack, write_pack
 from doping.sim.runner import run
@@ -63,7 +64,7 @@ def test_random_shapes_with_backpressure(tmp_path, cfg_name):
     packs = random_packs(tmp_path, cfg, 8, seed=zlib.crc32(cfg_name.encode()) % 1000)  # stable across processes
     r = run(packs, cfg, vectors=48, seed=1, x_gap=0.2, y_stall=0.3, load_gap=0.1, reset_mid_vector=True)
     assert r.vectors == 8 * 48 and r.mismatches == 0, r.first_mismatch
-    assert len(r.cycles_per_vector) == 8 * 48
+    assert len(r.latency_cycles) == 8 * 48
 
 
 @pytest.mark.parametrize("cfg_name", sorted(SIM_CONFIGS))
@@ -74,7 +75,7 @@ def test_cycles_equal_estimator(tmp_path, cfg_name):
     r = run(packs, cfg, vectors=vectors, seed=2)
     assert r.mismatches == 0
     want = [t["latency"] for p in packs for t in vector_times(read_pack(p).layer(), cfg, vectors)]
-    assert r.cycles_per_vector == want
+    assert r.latency_cycles == want
     # every unit was busy at some point of every pack's run, and none longer than the run
     for busy in r.busy_cycles:
         assert all(0 < busy[u] <= busy["cycles"] for u in UNITS)
@@ -98,7 +99,7 @@ def test_baseline_method_packs(tmp_path):
     assert r.mismatches == 0 and r.vectors == 30 * 5, r.first_mismatch
     clean = run(packs, cfg, vectors=2, seed=9)
     want = [t["latency"] for p in packs for l in read_pack(p).layers for t in vector_times(l, cfg, 2)]
-    assert clean.mismatches == 0 and clean.cycles_per_vector == want
+    assert clean.mismatches == 0 and clean.latency_cycles == want
 
 
 def test_resident_layers(tmp_path):
@@ -114,7 +115,7 @@ def test_resident_layers(tmp_path):
     r = run([pack], cfg, vectors=20, seed=3, x_gap=0.2, y_stall=0.3, resident=True)
     assert r.mismatches == 0 and r.vectors == 60, r.first_mismatch
     clean = run([pack], cfg, vectors=2, seed=4, resident=True)
-    assert clean.cycles_per_vector == [t["latency"] for l in layers for t in vector_times(l, cfg, 2)]
+    assert clean.latency_cycles == [t["latency"] for l in layers for t in vector_times(l, cfg, 2)]
     with pytest.raises(DopingError, match="the config holds 1"):
         run([pack], SIM_CONFIGS["r4c4l3"], vectors=1, resident=True)
 
@@ -189,7 +190,7 @@ def test_full_regression(tmp_path, cfg_name):
         layer = read_pack(p).layer()
         b = cfg.batch if layer.has_kp else 1
         low.append([t["latency"] for t in vector_times(layer, cfg, b)])
-    assert all(c >= low[i // 100][i % 100 % len(low[i // 100])] for i, c in enumerate(r.cycles_per_vector))
+    assert all(c >= low[i // 100][i % 100 % len(low[i // 100])] for i, c in enumerate(r.latency_cycles))
 
 
 @pytest.mark.slow
@@ -206,7 +207,7 @@ def test_eight_element_beats(tmp_path):
     r = run(packs, cfg, vectors=50, seed=8, x_gap=0.2, y_stall=0.3, load_gap=0.1)
     assert r.mismatches == 0 and r.vectors == 350, r.first_mismatch
     clean = run(packs, cfg, vectors=2, seed=9)
-    assert clean.cycles_per_vector == [t["latency"] for p in packs for t in vector_times(read_pack(p).layer(), cfg, 2)]
+    assert clean.latency_cycles == [t["latency"] for p in packs for t in vector_times(read_pack(p).layer(), cfg, 2)]
 
 
 def test_runner_leaves_the_environment_as_it_found_it():
@@ -246,7 +247,7 @@ def _batch_run(tmp_path, cfg, shapes, vectors, seed):
     assert r.vectors == shapes * vectors and r.mismatches == 0, r.first_mismatch
     clean = run(packs, cfg, vectors=2 * cfg.batch, seed=seed + 1)
     want = [t["latency"] for p in packs for t in vector_times(read_pack(p).layer(), cfg, 2 * cfg.batch)]
-    assert clean.mismatches == 0 and clean.cycles_per_vector == want
+    assert clean.mismatches == 0 and clean.latency_cycles == want
 
 
 def test_vector_count_must_fill_batches(tmp_path):
@@ -273,3 +274,23 @@ def test_eight_element_beats_in_batches_of_four(tmp_path):
     cfg = AccelConfig(rows=2, cols=8, lanes=8, stream_bytes=8, batch=4, max_m=96, max_n=96, max_factor=256,
                       max_intermediate=1024, max_nnz=8192)
     _batch_run(tmp_path, cfg, shapes=12, vectors=32, seed=44)
+
+
+def test_sim_json_reports_latency_total_and_interval(tmp_path, capsys):
+    """`doping sim --json` names its measures as the estimator does: each vector's latency, the
+    total cycles, and the measured interval between vectors streaming back to back (no gaps, no
+    stalls: exactly the cycle model's)."""
+    import json
+
+    from doping.cli import main
+
+    layer = synth_layer((48, 40), 6, factor_shapes=((8, 8), (6, 5)))
+    pack = write_pack(tmp_path / "p.dpack", [layer])
+    assert main(["sim", "--pack", str(pack), "--config", "minimal", "--vectors", "6", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    times = vector_times(layer, PRESETS["minimal"], 6)
+    ends = [t["x"] + t["latency"] for t in times]
+    assert r["latency_cycles"] == [t["latency"] for t in times]
+    assert r["interval_cycles"] == pytest.approx((ends[-1] - ends[0]) / 5)
+    assert r["interval_cycles"] < max(r["latency_cycles"]) <= r["total_cycles"]
+    assert "cycles_per_vector" not in r

@@ -60,7 +60,10 @@ def nearest_kronecker(w: torch.Tensor, factor_shapes) -> tuple[torch.Tensor, tor
     return a[0], b[0]
 
 
-CMR_MODES = ("none", "dropout", "path", "seq", "dropconnect")
+CMR_MODES = ("none", "dropout", "path", "seq", "seq-unscaled", "dropconnect")
+#: Modes that drop the overlay path of a sample for a whole sequence, and the factor the kept
+#: samples' S is scaled by (``1 / (1 - p)`` keeps S x's expectation; unscaled keeps W itself).
+SEQ_MODES = {"seq": True, "seq-unscaled": False}
 
 
 class DKPLinear(nn.Module):
@@ -74,7 +77,9 @@ class DKPLinear(nn.Module):
         cmr: co-matrix regularisation during training (``CMR_MODES``): "none"; "dropout" (inverted
             dropout on the overlay path's output S x, elementwise, every time step); "path" (the
             overlay path of a sample dropped at each time step, rescaled); "seq" (variational: the
-            overlay path of a sample dropped for a whole sequence, rescaled); "dropconnect"
+            overlay path of a sample dropped for a whole sequence, rescaled); "seq-unscaled" (the
+            same, not rescaled: a sample sees A kron B + S or A kron B alone, so that the Kronecker
+            part must carry the model on its own while S stays large); "dropconnect"
             (DropConnect: overlay entries dropped, one mask per forward pass, rescaled).
         cmr_p: the CMR probability; the probability applied is ``cmr_p * cmr_scale``, where
             ``cmr_scale`` (1.0 unless the annealer's CMR schedule sets it) ramps it with annealing.
@@ -202,10 +207,10 @@ class DKPLinear(nn.Module):
             return [(None, kron + overlay)]
         if self.cmr == "dropconnect":
             return [(None, kron + self._dropconnect(overlay))]
-        if self.cmr == "seq":
+        if self.cmr in SEQ_MODES:
             keep = torch.rand(batch, device=device) >= p
             kept, dropped = keep.nonzero().flatten(), (~keep).nonzero().flatten()
-            return [(kept, kron + overlay / (1.0 - p)), (dropped, kron)]
+            return [(kept, kron + overlay / (1.0 - p) if SEQ_MODES[self.cmr] else kron + overlay), (dropped, kron)]
         return None
 
     def _compute(self, x: torch.Tensor, overlay: torch.Tensor | None) -> torch.Tensor:
@@ -219,10 +224,10 @@ class DKPLinear(nn.Module):
                 elif self.cmr == "path":
                     keep = torch.rand(*o.shape[:-1], 1, device=o.device) >= p
                     o = o * keep / (1.0 - p)
-                elif self.cmr == "seq" and x.dim() >= 2:
+                elif self.cmr in SEQ_MODES and x.dim() >= 2:
                     # outside an LSTM (no sequence): one draw per sample of the batch
                     keep = torch.rand(*o.shape[:-1], 1, device=o.device) >= p
-                    o = o * keep / (1.0 - p)
+                    o = o * keep / (1.0 - p) if SEQ_MODES[self.cmr] else o * keep
             y = y + o
         if self.bias is not None:
             y = y + self.bias
