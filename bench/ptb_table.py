@@ -49,9 +49,6 @@ CONVERGE = ["--epochs", "12", "--lr", "5", "--lr-schedule", "converge", "--lr-de
 KP_FIRST = ["--kp-warmup", "0.1667", "--anneal-start", "0.1667"]
 CMR_SHARE = "0.5"  # the Kronecker share the CMR ablation runs at
 CMR_P = "0.3"
-# Kronecker-first with the overlay path dropped per sequence all through annealing and after
-# (issue 28 2b + CMR): the model must stay good on A kron B alone half of the time.
-KP_FIRST_CMR = ["--cmr", "seq", "--cmr-p", "0.5", "--cmr-schedule", "fixed"]
 CMR = {  # variant name: training options
     "none": [],
     "seq-ramp": ["--cmr", "seq", "--cmr-p", CMR_P, "--cmr-schedule", "ramp"],
@@ -142,11 +139,6 @@ def plan(h: int, runs: Path) -> list[Job]:
                      ["--method", "dkp", "--ratio", str(ratio), "--seed", str(seed)])
     add_conv("dkp_sharerule_kpfirst_r25_s0", dict(method="dkp", ratio=25, seed=0, cmr="none", share="rule",
                                                   start="kp-first"), ["--method", "dkp", "--ratio", "25", *KP_FIRST])
-    for share in ("rule", "0.5"):
-        add_conv(f"dkp_share{share}_kpfirst_seq-fixed0.5_r25_s0",
-                 dict(method="dkp", ratio=25, seed=0, cmr="seq-fixed", share=share, start="kp-first"),
-                 ["--method", "dkp", "--ratio", "25", *KP_FIRST, *KP_FIRST_CMR]
-                 + ([] if share == "rule" else ["--kp-share", share]))
     # screens (issue 28: "screen with short runs"): 4 epochs, the first with the overlay path off,
     # annealing over the next two; the unscaled per-sequence drop of S against no CMR
     screen = base + ["--init-from", str(runs / dense)] + CONVERGE + ["--epochs", "4", "--kp-warmup", "0.25",

@@ -32,6 +32,7 @@ def _ports(top) -> list[dict]:
 
 
 def verilog_text(cfg: AccelConfig, mutation: str | None = None) -> tuple[str, list[dict]]:
+    cfg.check_buildable()
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     from amaranth.back import verilog
 

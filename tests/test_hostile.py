@@ -105,7 +105,10 @@ def test_reports_escape_names(tmp_path):
 def test_synth_output_path_is_not_a_yosys_script(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = "syn out; exec -- touch PWNED; echo"
-    rc, err = run_cli(capsys, "synth", "--config", "minimal", "-o", out)
+    tiny = tmp_path / "tiny.json"  # a small design: this is about the path, not the netlist
+    tiny.write_text('{"rows": 1, "cols": 2, "lanes": 1, "max_m": 16, "max_n": 16, "max_factor": 16, '
+                    '"max_intermediate": 16, "max_nnz": 64}')
+    rc, err = run_cli(capsys, "synth", "--config", str(tiny), "-o", out)
     assert rc == 0, err
     assert not (tmp_path / "PWNED").exists() and (tmp_path / out / "cells.json").is_file()
 
@@ -460,3 +463,27 @@ def test_plot_labels_are_plain_text(tmp_path):
     fig.savefig(tmp_path / "p.png")  # mathtext would raise ValueError here
     plt.close(fig)
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_configs_the_generator_cannot_build_are_refused_up_front(tmp_path, capsys):
+    """issue 33: a legal config whose memories the Verilog generator would take minutes and GBs
+    to build (here 33.6 M words) is refused at once, for every command that generates RTL, with
+    nothing written; estimating it still works."""
+    big = tmp_path / "big.json"
+    big.write_text('{"max_nnz": 16777216}')
+    pack = tmp_path / "p.dpack"
+    from doping.pack import write_pack
+    from doping.synth import synth_layer
+
+    write_pack(pack, [synth_layer((48, 40), 6, factor_shapes=((8, 8), (6, 5)))])
+    for argv in (["rtl", "--config", str(big), "-o", str(tmp_path / "rtl")],
+                 ["synth", "--config", str(big), "-o", str(tmp_path / "syn")],
+                 ["sim", "--config", str(big), "--pack", str(pack)],
+                 ["flow", "--pack", str(pack), "--config", str(big), "-o", str(tmp_path / "flow")]):
+        t0 = time.time()
+        rc, err = run_cli(capsys, *argv)
+        assert_one_line_error(rc, err, "cannot be generated: its memories hold 33,603,584 words")
+        assert time.time() - t0 < 10
+    assert not any((tmp_path / d).exists() for d in ("rtl", "syn", "flow"))
+    rc, _ = run_cli(capsys, "estimate", str(pack), "--config", str(big))
+    assert rc == 0

@@ -73,6 +73,54 @@ def test_report_parsers_reject_empty_reports():
         parse_path("nothing here")
 
 
+MACRO = textwrap.dedent("""\
+    module ram(input clk, input we, input [10:0] wa, input [10:0] ra, input [21:0] wd, input [7:0] k,
+               output reg [29:0] y);
+      reg [21:0] mem [0:2047];
+      reg [21:0] q;
+      always @(posedge clk) begin
+        if (we) mem[wa] <= wd;
+        q <= mem[ra];
+        y <= q * k;
+      end
+    endmodule
+""")
+
+
+def test_a_memory_becomes_sram_macros_with_their_timing_and_power(tmp_path):
+    """The flow's steps on a small module: a 2048 x 22 memory tiled from the sky130 OpenRAM macro
+    (a black box with the macro's area, access time and setup), the multiplier after its read
+    port in the timing, SRAM power from the access rate, the power report at the given activity."""
+    src = tmp_path / "ram.v"
+    src.write_text(MACRO)
+    r = synthesize(src, "ram", resolve_library("sky130"), 20.0, tmp_path / "out", activity=0.2,
+                   sram_accesses_per_cycle={"mem": 1.0})
+    macros = [m for m in r.memories if m["macro"] != "flip-flops"]
+    assert len(macros) == 1 and macros[0]["words"] == 2048 and macros[0]["bits"] == 22
+    assert macros[0]["access_ns"] > 0 and r.sram_area_um2 > 0 and r.cell_area_um2 > 0
+    assert r.power_mw["sram"] > 0 and all(v >= 0 for v in r.power_mw.values())
+    assert r.worst_slack_ns > 0 and r.activity == 0.2
+    # the read data leaves the macro at its access time: a path out of it is timed from there
+    assert r.critical_path["levels"] > 3
+
+
+def test_vcd_activity_counts_toggles_per_bit_and_cycle(tmp_path):
+    """Two 1-bit signals and a 4-bit bus over 4 rising clock edges: toggles / (bits x cycles)."""
+    from doping.ppa.activity import vcd_activity
+
+    vcd = tmp_path / "t.vcd"
+    vcd.write_text("$timescale 1ns $end\n$scope module top $end\n$var wire 1 ! clk $end\n"
+                   "$var wire 1 \" a $end\n$var wire 1 # b $end\n$var wire 4 $ bus $end\n$upscope $end\n"
+                   "$enddefinitions $end\n#0\n0!\n0\"\n0#\nb0000 $\n#5\n1!\n1\"\n#10\n0!\n#15\n1!\n"
+                   "b0011 $\n#20\n0!\n#25\n1!\n0\"\n#30\n0!\n#35\n1!\nb0010 $\n")
+    a = vcd_activity(vcd)
+    # toggles: a 2, b 0, bus 2 + 1 = 3 -> 5 over 6 bits and 4 cycles
+    assert (a.cycles, a.bits) == (4, 6) and a.toggles_per_bit_cycle == pytest.approx(5 / 24)
+    with pytest.raises(Exception, match="no clock"):
+        vcd_activity(vcd, clock="nope")
+
+
+@pytest.mark.slow
 def test_minimal_config_on_sky130_from_the_cli(tmp_path):
     """`doping synth --config minimal --liberty sky130 --pack P --json`: the keys, activity from the
     pack's simulation, slack signs at two clocks

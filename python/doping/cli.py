@@ -19,19 +19,24 @@ PRESET_HELP = (f"preset ({', '.join(PRESETS)}), a .json/.toml config file, or 'f
                "buffers sized to --pack")
 
 
-def _config(spec: str | None, pack: str | None):
+def _config(spec: str | None, pack: str | None, build: bool = False):
     """The accelerator config of a command: ``--config`` as given, or with ``fit`` the default
-    design's buffers grown until every layer of ``pack`` fits (what ``doping flow`` does)."""
+    design's buffers grown until every layer of ``pack`` fits (what ``doping flow`` does).
+    ``build``: the command generates RTL, so a config the generator will not build is refused here."""
     from doping.config import load_config
 
     if spec != "fit":
-        return load_config(spec)
-    if not pack:
+        cfg = load_config(spec)
+    elif not pack:
         raise DopingError("--config fit sizes the design to a pack: give --pack")
-    from doping.estimate.baselines import fit_layers
-    from doping.pack import read_pack
+    else:
+        from doping.estimate.baselines import fit_layers
+        from doping.pack import read_pack
 
-    return fit_layers(PRESETS["default"], read_pack(pack).layers)
+        cfg = fit_layers(PRESETS["default"], read_pack(pack).layers)
+    if build:
+        cfg.check_buildable()
+    return cfg
 
 
 def _factor_shapes(text: str | None):
@@ -187,7 +192,7 @@ def cmd_export(args) -> int:
 def cmd_rtl(args) -> int:
     from doping.hw.verilog import generate
 
-    cfg = _config(args.config, args.pack)
+    cfg = _config(args.config, args.pack, build=True)
     if args.pack:
         from doping.pack import read_pack
 
@@ -211,7 +216,7 @@ def cmd_synth(args) -> int:
     if args.liberty is None and (args.sram_lib is not None or args.clock_ns is not None or args.activity is not None
                                  or (args.pack is not None and args.config != "fit")):
         raise DopingError("--clock-ns, --sram-lib, --activity and --pack need --liberty (or --pack with --config fit)")
-    cfg = _config(args.config, args.pack)
+    cfg = _config(args.config, args.pack, build=True)
     out = Path(args.output)
     man = generate(cfg, out)
     if args.liberty is not None:
@@ -286,7 +291,7 @@ def _synth_stdcell(args, cfg, out: Path, verilog: Path, top: str) -> int:
 
 
 def cmd_sim(args) -> int:
-    cfg = _config(args.config, args.pack)
+    cfg = _config(args.config, args.pack, build=True)
     if args.tokens is not None:
         return _sim_tokens(args, cfg)
     if cfg.lstm_cell:

@@ -18,6 +18,11 @@ from doping.errors import DopingError
 MAX_CAPACITY = 1 << 24  # largest value any integer config field may take
 MAX_RESIDENT_LAYERS = 16
 MAX_LSTM_BATCH = 16
+#: The most memory words (banks x depth, over every memory) the Verilog generator is allowed to
+#: build: it holds every word while converting (the ``large`` preset, 1.18 M words, takes 194 s and
+#: 0.5 GB on the 2-core VM; time and memory grow with the words), so 4 M words is ~2 GB and ~10
+#: minutes. Estimates have no such bound (docs/results.md, issue 33).
+MAX_GENERATED_WORDS = 1 << 22
 X_WINDOW = 16  # broadcast input window per gather lane, in elements (see ``AccelConfig.x_window``)
 STREAM_BYTES = (1, 2, 4, 8)  # elements per beat the x and y streams may carry
 BATCHES = (1, 2, 4, 8)  # vectors the mat-vec accelerator may take per pass of the first GEMM
@@ -191,6 +196,22 @@ class AccelConfig:
             out.append(f"n2 {n2} is not a multiple of stream_bytes {W} at batch {self.batch} (an AX beat "
                        "may not straddle rows of X: they are n2 * batch apart)")
         return out
+
+    def generation_problems(self) -> list[str]:
+        """Why the RTL generator will not build this config (empty: it will). Estimating it is fine."""
+        words = sum(m.banks * m.depth for m in self.memories.values())
+        if words > MAX_GENERATED_WORDS:
+            big = sorted(self.memories.items(), key=lambda kv: -kv[1].banks * kv[1].depth)[:2]
+            return [f"its memories hold {words:,} words, more than the {MAX_GENERATED_WORDS:,} the generator builds "
+                    f"(largest: {', '.join(f'{k} {m.banks}x{m.depth}' for k, m in big)}); lower max_nnz, max_m, "
+                    "max_n, max_factor, max_intermediate or resident_layers"]
+        return []
+
+    def check_buildable(self) -> None:
+        """Raise DopingError, before any elaboration, when the generator will not build this config."""
+        problems = self.generation_problems()
+        if problems:
+            raise DopingError("accelerator config cannot be generated: " + "; ".join(problems))
 
     def check(self, layer) -> None:
         """Raise DopingError naming everything of ``layer`` that does not fit this config."""

@@ -113,7 +113,7 @@ def _check_inputs(out: Path, checkpoint, pack, ratio, config) -> None:
 
         load_run_model(checkpoint)
     if config:
-        load_config(config)
+        load_config(config).check_buildable()  # up front: before training or export
     existed = out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
