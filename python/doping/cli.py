@@ -352,10 +352,8 @@ def _sim_tokens(args, cfg) -> int:
 
 
 def cmd_estimate(args) -> int:
-    from dataclasses import replace
-
     from doping.estimate.baselines import price
-    from doping.estimate.model import combine, estimate, per_token, runs_one_sequence
+    from doping.estimate.price import price_layers
     from doping.estimate.report import format_estimate
 
     base = _config(args.config, args.pack)
@@ -366,16 +364,12 @@ def cmd_estimate(args) -> int:
 
         pack = read_pack(args.pack)
         if pack.lstm is not None:  # the whole LSTM on the LSTM top
-            from doping.estimate.lstm import lstm_config, lstm_per_token
+            from doping.estimate.lstm import lstm_config
 
             base = lstm_config(base, len(pack.lstm))
-        layers = pack.layers
-        parts = [estimate(l, base) for l in layers]  # check(): a pack that does not fit is an error
-        r = combine(parts)
-        if pack.lstm is not None:
-            r = replace(r, lstm=lstm_per_token(pack.lstm, base))
-        elif len(layers) > 1 and runs_one_sequence(layers, base):  # a batch is not one sequence's token
-            r = replace(r, per_token=per_token(layers, base, parts))
+        # check(): a pack that does not fit is an error; the per-token mat-vec stack of an LSTM pack
+        # is its gate layers alone, so an LSTM pack reports the whole LSTM instead
+        r = price_layers(pack.layers, base, cells=pack.lstm, tokens=pack.lstm is None)
     else:
         if not (args.layer and args.ratio):
             raise DopingError("give a PACK, or --layer MxN and --ratio R")

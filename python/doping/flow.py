@@ -240,18 +240,12 @@ def _simulate_lstm(pack_path: Path, cfg: AccelConfig, tokens: int, log) -> dict:
 def _estimate(layers, cells, cfg: AccelConfig):
     """Stage 5: every layer, its dense counterpart on the same tables, per token, the LSTM."""
     from doping.estimate.baselines import price
-    from doping.estimate.model import estimate, per_token, runs_one_sequence
+    from doping.estimate.price import price_layers
     from doping.estimate.results import FlowEstimate
 
-    per = [estimate(l, cfg) for l in layers]
-    lstm = None
-    if cells is not None:
-        from doping.estimate.lstm import lstm_per_token
-
-        lstm = lstm_per_token(cells, cfg)
-    return FlowEstimate(layers=tuple(per), dense=tuple(price(l.m, l.n, 1.0, "dense", cfg) for l in layers),
-                        per_token=per_token(layers, cfg, per) if len(layers) > 1 and runs_one_sequence(layers, cfg)
-                        else None, lstm=lstm)
+    r = price_layers(layers, cfg, cells=cells)
+    return FlowEstimate(layers=r.layers, dense=tuple(price(l.m, l.n, 1.0, "dense", cfg) for l in layers),
+                        per_token=r.per_token, lstm=r.lstm)
 
 
 def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path, sim_lstm=None) -> dict:

@@ -19,7 +19,8 @@ from pathlib import Path
 from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.estimate.baselines import balanced_config, fit_layers
-from doping.estimate.model import estimate, per_token
+from doping.estimate.model import per_token
+from doping.estimate.price import price_layers
 from doping.fileio import atomic_path
 
 METRICS = (("energy_per_token_nj", "energy per token (nJ)"), ("latency_per_token_us", "latency per token (µs)"),
@@ -66,7 +67,7 @@ def price_pack(layers, base: AccelConfig, balanced: bool = True) -> dict:
 
     base = replace(base, resident_layers=min(len(layers), MAX_RESIDENT_LAYERS))
     cfg = balanced_config(base, layers) if balanced else fit_layers(base, layers)
-    parts = [estimate(l, cfg) for l in layers]
+    parts = list(price_layers(layers, cfg, tokens=False).layers)
     t = per_token(layers, cfg, parts)
     return {"design": f"{cfg.rows}x{cfg.cols}, {cfg.lanes} lanes, W {cfg.stream_bytes}", "config": cfg.as_dict(),
             "cycles_per_token": t.cycles_per_token, "energy_per_token_nj": t.energy_per_token_pj / 1e3,

@@ -114,7 +114,7 @@ def lstm_design(base: AccelConfig, cells: list) -> tuple[AccelConfig, list[dict]
     rows, cols, lanes, cycles per token, energy per token, area)."""
     import itertools
 
-    from doping.estimate.baselines import ARRAYS, LANES, fit_layers
+    from doping.estimate.designs import ARRAYS, LANES, fit_layers
 
     best, table = None, []
     gates = [g for c in cells for g in c.gates]

@@ -241,3 +241,4 @@ def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[LayerEstim
         latency_per_token_us=cycles / clock, power_mw=energy * 1e-12 / (cycles / (clock * 1e6)) * 1e3,
         resident_cycles_per_token=sum(r.switch_cycles + r.run_cycles + HANDOVER_CYCLES for r in rows),
         resident_energy_per_token_pj=sum(r.run_energy_pj for r in rows), layers=tuple(rows))
+
