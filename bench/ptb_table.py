@@ -143,7 +143,8 @@ def plan(h: int, runs: Path) -> list[Job]:
     # annealing over the next two; the unscaled per-sequence drop of S against no CMR
     screen = base + ["--init-from", str(runs / dense)] + CONVERGE + ["--epochs", "4", "--kp-warmup", "0.25",
                                                                       "--anneal-start", "0.25", "--anneal-end", "0.75"]
-    for variant, extra in (("none", []), ("seq-unscaled0.5", ["--cmr", "seq-unscaled", "--cmr-p", "0.5"])):
+    for variant, extra in (("none", []), ("seq-unscaled0.5", ["--cmr", "seq-unscaled", "--cmr-p", "0.5"]),
+                           ("seq-unscaled0.25", ["--cmr", "seq-unscaled", "--cmr-p", "0.25"])):
         jobs.append(Job(f"h{h}/screen/dkp_sharerule_kpfirst_{variant}_r25_s0_e4",
                         dict(method="dkp", ratio=25, seed=0, cmr=variant, share="rule", start="kp-first",
                              schedule="screen-4"), screen + ["--method", "dkp", "--ratio", "25", *extra], [dense]))
