@@ -18,6 +18,7 @@ from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.hw import source_digest
 from doping.hw.verilog import TOP
+from doping.sim import cache
 from doping.sim.job import ENV as JOB_ENV
 from doping.sim.job import LSTMJob, LSTMResult, MatvecJob, MatvecResult, write_job
 
@@ -67,6 +68,7 @@ def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None =
     root = cache_root()
     d = root / f"{simulator}-{key}"
     if _valid_build(d):
+        cache.touch(d)
         return d
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -87,6 +89,10 @@ def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None =
         shutil.rmtree(tmp, ignore_errors=True)
         _build_into(tmp, cfg, simulator, mutation, waves, opt)
         os.rename(tmp, d)
+    # outside the lock: the cache stays under its cap (least recently used first, never this build)
+    # and loses what killed builds left
+    cache.sweep_stale(root)
+    cache.evict(root, cache.max_bytes(), keep=d)
     return d
 
 

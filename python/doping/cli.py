@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,30 @@ def cmd_data_download(args) -> int:
     from doping.data import download_ptb
 
     print(f"wrote PTB into {download_ptb(check_output_dir(args.dir))}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from doping.sim import cache
+    from doping.sim.runner import cache_root
+
+    root = cache_root()
+    if args.cache_command == "clean":
+        stale = cache.sweep_stale(root)
+        cap = args.max_mb << 20 if args.max_mb is not None else None
+        if cap:
+            removed = cache.evict(root, cap)
+        else:  # everything not being built now
+            removed = [b.path for b in cache.builds(root) if cache.remove_build(b.path)]
+        print(f"removed {len(removed)} builds and {len(stale)} leftovers of killed builds from {root}")
+        return 0
+    found = cache.builds(root)
+    total = sum(b.bytes for b in found)
+    cap = cache.max_bytes()
+    print(f"{root}: {len(found)} builds, {total / 2**20:,.0f} MB (cap {cap >> 20:,} MB, DOPING_CACHE_MAX_MB"
+          f"{'; no cap' if not cap else ''})")
+    for b in reversed(found):  # most recently used first
+        print(f"  {b.path.name:<24} {b.bytes / 2**20:8.1f} MB  last used {time.strftime('%Y-%m-%d %H:%M', time.localtime(b.last_used))}")
     return 0
 
 
@@ -560,6 +585,15 @@ def build_parser() -> argparse.ArgumentParser:
                                     "into DIR (needs network; otherwise copy the three files there by hand).")
     dd.add_argument("dir", help="folder to write ptb.train.txt, ptb.valid.txt, ptb.test.txt into")
     dd.set_defaults(func=cmd_data_download)
+    ca = sub.add_parser("cache", help="the simulator-build cache: info, clean",
+                        description="Simulator builds are cached per user ($DOPING_CACHE, else ~/.cache/doping/sim) "
+                                    "and kept under $DOPING_CACHE_MAX_MB (default 8192; least recently used first).")
+    cas = ca.add_subparsers(dest="cache_command", required=True, metavar="SUBCOMMAND")
+    cas.add_parser("info", help="where the cache is, its builds and their sizes").set_defaults(func=cmd_cache)
+    cc = cas.add_parser("clean", help="remove builds (all, or the least recently used down to --max-mb) and what "
+                                      "killed builds left")
+    cc.add_argument("--max-mb", type=non_negative_int, help="keep the most recently used builds up to this many MB")
+    cc.set_defaults(func=cmd_cache)
     _add_train_parser(sub)
     e = sub.add_parser("export", help="export a trained dkp/kp run to a model pack",
                        description="Quantise a trained run's LSTM gate matrices to int8, write a model pack, and report "
@@ -824,6 +858,13 @@ def positive_int(text: str) -> int:
     v = _int_arg(text)
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    v = _int_arg(text)
+    if not 0 <= v <= 1 << 30:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..2^30, got {text!r}")
     return v
 
 
