@@ -230,3 +230,18 @@ def test_config_fit_sizes_the_design_to_the_pack(tmp_path, capsys):
     capsys.readouterr()
     assert main(["rtl", "--config", "fit", "-o", str(tmp_path / "rtl")]) == 2
     assert "give --pack" in capsys.readouterr().err
+
+
+def test_a_mistyped_option_gets_the_closest_one_of_its_command(capsys):
+    """issue 32: "did you mean" names an option of the command given (not of another)."""
+    for argv, want in ((["sim", "--pack", "x.dpack", "--vectros", "5"], "did you mean --vectors?"),
+                       (["estimate", "--layr", "10x10"], "did you mean --layer?"),
+                       (["pack", "synth", "--shape", "8x8", "--ratio", "2", "--ordr", "AX", "-o", "q.dpack"],
+                        "did you mean --order?")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and want in err, err
+    with pytest.raises(SystemExit):
+        main(["sim", "--zzzzqqq", "1"])
+    assert "did you mean" not in capsys.readouterr().err

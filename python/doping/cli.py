@@ -526,10 +526,36 @@ def _add_train_parser(sub) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with its errors on one line (no usage block): ``doping sim: error: ...``, exit 2."""
+    """argparse with its errors on one line (no usage block): ``doping sim: error: ...``, exit 2;
+    an unknown option gets the closest option of the command it was given to ("did you mean")."""
+
+    argv: list[str] = []  # the command line being parsed (set by ``main``)
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        hint = ""
+        if message.startswith("unrecognized arguments:"):
+            hint = _did_you_mean(self, message.split(":", 1)[1].split())
+        self.exit(2, f"{self.prog}: error: {message}{hint} (see {self.prog} --help)\n")
+
+
+def _did_you_mean(root: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """"; did you mean --x?" for the first unknown option close to one of the options of the
+    (sub)command the command line names."""
+    import difflib
+
+    parser = root
+    for token in _Parser.argv:  # follow the subcommands named on the command line
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or token not in sub.choices:
+            continue
+        parser = sub.choices[token]
+    options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    for bad in unknown:
+        if bad.startswith("-"):
+            close = difflib.get_close_matches(bad.split("=", 1)[0], options, n=1, cutoff=0.6)
+            if close:
+                return f"; did you mean {close[0]}?"
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -771,6 +797,7 @@ def main(argv=None) -> int:
     if not (sys.argv[1:] if argv is None else argv):  # `doping` alone: the help, not an error
         parser.print_help()
         return 0
+    _Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     previous, unraisable, terminated = None, sys.unraisablehook, False
     if threading.current_thread() is threading.main_thread():
