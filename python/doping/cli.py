@@ -516,12 +516,23 @@ def _add_train_parser(sub) -> None:
         "anneal_start": "annealing start, fraction of all steps", "anneal_end": "annealing end, fraction of all steps",
         "max_batches": "limit batches per epoch (0: all)", "threads": "torch threads (0: default)",
         "decay_after": "epochs at full lr before decaying by lr_decay each epoch",
+        "hidden": "LSTM hidden units per layer (200: PTB small, 650: medium)", "layers": "LSTM layers",
+        "dropout": "dropout on the embeddings, between LSTM layers and before the softmax",
+        "bptt": "time steps per truncated back-propagation window",
+        "batch": "training sequences per batch", "eval_batch": "sequences per batch when evaluating",
+        "epochs": "passes over the training text (the most; plateau and converge may stop earlier)",
+        "lr": "SGD learning rate", "lr_decay": "factor the lr is multiplied by at each decay",
+        "clip": "gradient-norm clipping threshold", "init_scale": "weights initialised uniform in +-this",
+        "cmr_p": "co-matrix regularisation probability (0: off)",
+        "anneal_every": "training steps between two tightenings of the overlay's sparsity mask",
+        "curve_every": "steps between two CMA-curve points (test ppl with and without S; 0: none)",
+        "curve_tokens": "tokens each CMA-curve point evaluates", "seed": "random seed (data order, init, masks)",
     }
     for f in fields(TrainConfig):
         kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
         default = f.default if f.default is not MISSING else None
         t.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
-                       help=f"{helps.get(f.name, f.name.replace('_', ' '))} (default {default})")
+                       help=f"{helps[f.name]} (default {default})")
     t.set_defaults(func=cmd_train)
 
 
