@@ -80,3 +80,22 @@ def test_first_run_errors(tmp_path, capsys):
     assert "Pick a larger --config" in capsys.readouterr().err
     assert main(["flow", "--checkpoint", str(tmp_path), "-o", str(tmp_path / "g")]) == 2
     assert "not a training run folder" in capsys.readouterr().err
+
+
+def test_export_takes_the_corpus_from_data(flow_dir, tmp_path, capsys):
+    """issue 32: `doping export RUN --data DIR` reads DIR, not the path in the run's config (a
+    shipped model's may not exist here); a corpus with another vocabulary is one line, exit 2."""
+    import json
+
+    out, _, _ = flow_dir
+    cfg = json.loads((out / "run" / "config.json").read_text())
+    moved = tmp_path / "run"
+    shutil.copytree(out / "run", moved)
+    (moved / "config.json").write_text(json.dumps({**cfg, "data": str(tmp_path / "gone")}))
+    assert main(["export", str(moved), "--data", "tiny", "--out", str(tmp_path / "t.dpack"), "--no-eval",
+                 "--calib-vectors", "64"]) == 0
+    assert (tmp_path / "t.dpack").is_file()
+    assert main(["export", str(moved), "--out", str(tmp_path / "u.dpack"), "--no-eval"]) == 2
+    assert "gone" in capsys.readouterr().err and not (tmp_path / "u.dpack").exists()
+    assert main(["export", "models/ptb-h200-dense", "--data", "tiny", "--out", str(tmp_path / "v.dpack")]) == 2
+    assert "not the corpus it was trained on" in capsys.readouterr().err

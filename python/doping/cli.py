@@ -208,7 +208,8 @@ def cmd_train(args) -> int:
 def cmd_export(args) -> int:
     from doping.export import export_run
 
-    report = export_run(args.run, args.out, calib_vectors=args.calib_vectors, evaluate_test=not args.no_eval)
+    report = export_run(args.run, args.out, calib_vectors=args.calib_vectors, evaluate_test=not args.no_eval,
+                        data=args.data)
     c = report["lstm_compression"]
     print(f"wrote {args.out}: {c['param_ratio']:.2f}x parameters, {c['bit_ratio']:.2f}x stored bits (LSTM gates)")
     return 0
@@ -639,6 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="pack file to write")
     e.add_argument("--calib-vectors", type=positive_int, default=4096, help="gate input vectors for calibration (default 4096)")
     e.add_argument("--no-eval", action="store_true", help="skip the test-set perplexity evaluation")
+    e.add_argument("--data", help="corpus folder (default: the one the run's config names; a shipped model's "
+                                  "path may not exist here)")
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("rtl", help="generate the accelerator's Verilog and design manifest",

@@ -61,13 +61,17 @@ def collect_gate_inputs(model, data: torch.Tensor, bptt: int, vectors: int, seed
 
 
 def export_run(run: str | Path, out: str | Path, calib_vectors: int = 4096, evaluate_test: bool = True,
-               log=print) -> dict:
-    """Write the pack of ``run`` to ``out``; return a report with float and quantised perplexities."""
+               log=print, data: str | None = None) -> dict:
+    """Write the pack of ``run`` to ``out``; return a report with float and quantised perplexities.
+    ``data``: the corpus folder (default: the one the run was trained on, as its config names it)."""
     model, cfg, ckpt = load_run_model(run)
     if cfg.method not in EXPORTABLE:
         raise DopingError(f"run {run} was trained with method {cfg.method!r}; export takes {', '.join(EXPORTABLE)} "
                           "runs (the others are not one accelerator layer or a chain of them)")
-    corpus = load_corpus(cfg.data)
+    corpus = load_corpus(data or cfg.data)
+    if corpus.vocab_size != ckpt["vocab_size"]:
+        raise DopingError(f"corpus {data or cfg.data} has {corpus.vocab_size} words, the run's model "
+                          f"{ckpt['vocab_size']}: not the corpus it was trained on")
     valid = batchify(corpus.valid, cfg.eval_batch)
     calib = collect_gate_inputs(model, valid, cfg.bptt, calib_vectors)
     per_gate = []
