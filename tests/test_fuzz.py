@@ -171,7 +171,7 @@ def _run_folder_mutation(examples):
     """Run folders whose config.json holds mutated training options (issue 33): loading the run
     (what export and flow do first) accepts or refuses them with one DopingError, before any model
     is built from a size nobody checked."""
-    from dataclasses import asdict, fields
+    from dataclasses import fields
 
     from doping.train import TrainConfig
 

@@ -14,7 +14,7 @@ from doping.config import AccelConfig
 from doping.estimate.lstm import lstm_per_token
 from doping.golden import Requant
 from doping.golden.fixedpoint import requantise
-from doping.golden.lstm import LSTMLayerQuant, cell, run_sequence
+from doping.golden.lstm import LSTMLayerQuant, cell
 from doping.hw.cell import LSTMCell
 from doping.hw.loader import lstm_load_words
 from doping.synth import synth_layer, synth_lstm
