@@ -144,7 +144,8 @@ def plan(h: int, runs: Path) -> list[Job]:
     screen = base + ["--init-from", str(runs / dense)] + CONVERGE + ["--epochs", "4", "--kp-warmup", "0.25",
                                                                       "--anneal-start", "0.25", "--anneal-end", "0.75"]
     for variant, extra in (("none", []), ("seq-unscaled0.5", ["--cmr", "seq-unscaled", "--cmr-p", "0.5"]),
-                           ("seq-unscaled0.25", ["--cmr", "seq-unscaled", "--cmr-p", "0.25"])):
+                           ("seq-unscaled0.25", ["--cmr", "seq-unscaled", "--cmr-p", "0.25"]),
+                           ("seq-unscaled0.5-fall", ["--cmr", "seq-unscaled", "--cmr-p", "0.5", "--cmr-schedule", "fall"])):
         jobs.append(Job(f"h{h}/screen/dkp_sharerule_kpfirst_{variant}_r25_s0_e4",
                         dict(method="dkp", ratio=25, seed=0, cmr=variant, share="rule", start="kp-first",
                              schedule="screen-4"), screen + ["--method", "dkp", "--ratio", "25", *extra], [dense]))

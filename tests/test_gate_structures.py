@@ -89,6 +89,13 @@ def test_cmr_schedules_follow_the_annealer():
         ramp.step(step)
         seen.append(layer.cmr_active_p)
     assert seen[0] == seen[1] == 0.0 and 0 < seen[2] < seen[3] < 0.4 and seen[4] == seen[5] == 0.0
+    fall = OverlayAnnealer(model, 10, 110, 10, cmr_schedule="fall")
+    seen = []
+    for step in (0, 10, 60, 109, 110, 500):
+        fall.step(step)
+        seen.append(layer.cmr_active_p)
+    assert seen[0] == seen[1] == 0.4 and seen[2] == pytest.approx(0.2) and 0 < seen[3] < 0.01
+    assert seen[4] == seen[5] == 0.0
     fixed = OverlayAnnealer(model, 10, 110, 10, cmr_schedule="fixed")
     for step in (0, 60, 500):
         fixed.step(step)

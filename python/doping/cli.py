@@ -501,7 +501,8 @@ def _add_train_parser(sub) -> None:
         "cmr": "co-matrix regularisation: none, dropout (elementwise on S x), path (overlay path dropped per sample "
                "and step), seq (per sample for the whole sequence), seq-unscaled (the same without the "
                "1/(1-p) rescaling of the kept S), dropconnect (overlay entries dropped)",
-        "cmr_schedule": "fixed (cmr-p throughout) or ramp (raised with the pruned fraction, off after annealing)",
+        "cmr_schedule": "fixed (cmr-p throughout), ramp (raised with the pruned fraction, off after annealing) or "
+                        "fall (full until annealing starts, lowered linearly to 0 at its end)",
         "factors": "Kronecker factor shapes M1xN1,M2xN2 (dkp, kp, kp_sum; default: the rule or --kp-share)",
         "kp_share": "dkp: pick factor shapes giving the Kronecker part about this fraction of the budget (0: rule)",
         "hmd_split": "hmd: fraction of the budget in dense rows (spread over the four gates by row norm)",

@@ -9,7 +9,9 @@ pruned entries in the parameter itself after every optimiser step.
 The annealer also drives co-matrix regularisation (CMR) by ``cmr_scale`` on every module with
 a ``cmr_p``: "fixed" keeps the full probability for the whole run; "ramp" raises it with the
 fraction of the overlay pruned so far, ``1 - (1 - (t - start)/(end - start))**3`` (0 while S is
-still dense, 1 at the target), and switches CMR off once annealing has ended.
+still dense, 1 at the target), and switches CMR off once annealing has ended; "fall" keeps the full
+probability until annealing starts, lowers it linearly in time to 0 at its end and keeps it off
+after (the model is pushed onto A kron B while S is large, and ends trained on A kron B + S).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from torch import nn
 
 
-CMR_SCHEDULES = ("fixed", "ramp")
+CMR_SCHEDULES = ("fixed", "ramp", "fall")
 
 
 def masked_modules(model: nn.Module):
@@ -48,7 +50,11 @@ class OverlayAnnealer:
     def cmr_scale(self, step: int) -> float:
         if self.cmr_schedule == "fixed":
             return 1.0
-        return 0.0 if step >= self.end else self.progress(step)
+        if step >= self.end:
+            return 0.0
+        if self.cmr_schedule == "fall":
+            return 1.0 - max(0.0, (step - self.start) / max(1, self.end - self.start))
+        return self.progress(step)
 
     def keep(self, module, step: int) -> int:
         total = module.mask.numel()
