@@ -25,8 +25,8 @@ from amaranth.lib.wiring import In, Out
 from doping.arch import REQUANT_STAGES
 from doping.config import AccelConfig, bits_for
 from doping.golden.lstm import Q
-from doping.hw.requant import requant
 from doping.hw.memories import banks, region_address
+from doping.hw.requant import requant, sat32
 from doping.hw.streams import y_layout
 
 
@@ -134,7 +134,7 @@ class LSTMCell(wiring.Component):
         v3, j3, b3, o3, c3 = Signal(), Signal(hb + 1), Signal.like(b), Signal(signed(16)), Signal(signed(32))
         with m.If(adv):
             m.d.sync += [v3.eq(v2), j3.eq(j2), b3.eq(b2), o3.eq(o2),
-                         c3.eq(Mux(c_sum > (1 << 31) - 1, (1 << 31) - 1, Mux(c_sum < -(1 << 31), -(1 << 31), c_sum)))]
+                         c3.eq(sat32(c_sum))]
         m.d.comb += [c_w.addr.eq(region_address(cfg, "c_state", state_offset(cfg, j3, b3), self.region)),
                      c_w.data.eq(c3), c_w.en.eq(adv & v3)]
 

@@ -217,7 +217,7 @@ def tile_spacing(rows: int, cols: int, drain: int) -> int:
     """Fewest cycles between consecutive tiles' FEED starts with two shadow banks per PE: a
     drain (``drain`` cycles) may not overlap the previous one, and a bank must have drained
     (FLUSH rows + cols - 1, then DRAIN) before the tile after next captures into it."""
-    return max(drain, -(-(rows + cols - 1 + drain) // 2))
+    return max(drain, ceil_div(rows + cols - 1 + drain, 2))
 
 
 def vector_count_bits(cfg: AccelConfig) -> int:
