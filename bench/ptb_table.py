@@ -139,6 +139,11 @@ def plan(h: int, runs: Path) -> list[Job]:
                      ["--method", "dkp", "--ratio", str(ratio), "--seed", str(seed)])
     add_conv("dkp_sharerule_kpfirst_r25_s0", dict(method="dkp", ratio=25, seed=0, cmr="none", share="rule",
                                                   start="kp-first"), ["--method", "dkp", "--ratio", "25", *KP_FIRST])
+    # the screens' best (S removed <= 200 at 4 epochs): the unscaled per-sequence drop of S, full length
+    for cmr_p in ("0.5", "0.25"):
+        add_conv(f"dkp_sharerule_kpfirst_seq-unscaled{cmr_p}_r25_s0",
+                 dict(method="dkp", ratio=25, seed=0, cmr=f"seq-unscaled{cmr_p}", share="rule", start="kp-first"),
+                 ["--method", "dkp", "--ratio", "25", *KP_FIRST, "--cmr", "seq-unscaled", "--cmr-p", cmr_p])
     # screens (issue 28: "screen with short runs"): 4 epochs, the first with the overlay path off,
     # annealing over the next two; the unscaled per-sequence drop of S against no CMR
     screen = base + ["--init-from", str(runs / dense)] + CONVERGE + ["--epochs", "4", "--kp-warmup", "0.25",
