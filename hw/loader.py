@@ -15,7 +15,9 @@ ends with one ``end`` word. The row map tells the output side where row i's sum 
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,16 +50,38 @@ class LanePlan:
         return int(np.bincount(self.lane, minlength=cfg.lanes).max(initial=0))
 
 
+#: Plans computed lately, by (overlay content digest, lanes, W, row cap): a design-space search
+#: asks for the same layer's plan on every array shape (the plan does not depend on it).
+_PLANS: OrderedDict = OrderedDict()
+_PLANS_KEPT = 8
+
+
 def lane_plan(layer: QuantLayer, cfg: AccelConfig) -> LanePlan:
     """Balanced row -> lane assignment (greedy longest-first within each lane set, no lane beyond
     its row-sum bank's depth, which ``AccelConfig.check`` ensures is at least
     ``rows_per_lane_bound``) and each lane's entries as an int64 array of rows (col, slot, val,
-    first)."""
-    lanes, W = cfg.lanes, cfg.stream_bytes
+    first). Plans are shared between calls (their arrays are read-only)."""
+    cap = max(cfg.memories["ov_acc"].depth, rows_per_lane_bound(layer.m, cfg))
+    digest = hashlib.blake2b(digest_size=16)
+    for a in (layer.rowptr, layer.cols, layer.vals):
+        digest.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    key = (digest.digest(), layer.m, cfg.lanes, cfg.stream_bytes, cap)
+    if key in _PLANS:
+        _PLANS.move_to_end(key)
+        return _PLANS[key]
+    plan = _lane_plan(layer, cfg.lanes, cfg.stream_bytes, cap)
+    for a in (plan.lane, plan.slot, *plan.entries):
+        a.flags.writeable = False
+    _PLANS[key] = plan
+    if len(_PLANS) > _PLANS_KEPT:
+        _PLANS.popitem(last=False)
+    return plan
+
+
+def _lane_plan(layer: QuantLayer, lanes: int, W: int, cap: int) -> LanePlan:
     rp = np.asarray(layer.rowptr, dtype=np.int64)
     per_row = np.maximum(np.diff(rp), 1)
     order = np.argsort(-per_row, kind="stable")
-    cap = max(cfg.memories["ov_acc"].depth, rows_per_lane_bound(layer.m, cfg))
     heaps = [[(0, l) for l in range(w, lanes, W)] for w in range(W)]
     lane = np.empty(layer.m, dtype=np.int64)
     slot = np.empty(layer.m, dtype=np.int64)

@@ -41,7 +41,8 @@ MUTATIONS = ("round_down", "gather_off_by_one")
 class Accelerator(wiring.Component):
     """The mat-vec accelerator: ``load`` words, then vectors on ``x`` and their results on ``y``;
     ``status`` bit i: unit ``UNITS[i]`` busy; ``vector_cycles``: the last vector's first x beat
-    accepted .. last y beat taken, inclusive."""
+    accepted .. last y beat taken, inclusive; ``x_len`` / ``y_len``: elements of a vector on x / y
+    for the loaded layer (its n and m registers; they change only while every unit is idle)."""
 
     def __init__(self, cfg: AccelConfig, mutation: str | None = None):
         if mutation is not None and mutation not in MUTATIONS:
@@ -53,6 +54,8 @@ class Accelerator(wiring.Component):
             "y": Out(stream.Signature(y_layout(cfg))),
             "status": Out(len(UNITS)),
             "vector_cycles": Out(32),
+            "x_len": Out(32),
+            "y_len": Out(32),
         })
 
     def elaborate(self, platform):
@@ -83,6 +86,7 @@ class Accelerator(wiring.Component):
             q, r = divmod_by(val, C)
             m.d.sync += [strides[key].q.eq(q), strides[key].r.eq(r)]
         kp_off = regs.kp_off[0]
+        m.d.comb += [self.x_len.eq(regs.n), self.y_len.eq(regs.m)]
 
         # ---- the units, and the vectors each has finished (mod 2**VB) ----
         m.submodules.recv = recv = RecvUnit(cfg)

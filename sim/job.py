@@ -121,3 +121,26 @@ class LSTMResult(_Result):
 
 def write_result(result: _Result, path: str | Path) -> None:
     Path(path).write_text(json.dumps(result.to_json()))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AxiJob(_Job):
+    """``doping.sim.tb_axi``: random vectors through the first layer of each of ``packs`` on the
+    AXI4-Stream IP, driven by cocotbext-axi; probabilities of a pause of the x source, of the y
+    sink and of the load source; ``reset_mid_vector``: ``aresetn`` pulsed half way through a vector first."""
+
+    packs: list
+    vectors: int
+    x_gap: float = 0.0
+    y_stall: float = 0.0
+    load_gap: float = 0.0
+    reset_mid_vector: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class AxiResult(_Result):
+    """``doping.sim.tb_axi``: vectors compared, cycles of the whole run, and the sticky error flag
+    ``err_x_tlast`` at the end (0: every x tlast matched its vector's end)."""
+    vectors: int
+    cycles: int
+    err_x_tlast: int

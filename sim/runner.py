@@ -17,10 +17,10 @@ from pathlib import Path
 from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.hw import source_digest
-from doping.hw.verilog import TOP
+from doping.hw.verilog import TOP, TOP_AXI
 from doping.sim import cache
 from doping.sim.job import ENV as JOB_ENV
-from doping.sim.job import LSTMJob, LSTMResult, MatvecJob, MatvecResult, write_job
+from doping.sim.job import AxiJob, AxiResult, LSTMJob, LSTMResult, MatvecJob, MatvecResult, write_job
 
 def cache_root() -> Path:
     """Where simulator builds are cached: ``$DOPING_CACHE``, else the per-user cache folder
@@ -51,9 +51,11 @@ def cxx_opt(level: str | None = None) -> str:
     return level
 
 
-def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None = None, waves: bool = False) -> Path:
+def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None = None, waves: bool = False,
+          axi: bool = False) -> Path:
     """Generate and compile the design once per (config, simulator, mutation, hw source, cocotb
-    installation, C++ optimisation level ``cxx_opt()`` for Verilator); returns the build dir."""
+    installation, C++ optimisation level ``cxx_opt()`` for Verilator, and ``axi``: the core, or
+    the AXI4-Stream IP around it); returns the build dir."""
     if simulator not in SIMULATORS:
         raise DopingError(f"unknown simulator {simulator!r}; choose {' or '.join(SIMULATORS)}")
     import cocotb
@@ -63,8 +65,8 @@ def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None =
     # the simulator binary links cocotb's libraries by absolute path: a build made by another
     # installation (another virtual environment, another cocotb) is not this one's
     where = f"{Path(cocotb.__file__).resolve().parent}|{cocotb.__version__}"
-    key = hashlib.sha1(f"{cfg.to_json()}|{simulator}|{mutation}|{waves}|{source_digest()[:10]}|{where}"
-                       f"|{opt}".encode()).hexdigest()[:12]
+    key = hashlib.sha1((f"{cfg.to_json()}|{simulator}|{mutation}|{waves}|{source_digest()[:10]}|{where}"
+                        f"|{opt}" + ("|axi" if axi else "")).encode()).hexdigest()[:12]
     root = cache_root()
     d = root / f"{simulator}-{key}"
     if _valid_build(d):
@@ -87,7 +89,7 @@ def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None =
         # compiler of a killed run can only write into its own folder
         tmp = root / f".{d.name}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        _build_into(tmp, cfg, simulator, mutation, waves, opt)
+        _build_into(tmp, cfg, simulator, mutation, waves, opt, axi)
         os.rename(tmp, d)
     # outside the lock: the cache stays under its cap (least recently used first, never this build)
     # and loses what killed builds left
@@ -117,12 +119,14 @@ def _valid_build(d: Path) -> bool:
         return False
 
 
-def _build_into(d: Path, cfg: AccelConfig, simulator: str, mutation: str | None, waves: bool, opt: str | None):
+def _build_into(d: Path, cfg: AccelConfig, simulator: str, mutation: str | None, waves: bool, opt: str | None,
+                axi: bool = False):
     from doping.hw.verilog import generate
 
-    man = generate(cfg, d / "rtl", mutation=mutation)
+    man = generate(cfg, d / "rtl", mutation=mutation, axi=axi)
+    top = man["ip"] if axi else man
     runner = _runner(simulator)
-    args = dict(sources=[str((d / "rtl" / man["files"][0]).resolve())], hdl_toplevel=TOP,
+    args = dict(sources=[str((d / "rtl" / top["files"][0]).resolve())], hdl_toplevel=top["top"],
                 build_dir=str((d / "build").resolve()), waves=waves, log_file=str((d / "build.log").resolve()))
     if simulator == "verilator":
         from doping.hw.tools import WAIVERS
@@ -226,12 +230,12 @@ def run(packs: list[str | Path], cfg: AccelConfig, simulator: str = "verilator",
 
 
 def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None, waves: bool | None, job,
-            result_type):
+            result_type, axi: bool = False):
     """Build (cached) and run cocotb test module ``module`` on ``job`` (``doping.sim.job``: written
     for the testbench, which writes its result file); returns its ``result_type`` completed with
     the simulator, wall time, build folder and cocotb's verdict."""
     waves = bool(int(os.environ.get("WAVES", "0"))) if waves is None else waves
-    d = build(cfg, simulator, mutation, waves)
+    d = build(cfg, simulator, mutation, waves, axi)
     runner = _runner(simulator)
     with tempfile.TemporaryDirectory(prefix="doping-sim-") as tmp:
         out = Path(tmp) / "result.json"
@@ -245,7 +249,7 @@ def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None,
         exit_code = 0
         try:
             with tool_env(simulator):
-                runner.test(test_module=module, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
+                runner.test(test_module=module, hdl_toplevel=TOP_AXI if axi else TOP, hdl_toplevel_lang="verilog",
                             build_dir=str((d / "build").resolve()), test_dir=str(test_dir.resolve()),
                             extra_env={JOB_ENV: str(job_file)}, waves=waves,
                             results_xml=str(Path(tmp, "results.xml")),
@@ -275,6 +279,28 @@ def _run_tb(module: str, cfg: AccelConfig, simulator: str, mutation: str | None,
                               f"{result.mismatches} mismatches: {_log_excerpt(log)}")
     return replace(result, simulator=simulator, wall_seconds=wall, build=str(d),
                    cocotb={"tests": tests, "failed": failed}, waves=str(test_dir) if waves else None)
+
+
+def run_axi(packs: list, cfg: AccelConfig, vectors: int = 4, seed: int = 0, x_gap: float = 0.0,
+            y_stall: float = 0.0, load_gap: float = 0.0, reset_mid_vector: bool = False,
+            simulator: str = "verilator", mutation: str | None = None) -> AxiResult:
+    """Run ``vectors`` random vectors through the first layer of each of ``packs`` on the AXI4-Stream
+    IP built for ``cfg`` (``doping.hw.axi``), under the cocotbext-axi bench ``doping.sim.tb_axi``
+    with random pauses of the x and load sources (probabilities ``x_gap``, ``load_gap``) and the
+    y sink (``y_stall``); ``reset_mid_vector``: ``aresetn`` half way through a vector first.
+    ``mutation`` (tests only) builds the core with one of ``doping.hw.top.MUTATIONS``."""
+    from doping.pack import read_pack
+
+    for what, v in (("x_gap", x_gap), ("y_stall", y_stall), ("load_gap", load_gap)):
+        if not 0.0 <= v < 1.0:
+            raise DopingError(f"{what} must be a probability in [0, 1) (1 would stall forever), got {v}")
+    if vectors < 1 or vectors % cfg.batch:
+        raise DopingError(f"vectors ({vectors}) must be a positive multiple of the config's batch ({cfg.batch})")
+    for p in packs:
+        cfg.check(read_pack(p).layers[0])
+    return _run_tb("doping.sim.tb_axi", cfg, simulator, mutation, False, AxiJob(
+        config=cfg.as_dict(), packs=[str(Path(p).resolve()) for p in packs], vectors=vectors, seed=seed,
+        x_gap=x_gap, y_stall=y_stall, load_gap=load_gap, reset_mid_vector=reset_mid_vector), AxiResult, axi=True)
 
 
 def run_lstm(pack: str | Path, cfg: AccelConfig, simulator: str = "verilator", tokens: int = 20, seed: int = 0,

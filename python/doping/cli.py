@@ -222,16 +222,34 @@ def cmd_rtl(args) -> int:
     if args.pack:
         from doping.pack import read_pack
 
-        for layer in read_pack(args.pack).layers:
-            cfg.check(layer)
-    man = generate(cfg, args.output)
+        _check_fits(cfg, read_pack(args.pack).layers, args.config)
+    man = generate(cfg, args.output, axi=args.axi)
+    files = man["files"] + (man["ip"]["files"] if args.axi else [])
     if args.lint:
         from doping.hw.tools import lint
 
-        lint(Path(args.output) / man["files"][0])
-    print(f"wrote {args.output}/{man['files'][0]} and manifest.json: {cfg.rows}x{cfg.cols} array, {cfg.lanes} lanes, "
+        for f in files:
+            lint(Path(args.output) / f)
+    print(f"wrote {', '.join(f'{args.output}/{f}' for f in files)}"
+          + (f", {args.output}/{man['ip']['core_file']} (FuseSoC)" if args.axi else "")
+          + f" and manifest.json: {cfg.rows}x{cfg.cols} array, {cfg.lanes} lanes, "
           f"{man['sram_bits_total'] / 8192:.1f} KiB of memories" + (", lint clean" if args.lint else ""))
     return 0
+
+
+def _check_fits(cfg, layers, spec: str | None) -> None:
+    """Refuse a pack that does not fit ``cfg`` with the fix: the capacities to raise, with values."""
+    from dataclasses import asdict
+
+    from doping.estimate.designs import fit_layers
+
+    try:
+        for layer in layers:
+            cfg.check(layer)
+    except DopingError as e:
+        fitted = fit_layers(cfg, layers)
+        raise_ = ", ".join(f"{k} = {v}" for k, v in asdict(fitted).items() if v != getattr(cfg, k))
+        raise DopingError(f"{e} (values that fit: {raise_})") from None
 
 
 def cmd_synth(args) -> int:
@@ -444,7 +462,7 @@ def cmd_compare(args) -> int:
 
 def cmd_dse(args) -> int:
     from doping.config import load_config
-    from doping.estimate.report import dse
+    from doping.estimate.dse import dse
     from doping.pack import read_pack
 
     layer = read_pack(args.pack).layer(args.layer)
@@ -458,6 +476,12 @@ def cmd_dse(args) -> int:
           f"{z['stream_bytes']} elements a beat, batch {z['batch']}: "
           f"{z['interval_cycles']:g} cycles per vector, {z['area_mm2']:.3f} mm^2; busy share of the interval: "
           + ", ".join(f"{k} {v:.0%}" for k, v in z["busy"].items()) + f" (bound by {z['binding']})")
+    q, ns = r["square_balanced"], r["search"].get("non_square")
+    if ns:
+        print(f"searched {r['search']['square_points']} square-array points and {ns['candidates']} non-square ones "
+              f"({ns['estimated']} estimated, {ns['pruned']} ruled out by their interval bound x area) in "
+              f"{r['search']['seconds']:.0f} s; best square: {q['rows']}x{q['cols']}, {q['lanes']} lanes, "
+              f"{q['stream_bytes']} a beat, batch {q['batch']}: {q['interval_cycles']:g} cycles, {q['area_mm2']:.3f} mm^2")
     if args.latency_us is not None:
         if s:
             print(f"smallest area meeting {args.latency_us} us: {s['rows']}x{s['cols']}, {s['lanes']} lanes, "
@@ -650,6 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help=PRESET_HELP)
     r.add_argument("--pack", help="check that this pack fits the config before generating")
     r.add_argument("--lint", action="store_true", help="run verilator --lint-only on the result")
+    r.add_argument("--axi", action="store_true", help="also write the AXI4-Stream IP (doping_accel_axi.v, aclk / "
+                                                      "aresetn, s_axis_load, s_axis_x, m_axis_y) and its FuseSoC core file")
     r.add_argument("-o", "--output", required=True, help="output folder")
     r.set_defaults(func=cmd_rtl)
     y = sub.add_parser("synth", help="yosys cell counts and critical path of the generated accelerator",
@@ -757,10 +783,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                                 "buffers, not on its own balanced design")
     cp.add_argument("-o", "--output", default="build/compare", help="output folder")
     cp.set_defaults(func=cmd_compare)
-    ds = sub.add_parser("dse", help="array size, lane count, stream width and batch for a pack's layer (energy x "
+    ds = sub.add_parser("dse", help="array shape, lane count, stream width and batch for a pack's layer (energy x "
                                     "delay, Pareto, balanced)",
-                        description="Design-space exploration over array sizes, lane counts and stream widths "
-                                    "(elements a beat), and batches 2, 4, 8 where the Kronecker GEMMs or the gather lanes bind.")
+                        description="Design-space exploration over array shapes (square, and non-square ones "
+                                    "pruned by a bound on interval x area), lane counts and stream widths "
+                                    "(elements a beat), and batches 2, 4, 8 where the Kronecker GEMMs or the gather "
+                                    "lanes bind.")
     ds.add_argument("pack")
     ds.add_argument("--layer", help="layer name (default: the first)")
     ds.add_argument("--latency-us", type=finite_float, help="latency bound for the smallest-area design")

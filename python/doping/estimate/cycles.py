@@ -127,6 +127,17 @@ def gather_timing(layer: QuantLayer, cfg: AccelConfig, entries=None, start: int 
         arrive_w = read + 1
 
 
+def interval_lower_bound(layer: QuantLayer, cfg: AccelConfig) -> float:
+    """A lower bound on ``schedule(layer, cfg).interval`` from closed forms only (no lane plan, no
+    vector timeline): each vector's RECV and SEND beats, its share of the lanes' entries
+    (nnz / (L * B)), and the GEMM engine, which runs a batch's first GEMM and then each vector's
+    second one after another. A design search skips points this bound already rules out."""
+    B = cfg.batch
+    g = gemms(layer, cfg)
+    gemm = (g[0].cycles(cfg) + B * g[1].cycles(cfg)) / B if g else 0
+    return max(beats(layer.n, cfg), beats(layer.m, cfg), layer.nnz / (cfg.lanes * B), gemm)
+
+
 def beats(elements: int, cfg: AccelConfig) -> int:
     """Stream beats of a vector of ``elements`` int8 values: ceil(elements / stream_bytes)."""
     return ceil_div(elements, cfg.stream_bytes)

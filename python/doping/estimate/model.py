@@ -3,6 +3,7 @@ layer on one accelerator config, priced with ``tables`` (docs/estimator.md)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -62,13 +63,18 @@ def cell_area_um2(by_type: dict) -> float:
     return total
 
 
+@functools.cache
+def _area_fit() -> dict[str, float]:
+    return json.loads(AREA_FIT.read_text())["um2"]
+
+
 def logic_area_um2(cfg: AccelConfig) -> float:
     """Logic area from the yosys-fitted model: per PE, per array edge row/column, per lane, fixed,
     per stream element beyond the first, per lane window element beyond X_WINDOW (B windows a
     lane), per lane and per design for each vector of a batch beyond the first (a window and a MAC
     in every lane; batch addressing), and the LSTM top's cell unit and sequencer when the config
     has them (coefficients in area_fit.json, produced and checked by bench/area_model.py)."""
-    fit = json.loads(AREA_FIT.read_text())["um2"]
+    fit = _area_fit()
     return (fit["per_pe"] * cfg.rows * cfg.cols + fit["per_edge"] * (cfg.rows + cfg.cols)
             + fit["per_lane"] * cfg.lanes + fit["fixed"] + fit["lstm_cell"] * cfg.lstm_cell
             + fit["per_stream_byte"] * (cfg.stream_bytes - 1)
@@ -113,10 +119,18 @@ def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str,
     return acc
 
 
+def area_mm2(cfg: AccelConfig) -> dict[str, float]:
+    """Area of ``cfg`` in mm^2 at its node, by part: each memory (``sram_<name>``) and the logic."""
+    a_scale = tables.node_scale(cfg.tech_nm)[1]
+    area = {f"sram_{k}": v.bits * tables.SRAM_UM2_PER_BIT * a_scale / 1e6 for k, v in cfg.memories.items()}
+    area["logic"] = logic_area_um2(cfg) * a_scale / 1e6
+    return area
+
+
 def estimate(layer: QuantLayer, cfg: AccelConfig) -> LayerEstimate:
     """Cycles, SRAM, energy (pJ per vector, with breakdown), area (mm^2, with breakdown), power."""
     s = schedule(layer, cfg)
-    e_scale, a_scale = tables.node_scale(cfg.tech_nm)
+    e_scale = tables.node_scale(cfg.tech_nm)[0]
     inv = cfg.memories
     acc = accesses(layer, cfg, s)
     energy = {}
@@ -135,9 +149,7 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> LayerEstimate:
     energy["requant"] = requants * (tables.MULT_INT32_PJ + tables.ADD_INT32_PJ)
     energy = {k: v * e_scale for k, v in energy.items()}
     total_pj = sum(energy.values())
-    sram_um2 = {k: v.bits * tables.SRAM_UM2_PER_BIT for k, v in inv.items()}
-    area = {f"sram_{k}": v * a_scale / 1e6 for k, v in sram_um2.items()}
-    area["logic"] = logic_area_um2(cfg) * a_scale / 1e6
+    area = area_mm2(cfg)
     clock = clock_mhz(cfg)
     interval_s = s.interval / (clock * 1e6)
     return LayerEstimate(

@@ -1,16 +1,14 @@
-"""Tables and plots of the estimator: one estimate, a compression-ratio sweep, a design-space sweep."""
+"""Tables and plots of the estimator: one estimate and a compression-ratio sweep (the design-space
+search is ``estimate.dse``)."""
 
 from __future__ import annotations
 
 import csv
-import itertools
-from dataclasses import replace
 from pathlib import Path
 
 from doping.config import AccelConfig
 from doping.errors import DopingError
-from doping.estimate.baselines import METHODS, fit_config, price
-from doping.estimate.model import estimate
+from doping.estimate.baselines import METHODS, price
 from doping.estimate.results import ModelEstimate
 from doping.fileio import atomic_path
 
@@ -92,62 +90,3 @@ def _plot_sweep(rows, methods, path, shape, how):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
-
-
-def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None,
-        arrays=(1, 2, 4, 8, 16), lanes=(1, 2, 4, 8, 16, 32, 64), streams=(1, 2, 4, 8), batches=(2, 4, 8)) -> dict:
-    """Every (rows = cols, lanes, stream_bytes) point for ``layer`` (the stream widths its shape
-    allows, ``AccelConfig.stream_problems``), each at batch 1 and, where the GEMMs or the lanes
-    bind (the units a batch relieves), at each of ``batches``: the energy x delay optimum, the smallest area
-    meeting ``latency_us``, the energy/latency Pareto front (plotted), and the balanced point: the
-    most vectors per second per mm^2 when streaming (min interval x area), with each unit's busy
-    share of the interval, the binding one first."""
-    pts = []
-
-    def point(cfg):
-        cfg = fit_config(cfg, layer)
-        r = estimate(layer, cfg)
-        busy = r.utilisation.interval
-        pts.append({"rows": cfg.rows, "cols": cfg.cols, "lanes": cfg.lanes, "stream_bytes": cfg.stream_bytes,
-                    "batch": cfg.batch, "cycles": r.cycles, "latency_us": r.latency_us,
-                    "interval_cycles": r.interval_cycles, "energy_nj": r.energy_pj / 1e3,
-                    "area_mm2": r.area_mm2, "power_mw": r.power_mw, "edp": r.energy_pj * r.latency_us,
-                    "busy": dict(sorted(busy.items(), key=lambda kv: -kv[1])), "binding": max(busy, key=busy.get)})
-        return pts[-1]
-
-    for a, l, w in itertools.product(arrays, lanes, streams):
-        if l % w or (w > 1 and base.lstm_cell):
-            continue
-        cfg = replace(base, rows=a, cols=a, lanes=l, stream_bytes=w, batch=1)
-        if cfg.stream_problems(layer):
-            continue
-        if point(cfg)["binding"] in ("GEMM", "GATHER") and not base.lstm_cell:
-            for b in batches:
-                if not replace(cfg, batch=b).stream_problems(layer):
-                    point(replace(cfg, batch=b))
-    best = min(pts, key=lambda p: p["edp"])
-    balanced = min(pts, key=lambda p: (p["interval_cycles"] * p["area_mm2"], p["area_mm2"]))
-    front = sorted([p for p in pts if not any(q["energy_nj"] <= p["energy_nj"] and q["latency_us"] <= p["latency_us"]
-                                              and q != p for q in pts)], key=lambda p: p["latency_us"])
-    meeting = [p for p in pts if latency_us is None or p["latency_us"] <= latency_us]
-    smallest = min(meeting, key=lambda p: p["area_mm2"]) if meeting else None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    from doping.plotting import pyplot
-
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=90)
-    ax.scatter([p["latency_us"] for p in pts], [p["energy_nj"] for p in pts], s=10, c="grey", label="design points")
-    ax.plot([p["latency_us"] for p in front], [p["energy_nj"] for p in front], "r-o", ms=4, label="Pareto front")
-    ax.scatter([best["latency_us"]], [best["energy_nj"]], marker="*", s=120, c="b", label="min energy×delay")
-    ax.set_xscale("log")
-    ax.set_xlabel("latency per vector (µs)")
-    ax.set_ylabel("energy per vector (nJ)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(out_dir / "dse.png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return {"points": pts, "best_edp": best, "pareto": front, "smallest_area_meeting_latency": smallest,
-            "latency_bound_us": latency_us, "balanced": balanced}
