@@ -13,6 +13,10 @@ Ports (``aclk`` clocks everything; ``aresetn`` is AXI's synchronous active-low r
 - ``m_axis_y_*``: W int8 outputs a beat, ``tlast`` on a vector's final beat, ``tkeep`` bit k set
   where byte k is an output (the final beat of a vector whose m is not a multiple of W is partial).
 
+- ``s_axil_*``: AXI4-Lite control/status registers (``doping.csr``, ``hw/csr.py``): ID, config,
+  status and error flags, performance counters, and the core's layer registers (written there or
+  by register words on the load stream: either way).
+
 Every stream passes a two-entry skid FIFO (``amaranth.lib.fifo.SyncFIFO``, depth 2: a beat a
 cycle), so that each ``tready`` is a function of a register only, and ``m_axis_y_tready`` drives
 one FIFO, not the core's whole output pipeline. An x beat waits while load words the IP has
@@ -29,6 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from doping.arch import LOAD_ADDR_BITS, LOAD_DATA_BITS, LOAD_SEL_BITS, UNITS
 from doping.config import AccelConfig, ceil_div
+from doping.hw.csr import CsrBlock, axi_lite
 from doping.hw.top import Accelerator
 
 LOAD_WORD_BITS = LOAD_SEL_BITS + LOAD_ADDR_BITS + LOAD_DATA_BITS
@@ -65,6 +70,7 @@ class AxiStreamAccelerator(wiring.Component):
             **axi_stream("s_axis_load", In, LOAD_TDATA_BYTES),
             **axi_stream("s_axis_x", In, W),
             **axi_stream("m_axis_y", Out, W, keep=True),
+            **axi_lite("s_axil"),
             "status": Out(len(UNITS)), "vector_cycles": Out(32), "err_x_tlast": Out(1),
         })
 
@@ -76,12 +82,27 @@ class AxiStreamAccelerator(wiring.Component):
         m.submodules.core = core = Accelerator(self.cfg, mutation=self.mutation)
         m.d.comb += [self.status.eq(core.status), self.vector_cycles.eq(core.vector_cycles)]
 
+        # control/status registers; a layer register written there enters the core as a load word,
+        # ahead of the load stream's
+        m.submodules.csr = csr = CsrBlock(self.cfg)
+        for name in axi_lite("s_axil"):
+            m.d.comb += (getattr(csr, name).eq(getattr(self, name)) if getattr(csr.signature.members[name], "flow")
+                         is In else getattr(self, name).eq(getattr(csr, name)))
+        m.d.comb += [csr.busy.eq(core.status), csr.vector_cycles.eq(core.vector_cycles),
+                     csr.err_x_tlast.eq(self.err_x_tlast), csr.load_seen.eq(core.load.valid & core.load.ready),
+                     csr.load_word.eq(core.load.payload),
+                     csr.vector_out.eq(self.m_axis_y_tvalid & self.m_axis_y_tready & self.m_axis_y_tlast)]
+
         # load: tdata's low bits are the LoadWord (sel, addr, data from bit 0 up)
         m.submodules.load_skid = load = fifo.SyncFIFO(width=LOAD_WORD_BITS, depth=2)
         m.d.comb += [load.w_data.eq(self.s_axis_load_tdata[:LOAD_WORD_BITS]), load.w_en.eq(self.s_axis_load_tvalid),
-                     self.s_axis_load_tready.eq(load.w_rdy),
-                     core.load.payload.as_value().eq(load.r_data), core.load.valid.eq(load.r_rdy),
-                     load.r_en.eq(core.load.ready)]
+                     self.s_axis_load_tready.eq(load.w_rdy), csr.reg_word.ready.eq(core.load.ready)]
+        with m.If(csr.reg_word.valid):
+            m.d.comb += [core.load.payload.eq(csr.reg_word.payload), core.load.valid.eq(1)]
+        with m.Else():
+            m.d.comb += [core.load.payload.as_value().eq(load.r_data), core.load.valid.eq(load.r_rdy),
+                         load.r_en.eq(core.load.ready)]
+        loading = load.r_rdy | csr.reg_word.valid
 
         # x: elements and tlast; tlast checked against the layer's n as the core takes the beat
         m.submodules.x_skid = xs = fifo.SyncFIFO(width=8 * W + 1, depth=2)
@@ -90,13 +111,15 @@ class AxiStreamAccelerator(wiring.Component):
                      core.x.payload.as_value().eq(xs.r_data[:8 * W]),
                      # load words already taken here go in before any x beat behind them: the
                      # two streams are independent on the bus, so the order is restored here
-                     core.x.valid.eq(xs.r_rdy & ~load.r_rdy), xs.r_en.eq(core.x.ready & ~load.r_rdy)]
+                     core.x.valid.eq(xs.r_rdy & ~loading), xs.r_en.eq(core.x.ready & ~loading)]
         x_seen = Signal(32)  # elements of the vector taken so far
         with m.If(core.x.valid & core.x.ready):
             ends = x_seen + W >= core.x_len
             m.d.sync += x_seen.eq(Mux(ends, 0, x_seen + W))
             with m.If(xs.r_data[8 * W] != ends):
                 m.d.sync += self.err_x_tlast.eq(1)
+        with m.If(csr.clear_errors):
+            m.d.sync += self.err_x_tlast.eq(0)
 
         # y: tkeep from the layer's m as the core hands the beat over (m may change once the core
         # is idle, while its last beat still waits here)

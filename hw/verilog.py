@@ -14,6 +14,8 @@ from doping.errors import DopingError
 TOP = "doping_accel"
 TOP_AXI = "doping_accel_axi"
 WAIVER_FILE = "lint_waivers.vlt"
+#: The IP's register map (``doping.csr``) as Markdown, JSON and a C header.
+CSR_FILES = ("csr.md", "csr.json", "doping_csr.h")
 # Amaranth writes an all-zero `initial` block for every memory; SRAM macros have no reset
 # contents and the design never reads a word it has not written, so they are dropped (they made
 # the default design's Verilog 10 MB).
@@ -106,8 +108,9 @@ def _core_version(cfg: AccelConfig) -> str:
 def generate(cfg: AccelConfig, out_dir: str | Path, mutation: str | None = None, axi: bool = False) -> dict:
     """Write ``doping_accel.v`` and ``manifest.json`` into ``out_dir``; returns the manifest.
     ``mutation`` (tests only) injects one of ``doping.hw.top.MUTATIONS``. With ``axi``, also the
-    AXI4-Stream IP (``hw.axi``): ``doping_accel_axi.v`` (self-contained) and its FuseSoC core file
-    ``doping_accel_axi.core``; the manifest then lists the IP's ports and files."""
+    AXI IP (``hw.axi``): ``doping_accel_axi.v`` (self-contained), its FuseSoC core file
+    ``doping_accel_axi.core`` and its register map (``CSR_FILES``); the manifest then lists the
+    IP's ports and files."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -129,11 +132,15 @@ def generate(cfg: AccelConfig, out_dir: str | Path, mutation: str | None = None,
             tmp.write_text(axi_text)
         with atomic_path(out / f"{TOP_AXI}.core") as tmp:
             tmp.write_text(fusesoc_core(cfg, TOP_AXI, [f"{TOP_AXI}.v"]))
+        from doping import csr
         from doping.hw.tools import WAIVERS
 
-        with atomic_path(out / WAIVER_FILE) as tmp:
-            tmp.write_text(WAIVERS.read_text())
-        man["ip"] = {"top": TOP_AXI, "ports": axi_ports, "files": [f"{TOP_AXI}.v"], "core_file": f"{TOP_AXI}.core"}
+        for name, text in ((WAIVER_FILE, WAIVERS.read_text()), *zip(CSR_FILES, (csr.as_markdown(), csr.as_json(),
+                                                                               csr.as_c_header()))):
+            with atomic_path(out / name) as tmp:
+                tmp.write_text(text)
+        man["ip"] = {"top": TOP_AXI, "ports": axi_ports, "files": [f"{TOP_AXI}.v"], "core_file": f"{TOP_AXI}.core",
+                     "registers": list(CSR_FILES)}
     with atomic_path(out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(man, indent=2, sort_keys=True) + "\n")
     return man

@@ -139,7 +139,8 @@ class AxiJob(_Job):
 
 @dataclass(frozen=True, kw_only=True)
 class AxiResult(_Result):
-    """``doping.sim.tb_axi``: vectors compared, cycles of the whole run, and the sticky error flag
+    """``doping.sim.tb_axi``: vectors compared, ``cycles`` (summed over the packs: the first x
+    beat offered .. the last y frame received, the core bench's ``total_cycles``), and the sticky error flag
     ``err_x_tlast`` at the end (0: every x tlast matched its vector's end)."""
     vectors: int
     cycles: int

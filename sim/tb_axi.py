@@ -1,7 +1,10 @@
 """Third-party bench of the AXI4-Stream IP (``doping.hw.axi``, top ``doping_accel_axi``):
 cocotbext-axi's ``AxiStreamSource`` drives the load and x streams, its ``AxiStreamSink`` takes y
 (tkeep removes a final beat's padding), each with a random pause generator; every output vector is
-checked against the golden model as it arrives (per-transaction scoreboard). The job (a
+checked against the golden model as it arrives (per-transaction scoreboard). Its ``AxiLiteMaster``
+reads the ID and config registers, writes every other pack's layer registers over AXI4-Lite (its
+weights still on the load stream) and reads them back, checks SLVERR on unmapped and read-only
+offsets, and the performance counters at the end. The job (a
 ``doping.sim.job.AxiJob``) comes from the runner; the result goes to the job's ``out`` file."""
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
-from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiResp, AxiStreamBus, AxiStreamFrame, AxiStreamSink,
+                           AxiStreamSource)
 
 from doping import golden
-from doping.arch import pack_load_word
+from doping.arch import SEL_REG, UNITS, pack_load_word
+from doping.csr import BY_NAME, CSR_ID, CsrClient, field_value
 from doping.hw.axi import LOAD_TDATA_BYTES
-from doping.hw.loader import load_words
+from doping.hw.loader import load_words, register_values
 from doping.pack import read_pack
 from doping.sim.job import AxiJob, AxiResult, read_job, write_result
 from doping.sim.tb_accel import scoreboard, watchdog_cycles
@@ -29,10 +34,20 @@ def pauses(rng, p: float):
     return (bool(p and rng.random() < p) for _ in itertools.count())
 
 
-def load_frame(layer, cfg) -> AxiStreamFrame:
-    """The layer's load words as one frame, ``LOAD_TDATA_BYTES`` little-endian bytes a word."""
+def load_frame(layer, cfg, registers: bool = True) -> AxiStreamFrame:
+    """The layer's load words as one frame, ``LOAD_TDATA_BYTES`` little-endian bytes a word
+    (without its register words unless ``registers``)."""
     return AxiStreamFrame(b"".join(pack_load_word(*w).to_bytes(LOAD_TDATA_BYTES, "little")
-                                   for w in load_words(layer, cfg)))
+                                   for w in load_words(layer, cfg) if registers or w[0] != SEL_REG))
+
+
+async def registers_over_axil(csr: CsrClient, layer, cfg):
+    """The layer's registers written over AXI4-Lite, and read back."""
+    values = register_values(layer, cfg)
+    for name, v in values.items():
+        await csr.write(f"LAYER_{name.upper()}", v)
+    back = {name: await csr.read(f"LAYER_{name.upper()}") for name in values}
+    assert back == values, f"layer registers read back {back}, written {values}"
 
 
 async def reset(dut, cycles: int = 3):
@@ -56,7 +71,15 @@ async def axi_regression(dut):
     x.set_pause_generator(pauses(rng, job.x_gap))
     y.set_pause_generator(pauses(rng, job.y_stall))
     load.set_pause_generator(pauses(rng, job.load_gap))
+    axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.aclk, **kw)
+    csr = CsrClient(axil)
     await reset(dut)
+    assert await csr.read("ID") == CSR_ID
+    assert await csr.read("CONFIG") == field_value("CONFIG", rows=cfg.rows, cols=cfg.cols, lanes=cfg.lanes,
+                                                   stream_bytes=cfg.stream_bytes, log2_batch=cfg.batch.bit_length() - 1)
+    for bad in (0xFFC, BY_NAME["ID"].offset):  # unmapped; read-only
+        assert (await axil.write(bad, b"\x01\x00\x00\x00")).resp == AxiResp.SLVERR
+    assert (await axil.read(0xFFC, 4)).resp == AxiResp.SLVERR
     vectors = mismatches = cycles = 0
     examples = []
     for k, pack_path in enumerate(job.packs):
@@ -72,11 +95,15 @@ async def axi_regression(dut):
             await reset(dut)
             assert int(dut.err_x_tlast.value) == 0, "aresetn did not clear err_x_tlast"
         want = golden.forward(layer, xs).astype(np.int64)
-        start = get_sim_time(unit="ns")
+        span = {}
 
         async def run():
-            await load.send(load_frame(layer, cfg))
+            over_axil = k % 2 == 1  # every other pack: its registers over AXI4-Lite, its weights on the stream
+            await load.send(load_frame(layer, cfg, registers=not over_axil))
             await load.wait()  # every load word taken before the first x beat is offered
+            if over_axil:
+                await registers_over_axil(csr, layer, cfg)
+            span["x"] = get_sim_time(unit="ns")
             for v in xs:
                 await x.send(AxiStreamFrame(v.tobytes()))
             got = []
@@ -94,8 +121,16 @@ async def axi_regression(dut):
         bad, ex = scoreboard(got, want, str(pack_path))
         vectors, mismatches = vectors + len(xs), mismatches + bad
         examples += ex[: 5 - len(examples)]
-        cycles += int((get_sim_time(unit="ns") - start) // 10)
+        cycles += int((get_sim_time(unit="ns") - span["x"]) // 10)
     err = int(dut.err_x_tlast.value)
+    # counters: every vector since the reset counted; each unit busy part of the time; cleared on request
+    assert await csr.read("VECTORS") == vectors
+    total = await csr.read("CYCLES")
+    busy = {u: await csr.read(f"BUSY_{u}") for u in UNITS}
+    assert all(0 < b < total for b in busy.values()), (busy, total)
+    assert 0 < await csr.read("LAST_LATENCY") < total
+    await csr.write("CONTROL", field_value("CONTROL", clear_counters=1))
+    assert await csr.read("VECTORS") == 0 and await csr.read("CYCLES") < 100
     write_result(AxiResult(vectors=vectors, mismatches=mismatches, mismatch_examples=examples, cycles=cycles,
                            err_x_tlast=err), job.out)
     assert mismatches == 0, f"{mismatches} of {vectors} vectors mismatched: {examples[:1]}"

@@ -231,7 +231,8 @@ def cmd_rtl(args) -> int:
         for f in files:
             lint(Path(args.output) / f)
     print(f"wrote {', '.join(f'{args.output}/{f}' for f in files)}"
-          + (f", {args.output}/{man['ip']['core_file']} (FuseSoC)" if args.axi else "")
+          + (f", {args.output}/{man['ip']['core_file']} (FuseSoC), register map "
+             f"{', '.join(man['ip']['registers'])}" if args.axi else "")
           + f" and manifest.json: {cfg.rows}x{cfg.cols} array, {cfg.lanes} lanes, "
           f"{man['sram_bits_total'] / 8192:.1f} KiB of memories" + (", lint clean" if args.lint else ""))
     return 0
@@ -674,8 +675,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help=PRESET_HELP)
     r.add_argument("--pack", help="check that this pack fits the config before generating")
     r.add_argument("--lint", action="store_true", help="run verilator --lint-only on the result")
-    r.add_argument("--axi", action="store_true", help="also write the AXI4-Stream IP (doping_accel_axi.v, aclk / "
-                                                      "aresetn, s_axis_load, s_axis_x, m_axis_y) and its FuseSoC core file")
+    r.add_argument("--axi", action="store_true", help="also write the AXI IP (doping_accel_axi.v: aclk / aresetn, "
+                                                      "AXI4-Stream s_axis_load, s_axis_x, m_axis_y, AXI4-Lite "
+                                                      "s_axil registers), its FuseSoC core file and register map "
+                                                      "(csr.md, csr.json, doping_csr.h)")
     r.add_argument("-o", "--output", required=True, help="output folder")
     r.set_defaults(func=cmd_rtl)
     y = sub.add_parser("synth", help="yosys cell counts and critical path of the generated accelerator",

@@ -106,6 +106,7 @@ def test_rtl_axi_writes_a_core_file_fusesoc_lints(tmp_path, capsys):
     names = {p["name"] for p in ip["ports"]}
     assert {"s_axis_x_tlast", "m_axis_y_tkeep", "s_axis_load_tdata"} <= names and "clk" not in names
     assert next(p for p in ip["ports"] if p["name"] == "s_axis_load_tdata")["width"] % 8 == 0
+    assert all((tmp_path / f).is_file() for f in ip["registers"]) and "doping_csr.h" in ip["registers"]
     core = (tmp_path / ip["core_file"]).read_text()
     vlnv = core.split("\nname: ")[1].split()[0]
     fusesoc = [sys.executable, "-m", "fusesoc.main", "--cores-root", str(tmp_path)]
@@ -114,3 +115,26 @@ def test_rtl_axi_writes_a_core_file_fusesoc_lints(tmp_path, capsys):
     r = subprocess.run([*fusesoc, "run", "--build-root", str(tmp_path / "fusesoc"), "--target", "lint", vlnv],
                        capture_output=True, text=True, env=verilator_env(), cwd=tmp_path)
     assert r.returncode == 0 and "%Warning" not in r.stdout + r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_readme_instantiation_compiles_against_the_ip(tmp_path):
+    """The README's instantiation example, verbatim, inside a module declaring its nets (W = 1:
+    the default preset), lints clean against the generated IP."""
+    from pathlib import Path
+
+    from doping.hw.tools import WAIVERS, verilator_env
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("```verilog\n")[1].split("```")[0]
+    assert main(["rtl", "--config", "minimal", "--axi", "-o", str(tmp_path)]) == 0
+    nets = ("  input clk, rst_n, ld_valid, ld_last, x_valid, x_last, y_ready,\n  input [95:0] ld_data,\n"
+            "  input [7:0] x_data,\n  output ld_ready, x_ready, y_valid, y_last, y_keep, x_err,\n"
+            "  output [7:0] y_data,\n  output [3:0] busy,\n  output [31:0] lat,\n"
+            "  input [11:0] aw_addr, ar_addr,\n  input [31:0] w_data,\n  input aw_valid, w_valid, ar_valid,\n"
+            "  output aw_ready, w_ready, b_valid, ar_ready, r_valid,\n  output [1:0] b_resp, r_resp,\n"
+            "  output [31:0] r_data")
+    (tmp_path / "soc.v").write_text(f"module soc(\n{nets});\n{example}endmodule\n")
+    r = subprocess.run(["verilator", "--lint-only", "-Wno-fatal", str(WAIVERS), "--top-module", "soc",
+                        str(tmp_path / "doping_accel_axi.v"), str(tmp_path / "soc.v")],
+                       capture_output=True, text=True, env=verilator_env())
+    assert r.returncode == 0 and "%Warning" not in r.stderr and "%Error" not in r.stderr, r.stderr[-3000:]
