@@ -4,7 +4,7 @@
 Ports (``aclk`` clocks everything; ``aresetn`` is AXI's synchronous active-low reset):
 
 - ``s_axis_load_*``: one load word a beat (``doping.arch.pack_load_word``: sel, addr, data in the
-  low ``LOAD_WORD_BITS`` bits of ``tdata``, upper bits zero), ``LOAD_TDATA_BYTES`` bytes wide;
+  low ``LOAD_WORD_BITS`` bits of ``tdata``, upper bits zero), ``LOAD_WORD_BYTES`` bytes wide;
   ``tlast`` is accepted and not needed (a load's end is implied by its words).
 - ``s_axis_x_*``: W = ``stream_bytes`` int8 elements a beat, byte k of ``tdata`` = element
   ``beat * W + k``; ``tlast`` on a vector's final beat. A ``tlast`` where the loaded layer's
@@ -31,14 +31,11 @@ from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, Mux, ResetSignal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from doping.arch import LOAD_ADDR_BITS, LOAD_DATA_BITS, LOAD_SEL_BITS, UNITS
-from doping.config import AccelConfig, ceil_div
+from doping.arch import LOAD_WORD_BITS, LOAD_WORD_BYTES, UNITS
+from doping.config import AccelConfig
 from doping.hw.csr import CsrBlock, axi_lite
 from doping.hw.top import Accelerator
 
-LOAD_WORD_BITS = LOAD_SEL_BITS + LOAD_ADDR_BITS + LOAD_DATA_BITS
-#: Bytes of ``s_axis_load_tdata``: the load word rounded up to whole bytes (AXI4-Stream data is bytes).
-LOAD_TDATA_BYTES = ceil_div(LOAD_WORD_BITS, 8)
 
 
 def axi_stream(prefix: str, direction, data_bytes: int, last: bool = True, keep: bool = False) -> dict:
@@ -67,7 +64,7 @@ class AxiStreamAccelerator(wiring.Component):
         W = cfg.stream_bytes
         super().__init__({
             "aclk": In(1), "aresetn": In(1),
-            **axi_stream("s_axis_load", In, LOAD_TDATA_BYTES),
+            **axi_stream("s_axis_load", In, LOAD_WORD_BYTES),
             **axi_stream("s_axis_x", In, W),
             **axi_stream("m_axis_y", Out, W, keep=True),
             **axi_lite("s_axil"),

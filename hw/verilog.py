@@ -83,10 +83,14 @@ filesets:
     files:
       - {WAIVER_FILE}
     file_type: vlt
+  constraints:
+    files:
+      - {top}.sdc
+    file_type: SDC
 
 targets:
   default:
-    filesets: [rtl]
+    filesets: [rtl, constraints]
     toplevel: {top}
   lint:
     default_tool: verilator
@@ -96,6 +100,18 @@ targets:
       verilator:
         mode: lint-only
 """
+
+
+def sdc(cfg: AccelConfig, clock_port: str = "aclk") -> str:
+    """Timing constraints of the IP: its clock at the config's ``clock_mhz``, and every other input
+    and output given 20 % of the period outside (a registered neighbour with some wire)."""
+    period = 1e3 / cfg.clock_mhz
+    io = 0.2 * period
+    return (f"# doping accelerator: {cfg.clock_mhz:g} MHz (the config's clock_mhz; doping synth --liberty "
+            f"reports what a library allows)\n"
+            f"create_clock -name {clock_port} -period {period:.4f} [get_ports {clock_port}]\n"
+            f"set_input_delay {io:.4f} -clock {clock_port} [all_inputs -no_clocks]\n"
+            f"set_output_delay {io:.4f} -clock {clock_port} [all_outputs]\n")
 
 
 def _core_version(cfg: AccelConfig) -> str:
@@ -135,12 +151,14 @@ def generate(cfg: AccelConfig, out_dir: str | Path, mutation: str | None = None,
         from doping import csr
         from doping.hw.tools import WAIVERS
 
-        for name, text in ((WAIVER_FILE, WAIVERS.read_text()), *zip(CSR_FILES, (csr.as_markdown(), csr.as_json(),
-                                                                               csr.as_c_header()))):
+        for name, text in ((WAIVER_FILE, WAIVERS.read_text()), (f"{TOP_AXI}.sdc", sdc(cfg)),
+                           *zip(CSR_FILES, (csr.as_markdown(), csr.as_json(), csr.as_c_header()))):
             with atomic_path(out / name) as tmp:
                 tmp.write_text(text)
         man["ip"] = {"top": TOP_AXI, "ports": axi_ports, "files": [f"{TOP_AXI}.v"], "core_file": f"{TOP_AXI}.core",
-                     "registers": list(CSR_FILES)}
+                     "registers": list(CSR_FILES), "constraints": f"{TOP_AXI}.sdc",
+                     "memories": [{"name": k, "banks": v["banks"], "words": v["depth"], "bits": v["width"],
+                                   "ports": "1 write, 1 read (read registered)"} for k, v in man["memories"].items()]}
     with atomic_path(out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(man, indent=2, sort_keys=True) + "\n")
     return man

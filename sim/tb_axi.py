@@ -20,9 +20,8 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiResp, AxiStreamBus, Axi
                            AxiStreamSource)
 
 from doping import golden
-from doping.arch import SEL_REG, UNITS, pack_load_word
+from doping.arch import LOAD_WORD_BYTES, SEL_REG, UNITS, pack_load_word
 from doping.csr import BY_NAME, CSR_ID, CsrClient, field_value
-from doping.hw.axi import LOAD_TDATA_BYTES
 from doping.hw.loader import load_words, register_values
 from doping.pack import read_pack
 from doping.sim.job import AxiJob, AxiResult, read_job, write_result
@@ -35,9 +34,9 @@ def pauses(rng, p: float):
 
 
 def load_frame(layer, cfg, registers: bool = True) -> AxiStreamFrame:
-    """The layer's load words as one frame, ``LOAD_TDATA_BYTES`` little-endian bytes a word
+    """The layer's load words as one frame, ``LOAD_WORD_BYTES`` little-endian bytes a word
     (without its register words unless ``registers``)."""
-    return AxiStreamFrame(b"".join(pack_load_word(*w).to_bytes(LOAD_TDATA_BYTES, "little")
+    return AxiStreamFrame(b"".join(pack_load_word(*w).to_bytes(LOAD_WORD_BYTES, "little")
                                    for w in load_words(layer, cfg) if registers or w[0] != SEL_REG))
 
 

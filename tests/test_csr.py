@@ -60,3 +60,36 @@ def test_client_refuses_writes_to_read_only_registers():
 
     with pytest.raises(ValueError, match="read-only"):
         asyncio.run(csr.CsrClient(Bus()).write("VECTORS", 0))
+
+
+def test_pack_words_writes_a_replayable_load_stream(tmp_path, capsys):
+    """``doping pack words``: hex, binary and C array hold exactly the load words the loader
+    makes (the AXI bench proves that word format on the bus), every layer in its own region."""
+    from doping.arch import LOAD_WORD_BYTES, pack_load_word
+    from doping.cli import main
+    from doping.estimate.designs import fit_layers
+    from doping.config import PRESETS
+    from doping.hw.loader import load_words
+    from doping.pack import read_pack
+
+    pack = tmp_path / "p.dpack"
+    assert main(["pack", "synth", "--method", "lmf", "--shape", "60x40", "--ratio", "4", "-o", str(pack)]) == 0
+    out = tmp_path / "words"
+    assert main(["pack", "words", str(pack), "-o", str(out)]) == 0
+    layers = read_pack(pack).layers
+    cfg = fit_layers(PRESETS["default"], layers)
+    meta = json.loads((out / "load.json").read_text())
+    assert meta["resident"] == (len(layers) <= cfg.resident_layers)
+    regions = range(len(layers)) if meta["resident"] else [0]
+    want = [pack_load_word(*w) for r in regions for w in load_words(layers[r], cfg, r if meta["resident"] else 0)]
+    raw = (out / "load.bin").read_bytes()
+    assert [int.from_bytes(raw[i:i + LOAD_WORD_BYTES], "little") for i in range(0, len(raw), LOAD_WORD_BYTES)] == want
+    assert [int(line, 16) for line in (out / "load.hex").read_text().split()] == want
+    src = tmp_path / "t.c"
+    src.write_text(f'#include "{out / "load.h"}"\nint main(void) {{ return !(sizeof doping_load_words == '
+                   f'DOPING_LOAD_WORD_COUNT * DOPING_LOAD_WORD_BYTES && DOPING_LOAD_WORD_COUNT == {len(want)}u && '
+                   f'doping_load_words[{LOAD_WORD_BYTES}] == {raw[LOAD_WORD_BYTES]}); }}\n')
+    cc = shutil.which("cc") or shutil.which("gcc")
+    r = subprocess.run([cc, "-std=c11", "-Wall", "-o", str(tmp_path / "t"), str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert subprocess.run([str(tmp_path / "t")]).returncode == 0

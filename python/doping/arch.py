@@ -26,6 +26,10 @@ def ceil_div(a: int, b: int) -> int:
 #: Load word, LSB first: ``sel`` (which memory, or the register file), ``addr`` (the bank in the
 #: high bits, the word in the bank in the low ``Memory.addr_bits``), ``data``.
 LOAD_SEL_BITS, LOAD_ADDR_BITS, LOAD_DATA_BITS = 4, 24, 64
+LOAD_WORD_BITS = LOAD_SEL_BITS + LOAD_ADDR_BITS + LOAD_DATA_BITS
+#: Bytes of one load word on a byte-wide bus (the AXI IP's ``s_axis_load_tdata``, load images):
+#: the word in the low bits, little-endian, upper bits zero.
+LOAD_WORD_BYTES = (LOAD_WORD_BITS + 7) // 8
 SEL_REG, SEL_A, SEL_B, SEL_OVERLAY, SEL_ROWMAP = 0, 1, 2, 3, 4
 #: LSTM top only (config lstm_cell): gate bias, per-layer register words, activation tables.
 SEL_BIAS, SEL_LAYER_REGS, SEL_GATE_LUT, SEL_CELL_LUT = 5, 6, 7, 8

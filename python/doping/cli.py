@@ -139,6 +139,20 @@ def cmd_pack_inspect(args) -> int:
     return 0
 
 
+def cmd_pack_words(args) -> int:
+    from doping.loadimage import write_load_image
+    from doping.pack import read_pack
+
+    layers = read_pack(args.pack).layers
+    cfg = _config(args.config, args.pack)
+    _check_fits(cfg, layers, args.config)
+    meta = write_load_image(layers, cfg, Path(args.output))
+    print(f"wrote {args.output}/load.hex, load.bin, load.h, load.json: {meta['words']} words of "
+          f"{meta['word_bytes']} bytes, " + ", ".join(f"{x['layer']} (region {x['region']}, {x['words']} words)"
+                                                     for x in meta["layers"]))
+    return 0
+
+
 def cmd_golden(args) -> int:
     from doping import golden
     from doping.pack import read_pack
@@ -632,6 +646,16 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("pack", help="pack file")
     i.add_argument("--json", action="store_true", help="print machine-readable JSON")
     i.set_defaults(func=cmd_pack_inspect)
+
+    w = pks.add_parser("words", help="write a pack's load stream as $readmemh hex, binary and a C array",
+                       description="Write the load words that program a pack into the accelerator (every layer in "
+                                   "its own resident region when the config holds them all, else the first) as "
+                                   "load.hex ($readmemh, one 96-bit word a line), load.bin, load.h (C array) and "
+                                   "load.json (which layer is where), for a testbench or firmware without Python.")
+    w.add_argument("pack", help="pack file")
+    w.add_argument("--config", default="fit", help=PRESET_HELP + " (default: fit)")
+    w.add_argument("-o", "--output", required=True, help="output folder")
+    w.set_defaults(func=cmd_pack_words)
 
     g = sub.add_parser("golden", help="run the golden model on a batch of int8 vectors",
                        description="Run the bit-exact golden model (or the float reference) of a pack's layer.")
