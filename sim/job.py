@@ -145,3 +145,5 @@ class AxiResult(_Result):
     vectors: int
     cycles: int
     err_x_tlast: int
+    stalled_beats_checked: int = 0  # cycles m_axis_y held an offered beat (checked: valid and payload kept)
+    stream_rule_violations: list = field(default_factory=list)

@@ -14,7 +14,7 @@ import itertools
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
+from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiResp, AxiStreamBus, AxiStreamFrame, AxiStreamSink,
                            AxiStreamSource)
@@ -49,6 +49,29 @@ async def registers_over_axil(csr: CsrClient, layer, cfg):
     assert back == values, f"layer registers read back {back}, written {values}"
 
 
+class StreamRules:
+    """AXI4-Stream rules on the IP's output ``m_axis_y``, checked every cycle (sampled at the rising
+    edge): once ``tvalid`` is high it stays high, with ``tdata``/``tlast``/``tkeep`` unchanged,
+    until the transfer (``tvalid & tready``); counts the stalled cycles checked and violations."""
+
+    def __init__(self, dut, prefix: str = "m_axis_y"):
+        self.sig = {k: getattr(dut, f"{prefix}_{k}") for k in ("tvalid", "tready", "tdata", "tlast", "tkeep")}
+        self.clk, self.stalled, self.violations = dut.aclk, 0, []
+
+    async def watch(self):
+        held = None  # (tdata, tlast, tkeep) of a beat offered and not yet taken
+        while True:
+            await RisingEdge(self.clk)
+            v = {k: int(s.value) for k, s in self.sig.items()}
+            beat = (v["tdata"], v["tlast"], v["tkeep"])
+            if held is not None:
+                self.stalled += 1
+                if not v["tvalid"] or beat != held:
+                    self.violations.append({"time_ns": get_sim_time(unit="ns"), "held": held, "now": beat,
+                                            "tvalid": v["tvalid"]})
+            held = beat if v["tvalid"] and not v["tready"] else None
+
+
 async def reset(dut, cycles: int = 3):
     dut.aresetn.value = 0
     await ClockCycles(dut.aclk, cycles)
@@ -73,6 +96,8 @@ async def axi_regression(dut):
     axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.aclk, **kw)
     csr = CsrClient(axil)
     await reset(dut)
+    rules = StreamRules(dut)
+    cocotb.start_soon(rules.watch())
     assert await csr.read("ID") == CSR_ID
     assert await csr.read("CONFIG") == field_value("CONFIG", rows=cfg.rows, cols=cfg.cols, lanes=cfg.lanes,
                                                    stream_bytes=cfg.stream_bytes, log2_batch=cfg.batch.bit_length() - 1)
@@ -131,6 +156,8 @@ async def axi_regression(dut):
     await csr.write("CONTROL", field_value("CONTROL", clear_counters=1))
     assert await csr.read("VECTORS") == 0 and await csr.read("CYCLES") < 100
     write_result(AxiResult(vectors=vectors, mismatches=mismatches, mismatch_examples=examples, cycles=cycles,
-                           err_x_tlast=err), job.out)
+                           err_x_tlast=err, stalled_beats_checked=rules.stalled,
+                           stream_rule_violations=rules.violations[:5]), job.out)
+    assert not rules.violations, f"m_axis_y broke the AXI4-Stream rules: {rules.violations[:2]}"
     assert mismatches == 0, f"{mismatches} of {vectors} vectors mismatched: {examples[:1]}"
     assert err == 0, "err_x_tlast set: an x tlast did not match its vector's end"

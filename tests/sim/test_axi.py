@@ -36,6 +36,7 @@ def packs(tmp_path_factory):
 def test_axi_ip_matches_golden_under_pauses_and_reset(packs):
     r = run_axi(packs, AXI_CFG, vectors=8, seed=3, x_gap=0.3, y_stall=0.4, load_gap=0.2, reset_mid_vector=True)
     assert (r.vectors, r.mismatches, r.err_x_tlast) == (16, 0, 0) and r.cocotb == {"tests": 1, "failed": 0}
+    assert r.stalled_beats_checked > 50 and r.stream_rule_violations == []
 
 
 def test_axi_bench_catches_a_wrong_design(packs):
@@ -138,3 +139,15 @@ def test_readme_instantiation_compiles_against_the_ip(tmp_path):
                         str(tmp_path / "doping_accel_axi.v"), str(tmp_path / "soc.v")],
                        capture_output=True, text=True, env=verilator_env())
     assert r.returncode == 0 and "%Warning" not in r.stderr and "%Error" not in r.stderr, r.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_axi_flagship_long_stalled_run(tmp_path):
+    """The flagship preset as AXI IP on its rule layer: a stalled run of >= 10,000 cycles with no
+    AXI4-Stream rule broken and every output right (the Verilator build takes minutes)."""
+    from doping.synth import flagship_layers
+
+    pack = tmp_path / "flag.dpack"
+    write_pack(pack, [flagship_layers()[0][1]])
+    r = run_axi([str(pack)], PRESETS["flagship"], vectors=8, x_gap=0.2, y_stall=0.5, load_gap=0.1)
+    assert r.mismatches == 0 and r.stream_rule_violations == [] and r.cycles >= 10_000
