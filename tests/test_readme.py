@@ -23,3 +23,32 @@ def test_readme_python_snippet_runs_verbatim(tmp_path):
     lines = r.stdout.split()
     assert lines[-1] == "0"  # mismatches of the Verilator run against the golden model
     assert (tmp_path / "build" / "rtl" / "doping_accel.v").is_file()
+
+
+def tour_commands() -> list[list[str]]:
+    """Every ``doping`` command of the README's tour, continuation lines joined, comments cut."""
+    import shlex
+
+    block = re.search(r"## Tour\n```sh\n(.*?)```", README.read_text(), re.S).group(1)
+    cmds = []
+    for line in block.replace("\\\n", " ").splitlines():
+        argv = shlex.split(line, comments=True)
+        if argv and argv[0] == "doping":
+            cmds.append(argv[1:])
+    return cmds
+
+
+def test_readme_tour_commands_parse():
+    """Every tour command is accepted by the CLI as written (options, values, choices): the tour's
+    flags cannot drift from the parser unnoticed. (Running them needs PTB and hours of training:
+    the commands after training are run by the demo and flow tests.)"""
+    from doping.cli import build_parser
+
+    cmds = tour_commands()
+    assert len(cmds) >= 19 and {c[0] for c in cmds} >= {"train", "export", "rtl", "sim", "estimate", "dse", "flow"}
+    parser = build_parser()
+    for argv in cmds:
+        try:
+            parser.parse_args(argv)
+        except SystemExit as e:
+            raise AssertionError(f"README tour: `doping {' '.join(argv)}` is refused by the CLI") from e
