@@ -52,7 +52,16 @@ def verilog_text(cfg: AccelConfig, mutation: str | None = None, axi: bool = Fals
 
         top = (LSTMAccelerator if cfg.lstm_cell else Accelerator)(cfg, mutation=mutation)
     ports = _ports(top, clock=not axi)
-    text = verilog.convert(top, name=TOP_AXI if axi else TOP, emit_src=False, strip_internal_attrs=True)
+    from amaranth._toolchain.yosys import YosysError
+
+    try:
+        text = verilog.convert(top, name=TOP_AXI if axi else TOP, emit_src=False, strip_internal_attrs=True)
+    except YosysError as e:
+        if "mmap failed" in str(e) or "Cannot allocate memory" in str(e):
+            raise DopingError("Verilog generation ran out of memory: Amaranth's built-in yosys (WebAssembly) "
+                              "reserves about 4.1 GB of address space up front, more than this process may have "
+                              "(ulimit -v); raise the limit") from None
+        raise DopingError(f"Verilog generation failed in Amaranth's yosys: {str(e).strip().splitlines()[-1]}") from None
     return _ZERO_INIT.sub("", text), ports
 
 
@@ -128,37 +137,34 @@ def generate(cfg: AccelConfig, out_dir: str | Path, mutation: str | None = None,
     ``doping_accel_axi.core`` and its register map (``CSR_FILES``); the manifest then lists the
     IP's ports and files."""
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DopingError(f"cannot create output folder {out}: {e.strerror}") from None
-    if not os.access(out, os.W_OK):
+    if out.exists() and not os.access(out, os.W_OK):
         raise DopingError(f"output folder {out} is not writable")
+    # every text first, so that a design that cannot be generated leaves no folder behind
     text, ports = verilog_text(cfg, mutation)
     man = manifest(cfg, ports)
     if mutation:
         man["mutation"] = mutation
-    from doping.fileio import atomic_path
-
-    with atomic_path(out / f"{TOP}.v") as tmp:
-        tmp.write_text(text)
+    files = {f"{TOP}.v": text}
     if axi:
-        axi_text, axi_ports = verilog_text(cfg, mutation, axi=True)
-        with atomic_path(out / f"{TOP_AXI}.v") as tmp:
-            tmp.write_text(axi_text)
-        with atomic_path(out / f"{TOP_AXI}.core") as tmp:
-            tmp.write_text(fusesoc_core(cfg, TOP_AXI, [f"{TOP_AXI}.v"]))
         from doping import csr
         from doping.hw.tools import WAIVERS
 
-        for name, text in ((WAIVER_FILE, WAIVERS.read_text()), (f"{TOP_AXI}.sdc", sdc(cfg)),
-                           *zip(CSR_FILES, (csr.as_markdown(), csr.as_json(), csr.as_c_header()))):
-            with atomic_path(out / name) as tmp:
-                tmp.write_text(text)
+        axi_text, axi_ports = verilog_text(cfg, mutation, axi=True)
+        files |= {f"{TOP_AXI}.v": axi_text, f"{TOP_AXI}.core": fusesoc_core(cfg, TOP_AXI, [f"{TOP_AXI}.v"]),
+                  WAIVER_FILE: WAIVERS.read_text(), f"{TOP_AXI}.sdc": sdc(cfg),
+                  **dict(zip(CSR_FILES, (csr.as_markdown(), csr.as_json(), csr.as_c_header())))}
         man["ip"] = {"top": TOP_AXI, "ports": axi_ports, "files": [f"{TOP_AXI}.v"], "core_file": f"{TOP_AXI}.core",
                      "registers": list(CSR_FILES), "constraints": f"{TOP_AXI}.sdc",
                      "memories": [{"name": k, "banks": v["banks"], "words": v["depth"], "bits": v["width"],
                                    "ports": "1 write, 1 read (read registered)"} for k, v in man["memories"].items()]}
-    with atomic_path(out / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(man, indent=2, sort_keys=True) + "\n")
+    files["manifest.json"] = json.dumps(man, indent=2, sort_keys=True) + "\n"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DopingError(f"cannot create output folder {out}: {e.strerror}") from None
+    from doping.fileio import atomic_path
+
+    for name, content in files.items():
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(content)
     return man

@@ -487,3 +487,18 @@ def test_configs_the_generator_cannot_build_are_refused_up_front(tmp_path, capsy
     assert not any((tmp_path / d).exists() for d in ("rtl", "syn", "flow"))
     rc, _ = run_cli(capsys, "estimate", str(pack), "--config", str(big))
     assert rc == 0
+
+
+def test_rtl_under_an_address_space_limit_is_one_line(tmp_path):
+    """Amaranth's built-in yosys reserves ~4.1 GB of address space: under a 3.5 GB ulimit -v,
+    `doping rtl` says so in one line, exit 2, and leaves no folder (was a WasmtimeError traceback)."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3_500_000_000, 3_500_000_000))
+
+    out = tmp_path / "rtl"
+    r = subprocess.run([sys.executable, "-m", "doping.cli", "rtl", "--config", "minimal", "-o", str(out)],
+                       capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "address space" in r.stderr, r.stderr[-800:]
+    assert not out.exists()
