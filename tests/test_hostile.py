@@ -502,3 +502,23 @@ def test_rtl_under_an_address_space_limit_is_one_line(tmp_path):
                        capture_output=True, text=True, preexec_fn=limit, timeout=300)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "address space" in r.stderr, r.stderr[-800:]
     assert not out.exists()
+
+
+def test_a_killed_writers_temporary_files_are_swept(tmp_path):
+    """SIGKILL skips atomic_path's cleanup: the next write of the same file removes that file's
+    temporaries once an hour old (not fresh ones: a concurrent writer's; not links)."""
+    from doping.fileio import STALE_TEMP_SECONDS, atomic_path
+
+    old, fresh = tmp_path / ".out.json.abc123.tmp", tmp_path / ".out.json.def456.tmp"
+    other, link = tmp_path / ".other.json.x.tmp", tmp_path / ".out.json.lnk.tmp"
+    for f in (old, fresh, other):
+        f.write_text("partial")
+    link.symlink_to(other)
+    t = time.time() - STALE_TEMP_SECONDS - 10
+    for f in (old, other):
+        os.utime(f, (t, t))
+    os.utime(link, (t, t), follow_symlinks=False)
+    with atomic_path(tmp_path / "out.json") as p:
+        p.write_text("{}")
+    assert not old.exists() and fresh.exists() and other.exists() and link.is_symlink()
+    assert (tmp_path / "out.json").read_text() == "{}"

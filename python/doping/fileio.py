@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import stat
 import tempfile
+import time
 from pathlib import Path
 
 from doping.errors import DopingError
@@ -56,6 +59,21 @@ def check_output_dir(path) -> Path:
     return p
 
 
+#: A temporary file of ``atomic_path`` this old is a killed writer's (SIGKILL skips the cleanup).
+STALE_TEMP_SECONDS = 3600
+
+
+def _sweep_stale_temps(parent: Path, name: str) -> None:
+    """Remove ``atomic_path``'s temporary files for ``name`` in ``parent`` older than an hour:
+    regular files only, never followed through a link."""
+    now = time.time()
+    for f in parent.glob(f".{glob.escape(name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            st = f.lstat()
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > STALE_TEMP_SECONDS:
+                f.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it."""
@@ -64,6 +82,7 @@ def atomic_path(path: str | os.PathLike):
     parent = path.parent if str(path.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
+        _sweep_stale_temps(parent, path.name)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     except OSError as e:
         raise DopingError(f"cannot write {path}: {e.strerror or e}") from None
