@@ -18,6 +18,7 @@ from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.hw import source_digest
 from doping.hw.verilog import TOP, TOP_AXI
+from doping.progress import PROGRESS
 from doping.sim import cache
 from doping.sim.job import ENV as JOB_ENV
 from doping.sim.job import AxiJob, AxiResult, LSTMJob, LSTMResult, MatvecJob, MatvecResult, write_job
@@ -89,8 +90,12 @@ def build(cfg: AccelConfig, simulator: str = "verilator", mutation: str | None =
         # compiler of a killed run can only write into its own folder
         tmp = root / f".{d.name}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
+        PROGRESS.info(f"building the {simulator} model of this design ({cfg.rows}x{cfg.cols} array, {cfg.lanes} "
+                      f"lanes{', AXI IP' if axi else ''}): once per design, cached in {root}")
+        t0 = time.perf_counter()
         _build_into(tmp, cfg, simulator, mutation, waves, opt, axi)
         os.rename(tmp, d)
+        PROGRESS.info(f"built in {time.perf_counter() - t0:.0f} s")
     # outside the lock: the cache stays under its cap (least recently used first, never this build)
     # and loses what killed builds left
     cache.sweep_stale(root)

@@ -99,3 +99,19 @@ def test_export_takes_the_corpus_from_data(flow_dir, tmp_path, capsys):
     assert "gone" in capsys.readouterr().err and not (tmp_path / "u.dpack").exists()
     assert main(["export", "models/ptb-h200-dense", "--data", "tiny", "--out", str(tmp_path / "v.dpack")]) == 2
     assert "not the corpus it was trained on" in capsys.readouterr().err
+
+
+def test_export_reports_its_stages(flow_dir, tmp_path, monkeypatch, capsys):
+    """issue 32: a long export says what it is doing (stderr, when asked or on a terminal)."""
+    out, _, _ = flow_dir
+    monkeypatch.setenv("DOPING_PROGRESS", "1")
+    try:
+        assert main(["export", str(out / "run"), "--out", str(tmp_path / "t.dpack"), "--calib-vectors", "64"]) == 0
+    finally:
+        from doping.progress import enable
+
+        monkeypatch.setenv("DOPING_PROGRESS", "0")
+        enable()  # progress off again for the tests after this one
+    err = capsys.readouterr().err
+    for stage in ("collecting 64 gate input vectors", "quantising", "test perplexity 1/3", "2/3", "3/3"):
+        assert stage in err, err

@@ -869,6 +869,9 @@ def main(argv=None) -> int:
         return 0
     _Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    from doping.progress import enable
+
+    enable()
     previous, unraisable, terminated = None, sys.unraisablehook, False
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -14,6 +14,7 @@ embedding and softmax stay on the host in float.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from doping.golden import QuantLayer
 from doping.nn.dkp import DKPLinear
 from doping.nn.structured import DenseGate, LowRankLinear, PrunedLinear
 from doping.pack import totals, write_pack
+from doping.progress import PROGRESS
 from doping.quantize import quantise_layer, quantise_tensor
 from doping.train import evaluate, evaluate_with_gate_hooks, load_run_model
 
@@ -73,7 +75,14 @@ def export_run(run: str | Path, out: str | Path, calib_vectors: int = 4096, eval
         raise DopingError(f"corpus {data or cfg.data} has {corpus.vocab_size} words, the run's model "
                           f"{ckpt['vocab_size']}: not the corpus it was trained on")
     valid = batchify(corpus.valid, cfg.eval_batch)
+    t0 = time.perf_counter()
+
+    def stage(text):
+        PROGRESS.info(f"export {Path(run).name}: {text} ({time.perf_counter() - t0:.0f} s)")
+
+    stage(f"collecting {calib_vectors} gate input vectors for calibration")
     calib = collect_gate_inputs(model, valid, cfg.bptt, calib_vectors)
+    stage("quantising the gate layers")
     per_gate = []
     for l, (gate, x) in enumerate(zip(model.lstm.gates, calib)):
         meta = {"lstm_layer": l, "gate_order": "i,f,g,o", "input": "[x; h]", "hidden": cfg.hidden}
@@ -83,11 +92,15 @@ def export_run(run: str | Path, out: str | Path, calib_vectors: int = 4096, eval
               "hidden": cfg.hidden, "epoch": ckpt.get("epoch"), "lstm_compression": totals(layers)}
     from doping import int_lstm
 
+    stage("calibrating the integer LSTM cell")
     cells = int_lstm.calibrate(model, per_gate, valid[: CELL_CALIBRATION_CHUNKS * cfg.bptt], cfg.bptt)
     if evaluate_test:
         test = batchify(corpus.test, cfg.eval_batch)
+        stage(f"test perplexity 1/3: float ({len(corpus.test):,} tokens)")
         report["test_ppl_float"] = evaluate(model, test, cfg.bptt)
+        stage("test perplexity 2/3: every gate mat-vec through the golden model (the longest stage)")
         report["test_ppl_golden_int8"] = evaluate_quantised(model, per_gate, test, cfg.bptt)
+        stage("test perplexity 3/3: the whole integer LSTM")
         report["test_ppl_int_lstm"] = int_lstm.evaluate(model, cells, test, cfg.bptt)
         log(f"test perplexity: float {report['test_ppl_float']:.2f}, int8 gate mat-vecs through the golden model "
             f"{report['test_ppl_golden_int8']:.2f}, the whole integer LSTM {report['test_ppl_int_lstm']:.2f}")
