@@ -25,8 +25,7 @@ def test_offsets_are_unique_aligned_and_in_the_window():
 
 def test_field_value_packs_and_refuses_overflow():
     assert csr.field_value("CONTROL", clear_counters=1) == 2
-    assert csr.field_value("CONFIG", rows=16, cols=10, lanes=64, stream_bytes=8, log2_batch=2) == \
-        16 | 10 << 8 | 64 << 16 | 8 << 24 | 2 << 28
+    assert csr.field_value("CONFIG", rows=16, cols=10, lanes=64, stream_bytes=8, log2_batch=2) == 0x2840_0A10
     with pytest.raises(ValueError, match="does not fit"):
         csr.field_value("CONFIG", stream_bytes=16)
 
