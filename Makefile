@@ -14,7 +14,7 @@ export AMARANTH_USE_YOSYS := builtin
 .PHONY: help setup system-deps test test-slow demo bench clean verilog synth sim sim-full docs report-check
 
 help:
-	@echo "make demo       the main job on embedded defaults: doping demo -o build/demo --ratio RATIO (default 4)"
+	@echo "make demo       the main job on embedded defaults: doping demo -o build/demo-rRATIO --ratio RATIO (default 4)"
 	@echo "make test       create the venv, install everything, run the whole fast suite"
 	@echo "make test-slow  the long regressions (pytest -m slow)"
 	@echo "make bench      benchmarks whose results go to docs/results.md"
@@ -55,7 +55,7 @@ test-slow: setup
 
 RATIO ?= 4
 demo: setup
-	$(DOPING) demo -o build/demo --ratio $(RATIO)
+	$(DOPING) demo -o build/demo-r$(RATIO) --ratio $(RATIO)
 
 bench: setup
 	$(PY) bench/golden_bench.py

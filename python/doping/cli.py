@@ -406,7 +406,9 @@ def _sim_tokens(args, cfg) -> int:
                                           "simulator", "wall_seconds")}
     return _sim_verdict(args.json, summary, r, f"{r.tokens} tokens in {r.sequences} sequences on "
                         f"{r.simulator}, {r.mismatches} mismatching; cycles per token {r.cycles_per_token} "
-                        f"(model {r.model_cycles_per_token}); {r.wall_seconds:.1f} s",
+                        f"(model {r.model_cycles_per_token}"
+                        + ("; the model assumes no gaps or stalls: --tok-gap/--h-stall add cycles"
+                           if args.tok_gap or args.h_stall else "") + f"); {r.wall_seconds:.1f} s",
                         lambda ex: f"token {ex['token']} element {ex['element']}: got {ex['got']}, want {ex['want']}")
 
 
@@ -441,7 +443,9 @@ def cmd_estimate(args) -> int:
     if args.json:
         print(json.dumps({**r.to_json(), "silicon_basis": silicon_basis(base.tech_nm)}, indent=2))
     else:
-        print(format_estimate(r))
+        source = ("config fit: the default design's buffers sized to the pack" if args.config == "fit" else
+                  f"config {args.config or 'default'}")
+        print(format_estimate(r, source))
         print(f"({silicon_basis(base.tech_nm)})")
     return 0
 

@@ -13,9 +13,16 @@ from doping.estimate.results import ModelEstimate
 from doping.fileio import atomic_path
 
 
-def format_estimate(r: ModelEstimate) -> str:
-    """The text ``doping estimate`` prints."""
-    lines = [f"cycles {r.cycles}  latency {r.latency_us:.2f} us  throughput {r.throughput_vectors_per_s:.0f} vectors/s",
+def describe_design(cfg: AccelConfig, source: str = "") -> str:
+    """One line naming the design a figure belongs to (the same pack costs differently on each)."""
+    kib = sum(m.bits for m in cfg.memories.values()) / 8192
+    per_beat = f"{cfg.stream_bytes} element{'s' if cfg.stream_bytes > 1 else ''} a beat"
+    return (f"design: {cfg.rows}x{cfg.cols} array, {cfg.lanes} lanes, {per_beat}, batch {cfg.batch}, {kib:,.1f} KiB of on-chip memories, {cfg.tech_nm} nm" + (f" ({source})" if source else ""))
+
+
+def format_estimate(r: ModelEstimate, source: str = "") -> str:
+    """The text ``doping estimate`` prints; ``source`` says where the design came from."""
+    lines = [describe_design(r.config, source),f"cycles {r.cycles}  latency {r.latency_us:.2f} us  throughput {r.throughput_vectors_per_s:.0f} vectors/s",
              f"steady-state interval {r.interval_cycles} cycles per vector (vectors streamed back to back); busy: "
              f"array {r.utilisation.array_kp:.0%} of its Kronecker phases, lanes {r.utilisation.lanes:.0%} of "
              "the gather",
