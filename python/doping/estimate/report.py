@@ -52,6 +52,8 @@ def sweep(m, n, ratios, methods, base: AccelConfig, out_dir: Path, balanced: boo
     rows = []
     for ratio in ratios:
         for meth in methods:
+            if meth == "dense" and ratio != ratios[0]:
+                continue  # dense is ratio 1 whatever the ratio: one row
             r = price(m, n, ratio, meth, base, balanced=balanced)
             c = r.config
             rows.append({"method": meth, "ratio": 1.0 if meth == "dense" else ratio, "params": r.params,
@@ -83,9 +85,18 @@ def _plot_sweep(rows, methods, path, shape, how):
     fig, axes = plt.subplots(2, 2, figsize=(8, 5.6), dpi=72)
     for ax, key, label in zip(axes.flat, ("energy_nj", "area_mm2", "power_mw", "interval_cycles"),
                               ("energy per vector (nJ)", "area (mm²)", "power (mW)", "cycles per vector (streaming)")):
-        for meth in methods:
+        ratios = sorted({r["ratio"] for r in rows if r["method"] != "dense"})
+        # doped Kronecker last and on top (it often lies on pruning's line), dense as a reference level
+        for meth in sorted(methods, key=lambda k: k == "dkp"):
             pts = [(r["ratio"], r[key]) for r in rows if r["method"] == meth]
-            ax.plot(*zip(*pts), marker="o", ms=3, label=meth)
+            if meth == "dense":
+                ax.axhline(pts[0][1], color="grey", ls=":", lw=1, label="dense (ratio 1)")
+            else:
+                dkp = meth == "dkp"
+                ax.plot(*zip(*pts), marker="*" if dkp else "o", ms=7 if dkp else 3, lw=2.2 if dkp else 1,
+                        ls="-" if dkp else "--", zorder=3 if dkp else 2, label=meth)
+        if ratios:
+            ax.set_xlim(ratios[0] / 1.3, ratios[-1] * 1.3)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("compression ratio (parameters)")
