@@ -31,7 +31,7 @@ from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, Mux, ResetSignal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from doping.arch import LOAD_WORD_BITS, LOAD_WORD_BYTES, UNITS
+from doping.arch import LOAD_TARGETS, LOAD_WORD_BITS, LOAD_WORD_BYTES, REGS, SEL_REG, UNITS
 from doping.config import AccelConfig
 from doping.hw.csr import CsrBlock, axi_lite
 from doping.hw.top import Accelerator
@@ -54,7 +54,8 @@ def axi_stream(prefix: str, direction, data_bytes: int, last: bool = True, keep:
 class AxiStreamAccelerator(wiring.Component):
     """``Accelerator`` with AXI4-Stream ports, ``aclk``/``aresetn``, and the core's status and
     performance outputs: ``status`` (unit busy bits, ``doping.arch.UNITS``), ``vector_cycles``
-    (the core's last vector, first x to last y) and ``err_x_tlast`` (sticky until reset).
+    (the core's last vector, first x to last y), ``err_x_tlast`` and ``err_load_word`` (sticky
+    until reset or CONTROL.clear_errors).
     ``mutation`` (tests only) is passed to the core."""
 
     def __init__(self, cfg: AccelConfig, mutation: str | None = None):
@@ -68,7 +69,7 @@ class AxiStreamAccelerator(wiring.Component):
             **axi_stream("s_axis_x", In, W),
             **axi_stream("m_axis_y", Out, W, keep=True),
             **axi_lite("s_axil"),
-            "status": Out(len(UNITS)), "vector_cycles": Out(32), "err_x_tlast": Out(1),
+            "status": Out(len(UNITS)), "vector_cycles": Out(32), "err_x_tlast": Out(1), "err_load_word": Out(1),
         })
 
     def elaborate(self, platform):
@@ -86,7 +87,8 @@ class AxiStreamAccelerator(wiring.Component):
             m.d.comb += (getattr(csr, name).eq(getattr(self, name)) if getattr(csr.signature.members[name], "flow")
                          is In else getattr(self, name).eq(getattr(csr, name)))
         m.d.comb += [csr.busy.eq(core.status), csr.vector_cycles.eq(core.vector_cycles),
-                     csr.err_x_tlast.eq(self.err_x_tlast), csr.load_seen.eq(core.load.valid & core.load.ready),
+                     csr.err_x_tlast.eq(self.err_x_tlast), csr.err_load_word.eq(self.err_load_word),
+                     csr.load_seen.eq(core.load.valid & core.load.ready),
                      csr.load_word.eq(core.load.payload),
                      csr.vector_out.eq(self.m_axis_y_tvalid & self.m_axis_y_tready & self.m_axis_y_tlast)]
 
@@ -115,8 +117,9 @@ class AxiStreamAccelerator(wiring.Component):
             m.d.sync += x_seen.eq(Mux(ends, 0, x_seen + W))
             with m.If(xs.r_data[8 * W] != ends):
                 m.d.sync += self.err_x_tlast.eq(1)
+        self._check_load_words(m, core.load)
         with m.If(csr.clear_errors):
-            m.d.sync += self.err_x_tlast.eq(0)
+            m.d.sync += [self.err_x_tlast.eq(0), self.err_load_word.eq(0)]
 
         # y: tkeep from the layer's m as the core hands the beat over (m may change once the core
         # is idle, while its last beat still waits here)
@@ -131,3 +134,19 @@ class AxiStreamAccelerator(wiring.Component):
         with m.If(core.y.valid & core.y.ready):
             m.d.sync += y_seen.eq(Mux(core.y.payload.last, 0, y_seen + W))
         return m
+
+    def _check_load_words(self, m, load):
+        """``err_load_word`` (sticky): a word entering the core names no register or memory, or a
+        bank the memory does not have (the core ignores such a word)."""
+        mem, w = self.cfg.memories, load.payload
+        bad = Signal()
+        with m.Switch(w.sel):
+            with m.Case(SEL_REG):
+                m.d.comb += bad.eq(w.addr >= len(REGS))
+            for sel, name in LOAD_TARGETS.items():
+                with m.Case(sel):
+                    m.d.comb += bad.eq((w.addr >> mem[name].addr_bits) >= mem[name].banks)
+            with m.Default():
+                m.d.comb += bad.eq(1)
+        with m.If(load.valid & load.ready & bad):
+            m.d.sync += self.err_load_word.eq(1)

@@ -38,7 +38,7 @@ def axi_lite(prefix: str, addr_bits: int = ADDR_BITS) -> dict:
 
 class CsrBlock(wiring.Component):
     """Ports: the AXI4-Lite subordinate ``s_axil_*``; from the IP: ``busy`` (unit bits),
-    ``vector_cycles``, ``err_x_tlast``, ``vector_out`` (a y tlast beat taken this cycle) and
+    ``vector_cycles``, the sticky ``err_x_tlast`` and ``err_load_word`` flags, ``vector_out`` (a y tlast beat taken this cycle) and
     ``load_seen`` / ``load_word`` (a word entering the core this cycle: the layer registers'
     mirror follows it); to the IP: ``reg_word`` (layer register writes, as load words) and
     ``clear_errors``."""
@@ -47,7 +47,8 @@ class CsrBlock(wiring.Component):
         self.cfg = cfg
         super().__init__({
             **axi_lite("s_axil"),
-            "busy": In(len(UNITS)), "vector_cycles": In(32), "err_x_tlast": In(1), "vector_out": In(1),
+            "busy": In(len(UNITS)), "vector_cycles": In(32), "err_x_tlast": In(1), "err_load_word": In(1),
+            "vector_out": In(1),
             "load_seen": In(1), "load_word": In(LoadWord),
             "reg_word": Out(stream.Signature(LoadWord)), "clear_errors": Out(1),
         })
@@ -70,7 +71,9 @@ class CsrBlock(wiring.Component):
         config = field_value("CONFIG", rows=cfg.rows, cols=cfg.cols, lanes=cfg.lanes, stream_bytes=cfg.stream_bytes,
                              log2_batch=cfg.batch.bit_length() - 1)
         status = Signal(32)
-        m.d.comb += status.eq(self.busy | (self.err_x_tlast << BY_NAME["STATUS"].fields[-1][1]))
+        flags = {name: lsb for name, lsb, _ in BY_NAME["STATUS"].fields}
+        m.d.comb += status.eq(self.busy | (self.err_x_tlast << flags["err_x_tlast"])
+                              | (self.err_load_word << flags["err_load_word"]))
         words = {"ID": Const(CSR_ID, 32), "CONFIG": Const(config, 32), "STATUS": status, "VECTORS": vectors,
                  "LAST_LATENCY": self.vector_cycles, "CYCLES": cycles,
                  **{f"BUSY_{u}": busy[i] for i, u in enumerate(UNITS)},

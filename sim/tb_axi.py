@@ -157,6 +157,15 @@ async def axi_regression(dut):
     assert 0 < await csr.read("LAST_LATENCY") < total
     await csr.write("CONTROL", field_value("CONTROL", clear_counters=1))
     assert await csr.read("VECTORS") == 0 and await csr.read("CYCLES") < 100
+    # a load word naming no memory raises err_load_word; CONTROL clears it
+    flag = field_value("STATUS", err_load_word=1)
+    assert not await csr.read("STATUS") & flag
+    await load.send(AxiStreamFrame(pack_load_word(15, 0, 0).to_bytes(LOAD_WORD_BYTES, "little")))
+    await load.wait()
+    await ClockCycles(dut.aclk, 4)
+    assert await csr.read("STATUS") & flag, "a bad load word did not set err_load_word"
+    await csr.write("CONTROL", field_value("CONTROL", clear_errors=1))
+    assert not await csr.read("STATUS") & flag
     write_result(AxiResult(vectors=vectors, mismatches=mismatches, mismatch_examples=examples, cycles=cycles,
                            err_x_tlast=err, stalled_beats_checked=rules.stalled,
                            stream_rule_violations=rules.violations[:5]), job.out)

@@ -33,6 +33,8 @@ LOAD_WORD_BYTES = (LOAD_WORD_BITS + 7) // 8
 SEL_REG, SEL_A, SEL_B, SEL_OVERLAY, SEL_ROWMAP = 0, 1, 2, 3, 4
 #: LSTM top only (config lstm_cell): gate bias, per-layer register words, activation tables.
 SEL_BIAS, SEL_LAYER_REGS, SEL_GATE_LUT, SEL_CELL_LUT = 5, 6, 7, 8
+#: The mat-vec top's memories a load word's ``sel`` writes (``addr``: bank, then word; ``Memory.address``).
+LOAD_TARGETS = {SEL_A: "a", SEL_B: "b", SEL_OVERLAY: "overlay", SEL_ROWMAP: "row_map"}
 
 
 def pack_load_word(sel: int, addr: int, data: int) -> int:
