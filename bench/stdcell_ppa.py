@@ -2,13 +2,15 @@
 library's cells, memories from its SRAM macros, OpenSTA), beside the fast estimator's figures for
 the same design at the same node, so that the estimator's error is on record.
 
-  python bench/stdcell_ppa.py --configs minimal --libs sky130 nangate45 osu018 --clock-ns 5 \
-      --json docs/stdcell_ppa.json --md docs/stdcell_ppa.md
+  python bench/stdcell_ppa.py --configs minimal "minimal:rows=4,cols=4,lanes=4" --libs sky130 nangate45 \
+      --hierarchical --json docs/stdcell_ppa.json --md docs/stdcell_ppa.md
 
-Each (config, library) is one ``doping.ppa.stdcell.synthesize`` at ``--clock-ns`` (abc maps and
-sizes for that period); fmax is 1 / (period - worst slack) of that netlist. Rows already in
-``--json`` for other pairs are kept. The estimator's figures: ``estimate.model`` at the library's
-node (its 45 nm tables scaled by ``node_scale``), with its own gate-level clock rule.
+A config is a preset or a TOML file, optionally with fields overridden (``NAME:field=value,...``).
+Each (config, library, flat or hierarchical) is one ``doping.ppa.stdcell.synthesize`` at
+``--clock-ns`` (default: the library's target in ``TARGET_NS``; abc maps and sizes for that
+period); fmax is 1 / (period - worst slack) of that netlist. Rows already in ``--json`` for other
+triples are kept. The estimator's figures: ``estimate.model`` at the library's node, from its
+rules (node-scaled) and from the calibration that ``bench/calibrate.py`` fits to these rows.
 """
 
 from __future__ import annotations
@@ -23,32 +25,51 @@ from datetime import date
 from pathlib import Path
 
 from doping.config import load_config
-from doping.estimate.model import fmax_estimate_mhz, logic_area_um2
-from doping.estimate.tables import SRAM_UM2_PER_BIT, node_scale
+from doping.estimate.model import rule_area_mm2, rule_fmax_mhz
 from doping.hw.verilog import TOP, generate
 from doping.ppa.stdcell import library_area_um2, resolve_library, synthesize
 
 
 def estimator_figures(cfg) -> dict:
-    _, area = node_scale(cfg.tech_nm)
-    logic = logic_area_um2(cfg) * area
-    sram = sum(cfg.sram_bits().values()) * SRAM_UM2_PER_BIT * area
-    return {"logic_um2": logic, "sram_um2": sram, "area_mm2": (logic + sram) * 1e-6, "fmax_mhz": fmax_estimate_mhz(cfg)}
+    area = rule_area_mm2(cfg)
+    logic = area.pop("logic") * 1e6
+    sram = sum(area.values()) * 1e6
+    return {"logic_um2": logic, "sram_um2": sram, "area_mm2": (logic + sram) * 1e-6, "fmax_mhz": rule_fmax_mhz(cfg)}
 
 
-def row(config: str, lib_name: str, clock_ns: float, activity: float) -> dict:
-    cfg = load_config(config)
+#: abc's delay target per library (ns): near what the library reaches on these designs, so that
+#: abc sizes for a clock the design can meet
+TARGET_NS = {"nangate45": 3.0, "sky130": 10.0, "osu018": 10.0}
+
+
+def config_from_spec(spec: str):
+    """``NAME[:field=value,...]``: a preset or TOML file with fields overridden."""
+    name, _, over = spec.partition(":")
+    cfg = load_config(name)
+    if not over:
+        return cfg
+    fields = {}
+    for item in over.split(","):
+        key, _, value = item.partition("=")
+        fields[key.strip()] = float(value) if key.strip() == "clock_mhz" else int(value)
+    return replace(cfg, **fields)
+
+
+def row(config: str, lib_name: str, clock_ns: float, activity: float, hierarchical: bool = False) -> dict:
+    cfg = config_from_spec(config)
     lib = resolve_library(lib_name)
     with tempfile.TemporaryDirectory(prefix="doping-ppa-") as tmp:
         man = generate(cfg, Path(tmp) / "rtl")
         t0 = time.time()
-        r = synthesize(Path(tmp) / "rtl" / man["files"][0], TOP, lib, clock_ns, Path(tmp) / "flow", activity=activity)
+        r = synthesize(Path(tmp) / "rtl" / man["files"][0], TOP, lib, clock_ns, Path(tmp) / "flow", activity=activity,
+                       hierarchical=hierarchical)
         seconds = time.time() - t0
     est = estimator_figures(replace(cfg, tech_nm=lib.node_nm))
     est_lib = library_area_um2(cfg, lib)
     flow = r.as_dict()
     flow["critical_path"].pop("cells")
-    return {"config": config, "library": lib.name, "corner": lib.corner, "node_nm": lib.node_nm, "flow": flow,
+    return {"config": config, "library": lib.name, "mode": "hierarchical" if hierarchical else "flat",
+            "config_fields": cfg.as_dict(), "corner": lib.corner, "node_nm": lib.node_nm, "flow": flow,
             "estimator": est, "library_estimate": est_lib, "seconds": round(seconds),
             "error_pct": {"area": 100 * (est["area_mm2"] / r.area_mm2 - 1),
                           "area_library_estimate": 100 * (est_lib["area_mm2"] / r.area_mm2 - 1),
@@ -58,15 +79,16 @@ def row(config: str, lib_name: str, clock_ns: float, activity: float) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| config | library (corner) | cells | cell area um² | SRAM um² (macros) | area mm² | estimator mm², node-scaled "
+    out = ["| config | library (corner) | flow | cells | cell area um² | SRAM um² (macros) | area mm² | estimator mm², node-scaled "
            "(err) | estimator mm², library gates + macros (err) | critical path (start → end, cells) | fmax MHz | "
            "estimator MHz (err) | power mW (int / sw / leak / SRAM) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         f, e, err = r["flow"], r["estimator"], r["error_pct"]
         cp, p = f["critical_path"], f["power_mw"]
         macros = sum(m["count"] for m in f["memories"])
-        out.append(f"| {r['config']} | {r['library']} ({r['corner']}) | {f['cells']:,} | {f['cell_area_um2']:,.0f} | "
+        out.append(f"| {r['config']} | {r['library']} ({r['corner']}) | {r.get('mode', 'flat')}, {f['clock_ns']:g} ns | "
+                   f"{f['cells']:,} | {f['cell_area_um2']:,.0f} | "
                    f"{f['sram_area_um2']:,.0f} ({macros}) | {f['area_mm2']:.4f} | {e['area_mm2']:.4f} "
                    f"({err['area']:+.0f} %) | {r['library_estimate']['area_mm2']:.4f} ({err['area_library_estimate']:+.0f} %) | "
                    f"{cp['start_register']} → {cp['end_register']}, {cp['levels']} | "
@@ -79,7 +101,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", default=["minimal"])
     ap.add_argument("--libs", nargs="+", default=["sky130", "nangate45", "osu018"])
-    ap.add_argument("--clock-ns", type=float, default=5.0)
+    ap.add_argument("--clock-ns", type=float, help="abc's delay target (default: TARGET_NS of the library)")
+    ap.add_argument("--hierarchical", action="store_true", help="map each module on its own (large presets)")
     ap.add_argument("--activity", type=float, default=0.1)
     ap.add_argument("--json", default="docs/stdcell_ppa.json")
     ap.add_argument("--md", default="docs/stdcell_ppa.md")
@@ -88,10 +111,12 @@ def main():
     rows = json.loads(path.read_text()) if path.is_file() else []
     for config in a.configs:
         for lib in a.libs:
-            r = row(config, lib, a.clock_ns, a.activity)
-            r["command"] = (f"python bench/stdcell_ppa.py --configs {config} --libs {lib} --clock-ns {a.clock_ns:g} "
-                            f"--activity {a.activity:g}")
-            rows = [x for x in rows if (x["config"], x["library"]) != (config, lib)] + [r]
+            clock_ns = a.clock_ns or TARGET_NS.get(lib, 5.0)
+            r = row(config, lib, clock_ns, a.activity, a.hierarchical)
+            r["command"] = (f"python bench/stdcell_ppa.py --configs '{config}' --libs {lib} --clock-ns {clock_ns:g} "
+                            f"--activity {a.activity:g}" + (" --hierarchical" if a.hierarchical else ""))
+            key = (config, lib, r["mode"])
+            rows = [x for x in rows if (x["config"], x["library"], x.get("mode", "flat")) != key] + [r]
             path.write_text(json.dumps(rows, indent=1) + "\n")
             Path(a.md).write_text("Generated by `bench/stdcell_ppa.py` (commands per row in docs/stdcell_ppa.json).\n\n"
                                   + table(rows))

@@ -275,6 +275,8 @@ def cmd_synth(args) -> int:
     if args.liberty is None and (args.sram_lib is not None or args.clock_ns is not None or args.activity is not None
                                  or (args.pack is not None and args.config != "fit")):
         raise DopingError("--clock-ns, --sram-lib, --activity and --pack need --liberty (or --pack with --config fit)")
+    if args.hierarchical and args.liberty is None:
+        raise DopingError("--hierarchical needs --liberty")
     cfg = _config(args.config, args.pack, build=True)
     out = Path(args.output)
     man = generate(cfg, out)
@@ -330,7 +332,7 @@ def _synth_stdcell(args, cfg, out: Path, verilog: Path, top: str) -> int:
     if args.pack is not None and args.activity is None:
         activity, source, rates = _pack_activity(args.pack, cfg, args.vectors)
     r = synthesize(verilog, top, lib, clock_ns, out / f"stdcell_{lib.name}", activity=activity,
-                   sram_accesses_per_cycle=rates, activity_source=source)
+                   sram_accesses_per_cycle=rates, activity_source=source, hierarchical=args.hierarchical)
     report = r.as_dict()
     with atomic_path(out / f"stdcell_{lib.name}.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
@@ -438,7 +440,7 @@ def cmd_estimate(args) -> int:
 
         m, n = parse_shape(args.layer)
         r = price(m, n, args.ratio, args.method, base)
-    from doping.estimate.tables import silicon_basis
+    from doping.estimate.calibration import silicon_basis
 
     if args.json:
         print(json.dumps({**r.to_json(), "silicon_basis": silicon_basis(base.tech_nm)}, indent=2))
@@ -730,6 +732,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "unless --activity is given) and the SRAM accesses from its cycle model; with "
                                   "--config fit: the pack the design is sized to")
     y.add_argument("--vectors", type=vectors_int, default=8, help="with --pack: vectors of the activity run (default 8)")
+    y.add_argument("--hierarchical", action="store_true",
+                   help="with --liberty: map each module (unit, lane, array) on its own instead of the flattened "
+                        "design: minutes instead of hours on large presets, no optimisation across modules")
     y.set_defaults(func=cmd_synth)
 
     sm = sub.add_parser("sim", help="simulate the generated Verilog on a pack and check it against golden",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from doping.config import AccelConfig, load_config
 from doping.errors import DopingError
+from doping.estimate.calibration import silicon_basis
 from doping.hw import source_digest
 
 #: Base accelerator for the flow when no config is given: buffers grow to fit the pack.
@@ -273,6 +274,7 @@ def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path, sim_ls
                        "energy_nj": energy / 1e3, "interval_cycles": sum(l.interval_cycles for l in layers),
                        "power_mw": energy * 1e-12 / streaming * 1e3},
         "sram_kib": sum(layers[0].sram_bits.values()) / 8192, "area_mm2": layers[0].area_mm2,
+        "silicon_basis": silicon_basis(cfg.tech_nm),
         "dense_energy_nj": dense_energy / 1e3, "energy_saving_vs_dense": dense_energy / energy,
         "layers": [{"name": l.layer.name, "shape": list(l.layer.shape), "cycles": l.cycles,
                     "interval_cycles": l.interval_cycles, "phase_cycles": l.phase_cycles, "energy_pj": l.energy_pj,
@@ -303,7 +305,7 @@ def summary_lines(r: dict) -> list[str]:
         f"SRAM:         {r['sram_kib']:.1f} KiB",
         f"energy:       {p['energy_nj']:.2f} nJ per vector ({r['energy_saving_vs_dense']:.1f}x less than dense int8 "
         f"on the same tables)",
-        f"area:         {r['area_mm2']:.3f} mm^2 (45 nm)",
+        f"area:         {r['area_mm2']:.3f} mm^2 ({r.get('silicon_basis', '45 nm rules')})",
         f"power:        {p['power_mw']:.1f} mW",
     ] + ([f"per token:    {t['cycles_per_token']} cycles, {t['energy_per_token_pj'] / 1e3:.1f} nJ; weights "
           f"{t['weights']}"] if (t := r.get("per_token")) else []) + ([

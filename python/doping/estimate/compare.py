@@ -96,6 +96,7 @@ def at_reference(points: list[dict], reference: dict) -> list[dict]:
 
 def compare(results: Path, packs: Path, runs: Path | None, base: AccelConfig, out_dir: Path, hidden: int = 200,
             balanced: bool = True, reference_ratio: float = 25, log=print) -> dict:
+    from doping.estimate.calibration import silicon_basis
     from doping.pack import read_pack
 
     points, skipped = [], []
@@ -116,7 +117,7 @@ def compare(results: Path, packs: Path, runs: Path | None, base: AccelConfig, ou
                                                                      "test_ppl": reference["test_ppl"]},
               "points": points, "not_priced": skipped, "pareto": {k: [p["run"] for p in pareto(points, k)]
                                                                   for k, _ in METRICS},
-              "at_reference": at_reference(points, reference)}
+              "at_reference": at_reference(points, reference), "silicon_basis": silicon_basis(base.tech_nm)}
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "compare.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2))
@@ -131,7 +132,8 @@ def markdown(r: dict) -> str:
     md = [f"Every run of the 2x{r['hidden']} PTB table as its exported pack on "
           f"{'its own balanced design' if r['balanced'] else 'the base design'}; per token through the whole LSTM "
           "stack, every layer's weights resident on chip (a layer switch is its register words). Reference: the "
-          f"best DKP run at {ref['ratio']:g}x, {ref['run']} (test ppl {ref['test_ppl']:.2f}).", "",
+          f"best DKP run at {ref['ratio']:g}x, {ref['run']} (test ppl {ref['test_ppl']:.2f}). Silicon figures: "
+          f"{r.get('silicon_basis', '45 nm estimator rules')}.", "",
           "| run | method | ratio | test ppl | design | cycles/token | energy/token nJ | latency/token µs | area mm² |",
           "|---|---|---|---|---|---|---|---|---|"]
     for p in sorted(r["points"], key=lambda p: p["test_ppl"]):

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from doping.config import X_WINDOW, AccelConfig
-from doping.estimate import tables
+from doping.estimate import calibration, tables
 from doping.estimate.cycles import schedule
 from doping.estimate.results import (Breakdown, LayerEstimate, LayerInfo, ModelEstimate, TokenEstimate, TokenLayer,
                                      Utilisation)
@@ -20,8 +20,15 @@ TIMING = Path(__file__).with_name("timing.json")
 
 
 def fmax_estimate_mhz(cfg: AccelConfig) -> float:
-    """Clock the generated netlist allows: the deepest register-to-register path measured over
-    the presets by bench/timing.py (timing.json), one FO4 per gate level at ``cfg.tech_nm``."""
+    """Clock the generated design reaches at ``cfg.tech_nm``: the critical path the standard-cell
+    flow timed in the node's reference library (``calibration``)."""
+    return calibration.fmax_mhz(cfg)
+
+
+def rule_fmax_mhz(cfg: AccelConfig) -> float:
+    """The uncalibrated rule, kept for comparison: the deepest register-to-register path measured
+    over the presets by bench/timing.py (timing.json), one FO4 per gate level at ``cfg.tech_nm``
+    (an upper bound by 2-3x: docs/calibration.md)."""
     from doping.hw.tools import fmax_mhz
 
     return fmax_mhz(json.loads(TIMING.read_text())["max_levels"], cfg.tech_nm)
@@ -119,8 +126,17 @@ def accesses(layer: QuantLayer, cfg: AccelConfig, s=None) -> dict[str, dict[str,
     return acc
 
 
+@functools.cache
 def area_mm2(cfg: AccelConfig) -> dict[str, float]:
-    """Area of ``cfg`` in mm^2 at its node, by part: each memory (``sram_<name>``) and the logic."""
+    """Area of ``cfg`` in mm^2 at its node, by part: each memory (``sram_<name>``: the reference
+    library's SRAM macros, or flip-flops where they are smaller) and the logic, calibrated to the
+    standard-cell flow (``calibration``)."""
+    return {k: v / 1e6 for k, v in calibration.area_um2(cfg, logic_area_um2(cfg)).items()}
+
+
+def rule_area_mm2(cfg: AccelConfig) -> dict[str, float]:
+    """The uncalibrated rule, kept for comparison: SRAM at one density [A45], logic in NanGate45
+    gate areas, both scaled (node/45)^2."""
     a_scale = tables.node_scale(cfg.tech_nm)[1]
     area = {f"sram_{k}": v.bits * tables.SRAM_UM2_PER_BIT * a_scale / 1e6 for k, v in cfg.memories.items()}
     area["logic"] = logic_area_um2(cfg) * a_scale / 1e6

@@ -17,15 +17,6 @@ from __future__ import annotations
 
 import math
 
-def silicon_basis(tech_nm: int) -> str:
-    """What every area, energy, power and clock figure of the estimator rests on (no cell library,
-    no corner): said beside each of them."""
-    return (f"estimator rules at {tech_nm} nm, no cell library: per-action energies [H14]/[A45], SRAM at "
-            f"{SRAM_UM2_PER_BIT:.2f} um2/bit (45 nm), logic fitted to yosys cells in NanGate45 gate areas, clock = "
-            "min(config clock, gate levels x FO4 rule: an upper bound, see docs/stdcell_ppa.md); scaled "
-            "(node/45)^2 off 45 nm")
-
-
 MAC_INT8_PJ = 0.315  # [A45]
 MULT_INT32_PJ = 3.1  # [H14]
 ADD_INT32_PJ = 0.1  # [H14]

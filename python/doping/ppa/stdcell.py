@@ -238,11 +238,15 @@ MEM_PARAMS = ("MEMID", "SIZE", "OFFSET", "ABITS", "WIDTH", "INIT", "RD_PORTS", "
 
 
 def synthesize(verilog: Path, top: str, lib: Library, clock_ns: float, out_dir: Path, activity: float = 0.1,
-               sram_accesses_per_cycle: dict[str, float] | None = None, activity_source: str = "assumed") -> SynthResult:
+               sram_accesses_per_cycle: dict[str, float] | None = None, activity_source: str = "assumed",
+               hierarchical: bool = False) -> SynthResult:
     """Map ``verilog`` to ``lib`` at ``clock_ns`` and time it; the netlist, reports and Liberty
     models stay in ``out_dir`` (emptied first). ``activity``: toggles per net per clock for the power report.
     ``sram_accesses_per_cycle``: per memory bank (``activity.sram_rates``), reads plus writes per
-    cycle (default: one access every other cycle)."""
+    cycle (default: one access every other cycle). ``hierarchical``: keep the design's modules
+    (units, lanes, the array) and let abc map and size each on its own — hours become minutes on
+    the large presets; nothing is optimised across a module boundary, and OpenSTA still times
+    every path through the whole hierarchy."""
     from doping.ppa.activity import bank_rate
 
     if not (0.01 <= clock_ns <= 1000) or not math.isfinite(clock_ns):
@@ -263,7 +267,7 @@ def synthesize(verilog: Path, top: str, lib: Library, clock_ns: float, out_dir: 
     _plain_copy(lib.cells, work / "cells.lib")
     info = cell_info((work / "cells.lib").read_text(encoding="latin-1"))
     macros = [Macro.from_liberty(p) for p in lib.srams]
-    _run([yosys, "-q", "-p", f"read_verilog design.v; synth -top {top} -flatten -run begin:fine; "
+    _run([yosys, "-q", "-p", f"read_verilog design.v; synth -top {top}{'' if hierarchical else ' -flatten'} -run begin:fine; "
                              "tee -q -o mems.txt dump t:$mem_v2; write_rtlil coarse.il"], work, "yosys (coarse)")
     mems = parse_memories((work / "mems.txt").read_text())
     impls, shapes = [], {}
@@ -295,6 +299,7 @@ def synthesize(verilog: Path, top: str, lib: Library, clock_ns: float, out_dir: 
     (work / "map.ys").write_text("\n".join(script) + "\n")
     _run([yosys, "-q", "-s", "map.ys"], work, "yosys (map to cells)")
     stat = (work / "stat.txt").read_text()
+    stat = stat.split("=== design hierarchy ===")[-1]  # hierarchical: the whole design's totals
     area = re.search(r"Chip area for (?:top )?module .*?:\s*([\d.]+)", stat)
     ncells = re.search(r"Number of cells:\s*(\d+)", stat)
     cell_area = float(area.group(1)) if area else 0.0
@@ -319,7 +324,8 @@ def synthesize(verilog: Path, top: str, lib: Library, clock_ns: float, out_dir: 
                    "macro": i.macro.name if i.macro else "flip-flops", "tiles": list(i.tiles), "count": i.count,
                    "area_um2": i.area_um2, "spare_bits": i.spare_bits,
                    "access_ns": i.macro.access_ns if i.macro else None} for i in impls],
-        tool="yosys 0.23 (synth -flatten, dfflibmap, abc -liberty -D -constr) + OpenSTA 2.0.17 (Debian)")
+        tool=f"yosys 0.23 (synth {'hierarchical' if hierarchical else '-flatten'}, dfflibmap, abc -liberty -D -constr) "
+             "+ OpenSTA 2.0.17 (Debian)")
 
 
 def timing(work: Path, top: str, clock_ns: float, activity: float = 0.1) -> tuple[float, dict, dict]:
@@ -341,21 +347,31 @@ def timing(work: Path, top: str, clock_ns: float, activity: float = 0.1) -> tupl
     slack, path = parse_path((work / "path.txt").read_text())
     netlist = (work / "netlist.v").read_text()
     for end in ("start", "end"):
-        path[end + "_register"] = register_name(netlist, path[end])
+        path[end + "_register"] = register_name(netlist, path[end], top)
     path["from_sram"] = None
     if libs:
         s_slack, s_path = parse_path((work / "sram_path.txt").read_text())
-        path["from_sram"] = {"start": s_path["start"], "end_register": register_name(netlist, s_path["end"]),
+        path["from_sram"] = {"start": s_path["start"], "end_register": register_name(netlist, s_path["end"], top),
                              "slack_ns": s_slack, "levels": s_path["levels"]}
     return slack, path, parse_power((work / "power.txt").read_text())
 
 
-def register_name(netlist: str, instance: str) -> str:
+def register_name(netlist: str, instance: str, top: str = "") -> str:
     """The RTL name of a flip-flop instance of the mapped netlist (the net on its Q pin; abc and
-    dfflibmap rename the cells, not the nets), or the instance itself (a port or a macro)."""
-    m = re.search(r"\s" + re.escape(instance) + r"\s*\((.*?)\);", netlist, re.S)
+    dfflibmap rename the cells, not the nets), or the instance itself (a port or a macro). In a
+    hierarchical netlist ``instance`` is a path (``gemm/array/_0123_``) and is looked up in the
+    module Amaranth named after it (``top.gemm.array``)."""
+    *scope, leaf = instance.split("/")
+    text = netlist
+    if scope and top:
+        mod = re.escape(".".join([top, *scope]))
+        m = re.search(r"^module \\?" + mod + r"\s*\(.*?^endmodule", netlist, re.S | re.M)
+        if m is None:
+            return instance
+        text = m.group(0)
+    m = re.search(r"\s" + re.escape(leaf) + r"\s*\((.*?)\);", text, re.S)
     q = re.search(r"\.Q\(\s*\\?([^\s)]+)\s*(\[\d+\])?", m.group(1)) if m else None
-    return q.group(1) + (q.group(2) or "") if q else instance
+    return "/".join([*scope, q.group(1) + (q.group(2) or "")]) if q else instance
 
 
 def parse_path(text: str) -> tuple[float, dict]:
