@@ -522,3 +522,10 @@ def test_a_killed_writers_temporary_files_are_swept(tmp_path):
         p.write_text("{}")
     assert not old.exists() and fresh.exists() and other.exists() and link.is_symlink()
     assert (tmp_path / "out.json").read_text() == "{}"
+
+
+def test_synth_with_an_unknown_library_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "synth"
+    rc, err = run_cli(capsys, "synth", "--config", "minimal", "--liberty", "nope", "-o", str(out))
+    assert rc == 2 and "neither a known library" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

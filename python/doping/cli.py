@@ -145,7 +145,7 @@ def cmd_pack_words(args) -> int:
 
     layers = read_pack(args.pack).layers
     cfg = _config(args.config, args.pack)
-    _check_fits(cfg, layers, args.config)
+    _check_fits(cfg, layers)
     meta = write_load_image(layers, cfg, Path(args.output))
     print(f"wrote {args.output}/load.hex, load.bin, load.h, load.json: {meta['words']} words of "
           f"{meta['word_bytes']} bytes, " + ", ".join(f"{x['layer']} (region {x['region']}, {x['words']} words)"
@@ -236,7 +236,7 @@ def cmd_rtl(args) -> int:
     if args.pack:
         from doping.pack import read_pack
 
-        _check_fits(cfg, read_pack(args.pack).layers, args.config)
+        _check_fits(cfg, read_pack(args.pack).layers)
     man = generate(cfg, args.output, axi=args.axi)
     files = man["files"] + (man["ip"]["files"] if args.axi else [])
     if args.lint:
@@ -252,7 +252,7 @@ def cmd_rtl(args) -> int:
     return 0
 
 
-def _check_fits(cfg, layers, spec: str | None) -> None:
+def _check_fits(cfg, layers) -> None:
     """Refuse a pack that does not fit ``cfg`` with the fix: the capacities to raise, with values."""
     from dataclasses import asdict
 
@@ -278,6 +278,10 @@ def cmd_synth(args) -> int:
     if args.hierarchical and args.liberty is None:
         raise DopingError("--hierarchical needs --liberty")
     cfg = _config(args.config, args.pack, build=True)
+    if args.liberty is not None:
+        from doping.ppa.stdcell import resolve_library
+
+        resolve_library(args.liberty, args.sram_lib)  # a missing library: nothing written
     out = Path(args.output)
     man = generate(cfg, out)
     if args.liberty is not None:
@@ -734,7 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--vectors", type=vectors_int, default=8, help="with --pack: vectors of the activity run (default 8)")
     y.add_argument("--hierarchical", action="store_true",
                    help="with --liberty: map each module (unit, lane, array) on its own instead of the flattened "
-                        "design: minutes instead of hours on large presets, no optimisation across modules")
+                        "design: faster, but nets crossing modules are not buffered (a pessimistic clock)")
     y.set_defaults(func=cmd_synth)
 
     sm = sub.add_parser("sim", help="simulate the generated Verilog on a pack and check it against golden",
