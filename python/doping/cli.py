@@ -514,8 +514,11 @@ def cmd_dse(args) -> int:
                   f"{s['area_mm2']:.3f} mm^2, {s['latency_us']:.2f} us")
         else:
             print(f"no design point meets {args.latency_us} us")
+    from doping.estimate.calibration import silicon_basis
     from doping.fileio import atomic_path
 
+    r["silicon_basis"] = silicon_basis(load_config(args.config).tech_nm)
+    print(f"({r['silicon_basis']})")
     with atomic_path(Path(args.output) / "dse.json") as tmp:
         tmp.write_text(json.dumps(r, indent=2))
     print(f"wrote {args.output}/dse.json and dse.png ({len(r['pareto'])} Pareto points)")

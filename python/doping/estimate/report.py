@@ -9,6 +9,7 @@ from pathlib import Path
 from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.estimate.baselines import METHODS, price
+from doping.estimate.calibration import for_node, silicon_basis
 from doping.estimate.results import ModelEstimate
 from doping.fileio import atomic_path
 
@@ -29,7 +30,8 @@ def format_estimate(r: ModelEstimate, source: str = "") -> str:
              f"energy {r.energy_pj / 1e3:.2f} nJ per vector   area {r.area_mm2:.3f} mm^2   power {r.power_mw:.1f} mW",
              "SRAM KiB: " + ", ".join(f"{k} {v:.1f}" for k, v in r.sram_kib.items()),
              "energy pJ: " + ", ".join(f"{k} {v:.0f}" for k, v in r.breakdown.energy_pj.items() if v),
-             "area mm^2: " + ", ".join(f"{k} {v:.4f}" for k, v in r.breakdown.area_mm2.items() if v)]
+             "area mm^2: " + ", ".join(f"{k} {v:.4f}" for k, v in r.breakdown.area_mm2.items() if v),
+             f"clock {r.clock_mhz:.0f} MHz"]
     if t := r.per_token:
         lines.append(f"per token, all {len(t.layers)} layers: {t.cycles_per_token} cycles, "
                      f"{t.energy_per_token_pj / 1e3:.1f} nJ, {t.latency_per_token_us:.2f} us ({t.weights}"
@@ -70,14 +72,15 @@ def sweep(m, n, ratios, methods, base: AccelConfig, out_dir: Path, balanced: boo
           "area mm² | power mW |", "|---|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['method']} | {r['ratio']:g} | {r['params']} | {r['design']} | {r['cycles']} | {r['interval_cycles']} | "
            f"{r['energy_nj']:.1f} | {r['sram_kib']:.0f} | {r['area_mm2']:.3f} | {r['power_mw']:.1f} |" for r in rows]
+    md += ["", f"Silicon figures: {silicon_basis(base.tech_nm)}."]
     with atomic_path(out_dir / "sweep.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")
     _plot_sweep(rows, methods, out_dir / "sweep.png", f"{m}x{n}", "each on its balanced design" if balanced
-                else "on one design family")
+                else "on one design family", for_node(base.tech_nm)[0].library)
     return rows
 
 
-def _plot_sweep(rows, methods, path, shape, how):
+def _plot_sweep(rows, methods, path, shape, how, library):
     from doping.plotting import pyplot
 
     plt = pyplot()
@@ -103,7 +106,7 @@ def _plot_sweep(rows, methods, path, shape, how):
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"{shape} layer, 45 nm: every method as a pack on the generated accelerator, {how}", fontsize=9)
+    fig.suptitle(f"{shape} layer, {library}: every method as a pack on the generated accelerator, {how}", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
