@@ -368,19 +368,25 @@ def timing(work: Path, top: str, clock_ns: float, activity: float = 0.1) -> tupl
     return slack, path, parse_power((work / "power.txt").read_text())
 
 
+def _module_text(netlist: str, name: str) -> str | None:
+    m = re.search(r"^module \\?" + re.escape(name) + r"\s*\(.*?^endmodule", netlist, re.S | re.M)
+    return m.group(0) if m else None
+
+
 def register_name(netlist: str, instance: str, top: str = "") -> str:
     """The RTL name of a flip-flop instance of the mapped netlist (the net on its Q pin; abc and
     dfflibmap rename the cells, not the nets), or the instance itself (a port or a macro). In a
-    hierarchical netlist ``instance`` is a path (``gemm/array/_0123_``) and is looked up in the
-    module Amaranth named after it (``top.gemm.array``)."""
+    hierarchical netlist ``instance`` is a path (``gemm/array/_0123_``), followed from ``top``
+    through each level's instance to the module that holds the flip-flop."""
     *scope, leaf = instance.split("/")
     text = netlist
     if scope and top:
-        mod = re.escape(".".join([top, *scope]))
-        m = re.search(r"^module \\?" + mod + r"\s*\(.*?^endmodule", netlist, re.S | re.M)
-        if m is None:
+        text = _module_text(netlist, top)
+        for inst in scope:
+            m = text and re.search(r"^\s*\\?(\S+)\s+\\?" + re.escape(inst) + r"\s*\(", text, re.M)
+            text = m and _module_text(netlist, m.group(1))
+        if not text:
             return instance
-        text = m.group(0)
     m = re.search(r"\s" + re.escape(leaf) + r"\s*\((.*?)\);", text, re.S)
     q = re.search(r"\.Q\(\s*\\?([^\s)]+)\s*(\[\d+\])?", m.group(1)) if m else None
     return "/".join([*scope, q.group(1) + (q.group(2) or "")]) if q else instance
