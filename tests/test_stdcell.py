@@ -116,6 +116,9 @@ def test_vcd_activity_counts_toggles_per_bit_and_cycle(tmp_path):
     a = vcd_activity(vcd)
     # toggles: a 2, b 0, bus 2 + 1 = 3 -> 5 over 6 bits and 4 cycles
     assert (a.cycles, a.bits) == (4, 6) and a.toggles_per_bit_cycle == pytest.approx(5 / 24)
+    # the last two cycles (after the second edge): bus 2 at #15, a 1 at #25, bus 1 at #35
+    w = vcd_activity(vcd, last_cycles=2)
+    assert w.cycles == 2 and w.toggles_per_bit_cycle == pytest.approx(4 / 12)
     with pytest.raises(Exception, match="no clock"):
         vcd_activity(vcd, clock="nope")
 

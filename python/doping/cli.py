@@ -320,9 +320,9 @@ def _pack_activity(pack: str, cfg, vectors: int):
     r = run([pack], cfg, vectors=vectors, waves=True)
     if r.mismatches:
         raise DopingError(f"the activity run of {pack} mismatched the golden model ({r.mismatches} outputs)")
-    act = vcd_activity(Path(r.waves) / "dump.vcd")
-    source = (f"Verilator VCD of {Path(pack).name}, {vectors} vectors: {act.cycles} cycles, {act.bits} traced bits "
-              f"(load included)")
+    act = vcd_activity(Path(r.waves) / "dump.vcd", last_cycles=r.total_cycles)
+    source = (f"Verilator VCD of {Path(pack).name}, {vectors} vectors: the last {act.cycles} cycles (first x offered "
+              f".. last y taken, the load before it left out), {act.bits} traced bits")
     return act.toggles_per_bit_cycle, source, sram_rates(pk.layers, cfg)
 
 

@@ -27,12 +27,15 @@ class Activity:
     bits: int
 
 
-def vcd_activity(path: str | Path, clock: str = "clk") -> Activity:
+def vcd_activity(path: str | Path, clock: str = "clk", last_cycles: int | None = None) -> Activity:
+    """Toggles per traced bit per rising clock edge, over the whole dump or over its last
+    ``last_cycles`` cycles (the streaming window of a run, without the model's load before it)."""
     path = check_input_file(path, "VCD file", MAX_VCD_BYTES)
     widths: dict[str, int] = {}
     clock_ids: set[str] = set()
     last: dict[str, str] = {}
     toggles = 0
+    per_cycle = []  # toggles counted up to each rising edge
     cycles = 0
     in_header = True
     with open(path, encoding="ascii", errors="replace") as f:
@@ -58,6 +61,7 @@ def vcd_activity(path: str | Path, clock: str = "clk") -> Activity:
             if ident in clock_ids:
                 if value == "1" and last.get(ident) == "0":
                     cycles += 1
+                    per_cycle.append(toggles)
                 last[ident] = value
                 continue
             prev = last.get(ident)
@@ -69,6 +73,9 @@ def vcd_activity(path: str | Path, clock: str = "clk") -> Activity:
     bits = sum(w for i, w in widths.items() if i not in clock_ids)
     if not clock_ids or cycles == 0 or bits == 0:
         raise DopingError(f"{path}: no clock named {clock!r} toggling, or no signals: not a VCD of the design")
+    if last_cycles is not None and 0 < last_cycles < cycles:
+        toggles -= per_cycle[cycles - last_cycles - 1]
+        cycles = last_cycles
     return Activity(toggles / (bits * cycles), cycles, bits)
 
 
