@@ -27,7 +27,7 @@ from pathlib import Path
 from doping.config import load_config
 from doping.estimate.model import rule_area_mm2, rule_fmax_mhz
 from doping.hw.verilog import TOP, generate
-from doping.ppa.stdcell import library_area_um2, resolve_library, synthesize
+from doping.ppa.stdcell import libraries, library_area_um2, resolve_library, synthesize
 
 
 def estimator_figures(cfg) -> dict:
@@ -37,9 +37,9 @@ def estimator_figures(cfg) -> dict:
     return {"logic_um2": logic, "sram_um2": sram, "area_mm2": (logic + sram) * 1e-6, "fmax_mhz": rule_fmax_mhz(cfg)}
 
 
-#: abc's delay target per library (ns): near what the library reaches on these designs, so that
-#: abc sizes for a clock the design can meet
-TARGET_NS = {"nangate45": 3.0, "sky130": 10.0, "osu018": 10.0}
+#: abc's delay target per library (ns): ``Library.target_ns``, near what the library reaches on
+#: these designs, so that abc sizes for a clock the design can meet
+TARGET_NS = {name: lib.target_ns for name, lib in libraries().items()}
 
 
 def config_from_spec(spec: str):

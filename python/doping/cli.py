@@ -331,7 +331,7 @@ def _synth_stdcell(args, cfg, out: Path, verilog: Path, top: str) -> int:
     from doping.ppa.stdcell import resolve_library, synthesize
 
     lib = resolve_library(args.liberty, args.sram_lib)
-    clock_ns = args.clock_ns if args.clock_ns is not None else 1e3 / cfg.clock_mhz
+    clock_ns = args.clock_ns if args.clock_ns is not None else lib.target_ns
     activity, source, rates = 0.1 if args.activity is None else args.activity, "assumed", None
     if args.pack is not None and args.activity is None:
         activity, source, rates = _pack_activity(args.pack, cfg, args.vectors)
@@ -730,7 +730,8 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--liberty", help="map to a real cell library and time it with OpenSTA: sky130 (shipped), nangate45 "
                                      "(from DOPING_PDK), osu018 (Debian qflow-tech-osu018) or a Liberty file")
     y.add_argument("--clock-ns", type=float, help="with --liberty: clock period to map and time at (default: the "
-                                                   "config's clock)")
+                                                   "library's target, 3 ns nangate45, 10 ns sky130 and osu018, "
+                                                   "5 ns a .lib)")
     y.add_argument("--sram-lib", nargs="*", help="with --liberty: SRAM macro Liberty files to build memories from "
                                                  "(default: the library's own; none: flip-flops)")
     y.add_argument("--activity", type=float, help="with --liberty: toggles per net per clock for the power report "

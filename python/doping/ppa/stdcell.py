@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from doping.errors import DopingError
@@ -45,6 +45,7 @@ class Library:
     node_nm: int
     corner: str
     install: str = ""  # how to get it when missing
+    target_ns: float = 5.0  # abc's default delay target: near what the generated designs reach here
 
 
 def libraries() -> dict[str, Library]:
@@ -52,12 +53,13 @@ def libraries() -> dict[str, Library]:
     return {
         "sky130": Library("sky130", PDK / "sky130hd_tt.lib.gz",
                           (PDK / "sky130_sram_2kbyte_1rw1r_32x512_8_TT_1p8V_25C.lib.gz",), 130,
-                          "sky130_fd_sc_hd tt, 1.8 V, 25 C"),
+                          "sky130_fd_sc_hd tt, 1.8 V, 25 C", target_ns=10.0),
         "nangate45": Library("nangate45", SHARED_PDK / "nangate45_typ.lib.gz", fakeram, 45,
                              "Nangate45 typical, 1.1 V, 25 C",
-                             "not shipped (its licence): set DOPING_PDK to a folder holding nangate45_typ.lib.gz"),
+                             "not shipped (its licence): set DOPING_PDK to a folder holding nangate45_typ.lib.gz",
+                             target_ns=3.0),
         "osu018": Library("osu018", OSU018, (), 180, "OSU 0.18 um typical, 1.8 V, 25 C",
-                          "sudo apt-get install -y qflow-tech-osu018"),
+                          "sudo apt-get install -y qflow-tech-osu018", target_ns=10.0),
     }
 
 
@@ -77,7 +79,7 @@ def resolve_library(spec: str, sram_libs: list[str] | None = None) -> Library:
         for s in sram_libs:
             if not Path(s).is_file():
                 raise DopingError(f"--sram-lib {s} is not a file")
-        lib = Library(lib.name, lib.cells, tuple(Path(s) for s in sram_libs), lib.node_nm, lib.corner, lib.install)
+        lib = replace(lib, srams=tuple(Path(s) for s in sram_libs))
     return lib
 
 
