@@ -529,3 +529,25 @@ def test_synth_with_an_unknown_library_writes_nothing(tmp_path, capsys):
     rc, err = run_cli(capsys, "synth", "--config", "minimal", "--liberty", "nope", "-o", str(out))
     assert rc == 2 and "neither a known library" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_flow_killed_mid_run_then_rerun_completes(tmp_path):
+    """SIGKILL (no cleanup at all) once the flow has finished a stage, then the same command: it
+    completes, reuses the finished stage and verifies; nothing half written is taken for done."""
+    pack = write_pack(tmp_path / "p.dpack", [synth_layer((48, 40), 6, factor_shapes=((8, 8), (6, 5)))])
+    out = tmp_path / "flow"
+    cmd = [sys.executable, "-m", "doping.cli", "flow", "--pack", str(pack), "--config", "minimal", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (out / ".stages" / "rtl.json").is_file():
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    if killed:
+        os.killpg(proc.pid, signal.SIGKILL)  # with everything it started (a simulator build)
+    proc.wait(timeout=60)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["verification"]["passed"] and report["verification"]["cycle_model_matches_rtl"]
+    assert killed, "the flow finished before a stage was recorded: nothing was tested"
+    assert "[rtl] unchanged, reused" in r.stdout + r.stderr
