@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import signal
 import stat
 import tempfile
 import time
@@ -83,17 +84,27 @@ def atomic_path(path: str | os.PathLike):
     try:
         parent.mkdir(parents=True, exist_ok=True)
         _sweep_stale_temps(parent, path.name)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     except OSError as e:
         raise DopingError(f"cannot write {path}: {e.strerror or e}") from None
-    os.close(fd)
+    # SIGTERM/SIGINT (raised as exceptions, cli.main) held back until the temporary's name is
+    # bound: a signal between creating the file and knowing its name would leave it behind
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    tmp = None
     try:
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        except OSError as e:
+            raise DopingError(f"cannot write {path}: {e.strerror or e}") from None
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
 
 
