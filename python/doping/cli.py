@@ -491,7 +491,8 @@ def cmd_dse(args) -> int:
     from doping.pack import read_pack
 
     layer = read_pack(args.pack).layer(args.layer)
-    r = dse(layer, load_config(args.config), Path(args.output), latency_us=args.latency_us)
+    cfg = load_config(args.config)
+    r = dse(layer, cfg, Path(args.output), latency_us=args.latency_us)
     b, s = r["best_edp"], r["smallest_area_meeting_latency"]
     print(f"min energy x delay: {b['rows']}x{b['cols']} array, {b['lanes']} lanes, {b['stream_bytes']} elements a "
           f"beat, batch {b['batch']}: {b['latency_us']:.2f} us, "
@@ -517,7 +518,7 @@ def cmd_dse(args) -> int:
     from doping.estimate.calibration import silicon_basis
     from doping.fileio import atomic_path
 
-    r["silicon_basis"] = silicon_basis(load_config(args.config).tech_nm)
+    r["silicon_basis"] = silicon_basis(cfg.tech_nm)
     print(f"({r['silicon_basis']})")
     with atomic_path(Path(args.output) / "dse.json") as tmp:
         tmp.write_text(json.dumps(r, indent=2))

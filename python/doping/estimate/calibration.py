@@ -10,8 +10,8 @@ them to calibration.json:
   depth grows little with the design (Nangate45: 58 cells on ``minimal``, 55 on ``default``, 64 on
   ``flagship``; the held-out error in docs/calibration.md says how little).
 - ``logic_scale``: the flow's standard-cell area over the estimator's cells (its yosys-fitted
-  logic counted in the library's NAND2, plus the memories the flow leaves in flip-flops at 1.5
-  flip-flops a bit); applied to both.
+  logic counted in the library's NAND2, plus the memories the flow leaves in flip-flops); applied
+  to both.
 
 Memories are tiled from the library's SRAM macros exactly as the flow tiles them
 (``ppa.macros.implement``); the macro files ship with the project (doping/ppa/pdk), the
@@ -55,10 +55,10 @@ class LibraryCalibration:
         return f"{self.library}, {self.corner}"
 
     @functools.cached_property
-    def macros(self) -> list:
+    def macros(self) -> tuple:
         from doping.ppa.macros import Macro
 
-        return [Macro.from_liberty(PDK / name) for name in self.srams]
+        return tuple(Macro.from_liberty(PDK / name) for name in self.srams)
 
 
 @functools.cache
@@ -84,39 +84,48 @@ def fmax_mhz(cfg: AccelConfig) -> float:
     return 1e3 / (cal.period_ns * scale)
 
 
-@functools.cache
-def _memory_area_um2(cal: LibraryCalibration, depth: int, width: int) -> tuple[float, bool]:
-    """(area of one bank, built from macros?) as the flow builds it."""
-    from doping.ppa.macros import implement
+def logic_in_library_um2(logic_gates_um2: float, nand2_um2: float) -> float:
+    """The estimator's logic (fitted in NanGate45 gate areas, 0.798 um^2 a NAND2) in a library
+    whose NAND2 takes ``nand2_um2``."""
+    return logic_gates_um2 * nand2_um2 / CELL_UM2["gate"]
 
-    impl = implement("bank", depth, width, cal.macros, 1.5 * cal.flop_um2)
+
+@functools.cache
+def _bank_um2(macros: tuple, flop_um2: float, depth: int, width: int) -> tuple[float, bool]:
+    from doping.ppa.macros import FLOPS_PER_MEMORY_BIT, implement
+
+    impl = implement("bank", depth, width, list(macros), FLOPS_PER_MEMORY_BIT * flop_um2)
     if impl.macro is None:
-        return depth * width * 1.5 * cal.flop_um2 * cal.logic_scale, False
+        return depth * width * FLOPS_PER_MEMORY_BIT * flop_um2, False
     return impl.area_um2, True
+
+
+def memory_parts_um2(cfg: AccelConfig, macros: tuple, flop_um2: float) -> dict[str, tuple[float, bool]]:
+    """Every memory of ``cfg`` as the flow builds it from ``macros`` or flip-flops of ``flop_um2``:
+    {name: (area of all its banks, built from macros?)}."""
+    out = {}
+    for name, mem in cfg.memories.items():
+        area, macro = _bank_um2(macros, flop_um2, mem.depth, mem.width)
+        out[name] = (mem.banks * area, macro)
+    return out
 
 
 def cells_and_macros_um2(cfg: AccelConfig, logic_gates_um2: float, cal: LibraryCalibration) -> tuple[float, float]:
     """(standard cells, SRAM macros) of ``cfg`` in ``cal``'s library at its node, before the
     fitted ``logic_scale``: what ``bench/calibrate.py`` fits against the flow's cell area."""
-    cells = logic_gates_um2 * cal.nand2_um2 / CELL_UM2["gate"]
-    macros = 0.0
-    for mem in cfg.memories.values():
-        area, is_macro = _memory_area_um2(cal, mem.depth, mem.width)
-        if is_macro:
-            macros += mem.banks * area
-        else:
-            cells += mem.banks * area / cal.logic_scale
-    return cells, macros
+    parts = memory_parts_um2(cfg, cal.macros, cal.flop_um2).values()
+    cells = logic_in_library_um2(logic_gates_um2, cal.nand2_um2) + sum(a for a, macro in parts if not macro)
+    return cells, sum(a for a, macro in parts if macro)
 
 
 def area_um2(cfg: AccelConfig, logic_gates_um2: float) -> dict[str, float]:
-    """Area by part at ``cfg.tech_nm``: ``sram_<memory>`` for every memory (macros, or flip-flops)
-    and ``logic`` (``logic_gates_um2``: the yosys-fitted logic in NanGate45 gate areas,
-    0.798 um^2 a NAND2)."""
+    """Area by part at ``cfg.tech_nm``: ``sram_<memory>`` for every memory (macros, or flip-flops
+    scaled as the logic) and ``logic`` (``logic_gates_um2``: the yosys-fitted logic in NanGate45
+    gate areas, 0.798 um^2 a NAND2)."""
     cal, scale = for_node(cfg.tech_nm)
-    out = {f"sram_{name}": mem.banks * _memory_area_um2(cal, mem.depth, mem.width)[0] * scale ** 2
-           for name, mem in cfg.memories.items()}
-    out["logic"] = logic_gates_um2 * cal.nand2_um2 / CELL_UM2["gate"] * cal.logic_scale * scale ** 2
+    out = {f"sram_{name}": area * (1.0 if macro else cal.logic_scale) * scale ** 2
+           for name, (area, macro) in memory_parts_um2(cfg, cal.macros, cal.flop_um2).items()}
+    out["logic"] = logic_in_library_um2(logic_gates_um2, cal.nand2_um2) * cal.logic_scale * scale ** 2
     return out
 
 

@@ -162,6 +162,10 @@ class MemoryImpl:
         return self.tiles[1] * self.macro.energy_pj if self.macro else 0.0
 
 
+#: a bit of a memory kept in flip-flops: its register and its share of the read mux, in flip-flops
+FLOPS_PER_MEMORY_BIT = 1.5
+
+
 def implement(name: str, depth: int, width: int, macros: list[Macro], flop_um2_per_bit: float) -> MemoryImpl:
     """The cheapest of: each macro tiled to depth x width, or flip-flops (``flop_um2_per_bit``:
     a register bit plus its share of the read mux, from the cell library)."""

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from doping.errors import DopingError
-from doping.ppa.macros import Macro, MemoryImpl, implement, read_liberty_text, wrapper_liberty
+from doping.ppa.macros import FLOPS_PER_MEMORY_BIT, Macro, MemoryImpl, implement, read_liberty_text, wrapper_liberty
 
 PDK = Path(__file__).with_name("pdk")
 #: Third-party libraries the project does not ship (licence): found beside the checkout.
@@ -95,8 +95,8 @@ class CellInfo:
 
     @property
     def flop_memory_um2_per_bit(self) -> float:
-        """A bit of a flip-flop memory: its register and its share of the read mux (1.5 flops)."""
-        return 1.5 * self.flop_um2
+        """A bit of a flip-flop memory: its register and its share of the read mux."""
+        return FLOPS_PER_MEMORY_BIT * self.flop_um2
 
 
 def cell_info(text: str) -> CellInfo:
@@ -127,20 +127,15 @@ def library_area_um2(cfg, lib: Library) -> dict:
     """The fast estimate of a design's area in ``lib``, without synthesis: the estimator's logic
     (fitted in NanGate45 gate equivalents, 0.798 um^2 a NAND2) counted in the library's NAND2, and
     every memory bank built as the flow builds it (``macros.implement``: macros, or flip-flops at
-    1.5 flip-flops a bit)."""
+    ``FLOPS_PER_MEMORY_BIT`` flip-flops a bit)."""
+    from doping.estimate.calibration import logic_in_library_um2, memory_parts_um2
     from doping.estimate.model import logic_area_um2
-    from doping.estimate.tables import CELL_UM2
 
     info = cell_info(read_liberty_text(lib.cells))
-    macros = [Macro.from_liberty(p) for p in lib.srams]
-    logic = logic_area_um2(cfg) * info.nand2_um2 / CELL_UM2["gate"]
-    sram = flops = 0.0
-    for name, mem in cfg.memories.items():
-        impl = implement(name, mem.depth, mem.width, macros, info.flop_memory_um2_per_bit)
-        if impl.macro is None:
-            flops += mem.banks * mem.depth * mem.width * info.flop_memory_um2_per_bit
-        else:
-            sram += mem.banks * impl.area_um2
+    parts = memory_parts_um2(cfg, tuple(Macro.from_liberty(p) for p in lib.srams), info.flop_um2)
+    logic = logic_in_library_um2(logic_area_um2(cfg), info.nand2_um2)
+    flops = sum(a for a, macro in parts.values() if not macro)
+    sram = sum(a for a, macro in parts.values() if macro)
     return {"logic_um2": logic, "flop_memory_um2": flops, "cell_um2": logic + flops, "sram_um2": sram,
             "area_mm2": (logic + flops + sram) * 1e-6}
 
