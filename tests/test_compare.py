@@ -29,6 +29,15 @@ def test_compare_prices_every_exportable_run(tmp_path, capsys):
         assert p["config"]["resident_layers"] == (4 if p["method"] == "lmf" else 2)
     assert r["reference"]["run"] == "dkp" and (out / "compare.png").stat().st_size > 10_000
     assert "At the reference perplexity" in capsys.readouterr().out
+    # without --results: the rows are the finished runs found under --runs, the same four
+    out2 = tmp_path / "cmp2"
+    assert main(["compare", "--runs", str(tmp_path / "runs"), "--packs", str(tmp_path / "packs"),
+                 "--reference-ratio", "4", "-o", str(out2)]) == 0
+    r2 = json.loads((out2 / "compare.json").read_text())
+    assert r2["hidden"] == 16 and r2["source"].startswith("the runs under")
+    assert sorted((p["run"], p["test_ppl"], p["energy_per_token_nj"]) for p in r2["points"]) == \
+        sorted((p["run"], p["test_ppl"], p["energy_per_token_nj"]) for p in r["points"])
+    assert [s["run"] for s in r2["not_priced"]] == ["hmd"]
 
 
 def test_pareto_and_reference():
@@ -55,3 +64,18 @@ def test_compare_bad_results(tmp_path, capsys):
     assert main(["compare", "--results", str(bad), "--packs", str(tmp_path / "p"), "-o", str(tmp_path / "o")]) == 2
     assert "no pack" in capsys.readouterr().err
 
+
+
+def test_compare_bad_runs_folder(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    assert main(["compare", "--runs", str(runs), "-o", str(tmp_path / "o")]) == 2
+    assert "no finished training run" in capsys.readouterr().err
+    (runs / "a").mkdir()
+    (runs / "a" / "best.pt").write_bytes(b"")
+    (runs / "a" / "final.json").write_text('{"method": "dkp", "ratio": "25"}')
+    assert main(["compare", "--runs", str(runs), "-o", str(tmp_path / "o")]) == 2
+    assert "is not a training run's summary" in capsys.readouterr().err
+    assert main(["compare", "-o", str(tmp_path / "o")]) == 2
+    assert "needs --results" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

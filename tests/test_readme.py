@@ -1,13 +1,16 @@
-"""The README's Python snippet runs verbatim (issue 32), on a synthetic pack where it reads
-build/dkp25.dpack: golden model, fitted config, estimate, pricing path, Verilog, Verilator run."""
+"""The README runs verbatim (issue 32): its Python snippet on a synthetic pack where it reads
+build/dkp25.dpack, and every command of its tour, in order, at a small budget."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from doping.data import TINY
 from doping.pack import write_pack
 from doping.synth import synth_layer
 
@@ -52,3 +55,56 @@ def test_readme_tour_commands_parse():
             parser.parse_args(argv)
         except SystemExit as e:
             raise AssertionError(f"README tour: `doping {' '.join(argv)}` is refused by the CLI") from e
+
+
+# What the tour test adds to each command so that the whole tour fits in `make test`: the shipped
+# corpus instead of the download (CI has no network), one epoch of a 32-unit LSTM, fewer
+# calibration vectors, and a flow that checks 4 vectors per layer and 4 tokens. Nothing else changes.
+TOUR_BUDGET = {"train": ["--epochs", "1", "--hidden", "32", "--no-progress"], "export": ["--calib-vectors", "256"],
+               "flow": ["--vectors", "4", "--tokens", "4"]}
+
+
+def test_readme_tour_runs_in_order_at_a_small_budget(tmp_path):
+    """Every tour command, in the README's order, in one folder, each exiting 0 with what it
+    promises; the `synth --liberty sky130` line's report is checked as a user would check it
+    (keys, slack signs at two clocks on its netlist, the path named, area near the estimator)."""
+    from dataclasses import replace
+
+    from doping.config import PRESETS
+    from doping.estimate.model import area_mm2
+    from doping.ppa.stdcell import timing
+
+    ran = []
+    for argv in tour_commands():
+        if argv[:2] == ["data", "download"]:
+            shutil.copytree(TINY, tmp_path / argv[2], ignore=shutil.ignore_patterns("SOURCE.md"))
+            ran.append("data")
+            continue
+        cmd = [sys.executable, "-m", "doping.cli", *argv, *TOUR_BUDGET.get(argv[0], [])]
+        r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, f"README tour: `doping {' '.join(argv)}` failed: {r.stderr[-1500:]}"
+        ran.append(argv[0])
+        if argv[0] == "synth" and "--liberty" in argv:
+            rep = json.loads(r.stdout)
+            assert {"liberty", "clock_ns", "worst_slack_ns", "fmax_mhz", "critical_path", "cell_area_um2",
+                    "sram_area_um2", "area_mm2", "power_mw"} <= set(rep)
+            assert rep["liberty"] == "sky130" and rep["clock_ns"] == 10.0
+            assert rep["corner"].startswith("sky130_fd_sc_hd tt")
+            period = rep["clock_ns"] - rep["worst_slack_ns"]
+            netlist = tmp_path / "build" / "synth" / "stdcell_sky130"
+            assert timing(netlist, "doping_accel", period * 1.2)[0] > 0
+            assert timing(netlist, "doping_accel", period * 0.8)[0] < 0
+            end = rep["critical_path"]["end_register"]
+            assert "[" in end and not end.startswith("_")  # an RTL register, not an abc net
+            est = sum(area_mm2(replace(PRESETS["minimal"], tech_nm=130)).values())
+            assert abs(est / rep["area_mm2"] - 1) < 0.10
+    assert ran.count("train") == 2 and {"export", "rtl", "synth", "sim", "estimate", "sweep", "compare", "dse",
+                                        "flow"} <= set(ran)
+    for made in ("runs/dkp25/final.json", "build/dkp25.dpack", "p.dpack", "lstm.dpack", "build/rtl/doping_accel.v",
+                 "build/synth/cells.json", "build/sweep/sweep.csv", "build/compare/compare.json",
+                 "build/flow/report.md", "build/flow/report.html"):
+        assert (tmp_path / made).is_file(), made
+    cmp = json.loads((tmp_path / "build" / "compare" / "compare.json").read_text())
+    assert cmp["reference"]["run"] == "dkp25" and cmp["hidden"] == 32
+    flow = json.loads((tmp_path / "build" / "flow" / "report.json").read_text())
+    assert flow["verification"]["passed"] and flow["verification"]["mismatches"] == 0

@@ -477,7 +477,7 @@ def cmd_compare(args) -> int:
     from doping.config import load_config
     from doping.estimate.compare import compare
 
-    r = compare(Path(args.results), Path(args.packs), Path(args.runs) if args.runs else None, load_config(args.config),
+    r = compare(Path(args.results) if args.results else None, Path(args.packs), Path(args.runs) if args.runs else None, load_config(args.config),
                 Path(args.output), hidden=args.hidden, balanced=not args.base_design,
                 reference_ratio=args.reference_ratio, log=lambda s: print(s, flush=True))
     print((Path(args.output) / "compare.md").read_text())
@@ -812,15 +812,20 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "base config with its buffers fitted")
     sw.add_argument("-o", "--output", default="build/sweep", help="output folder")
     sw.set_defaults(func=cmd_sweep)
-    cp = sub.add_parser("compare", help="cost per token against test perplexity for every trained run (PTB table)",
-                        description="Price every run of the PTB table as its exported pack on the generated "
+    cp = sub.add_parser("compare", help="cost per token against test perplexity for every trained run (yours or the "
+                                        "PTB table)",
+                        description="Price every finished run under --runs (or every run of a PTB table, --results) "
+                                    "as its exported pack on the generated "
                                     "accelerator (each on its own balanced design, per token through every layer, all "
                                     "layers resident: a layer switch is its register words) and set it against its test perplexity: table, Pareto fronts, plot, and "
                                     "what each method costs at the best DKP run's perplexity.")
-    cp.add_argument("--results", default="docs/ptb_results.json", help="results written by bench/ptb_table.py")
+    cp.add_argument("--results", help="a PTB table's results, e.g. docs/ptb_results.json from bench/ptb_table.py "
+                                      "(default: every finished run under --runs)")
     cp.add_argument("--packs", default="build/packs", help="folder of <run>.dpack (missing ones are exported)")
-    cp.add_argument("--runs", help="folder of the training runs (to export missing packs from)")
-    cp.add_argument("--hidden", type=int, default=200, help="LSTM hidden size of the table to compare (default 200)")
+    cp.add_argument("--runs", help="folder of training runs (its runs are the rows without --results; missing packs "
+                                   "are exported from them)")
+    cp.add_argument("--hidden", type=positive_int, help="LSTM hidden size to compare (default: 200 for a table, the "
+                                                        "runs' own size without one)")
     cp.add_argument("--reference-ratio", type=ratio_float, default=25.0,
                     help="compare at the best DKP run of this ratio (default 25)")
     cp.add_argument("--config", help="base preset or config file (tech node, clock, capacities)")

@@ -2,8 +2,9 @@
 the generated accelerator, priced per token, against its test perplexity.
 
 Input: the table's results (``docs/ptb_results.json``, one object per run with ``run``,
-``method``, ``ratio``, ``test_ppl``...) and a folder of packs named ``<run>.dpack`` (exported on
-demand from ``<runs>/<run>`` when missing). Every point is priced the same way: its own balanced
+``method``, ``ratio``, ``test_ppl``...) or, without them, every finished run found under a runs
+folder (its ``final.json``), and a folder of packs named ``<run>.dpack`` (exported on demand from
+``<runs>/<run>`` when missing). Every point is priced the same way: its own balanced
 design (``baselines.balanced_config``) holding every layer of the model (``resident_layers``), the
 whole model per token (``model.per_token``: a layer switch is its register words), 45 nm
 tables. Runs whose method has no accelerator form (HMD, sums of Kronecker products) are listed as
@@ -36,6 +37,35 @@ def load_results(path: Path, hidden: int) -> list[dict]:
                                               for r in rows):
         raise DopingError(f"{path} is not a list of run results with keys run, method, test_ppl")
     return [r for r in rows if r.get("hidden", hidden) == hidden]
+
+
+MAX_RUNS = 1000
+
+
+def discover_runs(runs: Path) -> list[dict]:
+    """One results row per finished training run under ``runs`` (a folder holding ``final.json``
+    and ``best.pt``, at any depth), named by its path below ``runs``."""
+    if not Path(runs).is_dir():
+        raise DopingError(f"--runs {runs} is not a folder")
+    rows = []
+    for final in sorted(Path(runs).rglob("final.json")):
+        if final.is_symlink() or not (final.parent / "best.pt").is_file():
+            continue
+        try:
+            f = json.loads(final.read_text())
+        except (OSError, ValueError) as e:
+            raise DopingError(f"cannot read {final}: {str(e)[:120]}") from None
+        ok = (isinstance(f, dict) and isinstance(f.get("method"), str) and isinstance(f.get("hidden"), int)
+              and all(isinstance(f.get(k), (int, float)) and not isinstance(f.get(k), bool) for k in ("ratio", "test_ppl")))
+        if not ok:
+            raise DopingError(f"{final} is not a training run's summary (method, ratio, hidden, test_ppl)")
+        rows.append({"run": final.parent.relative_to(runs).as_posix(), "method": f["method"], "ratio": f["ratio"],
+                     "hidden": f["hidden"], "cmr": f.get("cmr"), "test_ppl": f["test_ppl"]})
+        if len(rows) > MAX_RUNS:
+            raise DopingError(f"more than {MAX_RUNS} runs under {runs}")
+    if not rows:
+        raise DopingError(f"no finished training run (final.json and best.pt) under {runs}")
+    return rows
 
 
 def run_pack(row: dict, packs: Path, runs: Path | None, log=print) -> Path | None:
@@ -94,13 +124,29 @@ def at_reference(points: list[dict], reference: dict) -> list[dict]:
     return out
 
 
-def compare(results: Path, packs: Path, runs: Path | None, base: AccelConfig, out_dir: Path, hidden: int = 200,
-            balanced: bool = True, reference_ratio: float = 25, log=print) -> dict:
+def compare(results: Path | None, packs: Path, runs: Path | None, base: AccelConfig, out_dir: Path,
+            hidden: int | None = None, balanced: bool = True, reference_ratio: float = 25, log=print) -> dict:
+    """Price every run of ``results`` (or, when None, every finished run under ``runs``) of one
+    hidden size (``hidden``; default 200 for a results table, the runs' own when they share one)."""
     from doping.estimate.calibration import silicon_basis
     from doping.pack import read_pack
 
+    if results is not None:
+        hidden = 200 if hidden is None else hidden
+        rows = load_results(results, hidden)
+        source = f"the PTB table {results}"
+    elif runs is None:
+        raise DopingError("compare needs --results (a PTB table) or --runs (a folder of training runs)")
+    else:
+        rows = discover_runs(runs)
+        sizes = sorted({r["hidden"] for r in rows})
+        if hidden is None and len(sizes) > 1:
+            raise DopingError(f"runs under {runs} have hidden sizes {', '.join(map(str, sizes))}: pick one with --hidden")
+        hidden = sizes[0] if hidden is None else hidden
+        rows = [r for r in rows if r["hidden"] == hidden]
+        source = f"the runs under {runs}"
     points, skipped = [], []
-    for row in load_results(results, hidden):
+    for row in rows:
         pack = run_pack(row, packs, runs, log)
         if pack is None:
             skipped.append({"run": row["run"], "method": row["method"], "test_ppl": row["test_ppl"]})
@@ -111,9 +157,10 @@ def compare(results: Path, packs: Path, runs: Path | None, base: AccelConfig, ou
                        "test_ppl": row["test_ppl"], "pack": str(pack), **cost})
     dkp = [p for p in points if p["method"] == "dkp" and p["ratio"] == reference_ratio]
     if not dkp:
-        raise DopingError(f"{results} has no DKP run at {reference_ratio:g}x for hidden size {hidden} to compare at")
+        raise DopingError(f"{source} has no DKP run at {reference_ratio:g}x for hidden size {hidden} to compare at "
+                          "(--reference-ratio picks another)")
     reference = min(dkp, key=lambda p: p["test_ppl"])
-    report = {"hidden": hidden, "balanced": balanced, "reference": {"run": reference["run"], "ratio": reference_ratio,
+    report = {"source": source, "hidden": hidden, "balanced": balanced, "reference": {"run": reference["run"], "ratio": reference_ratio,
                                                                      "test_ppl": reference["test_ppl"]},
               "points": points, "not_priced": skipped, "pareto": {k: [p["run"] for p in pareto(points, k)]
                                                                   for k, _ in METRICS},
@@ -129,7 +176,7 @@ def compare(results: Path, packs: Path, runs: Path | None, base: AccelConfig, ou
 
 def markdown(r: dict) -> str:
     ref = r["reference"]
-    md = [f"Every run of the 2x{r['hidden']} PTB table as its exported pack on "
+    md = [f"Every run of {r.get('source', 'the PTB table')} (hidden {r['hidden']}) as its exported pack on "
           f"{'its own balanced design' if r['balanced'] else 'the base design'}; per token through the whole LSTM "
           "stack, every layer's weights resident on chip (a layer switch is its register words). Reference: the "
           f"best DKP run at {ref['ratio']:g}x, {ref['run']} (test ppl {ref['test_ppl']:.2f}). Silicon figures: "
@@ -174,7 +221,7 @@ def _plot(r: dict, path: Path) -> None:
         ax.set_ylabel("test perplexity")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"2x{r['hidden']} PTB LSTM: cost per token on the generated accelerator vs accuracy", fontsize=9)
+    fig.suptitle(f"LSTM LM, hidden {r['hidden']}: cost per token on the generated accelerator vs accuracy", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
