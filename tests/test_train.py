@@ -184,3 +184,26 @@ def test_bad_training_options_are_clear(tmp_path):
                       (dict(epochs=0), "--epochs")):
         with pytest.raises(DopingError, match=match):
             _train(tmp_path, "bad", **kw)
+
+
+def test_quick_training_is_one_short_epoch_with_bounded_evaluation(tmp_path):
+    """`doping train --quick`: one epoch of at most 20 batches, validation and test perplexity on
+    the first 2,000 tokens of each split, whatever the command line asked for."""
+    from doping.cli import main
+    from doping.data import load_corpus as corpus
+    from doping.train import _splits
+
+    out = tmp_path / "q"
+    assert main(["train", "--quick", "--no-progress", "--hidden", "16", "--epochs", "30", "--method", "dkp",
+                 "--ratio", "4", "-o", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["epochs"], cfg["max_batches"], cfg["eval_tokens"]) == (1, 20, 2000)
+    assert len(json.loads((out / "metrics.json").read_text())) == 1
+
+    class One:
+        world, rank = 1, 0
+
+    s = _splits(TrainConfig(**{**cfg, "eval_tokens": 500}), corpus("tiny"), One(), "cpu")
+    assert s.n_batches == 20 and s.valid.numel() == s.test.numel() == 500
+    full = _splits(TrainConfig(hidden=16), corpus("tiny"), One(), "cpu")
+    assert full.test.numel() > 1500 and full.n_batches > 20  # the whole splits otherwise

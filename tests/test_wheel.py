@@ -36,7 +36,10 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
                         str(wheel)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     # the installed copy first, this environment's dependencies (numpy, amaranth) after it
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+    from doping.sim.runner import cache_root
+
+    # the simulator-build cache shared with the other tests (the demo's design is built once)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DOPING_CACHE": str(cache_root()),
            "PYTHONPATH": f"{target}:{sysconfig.get_paths()['purelib']}", "PYTHONNOUSERSITE": "1"}
     work = tmp_path / "elsewhere"
     work.mkdir()
@@ -56,3 +59,8 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert r.returncode == 0 and (work / "rtl" / "doping_accel.v").is_file(), r.stderr[-2000:]
     r = doping("pack", "synth", "--shape", "48x40", "--ratio", "6", "-o", str(work / "p.dpack"))
     assert r.returncode == 0, r.stderr[-2000:]
+    # the demo from the installed wheel: train, export, Verilog, Verilator against golden, report
+    r = doping("demo", "--quick", "-o", str(work / "demo"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "verification: PASSED" in r.stdout and "LSTM:         PASSED" in r.stdout
+    assert (work / "demo" / "report.html").is_file()

@@ -172,7 +172,7 @@ def cmd_demo(args) -> int:
     export, Verilog, Verilator against golden, estimate, report)."""
     from doping.flow import flow, summary_lines
 
-    r = flow(args.output, ratio=args.ratio, log=lambda s: print(s, flush=True))
+    r = flow(args.output, ratio=args.ratio, quick=args.quick, log=lambda s: print(s, flush=True))
     print("\n".join(["", "doping demo summary", *summary_lines(r)]))
     return 0 if r["verification"]["passed"] else 1
 
@@ -208,12 +208,18 @@ def cmd_cache(args) -> int:
     return 0
 
 
+# `doping train --quick`: a smoke run that says within a minute whether a command line works
+QUICK_TRAINING = {"epochs": 1, "max_batches": 20, "eval_tokens": 2000, "curve_tokens": 2000}
+
+
 def cmd_train(args) -> int:
     from dataclasses import fields
 
     from doping.train import TrainConfig, train
 
     opts = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    if args.quick:
+        opts.update(QUICK_TRAINING)
     summary = train(TrainConfig.from_dict(opts), args.out, resume=args.resume, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     return 0
@@ -530,7 +536,7 @@ def cmd_flow(args) -> int:
     from doping.flow import flow, summary_lines
 
     r = flow(args.output, checkpoint=args.checkpoint, pack=args.pack, ratio=args.ratio, config=args.config,
-             vectors=args.vectors, tokens=args.tokens, log=lambda s: print(s, flush=True))
+             vectors=args.vectors, tokens=args.tokens, quick=args.quick, log=lambda s: print(s, flush=True))
     print("\n".join(["", "doping flow summary", *summary_lines(r)]))
     return 0 if r["verification"]["passed"] else 1
 
@@ -547,6 +553,8 @@ def _add_train_parser(sub) -> None:
     t.add_argument("-o", "--out", required=True, help="run folder")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--quick", action="store_true", help="smoke run: 1 epoch of at most 20 batches, validation and test "
+                                                        "on 2,000 tokens (overrides those options)")
     helps = {
         "data": "corpus folder with ptb.{train,valid,test}.txt, or 'tiny' (shipped)",
         "ratio": "compression ratio of the LSTM gate matrices",
@@ -570,6 +578,7 @@ def _add_train_parser(sub) -> None:
         "overlay_init": "initial overlay with --init-from: residual or zero",
         "anneal_start": "annealing start, fraction of all steps", "anneal_end": "annealing end, fraction of all steps",
         "max_batches": "limit batches per epoch (0: all)", "threads": "torch threads (0: default)",
+        "eval_tokens": "validation and test perplexity on the first this many tokens of each split (0: all)",
         "decay_after": "epochs at full lr before decaying by lr_decay each epoch",
         "hidden": "LSTM hidden units per layer (200: PTB small, 650: medium)", "layers": "LSTM layers",
         "dropout": "dropout on the embeddings, between LSTM layers and before the softmax",
@@ -858,6 +867,8 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--vectors", type=vectors_int, default=20, help="random vectors per layer in simulation (default 20)")
     fl.add_argument("--tokens", type=positive_int, default=20, help="tokens through the LSTM top when the pack has an "
                                                                     "LSTM section (default 20)")
+    fl.add_argument("--quick", action="store_true", help="smoke run: one training epoch when it trains, 4 vectors "
+                                                         "per layer and 4 tokens")
     fl.add_argument("-o", "--output", default="build/flow", help="output folder (default build/flow)")
     fl.set_defaults(func=cmd_flow)
 
@@ -868,6 +879,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "write report.{md,html,json}. Same as `doping flow -o OUT --ratio RATIO`.")
     d.add_argument("-o", "--output", default="build/demo", help="output folder (default build/demo)")
     d.add_argument("--ratio", type=ratio_float, default=4.0, help="compression ratio (default 4)")
+    d.add_argument("--quick", action="store_true", help="smoke run: one training epoch, 4 vectors per layer, 4 tokens")
     d.set_defaults(func=cmd_demo)
     return p
 

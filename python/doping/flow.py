@@ -26,6 +26,7 @@ FLOW_BASE = AccelConfig(rows=4, cols=4, lanes=4, max_m=64, max_n=64, max_factor=
                         max_nnz=1024)
 TINY_TRAINING = dict(data="tiny", method="dkp", hidden=32, bptt=20, batch=20, eval_batch=10, epochs=4, lr=20.0,
                      decay_after=2, cmr="dropout", cmr_p=0.3, anneal_start=0.0, anneal_end=0.5, threads=2)
+QUICK_CHECKS = 4  # --quick: vectors per layer and tokens through the LSTM in simulation
 
 
 def _digest(*parts) -> str:
@@ -67,14 +68,17 @@ class Stages:
 
 
 def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None, ratio: float | None = None,
-         config: str | None = None, vectors: int = 20, tokens: int = 20, log=print) -> dict:
+         config: str | None = None, vectors: int = 20, tokens: int = 20, quick: bool = False, log=print) -> dict:
     """The whole job into folder ``out``, stage by stage (each skipped when its inputs are
     unchanged): the model and its pack, the design, the Verilog, the gate mat-vecs and the LSTM in
-    simulation against golden, the estimate, the report. Returns the report."""
+    simulation against golden, the estimate, the report. Returns the report. ``quick``: a smoke
+    run, one training epoch (when it trains) and ``QUICK_CHECKS`` vectors and tokens at most."""
+    if quick:
+        vectors, tokens = min(vectors, QUICK_CHECKS), min(tokens, QUICK_CHECKS)
     out = Path(out)
     _check_inputs(out, checkpoint, pack, ratio, config)
     st = Stages(out, log)
-    pack_path, train_info = _model_and_pack(st, out, checkpoint, pack, ratio, log)
+    pack_path, train_info = _model_and_pack(st, out, checkpoint, pack, ratio, log, epochs=1 if quick else None)
     from doping.pack import read_pack, summary
 
     pk = read_pack(pack_path)
@@ -129,7 +133,7 @@ def _check_inputs(out: Path, checkpoint, pack, ratio, config) -> None:
         raise DopingError(f"output folder {out} is not writable ({e.strerror}); pick another with -o") from None
 
 
-def _model_and_pack(st: Stages, out: Path, checkpoint, pack, ratio, log) -> tuple[Path, dict | None]:
+def _model_and_pack(st: Stages, out: Path, checkpoint, pack, ratio, log, epochs=None) -> tuple[Path, dict | None]:
     """Stages 1-2: the given pack; or the run (given, or a small one trained on the shipped corpus)
     exported to ``out/model.dpack``. Returns (pack path, training result or None)."""
     if pack:
@@ -137,7 +141,7 @@ def _model_and_pack(st: Stages, out: Path, checkpoint, pack, ratio, log) -> tupl
     train_info = None
     run_dir = Path(checkpoint) if checkpoint else out / "run"
     if not checkpoint:
-        cfg_train = dict(TINY_TRAINING, ratio=ratio or 4.0)
+        cfg_train = dict(TINY_TRAINING, ratio=ratio or 4.0, **({"epochs": epochs} if epochs else {}))
 
         def do_train():
             from doping.train import TrainConfig, train

@@ -320,8 +320,11 @@ def _splits(cfg: TrainConfig, corpus, dist, device) -> _Splits:
     if cfg.max_batches:
         n_batches = min(n_batches, cfg.max_batches)
     total_steps = cfg.epochs * n_batches
-    return _Splits(train=train_data, valid=batchify(corpus.valid, cfg.eval_batch).to(device),
-                   test=batchify(corpus.test, cfg.eval_batch).to(device),
+    def bounded(split):
+        return split[: cfg.eval_tokens] if cfg.eval_tokens else split
+
+    return _Splits(train=train_data, valid=batchify(bounded(corpus.valid), cfg.eval_batch).to(device),
+                   test=batchify(bounded(corpus.test), cfg.eval_batch).to(device),
                    curve=batchify(corpus.valid[: cfg.curve_tokens], cfg.eval_batch).to(device),
                    n_batches=n_batches, total_steps=total_steps,
                    anneal=(int(cfg.anneal_start * total_steps), int(cfg.anneal_end * total_steps)))

@@ -54,6 +54,7 @@ class TrainConfig:
     curve_tokens: int = 10000
     seed: int = 0
     max_batches: int = 0
+    eval_tokens: int = 0  # validation and test perplexity on the first this many tokens (0: all)
     threads: int = 0
     device: str = "cpu"
 
@@ -116,7 +117,7 @@ def check_config(cfg: TrainConfig, training: bool = True) -> None:
     for name, hi in TRAIN_LIMITS.items():
         if getattr(cfg, name) > hi:
             raise DopingError(f"--{name.replace('_', '-')} must be <= {hi}, got {getattr(cfg, name)}")
-    for name in ("max_batches", "threads", "curve_every", "curve_tokens", "seed"):
+    for name in ("max_batches", "eval_tokens", "threads", "curve_every", "curve_tokens", "seed"):
         if getattr(cfg, name) < 0:
             raise DopingError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
     if not (cfg.lr > 0 and cfg.clip > 0 and cfg.init_scale > 0):
