@@ -77,8 +77,37 @@ def _set(obj, path, value):
     return obj
 
 
+def _tree(root) -> dict[str, tuple[int, int]]:
+    """Every file and folder under ``root``: (size, mtime in ns) by relative path."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            st_ = os.lstat(os.path.join(dirpath, name))
+            out[os.path.relpath(os.path.join(dirpath, name), root)] = (st_.st_size, st_.st_mtime_ns)
+    return out
+
+
+@contextlib.contextmanager
+def writes_only(root, allowed=()):
+    """Run the body in an empty folder under ``root`` and check that nothing under ``root`` but
+    the ``allowed`` names changed: no stray file, no temporary left, no input touched."""
+    work = root / "cwd"
+    work.mkdir(exist_ok=True)
+    before = _tree(root)
+    old = os.getcwd()
+    os.chdir(work)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+    after = _tree(root)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)} - set(allowed)
+    assert not changed, f"written outside the output: {sorted(changed)[:5]}"
+
+
 def check_read(tmp_path, raw: bytes) -> None:
-    """``read_pack`` and ``doping pack inspect`` on ``raw``: accepted, or one clear refusal."""
+    """``read_pack`` and ``doping pack inspect`` on ``raw``: accepted, or one clear refusal, and
+    nothing written but the output."""
     p = tmp_path / "fuzz.dpack"
     p.write_bytes(raw)
     t0 = time.time()
@@ -93,7 +122,8 @@ def check_read(tmp_path, raw: bytes) -> None:
     if not x.exists():
         np.save(x, np.ones((2, 10), np.int8))
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    with writes_only(tmp_path, allowed={out.name}), contextlib.redirect_stderr(err), \
+            contextlib.redirect_stdout(io.StringIO()):
         try:
             rc = main(["golden", str(p), "--input", str(x), "--output", str(out)])
         except SystemExit as e:
@@ -186,10 +216,11 @@ def _run_folder_mutation(examples):
         cfg.update(changes)
         (tiny_run / "config.json").write_text(json.dumps(cfg, allow_nan=True))
         t0 = time.time()
-        try:
-            load_run_model(tiny_run)
-        except DopingError:
-            pass
+        with writes_only(tiny_run.parent):
+            try:
+                load_run_model(tiny_run)
+            except DopingError:
+                pass
         assert time.time() - t0 < 30
     return run
 
@@ -212,3 +243,16 @@ test_fuzz_configs = _config_mutation(FAST)
 test_fuzz_manifest_fields_long = pytest.mark.slow(_manifest_mutation(SLOW))
 test_fuzz_pack_bytes_and_arrays_long = pytest.mark.slow(_byte_mutation(SLOW))
 test_fuzz_configs_long = pytest.mark.slow(_config_mutation(SLOW))
+
+
+def test_the_write_check_sees_a_stray_file_and_a_touched_input(tmp_path):
+    (tmp_path / "input").write_text("x")
+    with pytest.raises(AssertionError, match="stray"):
+        with writes_only(tmp_path, allowed={"out"}):
+            open("stray", "w").close()  # noqa: SIM115 - in the cwd the check provides
+    (tmp_path / "cwd" / "stray").unlink()
+    with pytest.raises(AssertionError, match="input"):
+        with writes_only(tmp_path, allowed={"out"}):
+            (tmp_path / "input").write_text("changed")
+    with writes_only(tmp_path, allowed={"out"}):
+        (tmp_path / "out").write_text("fine")
