@@ -206,13 +206,26 @@ def train_cmd(args, job_args: list, out: Path) -> list[str]:
             "--threads", str(args.threads), *map(str, job_args), "-o", str(out)]
 
 
+def join_parts(folder: Path, name: str, target: Path) -> bool:
+    """``folder/name.part00, .part01, ...`` (a file committed in pieces of <= 16 MiB) joined into
+    ``target``; False when there are no parts."""
+    parts = sorted(folder.glob(f"{name}.part[0-9][0-9]"))
+    if not parts:
+        return False
+    with open(target, "wb") as out:
+        for part in parts:
+            out.write(part.read_bytes())
+    return True
+
+
 def run(args):
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     for h in args.hidden:  # a committed dense baseline (models/ptb-h<H>-dense) stands in for its run
-        seed, dense = MODELS / f"ptb-h{h}-dense", runs / f"h{h}" / "dense"
-        if not (dense / "final.json").is_file() and (seed / "final.json").is_file():
-            shutil.copytree(seed, dense, dirs_exist_ok=True)
+        seed, dense = Path(args.models) / f"ptb-h{h}-dense", runs / f"h{h}" / "dense"
+        if not (dense / "best.pt").is_file() and (seed / "final.json").is_file():
+            shutil.copytree(seed, dense, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.part*"))
+            join_parts(seed, "best.pt", dense / "best.pt")
             shutil.copy(seed / "command.txt", runs / f"h{h}" / "dense.cmd")
     jobs = [j for h in args.hidden for j in plan(h, runs)]
     if args.only:
@@ -251,8 +264,9 @@ def run(args):
                 continue
             out = runs / job.name
             out.parent.mkdir(parents=True, exist_ok=True)
-            cmd = train_cmd(args, job_args + (["--max-batches", str(args.max_batches)] if args.max_batches else []),
-                            out)
+            smoke = (["--max-batches", str(args.max_batches)] if args.max_batches else []) + \
+                (["--eval-tokens", str(args.eval_tokens)] if args.eval_tokens else [])
+            cmd = train_cmd(args, job_args + smoke, out)
             if (out / "checkpoint.pt").is_file():
                 cmd.append("--resume")
             (runs / f"{job.name}.cmd").write_text(" ".join(cmd[1:]) + "\n")
@@ -457,6 +471,8 @@ def main(argv=None):
     r.add_argument("--skip", nargs="*", help="run names (glob) to leave out")
     r.add_argument("--late", nargs="*", help="run names (glob) to queue after all others")
     r.add_argument("--max-batches", type=int, default=0, help="smoke tests only")
+    r.add_argument("--eval-tokens", type=int, default=0, help="smoke tests only: evaluation on this many tokens")
+    r.add_argument("--models", default=str(MODELS), help="committed dense baselines (ptb-h<H>-dense) to start from")
     rep = sub.add_parser("report")
     rep.add_argument("--runs", default="runs/ptb")
     rep.add_argument("--hidden", type=int, nargs="+", default=[200, 650])
