@@ -1,7 +1,7 @@
 """Fit the estimator's clock and area to the standard-cell flow, and show its error on configs the
 fit did not see (issue 27).
 
-  python bench/calibrate.py --fit minimal default
+  python bench/calibrate.py --fit minimal default --power-fit minimal default
 
 Reads the flat-flow rows of docs/stdcell_ppa.json (``bench/stdcell_ppa.py``), fits per
 library ``period_ns`` (the mean critical path of the fit configs) and ``logic_scale`` (the mean
@@ -10,6 +10,14 @@ python/doping/estimate/calibration.json, then prices every row's config with the
 estimator and writes docs/calibration.md: area and fmax, estimator vs flow, error in %, with the
 uncalibrated rules' error beside it. The library's NAND2 and flip-flop areas are read from its
 Liberty file here, once, and stored in calibration.json.
+
+Power: from the rows whose activity a Verilator run of ``stdcell_ppa.POWER_PACK`` set
+(``bench/stdcell_ppa.py --pack-vectors``), per library, least squares (non-negative) of the flow's
+standard-cell dynamic energy per vector (internal + switching, over the pack's interval) on two
+terms: the cells' area x the interval (``cell_pj_per_um2``: clock pins and clock tree) and the
+published per-action energies of the data path (``datapath_scale``); ``leak_uw_per_um2`` is the
+flow's leakage over its cell area, the mean over the fit configs. The SRAM macros are not fitted
+(their energies come from the macro files with the estimator's access counts).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stdcell_ppa import TARGET_NS, config_from_spec  # noqa: E402
 
 from doping.estimate import calibration  # noqa: E402
-from doping.estimate.calibration import LibraryCalibration, cells_and_macros_um2  # noqa: E402
+from doping.estimate.calibration import LibraryCalibration, cells_and_macros_um2, macro_memories  # noqa: E402
 from doping.estimate.model import logic_area_um2  # noqa: E402
 from doping.ppa.macros import read_liberty_text  # noqa: E402
 from doping.ppa.stdcell import cell_info, resolve_library  # noqa: E402
@@ -66,15 +74,81 @@ def fit(rows: list[dict], fit_configs: list[str], base: LibraryCalibration, comm
                    fit_configs=tuple(fit_configs), command=command)
 
 
+def power_terms(r: dict) -> dict:
+    """One power row's data for the fit: per vector of ``POWER_PACK`` on the row's config at its
+    node, the flow's cell dynamic energy and leakage (pJ, at the flow's clock over the pack's
+    interval), the estimator's two regressors and its SRAM energy, and the flow's SRAM energy."""
+    from stdcell_ppa import POWER_PACK
+
+    from doping.estimate.cycles import schedule
+    from doping.estimate.model import accesses, table_energy_pj
+    from doping.synth import synth_layer
+
+    cfg = replace(config_from_spec(r["config"]), tech_nm=r["node_nm"])
+    layer = synth_layer(POWER_PACK["shape"], POWER_PACK["ratio"], factor_shapes=POWER_PACK["factor_shapes"],
+                        seed=POWER_PACK["seed"])
+    s = schedule(layer, cfg)
+    acc = accesses(layer, cfg, s)
+    table = table_energy_pj(layer, cfg, s, acc)
+    macros = macro_memories(cfg)
+    f = r["flow"]
+    cycle_pj = 1e3 / (1e3 / f["clock_ns"])  # mW at the flow's clock -> pJ a cycle: x 1000 / MHz
+    p = f["power_mw"]
+    return {"cells_um2": f["cell_area_um2"], "interval": s.interval,
+            "flow_cells_pj": (p["internal"] + p["switching"]) * cycle_pj * s.interval,
+            "flow_leak_uw": p["leakage"] * 1e3, "flow_sram_pj": p["sram"] * cycle_pj * s.interval,
+            "datapath_pj": sum(v for k, v in table.items() if k.removeprefix("sram_") not in macros),
+            "macro_pj": sum((acc[m]["reads"] + acc[m]["writes"]) * e for m, (e, _) in macros.items())
+                        + sum(leak for _, leak in macros.values()) * s.interval * f["clock_ns"] * 1e-3}
+
+
+def _nnls2(a, b) -> tuple[float, float]:
+    """Least squares of ``a @ x = b`` over two non-negative unknowns: the unconstrained solution,
+    or the better of the two one-term fits when it has a negative term."""
+    import numpy as np
+
+    x = np.linalg.lstsq(a, b, rcond=None)[0]
+    if (x >= 0).all():
+        return float(x[0]), float(x[1])
+    best = None
+    for j in (0, 1):
+        col = a[:, j]
+        v = max(float(col @ b / (col @ col)), 0.0)
+        res = float(np.sum((b - v * col) ** 2))
+        if best is None or res < best[0]:
+            best = (res, j, v)
+    _, j, v = best
+    return (v, 0.0) if j == 0 else (0.0, v)
+
+
+def fit_power(rows: list[dict], fit_configs: list[str], cal: LibraryCalibration) -> LibraryCalibration:
+    """``cal`` with its power terms fitted to the power rows of ``fit_configs`` in its library."""
+    import numpy as np
+
+    mine = [power_terms(r) for r in rows if r["library"] == cal.library and r["config"] in fit_configs]
+    a = np.array([[t["cells_um2"] * t["interval"], t["datapath_pj"]] for t in mine])
+    b = np.array([t["flow_cells_pj"] for t in mine])
+    (c, k) = _nnls2(a, b)
+    leak = statistics.mean(t["flow_leak_uw"] / t["cells_um2"] for t in mine)
+    return replace(cal, cell_pj_per_um2=float(f"{c:.4g}"), datapath_scale=float(f"{k:.4g}"),
+                   leak_uw_per_um2=float(f"{leak:.4g}"), power_fit_configs=tuple(fit_configs))
+
+
+def power_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if "pack" in r]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default="docs/stdcell_ppa.json")
     ap.add_argument("--fit", nargs="+", default=["minimal", "default"], help="configs the fit uses")
+    ap.add_argument("--power-fit", nargs="+", default=["minimal", "default"],
+                    help="configs the power fit uses (rows made with --pack-vectors)")
     ap.add_argument("--out", default=str(calibration.CALIBRATION))
     ap.add_argument("--md", default="docs/calibration.md")
     a = ap.parse_args()
     rows = flow_rows(Path(a.rows))
-    command = "python bench/calibrate.py --fit " + " ".join(a.fit)
+    command = "python bench/calibrate.py --fit " + " ".join(a.fit) + " --power-fit " + " ".join(a.power_fit)
     libs = {}
     for name in sorted({r["library"] for r in rows}):
         n_fit = sum(r["library"] == name and r["config"] in a.fit for r in rows)
@@ -83,13 +157,80 @@ def main():
             continue
         libs[name] = fit(rows, a.fit, library_base(name), command)
         print(f"{name}: period {libs[name].period_ns} ns, logic x{libs[name].logic_scale}")
+        n_power = sum(r["library"] == name and r["config"] in a.power_fit for r in power_rows(rows))
+        if n_power == len(a.power_fit):
+            libs[name] = fit_power(power_rows(rows), a.power_fit, libs[name])
+            c = libs[name]
+            print(f"{name}: cells {c.cell_pj_per_um2} pJ/um2/cycle, data path x{c.datapath_scale}, "
+                  f"leakage {c.leak_uw_per_um2} uW/um2")
+        else:
+            print(f"{name}: {n_power} of {len(a.power_fit)} power-fit configs have power rows; power not calibrated")
     data = {"date": str(date.today()), "command": command, "rows": a.rows,
-            "libraries": {n: {f.name: getattr(c, f.name) for f in fields(c) if f.name != "library"}
+            "libraries": {n: {f.name: getattr(c, f.name) for f in fields(c)
+                              if f.name != "library" and (c.has_power or f.name not in POWER_FIELDS)}
                           for n, c in libs.items()}}
     Path(a.out).write_text(json.dumps(data, indent=1, default=list) + "\n")
     calibration.calibrations.cache_clear()
-    Path(a.md).write_text(report(rows, a.fit))
+    Path(a.md).write_text(report(rows, a.fit) + power_report(power_rows(rows), a.power_fit))
     print(Path(a.md).read_text())
+
+
+POWER_FIELDS = ("cell_pj_per_um2", "datapath_scale", "leak_uw_per_um2", "power_fit_configs")
+
+
+def estimator_power_mw(r: dict) -> dict:
+    """The calibrated estimator's power for a power row: ``POWER_PACK`` on the row's config at its
+    node, at the flow's clock, by part (cells, SRAM, total; mW)."""
+    from stdcell_ppa import POWER_PACK
+
+    from doping.estimate.model import estimate
+    from doping.synth import synth_layer
+
+    f = r["flow"]
+    cfg = replace(config_from_spec(r["config"]), tech_nm=r["node_nm"], clock_mhz=1e3 / f["clock_ns"])
+    layer = synth_layer(POWER_PACK["shape"], POWER_PACK["ratio"], factor_shapes=POWER_PACK["factor_shapes"],
+                        seed=POWER_PACK["seed"])
+    e = estimate(layer, cfg)
+    parts = e.breakdown.energy_pj
+    # dynamic energy at the flow's clock; leakage (priced at the estimator's clock) as a power
+    dyn_mw = 1e-3 * cfg.clock_mhz / e.interval_cycles
+    leak_mw = 1e-3 * e.clock_mhz / e.interval_cycles
+    macros = macro_memories(cfg)
+    sram = sum(v for k, v in parts.items() if k.removeprefix("sram_") in macros) * dyn_mw \
+        + parts["sram_leakage"] * leak_mw
+    total = sum(v for k, v in parts.items() if k not in ("leakage", "sram_leakage")) * dyn_mw \
+        + (parts["leakage"] + parts["sram_leakage"]) * leak_mw
+    return {"total": total, "sram": sram, "clock_mhz": cfg.clock_mhz}
+
+
+def power_report(rows: list[dict], fit: list[str]) -> str:
+    if not rows:
+        return ""
+    out = ["\nPower: the flow's rows with activity from a Verilator run of the pack `stdcell_ppa.POWER_PACK` "
+           "(`--pack-vectors`), at the flow's clock (the library's delay target); the calibrated estimator on the same "
+           "pack and config at that clock. SRAM: macro read/write energy at the pack's access rates plus macro leakage "
+           "(flow) and the same from the estimator's access counts.\n",
+           "| config | library | fit or held out | activity (toggles/bit/cycle) | flow mW (cells / SRAM) | "
+           "estimator mW (cells / SRAM) | error total | error cells | error SRAM |", "|---|---|---|---|---|---|---|---|---|"]
+    errs = []
+    for r in sorted(rows, key=lambda r: (r["library"], r["config"] not in fit, r["config"])):
+        cfg = config_from_spec(r["config"])
+        p = r["flow"]["power_mw"]
+        e = estimator_power_mw(r)
+        flow_cells = p["total"] - p["sram"]
+        est_cells = e["total"] - e["sram"]
+        err = [100 * (x / y - 1) if y else 0.0 if not x else float("inf")
+               for x, y in ((e["total"], p["total"]), (est_cells, flow_cells), (e["sram"], p["sram"]))]
+        held = r["config"] not in fit
+        if held:
+            errs.append(abs(err[0]))
+        out.append(f"| {describe(r['config'], cfg)} | {r['library']} | {'held out' if held else 'fit'} | "
+                   f"{r['flow']['activity']:.4f} | {p['total']:.2f} ({flow_cells:.2f} / {p['sram']:.2f}) | "
+                   f"{e['total']:.2f} ({est_cells:.2f} / {e['sram']:.2f}) | {err[0]:+.1f} % | {err[1]:+.1f} % | "
+                   f"{err[2]:+.1f} % |")
+    if errs:
+        out.append(f"\nHeld out ({len(errs)} rows): largest |error| of total power {max(errs):.1f} %.")
+    return "\n".join(out) + "\n"
 
 
 def describe(spec: str, cfg) -> str:

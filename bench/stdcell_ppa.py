@@ -55,14 +55,38 @@ def config_from_spec(spec: str):
     return replace(cfg, **fields)
 
 
-def row(config: str, lib_name: str, clock_ns: float, activity: float, hierarchical: bool = False) -> dict:
+#: the pack whose Verilator run sets the activity of power rows (``--pack-vectors``): one doped
+#: layer that fits every small config (48 x 40 at 6x, A 8x8, B 6x5, the rest in the overlay)
+POWER_PACK = dict(shape=(48, 40), ratio=6.0, factor_shapes=((8, 8), (6, 5)), seed=0)
+
+
+def power_pack(path: Path):
+    from doping.pack import write_pack
+    from doping.synth import synth_layer
+
+    layer = synth_layer(POWER_PACK["shape"], POWER_PACK["ratio"], factor_shapes=POWER_PACK["factor_shapes"],
+                        seed=POWER_PACK["seed"])
+    write_pack(path, [layer])
+    return layer
+
+
+def row(config: str, lib_name: str, clock_ns: float, activity: float, hierarchical: bool = False,
+        pack_vectors: int = 0) -> dict:
     cfg = config_from_spec(config)
     lib = resolve_library(lib_name)
+    power = {}
     with tempfile.TemporaryDirectory(prefix="doping-ppa-") as tmp:
         man = generate(cfg, Path(tmp) / "rtl")
         t0 = time.time()
+        rates, source = None, "assumed"
+        if pack_vectors:
+            from doping.ppa.activity import pack_activity
+
+            layer = power_pack(Path(tmp) / "power.dpack")
+            activity, source, rates = pack_activity(Path(tmp) / "power.dpack", cfg, pack_vectors)
+            power = {"pack": {**POWER_PACK, "vectors": pack_vectors, "layer": layer.name}}
         r = synthesize(Path(tmp) / "rtl" / man["files"][0], TOP, lib, clock_ns, Path(tmp) / "flow", activity=activity,
-                       hierarchical=hierarchical)
+                       hierarchical=hierarchical, sram_accesses_per_cycle=rates, activity_source=source)
         seconds = time.time() - t0
     est = estimator_figures(replace(cfg, tech_nm=lib.node_nm))
     est_lib = library_area_um2(cfg, lib)
@@ -75,7 +99,7 @@ def row(config: str, lib_name: str, clock_ns: float, activity: float, hierarchic
                           "area_library_estimate": 100 * (est_lib["area_mm2"] / r.area_mm2 - 1),
                           "logic_area": 100 * (est["logic_um2"] / r.cell_area_um2 - 1) if r.cell_area_um2 else None,
                           "fmax": 100 * (est["fmax_mhz"] / r.fmax_mhz - 1)},
-            "machine": f"{platform.machine()}, {platform.node()}", "date": str(date.today())}
+            "machine": f"{platform.machine()}, {platform.node()}", "date": str(date.today()), **power}
 
 
 def table(rows: list[dict]) -> str:
@@ -104,6 +128,9 @@ def main():
     ap.add_argument("--clock-ns", type=float, help="abc's delay target (default: TARGET_NS of the library)")
     ap.add_argument("--hierarchical", action="store_true", help="map each module on its own (faster; nets across modules unbuffered)")
     ap.add_argument("--activity", type=float, default=0.1)
+    ap.add_argument("--pack-vectors", type=int, default=0,
+                    help="power from a Verilator run of POWER_PACK with this many vectors (activity and SRAM "
+                         "accesses) instead of --activity")
     ap.add_argument("--json", default="docs/stdcell_ppa.json")
     ap.add_argument("--md", default="docs/stdcell_ppa.md")
     a = ap.parse_args()
@@ -111,9 +138,10 @@ def main():
     for config in a.configs:
         for lib in a.libs:
             clock_ns = a.clock_ns or TARGET_NS.get(lib, 5.0)
-            r = row(config, lib, clock_ns, a.activity, a.hierarchical)
+            r = row(config, lib, clock_ns, a.activity, a.hierarchical, a.pack_vectors)
             r["command"] = (f"python bench/stdcell_ppa.py --configs '{config}' --libs {lib} --clock-ns {clock_ns:g} "
-                            f"--activity {a.activity:g}" + (" --hierarchical" if a.hierarchical else ""))
+                            + (f"--pack-vectors {a.pack_vectors}" if a.pack_vectors else f"--activity {a.activity:g}")
+                            + (" --hierarchical" if a.hierarchical else ""))
             key = (config, lib, r["mode"])
             rows = json.loads(path.read_text()) if path.is_file() else []  # read late: other runs may add rows
             rows = [x for x in rows if (x["config"], x["library"], x.get("mode", "flat")) != key] + [r]

@@ -130,7 +130,7 @@ def test_multi_layer_pack_per_token_counts_the_reloads(tmp_path):
     switch is its register words. (That these are the RTL's cycles: tests/hw/test_cycle_model.py.)"""
     from dataclasses import replace
 
-    from doping.estimate.model import HANDOVER_CYCLES, per_token
+    from doping.estimate.model import HANDOVER_CYCLES, per_token, static_pj_per_cycle
     from doping.hw.loader import load_words, register_words
     from doping.pack import write_pack
 
@@ -142,13 +142,19 @@ def test_multi_layer_pack_per_token_counts_the_reloads(tmp_path):
                                         for l, r in zip(layers, runs))
     assert t.resident_cycles_per_token == sum(len(register_words(l, cfg)) + r.cycles + HANDOVER_CYCLES
                                                  for l, r in zip(layers, runs))
-    assert t.energy_per_token_pj > t.resident_energy_per_token_pj == pytest.approx(sum(r.energy_pj for r in runs))
+    # a vector's energy, its static share (clock, leakage) counted over its latency, the handover
+    # and its register words instead of its interval
+    static = static_pj_per_cycle(cfg)
+    assert static > 0
+    assert t.energy_per_token_pj > t.resident_energy_per_token_pj == pytest.approx(
+        sum(r.energy_pj + static * (len(register_words(l, cfg)) + r.cycles + HANDOVER_CYCLES - r.interval_cycles)
+            for l, r in zip(layers, runs)))
     assert "reloads each layer" in t.weights and not t.resident
     cfg2 = replace(cfg, resident_layers=2)
     both = per_token(layers, cfg2)
     assert both.resident and both.cycles_per_token == t.resident_cycles_per_token
     # no DRAM; larger weight memories cost a little more per access
-    assert both.energy_per_token_pj == pytest.approx(sum(estimate(l, cfg2).energy_pj for l in layers))
+    assert both.energy_per_token_pj == pytest.approx(both.resident_energy_per_token_pj)
     assert t.resident_energy_per_token_pj < both.energy_per_token_pj < t.energy_per_token_pj
     pack = write_pack(tmp_path / "two.dpack", layers)
     cfg_file = tmp_path / "c.json"

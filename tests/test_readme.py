@@ -108,3 +108,13 @@ def test_readme_tour_runs_in_order_at_a_small_budget(tmp_path):
     assert cmp["reference"]["run"] == "dkp25" and cmp["hidden"] == 32
     flow = json.loads((tmp_path / "build" / "flow" / "report.json").read_text())
     assert flow["verification"]["passed"] and flow["verification"]["mismatches"] == 0
+
+
+def test_readme_numbers_are_the_docs_numbers():
+    """The README's generated blocks (the PTB table, the flagship's clock and area) are what
+    bench/readme_numbers.py makes from docs/*.json now: a result cannot change without them."""
+    r = subprocess.run([sys.executable, str(README.parent / "bench" / "readme_numbers.py"), "--check"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    text = README.read_text()
+    assert text.count("<!-- generated: ") == text.count("<!-- /generated -->") >= 2

@@ -313,25 +313,6 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def _pack_activity(pack: str, cfg, vectors: int):
-    """(toggles per bit per cycle, where it comes from, SRAM accesses per bank per cycle) of the
-    pack running on the design: a Verilator run with waveforms, and the cycle model."""
-    from doping.pack import read_pack
-    from doping.ppa.activity import sram_rates, vcd_activity
-    from doping.sim.runner import run
-
-    pk = read_pack(pack)
-    for layer in pk.layers:
-        cfg.check(layer)
-    r = run([pack], cfg, vectors=vectors, waves=True)
-    if r.mismatches:
-        raise DopingError(f"the activity run of {pack} mismatched the golden model ({r.mismatches} outputs)")
-    act = vcd_activity(Path(r.waves) / "dump.vcd", last_cycles=r.total_cycles)
-    source = (f"Verilator VCD of {Path(pack).name}, {vectors} vectors: the last {act.cycles} cycles (first x offered "
-              f".. last y taken, the load before it left out), {act.bits} traced bits")
-    return act.toggles_per_bit_cycle, source, sram_rates(pk.layers, cfg)
-
-
 def _synth_stdcell(args, cfg, out: Path, verilog: Path, top: str) -> int:
     from doping.fileio import atomic_path
     from doping.ppa.stdcell import resolve_library, synthesize
@@ -340,7 +321,9 @@ def _synth_stdcell(args, cfg, out: Path, verilog: Path, top: str) -> int:
     clock_ns = args.clock_ns if args.clock_ns is not None else lib.target_ns
     activity, source, rates = 0.1 if args.activity is None else args.activity, "assumed", None
     if args.pack is not None and args.activity is None:
-        activity, source, rates = _pack_activity(args.pack, cfg, args.vectors)
+        from doping.ppa.activity import pack_activity
+
+        activity, source, rates = pack_activity(args.pack, cfg, args.vectors)
     r = synthesize(verilog, top, lib, clock_ns, out / f"stdcell_{lib.name}", activity=activity,
                    sram_accesses_per_cycle=rates, activity_source=source, hierarchical=args.hierarchical)
     report = r.as_dict()

@@ -13,6 +13,14 @@ them to calibration.json:
   logic counted in the library's NAND2, plus the memories the flow leaves in flip-flops); applied
   to both.
 
+Power (fitted by the same script to the flow rows whose activity comes from a Verilator run of a
+pack, ``bench/stdcell_ppa.py --pack-vectors``): the standard cells' dynamic energy per clock
+cycle is ``cell_pj_per_um2`` x their area (the clock pins of every flip-flop and the clock tree,
+paid whether or not data moves) plus ``datapath_scale`` x the published per-action energies of
+the arithmetic and of the memories kept in flip-flops (what moves with the data); their leakage
+is ``leak_uw_per_um2`` x their area; the SRAM macros' read/write energy and leakage come from the
+macros' Liberty files with the estimator's exact access counts, as the flow prices them.
+
 Memories are tiled from the library's SRAM macros exactly as the flow tiles them
 (``ppa.macros.implement``); the macro files ship with the project (doping/ppa/pdk), the
 library's cell areas are stored here, so no Liberty file is read to estimate. A node without a
@@ -49,6 +57,15 @@ class LibraryCalibration:
     srams: tuple[str, ...]  # macro Liberty files in doping/ppa/pdk
     fit_configs: tuple[str, ...]
     command: str
+    # power, fitted to the flow's activity-driven rows (None: not calibrated for this library)
+    cell_pj_per_um2: float | None = None  # standard-cell energy per clock cycle per um^2, data-independent
+    datapath_scale: float | None = None  # x the published per-action energies of the arithmetic
+    leak_uw_per_um2: float | None = None  # standard-cell leakage per um^2
+    power_fit_configs: tuple[str, ...] = ()
+
+    @property
+    def has_power(self) -> bool:
+        return self.cell_pj_per_um2 is not None
 
     @property
     def label(self) -> str:
@@ -68,7 +85,8 @@ def calibrations() -> dict[str, LibraryCalibration]:
     except (OSError, ValueError) as e:
         raise DopingError(f"estimator calibration {CALIBRATION} is unreadable: {e}") from None
     return {name: LibraryCalibration(library=name, srams=tuple(v.pop("srams")), fit_configs=tuple(v.pop("fit_configs")),
-                                     **v) for name, v in data["libraries"].items()}
+                                     power_fit_configs=tuple(v.pop("power_fit_configs", ())), **v)
+            for name, v in data["libraries"].items()}
 
 
 def for_node(tech_nm: int) -> tuple[LibraryCalibration, float]:
@@ -91,10 +109,17 @@ def logic_in_library_um2(logic_gates_um2: float, nand2_um2: float) -> float:
 
 
 @functools.cache
-def _bank_um2(macros: tuple, flop_um2: float, depth: int, width: int) -> tuple[float, bool]:
+def _bank(macros: tuple, flop_um2: float, depth: int, width: int):
+    """One bank as the flow builds it (``ppa.macros.MemoryImpl``; its ``macro`` None: flip-flops)."""
     from doping.ppa.macros import FLOPS_PER_MEMORY_BIT, implement
 
-    impl = implement("bank", depth, width, list(macros), FLOPS_PER_MEMORY_BIT * flop_um2)
+    return implement("bank", depth, width, list(macros), FLOPS_PER_MEMORY_BIT * flop_um2)
+
+
+def _bank_um2(macros: tuple, flop_um2: float, depth: int, width: int) -> tuple[float, bool]:
+    from doping.ppa.macros import FLOPS_PER_MEMORY_BIT
+
+    impl = _bank(macros, flop_um2, depth, width)
     if impl.macro is None:
         return depth * width * FLOPS_PER_MEMORY_BIT * flop_um2, False
     return impl.area_um2, True
@@ -129,6 +154,75 @@ def area_um2(cfg: AccelConfig, logic_gates_um2: float) -> dict[str, float]:
     return out
 
 
+def cells_um2(cfg: AccelConfig, logic_gates_um2: float) -> float:
+    """The standard cells of ``cfg`` at its node (logic and the memories kept in flip-flops), as
+    ``area_um2`` counts them."""
+    cal, scale = for_node(cfg.tech_nm)
+    parts = memory_parts_um2(cfg, cal.macros, cal.flop_um2).values()
+    return (logic_in_library_um2(logic_gates_um2, cal.nand2_um2) + sum(a for a, macro in parts if not macro)) \
+        * cal.logic_scale * scale ** 2
+
+
+def macro_memories(cfg: AccelConfig) -> dict[str, tuple[float, float]]:
+    """The memories of ``cfg`` built from SRAM macros in its node's reference library: {name:
+    (energy of one word read or written in pJ, leakage of all its banks in uW)}; both scaled to
+    ``cfg.tech_nm`` as the tables scale (node ratio squared) off the library's node."""
+    cal, scale = for_node(cfg.tech_nm)
+    out = {}
+    for name, mem in cfg.memories.items():
+        impl = _bank(cal.macros, cal.flop_um2, mem.depth, mem.width)
+        if impl.macro is not None:
+            out[name] = (impl.access_energy_pj() * scale ** 2, mem.banks * impl.leakage_uw * scale ** 2)
+    return out
+
+
+def power_parts_pj(cfg: AccelConfig, logic_gates_um2: float, accesses: dict, datapath_pj: dict,
+                   interval_cycles: float, clock_mhz: float) -> dict[str, float] | None:
+    """One vector's energy by part (pJ) from the calibrated library, or None where the node's
+    library has no power fit: ``sram_<name>`` from the macros (memories in flip-flops: their table
+    energy as data path), every ``datapath_pj`` entry (the published per-action energies at the
+    node) x ``datapath_scale``, ``cells_clock`` (the cells' data-independent energy over the
+    vector's interval), ``leakage`` and ``sram_leakage`` (cells, macros; over the interval at
+    ``clock_mhz``)."""
+    cal, _ = for_node(cfg.tech_nm)
+    if not cal.has_power:
+        return None
+    macros = macro_memories(cfg)
+    cells = cells_um2(cfg, logic_gates_um2)
+    out = {}
+    for name, pj in datapath_pj.items():
+        mem = name.removeprefix("sram_")
+        if name.startswith("sram_") and mem in macros:
+            a = accesses[mem]
+            out[name] = (a["reads"] + a["writes"]) * macros[mem][0]
+        else:
+            out[name] = pj * cal.datapath_scale
+    out["cells_clock"] = cal.cell_pj_per_um2 * cells * interval_cycles
+    vector_us = interval_cycles / clock_mhz
+    out["leakage"] = cal.leak_uw_per_um2 * cells * vector_us  # uW x us = pJ
+    out["sram_leakage"] = sum(leak for _, leak in macros.values()) * vector_us
+    return out
+
+
+def static_pj_per_cycle(cfg: AccelConfig, logic_gates_um2: float, clock_mhz: float) -> float:
+    """The energy every clock cycle costs whatever the data (the cells' clock energy and the
+    leakage of cells and macros at ``clock_mhz``), in pJ; 0 where the node's library has no power
+    fit. What a cycle spent loading, switching layers or waiting adds."""
+    cal, _ = for_node(cfg.tech_nm)
+    if not cal.has_power:
+        return 0.0
+    cells = cells_um2(cfg, logic_gates_um2)
+    leak_uw = cal.leak_uw_per_um2 * cells + sum(leak for _, leak in macro_memories(cfg).values())
+    return cal.cell_pj_per_um2 * cells + leak_uw / clock_mhz
+
+
+def short_spec(spec: str) -> str:
+    """A config spec (``NAME:field=value,...``) with its capacity overrides left out, for a label."""
+    name, _, over = spec.partition(":")
+    kept = [o for o in over.split(",") if o and not o.startswith("max_")]
+    return name + (":" + ",".join(kept) if kept else "") + (",…" if len(kept) < len(over.split(",")) and over else "")
+
+
 def basis(tech_nm: int) -> str:
     """What the clock and area figures at ``tech_nm`` rest on, said beside them."""
     cal, scale = for_node(tech_nm)
@@ -140,7 +234,13 @@ def basis(tech_nm: int) -> str:
 
 def silicon_basis(tech_nm: int) -> str:
     """What every area, energy, power and clock figure of the estimator rests on, said beside
-    each of them: the library and corner the clock and area are calibrated in, and the published
-    per-action energy tables."""
+    each of them: the library and corner the clock, area and power are calibrated in, or the
+    published per-action energy tables where power is not."""
+    cal, _ = for_node(tech_nm)
+    if cal.has_power:
+        return (f"{basis(tech_nm)}; energy and power calibrated to the same flow's power report with "
+                f"simulated activity (SRAM from the macros, cells {cal.cell_pj_per_um2:.3g} pJ per um^2 a cycle, "
+                f"data path x{cal.datapath_scale:.3g} the 45 nm per-action tables; fitted on "
+                f"{', '.join(map(short_spec, cal.power_fit_configs))})")
     return (f"{basis(tech_nm)}; energy from published 45 nm per-action tables [H14]/[A45], scaled "
             "(node/45)^2, not calibrated")

@@ -160,7 +160,9 @@ def compare(results: Path | None, packs: Path, runs: Path | None, base: AccelCon
         raise DopingError(f"{source} has no DKP run at {reference_ratio:g}x for hidden size {hidden} to compare at "
                           "(--reference-ratio picks another)")
     reference = min(dkp, key=lambda p: p["test_ppl"])
-    report = {"source": source, "hidden": hidden, "balanced": balanced, "reference": {"run": reference["run"], "ratio": reference_ratio,
+    from datetime import date
+
+    report = {"date": str(date.today()), "source": source, "hidden": hidden, "balanced": balanced, "reference": {"run": reference["run"], "ratio": reference_ratio,
                                                                      "test_ppl": reference["test_ppl"]},
               "points": points, "not_priced": skipped, "pareto": {k: [p["run"] for p in pareto(points, k)]
                                                                   for k, _ in METRICS},

@@ -19,7 +19,7 @@ from doping.compression import account
 from doping.config import AccelConfig
 from doping.errors import DopingError
 from doping.estimate import tables
-from doping.estimate.model import clock_mhz, estimate
+from doping.estimate.model import clock_mhz, estimate, static_pj_per_cycle
 from doping.estimate.results import LSTMEstimate, LSTMLayerCost
 
 
@@ -77,6 +77,7 @@ def lstm_per_token(cells: list, cfg: AccelConfig) -> LSTMEstimate:
             raise DopingError(f"LSTM layer {k}: hidden size {c.hidden} > the config's {cfg.max_hidden}")
     resident = cfg.resident_layers >= len(cells)
     e_scale, _ = tables.node_scale(cfg.tech_nm)
+    static = static_pj_per_cycle(cfg)  # each cycle's clock energy and leakage (0 uncalibrated)
     rows, area = [], 0.0
     for k, c in enumerate(cells):
         g = c.gates[0]
@@ -88,13 +89,18 @@ def lstm_per_token(cells: list, cfg: AccelConfig) -> LSTMEstimate:
         bits = account(g.m, g.n, g.factor_shapes, g.nnz).stored_bits + 32 * 4 * c.hidden + 3 * 256 * 16
         span = vector_times(g, cfg, cfg.lstm_batch)[-1]["sent_seen"]  # first x .. the last vector's last y
         rows.append(LSTMLayerCost(layer=g.name, hidden=c.hidden, matvec_cycles=span,
-                                  cycles=span + LAYER_OVERHEAD_CYCLES + reload, matvec_energy_pj=p.energy_pj,
+                                  cycles=span + LAYER_OVERHEAD_CYCLES + reload,
+                                  # the vector's own energy less its interval's static share, plus the
+                                  # static energy of this layer's share of the step
+                                  matvec_energy_pj=p.energy_pj - static * p.interval_cycles
+                                  + static * (span + LAYER_OVERHEAD_CYCLES + reload) / cfg.lstm_batch,
                                   cell_energy_pj=cell_energy_pj(c, cfg, nxt) * e_scale,
                                   reload_energy_pj=0.0 if resident else
                                   math.ceil(bits / 64) * tables.DRAM_64B_PJ * e_scale / cfg.lstm_batch))
     step = TOKEN_OVERHEAD_CYCLES + sum(r.cycles for r in rows)
     cycles = step / cfg.lstm_batch
-    energy = sum(r.matvec_energy_pj + r.cell_energy_pj + r.reload_energy_pj for r in rows)
+    energy = sum(r.matvec_energy_pj + r.cell_energy_pj + r.reload_energy_pj for r in rows) \
+        + static * TOKEN_OVERHEAD_CYCLES / cfg.lstm_batch
     clock = clock_mhz(cfg)
     return LSTMEstimate(
         weights=(f"resident: all {len(cells)} LSTM layers' weights, tables and state on chip" if resident else

@@ -39,6 +39,12 @@ def clock_mhz(cfg: AccelConfig) -> float:
     return min(cfg.clock_mhz, fmax_estimate_mhz(cfg))
 
 
+def static_pj_per_cycle(cfg: AccelConfig) -> float:
+    """pJ every cycle of ``cfg`` costs whatever it does (clock energy and leakage, calibrated; 0
+    on the uncalibrated tables): what load, switch, handover and idle cycles add."""
+    return calibration.static_pj_per_cycle(cfg, logic_area_um2(cfg), clock_mhz(cfg))
+
+
 def utilisation(layer: QuantLayer, cfg: AccelConfig, s=None) -> Utilisation:
     """Busy fractions (0-1) per vector: ``array_kp``: MAC slots used in the Kronecker phases
     (KP MACs / (R*C * cycles of G1 and G2)); ``lanes``: overlay entries / (L * cycles from the
@@ -143,12 +149,11 @@ def rule_area_mm2(cfg: AccelConfig) -> dict[str, float]:
     return area
 
 
-def estimate(layer: QuantLayer, cfg: AccelConfig) -> LayerEstimate:
-    """Cycles, SRAM, energy (pJ per vector, with breakdown), area (mm^2, with breakdown), power."""
-    s = schedule(layer, cfg)
+def table_energy_pj(layer: QuantLayer, cfg: AccelConfig, s, acc: dict) -> dict[str, float]:
+    """One vector's energy by part (pJ) from the published per-action tables at ``cfg.tech_nm``:
+    every memory's reads and writes, the MACs, the input windows, the requantisers."""
     e_scale = tables.node_scale(cfg.tech_nm)[0]
     inv = cfg.memories
-    acc = accesses(layer, cfg, s)
     energy = {}
     for name, a in acc.items():
         mem = inv[name]
@@ -163,10 +168,22 @@ def estimate(layer: QuantLayer, cfg: AccelConfig) -> LayerEstimate:
     energy["x_window"] = (layer.n * cfg.lanes + sum(s.lane_entries)) * tables.REG16_READ_PJ / 2
     requants = (s.gemms[0].rows * s.gemms[0].cols // s.batch if s.gemms else 0) + 2 * layer.m
     energy["requant"] = requants * (tables.MULT_INT32_PJ + tables.ADD_INT32_PJ)
-    energy = {k: v * e_scale for k, v in energy.items()}
-    total_pj = sum(energy.values())
+    return {k: v * e_scale for k, v in energy.items()}
+
+
+def estimate(layer: QuantLayer, cfg: AccelConfig) -> LayerEstimate:
+    """Cycles, SRAM, energy (pJ per vector, with breakdown), area (mm^2, with breakdown), power.
+    Energy: the published per-action tables at the node, replaced by the library calibration's
+    parts (macros, data path, cells' clock energy, leakage) where the node's library has one."""
+    s = schedule(layer, cfg)
+    acc = accesses(layer, cfg, s)
+    inv = cfg.memories
+    energy = table_energy_pj(layer, cfg, s, acc)
     area = area_mm2(cfg)
     clock = clock_mhz(cfg)
+    calibrated = calibration.power_parts_pj(cfg, logic_area_um2(cfg), acc, energy, s.interval, clock)
+    energy = energy if calibrated is None else calibrated
+    total_pj = sum(energy.values())
     interval_s = s.interval / (clock * 1e6)
     return LayerEstimate(
         layer=LayerInfo(name=layer.name, shape=(layer.m, layer.n), factors=layer.factor_shapes, order=layer.order,
@@ -248,15 +265,18 @@ def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[LayerEstim
     parts = parts or [estimate(layer, cfg) for layer in layers]
     e_scale, _ = tables.node_scale(cfg.tech_nm)
     resident = cfg.resident_layers >= len(layers)
+    static = static_pj_per_cycle(cfg)
     rows = []
     for k, (layer, p) in enumerate(zip(layers, parts)):
         bits = account(layer.m, layer.n, layer.factor_shapes, layer.nnz).stored_bits
         switch = len(register_words(layer, cfg, k if resident else 0))
         load = switch if resident else len(load_words(layer, cfg))
+        dram = 0.0 if resident else math.ceil(bits / 64) * tables.DRAM_64B_PJ * e_scale
+        # a vector's energy holds its interval's static share; one vector from idle takes its latency
+        run = p.energy_pj + static * (p.cycles + HANDOVER_CYCLES - p.interval_cycles)
         rows.append(TokenLayer(layer=layer.name, load_cycles=load, switch_cycles=switch, run_cycles=p.cycles,
-                               cycles=load + p.cycles + HANDOVER_CYCLES,
-                               load_energy_pj=0.0 if resident else math.ceil(bits / 64) * tables.DRAM_64B_PJ * e_scale,
-                               run_energy_pj=p.energy_pj))
+                               cycles=load + p.cycles + HANDOVER_CYCLES, load_energy_pj=dram + static * load,
+                               run_energy_pj=run))
     cycles = sum(r.cycles for r in rows)
     energy = sum(r.load_energy_pj + r.run_energy_pj for r in rows)
     clock = clock_mhz(cfg)
@@ -268,5 +288,6 @@ def per_token(layers: list[QuantLayer], cfg: AccelConfig, parts: list[LayerEstim
         weights=weights, resident=resident, cycles_per_token=cycles, energy_per_token_pj=energy,
         latency_per_token_us=cycles / clock, power_mw=energy * 1e-12 / (cycles / (clock * 1e6)) * 1e3,
         resident_cycles_per_token=sum(r.switch_cycles + r.run_cycles + HANDOVER_CYCLES for r in rows),
-        resident_energy_per_token_pj=sum(r.run_energy_pj for r in rows), layers=tuple(rows))
+        resident_energy_per_token_pj=sum(r.run_energy_pj + static * r.switch_cycles for r in rows),
+        layers=tuple(rows))
 

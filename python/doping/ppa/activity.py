@@ -108,3 +108,21 @@ def bank_rate(rates: dict[str, float], netlist_name: str) -> float | None:
         return rates[netlist_name]
     base = re.sub(r"_\d+$", "", netlist_name)
     return rates.get(base)
+
+
+def pack_activity(pack: str | Path, cfg, vectors: int) -> tuple[float, str, dict[str, float]]:
+    """(toggles per bit per cycle, where it comes from, SRAM accesses per bank per cycle) of the
+    pack running on the design: a Verilator run with waveforms, and the cycle model."""
+    from doping.pack import read_pack
+    from doping.sim.runner import run
+
+    pk = read_pack(pack)
+    for layer in pk.layers:
+        cfg.check(layer)
+    r = run([pack], cfg, vectors=vectors, waves=True)
+    if r.mismatches:
+        raise DopingError(f"the activity run of {pack} mismatched the golden model ({r.mismatches} outputs)")
+    act = vcd_activity(Path(r.waves) / "dump.vcd", last_cycles=r.total_cycles)
+    source = (f"Verilator VCD of {Path(pack).name}, {vectors} vectors: the last {act.cycles} cycles (first x offered "
+              f".. last y taken, the load before it left out), {act.bits} traced bits")
+    return act.toggles_per_bit_cycle, source, sram_rates(pk.layers, cfg)
