@@ -29,7 +29,17 @@ def test_flow_verifies_and_reports(flow_dir):
         assert (out / f).is_file()
     html = (out / "report.html").read_text()
     imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(imgs) == 3 and all(len(i) > 2000 for i in imgs)  # plots embedded, not linked
+    assert len(imgs) == 4 and all(len(i) > 2000 for i in imgs)  # plots embedded, not linked
+    # one document, two renderings: the same sections, tables (header and rows) and figures in both
+    md = (out / "report.md").read_text()
+    assert re.findall(r"^## (.+)$", md, re.M) == re.findall(r"<h2>(.+?)</h2>", html)
+    lines = md.splitlines()
+    md_headers = [[c.strip() for c in line.strip("| ").split(" | ")] for line, nxt in zip(lines, lines[1:])
+                  if line.startswith("| ") and nxt.startswith("|---")]
+    html_headers = [re.findall(r"<th>(.*?)</th>", row) for row in re.findall(r"<tr>(<th>.*?)</tr>", html)]
+    assert md_headers == html_headers and len(md_headers) == 3
+    assert md.count("\n| ") == html.count("<tr>") and md.count("](") == len(imgs)
+    assert "Training" in re.findall(r"<h2>(.+?)</h2>", html)  # the run's curve, per epoch
     assert "PASSED" in html and f"{r['per_vector']['cycles']} per vector" in html
     assert f"{r['compression']['param_ratio']:.2f}x parameters" in html
     # the exported pack carries the integer LSTM: the flow ran it token by token on the LSTM top

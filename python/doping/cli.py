@@ -774,7 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
     es = sub.add_parser("estimate", help="cycles, SRAM, energy, area, power of a pack or a (shape, ratio, method)",
                         description="Estimate a pack on the generated accelerator, or a method's synthetic pack of "
                                     "a shape and ratio (dkp, kp, prune, dense, lmf: every method runs on the same "
-                                    "design and 45 nm tables). A pack with an LSTM section is priced on the LSTM top "
+                                    "design, priced the same way). A pack with an LSTM section is priced on the LSTM top "
                                     "(the config with lstm_cell = 1 and every layer resident).")
     es.add_argument("pack", nargs="?", help="model pack (all its layers, one after another)")
     es.add_argument("--layer", help="layer shape MxN (instead of a pack)")

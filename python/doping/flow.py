@@ -4,7 +4,6 @@ skipped when they are unchanged and its outputs exist."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import io
@@ -13,7 +12,6 @@ import os
 import tempfile
 import time
 from dataclasses import replace
-from html import escape
 from pathlib import Path
 
 from doping.config import AccelConfig, load_config
@@ -97,10 +95,21 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
     est = FlowEstimate.from_json(st.run("estimate", _digest(pack_path, cfg.as_dict(), source_digest()), [],
                                         lambda: _estimate(pk.layers, cells, cfg).to_json()))
     report = build_report(summary(pk), cfg, rtl, sim, est, train_info, str(pack_path), sim_lstm)
+    report["training_curve"] = _training_curve(None if pack else Path(checkpoint) if checkpoint else out / "run")
     report["outputs"] = {"verilog": str(verilog), "report": str(out / "report.html"), "pack": str(pack_path)}
     write_report(out, report)
     log(f"[report] {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'}")
     return report
+
+
+def _training_curve(run: Path | None) -> list[dict] | None:
+    """Per epoch: train and validation perplexity of the run the pack came from (None without one)."""
+    try:
+        metrics = json.loads((run / "metrics.json").read_text()) if run else None
+        return [{"epoch": int(m["epoch"]), "train_ppl": float(m["train_ppl"]), "valid_ppl": float(m["valid_ppl"])}
+                for m in metrics] if metrics else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _check_inputs(out: Path, checkpoint, pack, ratio, config) -> None:
@@ -243,7 +252,7 @@ def _simulate_lstm(pack_path: Path, cfg: AccelConfig, tokens: int, log) -> dict:
 
 
 def _estimate(layers, cells, cfg: AccelConfig):
-    """Stage 5: every layer, its dense counterpart on the same tables, per token, the LSTM."""
+    """Stage 5: every layer, its dense counterpart priced the same way, per token, the LSTM."""
     from doping.estimate.baselines import price
     from doping.estimate.price import price_layers
     from doping.estimate.results import FlowEstimate
@@ -308,7 +317,7 @@ def summary_lines(r: dict) -> list[str]:
         f"{p['clock_mhz']:g} MHz",
         f"SRAM:         {r['sram_kib']:.1f} KiB",
         f"energy:       {p['energy_nj']:.2f} nJ per vector ({r['energy_saving_vs_dense']:.1f}x less than dense int8 "
-        f"on the same tables)",
+        f"priced the same way on the same design)",
         f"area:         {r['area_mm2']:.3f} mm^2 ({r.get('silicon_basis', '45 nm rules')})",
         f"power:        {p['power_mw']:.1f} mW",
     ] + ([f"per token:    {t['cycles_per_token']} cycles, {t['energy_per_token_pj'] / 1e3:.1f} nJ; weights "
@@ -328,6 +337,20 @@ def _plots(r: dict) -> dict[str, bytes]:
     plt = pyplot()
 
     out = {}
+    if curve := r.get("training_curve"):
+        fig, ax = plt.subplots(figsize=(6, 2.8), dpi=90)
+        epochs = [m["epoch"] for m in curve]
+        for key, label in (("train_ppl", "train"), ("valid_ppl", "validation")):
+            ax.plot(epochs, [m[key] for m in curve], marker="o", ms=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("perplexity")
+        ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: -(-len(epochs) // 12)])
+        ax.legend(fontsize=7, frameon=False)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        out["training"] = buf.getvalue()
+        plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 3.0), dpi=90)
     names = [plain(l["name"]) for l in r["layers"]]
     units = ("RECV", "G1", "G2", "GATHER", "SEND")
@@ -358,46 +381,19 @@ def _plots(r: dict) -> dict[str, bytes]:
     return out
 
 
-def md_escape(text: str) -> str:
-    """Text safe inside a markdown table cell or paragraph: HTML-escaped (markdown renderers pass raw
-    HTML through), with the markdown metacharacters backslash-escaped and newlines flattened."""
-    text = escape(str(text)).replace("\n", " ").replace("\r", " ")
-    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>" else ch for ch in text)
-
-
 def write_report(out: Path, r: dict) -> None:
+    """report.md, report.html (one document model, two templates: ``doping.report``), their
+    figures and report.json."""
     from doping.fileio import atomic_path
+    from doping.report import document, render
 
     plots = _plots(r)
-    lines = summary_lines(r)
-    md = ["# doping flow report", "", "```", *lines, "```", "", "## Per layer", "",
-          "| layer | shape | latency cycles | interval cycles | RECV | G1 | G2 | GATHER | SEND | energy nJ |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
-    for l in r["layers"]:
-        ph = l["phase_cycles"]
-        md.append(f"| {md_escape(l['name'])} | {l['shape'][0]}×{l['shape'][1]} | {l['cycles']} | "
-                  f"{l.get('interval_cycles', l['cycles'])} | {ph['RECV']} | {ph['G1']} | {ph['G2']} | "
-                  f"{ph.get('GATHER', 0)} | {ph['SEND']} | {l['energy_pj'] / 1e3:.2f} |")
-    md += ["", "## SRAM (bits per memory)", "", "| memory | bits |", "|---|---|"]
-    md += [f"| {k} | {v} |" for k, v in r["sram_bits"].items()]
-    md += ["", f"Accelerator config: {md_escape(json.dumps(r['config']))}", f"Pack: {md_escape(str(r['pack']))}"]
+    md, html = render(document(r, summary_lines(r), list(plots)), plots)
     for name in plots:
         with atomic_path(out / f"{name}.png") as tmp:
             tmp.write_bytes(plots[name])
-        md.append(f"\n![{name}]({name}.png)")
     with atomic_path(out / "report.md") as tmp:
-        tmp.write_text("\n".join(md) + "\n")
-    imgs = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,{base64.b64encode(v).decode()}">'
-                   f"<figcaption>{k}</figcaption></figure>" for k, v in plots.items())
-    rows = "".join(f"<tr><td>{escape(str(l['name']))}</td><td>{l['shape'][0]}×{l['shape'][1]}</td><td>{l['cycles']}</td>"
-                   f"<td>{l['energy_pj'] / 1e3:.2f}</td></tr>" for l in r["layers"])
-    html = f"""<!doctype html><html><head><meta charset="utf-8"><title>doping flow report</title>
-<style>body{{font-family:sans-serif;max-width:56em;margin:2em auto;color:#222}}pre{{background:#f4f4f4;padding:1em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:.3em .6em}}img{{max-width:100%}}</style></head>
-<body><h1>doping flow report</h1><pre>{escape(chr(10).join(lines))}</pre>
-<h2>Per layer</h2><table><tr><th>layer</th><th>shape</th><th>cycles</th><th>energy nJ</th></tr>{rows}</table>
-<h2>Plots</h2>{imgs}<p>Accelerator config: <code>{escape(json.dumps(r['config']))}</code></p></body></html>
-"""
+        tmp.write_text(md)
     with atomic_path(out / "report.html") as tmp:
         tmp.write_text(html)
     with atomic_path(out / "report.json") as tmp:
