@@ -188,7 +188,7 @@ def power_parts_pj(cfg: AccelConfig, logic_gates_um2: float, accesses: dict, dat
     if not cal.has_power:
         return None
     macros = macro_memories(cfg)
-    cells = cells_um2(cfg, logic_gates_um2)
+    clock_pj, cells_leak_uw, macros_leak_uw = _static(cfg, logic_gates_um2)
     out = {}
     for name, pj in datapath_pj.items():
         mem = name.removeprefix("sram_")
@@ -197,23 +197,29 @@ def power_parts_pj(cfg: AccelConfig, logic_gates_um2: float, accesses: dict, dat
             out[name] = (a["reads"] + a["writes"]) * macros[mem][0]
         else:
             out[name] = pj * cal.datapath_scale
-    out["cells_clock"] = cal.cell_pj_per_um2 * cells * interval_cycles
+    out["cells_clock"] = clock_pj * interval_cycles
     vector_us = interval_cycles / clock_mhz
-    out["leakage"] = cal.leak_uw_per_um2 * cells * vector_us  # uW x us = pJ
-    out["sram_leakage"] = sum(leak for _, leak in macros.values()) * vector_us
+    out["leakage"] = cells_leak_uw * vector_us  # uW x us = pJ
+    out["sram_leakage"] = macros_leak_uw * vector_us
     return out
+
+
+def _static(cfg: AccelConfig, logic_gates_um2: float) -> tuple[float, float, float]:
+    """(the cells' clock energy a cycle in pJ, the cells' leakage in uW, the macros' leakage in uW)."""
+    cal, _ = for_node(cfg.tech_nm)
+    cells = cells_um2(cfg, logic_gates_um2)
+    return (cal.cell_pj_per_um2 * cells, cal.leak_uw_per_um2 * cells,
+            sum(leak for _, leak in macro_memories(cfg).values()))
 
 
 def static_pj_per_cycle(cfg: AccelConfig, logic_gates_um2: float, clock_mhz: float) -> float:
     """The energy every clock cycle costs whatever the data (the cells' clock energy and the
     leakage of cells and macros at ``clock_mhz``), in pJ; 0 where the node's library has no power
     fit. What a cycle spent loading, switching layers or waiting adds."""
-    cal, _ = for_node(cfg.tech_nm)
-    if not cal.has_power:
+    if not for_node(cfg.tech_nm)[0].has_power:
         return 0.0
-    cells = cells_um2(cfg, logic_gates_um2)
-    leak_uw = cal.leak_uw_per_um2 * cells + sum(leak for _, leak in macro_memories(cfg).values())
-    return cal.cell_pj_per_um2 * cells + leak_uw / clock_mhz
+    clock_pj, cells_leak_uw, macros_leak_uw = _static(cfg, logic_gates_um2)
+    return clock_pj + (cells_leak_uw + macros_leak_uw) / clock_mhz
 
 
 def short_spec(spec: str) -> str:
