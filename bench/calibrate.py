@@ -13,11 +13,12 @@ Liberty file here, once, and stored in calibration.json.
 
 Power: from the rows whose activity a Verilator run of ``stdcell_ppa.POWER_PACK`` set
 (``bench/stdcell_ppa.py --pack-vectors``), per library, least squares (non-negative) of the flow's
-standard-cell dynamic energy per vector (internal + switching, over the pack's interval) on two
-terms: the cells' area x the interval (``cell_pj_per_um2``: clock pins and clock tree) and the
-published per-action energies of the data path (``datapath_scale``); ``leak_uw_per_um2`` is the
-flow's leakage over its cell area, the mean over the fit configs. The SRAM macros are not fitted
-(their energies come from the macro files with the estimator's access counts).
+standard-cell dynamic energy per cycle (internal + switching over the pack's interval, less the
+published per-action energies of the data path) on the estimator's two cell areas: the memories
+kept in flip-flops (``flop_memory_pj_per_um2``) and the logic (``logic_pj_per_um2``) — clock pins
+and clock tree, denser in flip-flops; ``leak_uw_per_um2`` is the flow's leakage over its cell
+area, the mean over the fit configs. The SRAM macros are not fitted (their energies come from the
+macro files with the estimator's access counts).
 """
 
 from __future__ import annotations
@@ -76,10 +77,12 @@ def fit(rows: list[dict], fit_configs: list[str], base: LibraryCalibration, comm
 
 def power_terms(r: dict) -> dict:
     """One power row's data for the fit: per vector of ``POWER_PACK`` on the row's config at its
-    node, the flow's cell dynamic energy and leakage (pJ, at the flow's clock over the pack's
-    interval), the estimator's two regressors and its SRAM energy, and the flow's SRAM energy."""
+    node, the flow's cell dynamic energy and leakage (pJ, uW, at the flow's clock over the pack's
+    interval), the estimator's regressors (its two cell areas, the data path's table energy) and
+    its SRAM energy, and the flow's SRAM energy."""
     from stdcell_ppa import POWER_PACK
 
+    from doping.estimate.calibration import cells_um2
     from doping.estimate.cycles import schedule
     from doping.estimate.model import accesses, table_energy_pj
     from doping.synth import synth_layer
@@ -91,11 +94,12 @@ def power_terms(r: dict) -> dict:
     acc = accesses(layer, cfg, s)
     table = table_energy_pj(layer, cfg, s, acc)
     macros = macro_memories(cfg)
+    flop_memories, logic = cells_um2(cfg, logic_area_um2(cfg))
     f = r["flow"]
-    cycle_pj = 1e3 / (1e3 / f["clock_ns"])  # mW at the flow's clock -> pJ a cycle: x 1000 / MHz
+    cycle_pj = f["clock_ns"]  # mW at the flow's clock -> pJ a cycle: x 1000 / MHz = x ns
     p = f["power_mw"]
-    return {"cells_um2": f["cell_area_um2"], "interval": s.interval,
-            "flow_cells_pj": (p["internal"] + p["switching"]) * cycle_pj * s.interval,
+    return {"cells_um2": f["cell_area_um2"], "interval": s.interval, "flop_memory_um2": flop_memories,
+            "logic_um2": logic, "flow_cells_pj": (p["internal"] + p["switching"]) * cycle_pj * s.interval,
             "flow_leak_uw": p["leakage"] * 1e3, "flow_sram_pj": p["sram"] * cycle_pj * s.interval,
             "datapath_pj": sum(v for k, v in table.items() if k.removeprefix("sram_") not in macros),
             "macro_pj": sum((acc[m]["reads"] + acc[m]["writes"]) * e for m, (e, _) in macros.items())
@@ -126,11 +130,11 @@ def fit_power(rows: list[dict], fit_configs: list[str], cal: LibraryCalibration)
     import numpy as np
 
     mine = [power_terms(r) for r in rows if r["library"] == cal.library and r["config"] in fit_configs]
-    a = np.array([[t["cells_um2"] * t["interval"], t["datapath_pj"]] for t in mine])
-    b = np.array([t["flow_cells_pj"] for t in mine])
-    (c, k) = _nnls2(a, b)
+    a = np.array([[t["flop_memory_um2"], t["logic_um2"]] for t in mine])
+    b = np.array([(t["flow_cells_pj"] - t["datapath_pj"]) / t["interval"] for t in mine])
+    flop_memory, logic = _nnls2(a, b)
     leak = statistics.mean(t["flow_leak_uw"] / t["cells_um2"] for t in mine)
-    return replace(cal, cell_pj_per_um2=float(f"{c:.4g}"), datapath_scale=float(f"{k:.4g}"),
+    return replace(cal, flop_memory_pj_per_um2=float(f"{flop_memory:.4g}"), logic_pj_per_um2=float(f"{logic:.4g}"),
                    leak_uw_per_um2=float(f"{leak:.4g}"), power_fit_configs=tuple(fit_configs))
 
 
@@ -161,8 +165,8 @@ def main():
         if n_power == len(a.power_fit):
             libs[name] = fit_power(power_rows(rows), a.power_fit, libs[name])
             c = libs[name]
-            print(f"{name}: cells {c.cell_pj_per_um2} pJ/um2/cycle, data path x{c.datapath_scale}, "
-                  f"leakage {c.leak_uw_per_um2} uW/um2")
+            print(f"{name}: a cycle {c.flop_memory_pj_per_um2} pJ/um2 of flip-flop memory, {c.logic_pj_per_um2} of "
+                  f"logic; leakage {c.leak_uw_per_um2} uW/um2")
         else:
             print(f"{name}: {n_power} of {len(a.power_fit)} power-fit configs have power rows; power not calibrated")
     data = {"date": str(date.today()), "command": command, "rows": a.rows,
@@ -175,7 +179,7 @@ def main():
     print(Path(a.md).read_text())
 
 
-POWER_FIELDS = ("cell_pj_per_um2", "datapath_scale", "leak_uw_per_um2", "power_fit_configs")
+POWER_FIELDS = ("flop_memory_pj_per_um2", "logic_pj_per_um2", "leak_uw_per_um2", "power_fit_configs")
 
 
 def estimator_power_mw(r: dict) -> dict:

@@ -106,7 +106,7 @@ def test_power_terms_are_the_fit_of_the_recorded_power_rows():
     assert all(cal.has_power for cal in cals.values())
     for name, cal in cals.items():
         again = fit_power(POWER_ROWS, list(cal.power_fit_configs), cal)
-        for field in ("cell_pj_per_um2", "datapath_scale", "leak_uw_per_um2"):
+        for field in ("flop_memory_pj_per_um2", "logic_pj_per_um2", "leak_uw_per_um2"):
             assert getattr(again, field) == pytest.approx(getattr(cal, field), rel=1e-3), (name, field)
 
 

@@ -14,12 +14,14 @@ them to calibration.json:
   to both.
 
 Power (fitted by the same script to the flow rows whose activity comes from a Verilator run of a
-pack, ``bench/stdcell_ppa.py --pack-vectors``): the standard cells' dynamic energy per clock
-cycle is ``cell_pj_per_um2`` x their area (the clock pins of every flip-flop and the clock tree,
-paid whether or not data moves) plus ``datapath_scale`` x the published per-action energies of
-the arithmetic and of the memories kept in flip-flops (what moves with the data); their leakage
-is ``leak_uw_per_um2`` x their area; the SRAM macros' read/write energy and leakage come from the
-macros' Liberty files with the estimator's exact access counts, as the flow prices them.
+pack, ``bench/stdcell_ppa.py --pack-vectors``): the standard cells' energy per clock cycle is
+``flop_memory_pj_per_um2`` x the area of the memories kept in flip-flops plus ``logic_pj_per_um2``
+x the rest of the cells — the clock pins of the flip-flops and the clock tree, paid every cycle
+whether or not data moves (the design has no clock gating), denser in flip-flop memories than in
+logic — plus the published per-action energies of the arithmetic (what moves with the data, at
+the ~0.005 toggles per bit per cycle the packs produce a few per cent of the cells' power); their
+leakage is ``leak_uw_per_um2`` x their area; the SRAM macros' read/write energy and leakage come
+from the macros' Liberty files with the estimator's exact access counts, as the flow prices them.
 
 Memories are tiled from the library's SRAM macros exactly as the flow tiles them
 (``ppa.macros.implement``); the macro files ship with the project (doping/ppa/pdk), the
@@ -58,14 +60,14 @@ class LibraryCalibration:
     fit_configs: tuple[str, ...]
     command: str
     # power, fitted to the flow's activity-driven rows (None: not calibrated for this library)
-    cell_pj_per_um2: float | None = None  # standard-cell energy per clock cycle per um^2, data-independent
-    datapath_scale: float | None = None  # x the published per-action energies of the arithmetic
+    flop_memory_pj_per_um2: float | None = None  # a cycle's energy per um^2 of memories kept in flip-flops
+    logic_pj_per_um2: float | None = None  # a cycle's energy per um^2 of the other cells
     leak_uw_per_um2: float | None = None  # standard-cell leakage per um^2
     power_fit_configs: tuple[str, ...] = ()
 
     @property
     def has_power(self) -> bool:
-        return self.cell_pj_per_um2 is not None
+        return self.flop_memory_pj_per_um2 is not None
 
     @property
     def label(self) -> str:
@@ -154,13 +156,13 @@ def area_um2(cfg: AccelConfig, logic_gates_um2: float) -> dict[str, float]:
     return out
 
 
-def cells_um2(cfg: AccelConfig, logic_gates_um2: float) -> float:
-    """The standard cells of ``cfg`` at its node (logic and the memories kept in flip-flops), as
-    ``area_um2`` counts them."""
+def cells_um2(cfg: AccelConfig, logic_gates_um2: float) -> tuple[float, float]:
+    """The standard cells of ``cfg`` at its node, as ``area_um2`` counts them: (the memories kept
+    in flip-flops, the logic)."""
     cal, scale = for_node(cfg.tech_nm)
     parts = memory_parts_um2(cfg, cal.macros, cal.flop_um2).values()
-    return (logic_in_library_um2(logic_gates_um2, cal.nand2_um2) + sum(a for a, macro in parts if not macro)) \
-        * cal.logic_scale * scale ** 2
+    k = cal.logic_scale * scale ** 2
+    return (sum(a for a, macro in parts if not macro) * k, logic_in_library_um2(logic_gates_um2, cal.nand2_um2) * k)
 
 
 def macro_memories(cfg: AccelConfig) -> dict[str, tuple[float, float]]:
@@ -179,9 +181,9 @@ def macro_memories(cfg: AccelConfig) -> dict[str, tuple[float, float]]:
 def power_parts_pj(cfg: AccelConfig, logic_gates_um2: float, accesses: dict, datapath_pj: dict,
                    interval_cycles: float, clock_mhz: float) -> dict[str, float] | None:
     """One vector's energy by part (pJ) from the calibrated library, or None where the node's
-    library has no power fit: ``sram_<name>`` from the macros (memories in flip-flops: their table
-    energy as data path), every ``datapath_pj`` entry (the published per-action energies at the
-    node) x ``datapath_scale``, ``cells_clock`` (the cells' data-independent energy over the
+    library has no power fit: ``sram_<name>`` from the macros, every other ``datapath_pj`` entry
+    (the published per-action energies at the node: the arithmetic, and the accesses of memories
+    kept in flip-flops) as it is, ``cells_clock`` (the cells' data-independent energy over the
     vector's interval), ``leakage`` and ``sram_leakage`` (cells, macros; over the interval at
     ``clock_mhz``)."""
     cal, _ = for_node(cfg.tech_nm)
@@ -196,7 +198,7 @@ def power_parts_pj(cfg: AccelConfig, logic_gates_um2: float, accesses: dict, dat
             a = accesses[mem]
             out[name] = (a["reads"] + a["writes"]) * macros[mem][0]
         else:
-            out[name] = pj * cal.datapath_scale
+            out[name] = pj
     out["cells_clock"] = clock_pj * interval_cycles
     vector_us = interval_cycles / clock_mhz
     out["leakage"] = cells_leak_uw * vector_us  # uW x us = pJ
@@ -207,9 +209,9 @@ def power_parts_pj(cfg: AccelConfig, logic_gates_um2: float, accesses: dict, dat
 def _static(cfg: AccelConfig, logic_gates_um2: float) -> tuple[float, float, float]:
     """(the cells' clock energy a cycle in pJ, the cells' leakage in uW, the macros' leakage in uW)."""
     cal, _ = for_node(cfg.tech_nm)
-    cells = cells_um2(cfg, logic_gates_um2)
-    return (cal.cell_pj_per_um2 * cells, cal.leak_uw_per_um2 * cells,
-            sum(leak for _, leak in macro_memories(cfg).values()))
+    flop_memories, logic = cells_um2(cfg, logic_gates_um2)
+    return (cal.flop_memory_pj_per_um2 * flop_memories + cal.logic_pj_per_um2 * logic,
+            cal.leak_uw_per_um2 * (flop_memories + logic), sum(leak for _, leak in macro_memories(cfg).values()))
 
 
 def static_pj_per_cycle(cfg: AccelConfig, logic_gates_um2: float, clock_mhz: float) -> float:
@@ -245,8 +247,9 @@ def silicon_basis(tech_nm: int) -> str:
     cal, _ = for_node(tech_nm)
     if cal.has_power:
         return (f"{basis(tech_nm)}; energy and power calibrated to the same flow's power report with "
-                f"simulated activity (SRAM from the macros, cells {cal.cell_pj_per_um2:.3g} pJ per um^2 a cycle, "
-                f"data path x{cal.datapath_scale:.3g} the 45 nm per-action tables; fitted on "
+                f"simulated activity (SRAM from the macros; a cycle of the cells {cal.flop_memory_pj_per_um2 * 1e3:.3g} "
+                f"fJ per um^2 of flip-flop memory, {cal.logic_pj_per_um2 * 1e3:.3g} of logic; data path from the "
+                f"45 nm per-action tables; fitted on "
                 f"{', '.join(map(short_spec, cal.power_fit_configs))})")
     return (f"{basis(tech_nm)}; energy from published 45 nm per-action tables [H14]/[A45], scaled "
             "(node/45)^2, not calibrated")
