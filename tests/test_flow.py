@@ -125,3 +125,39 @@ def test_export_reports_its_stages(flow_dir, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     for stage in ("collecting 64 gate input vectors", "quantising", "test perplexity 1/3", "2/3", "3/3"):
         assert stage in err, err
+
+
+def test_no_stage_is_silent(tmp_path, monkeypatch):
+    """issue 32: a stage that runs long says so every Stages.HEARTBEAT_S seconds (here 0.2 s)."""
+    import time
+
+    from doping.flow import Stages
+
+    monkeypatch.setattr(Stages, "HEARTBEAT_S", 0.2)
+    lines = []
+    st = Stages(tmp_path, lambda m: lines.append((time.time(), m)))
+    st.run("slow", "x", [], lambda: time.sleep(1.1) or 1)
+    beats = [m for _, m in lines if m.startswith("[slow] still running")]
+    assert len(beats) >= 4 and lines[-1][1].startswith("[slow] done")
+    gaps = [b[0] - a[0] for a, b in zip(lines, lines[1:])]
+    assert max(gaps) < 0.6
+
+
+def test_the_quick_demo_is_never_silent_for_long(tmp_path):
+    """`doping demo --quick` as a user sees it (progress on): no gap between output lines over
+    HEARTBEAT_S plus scheduling slack on a loaded 2-core machine."""
+    import subprocess
+    import sys
+    import time
+
+    from doping.flow import Stages
+
+    env = dict(__import__("os").environ, DOPING_PROGRESS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "doping.cli", "demo", "--quick", "-o", str(tmp_path / "d")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    stamps = [time.time()]
+    for _ in proc.stdout:
+        stamps.append(time.time())
+    assert proc.wait(timeout=600) == 0
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert max(gaps) < Stages.HEARTBEAT_S + 5, max(gaps)

@@ -38,10 +38,34 @@ def _digest(*parts) -> str:
 
 
 class Stages:
+    """The flow's stages: each recorded with the fingerprint of its inputs in ``OUT/.stages`` and
+    reused when unchanged; a running stage says so every ``HEARTBEAT_S`` seconds, so that no stage
+    is silent for longer (a Verilator build, an export's evaluation)."""
+
+    HEARTBEAT_S = 5.0
+
     def __init__(self, out: Path, log):
         self.dir = out / ".stages"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log = log
+
+    @contextlib.contextmanager
+    def _heartbeat(self, name: str, t0: float):
+        import threading
+
+        done = threading.Event()
+
+        def beat():
+            while not done.wait(self.HEARTBEAT_S):
+                self.log(f"[{name}] still running ({time.time() - t0:.0f} s)")
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def run(self, name: str, fingerprint: str, outputs: list[Path], fn):
         stamp = self.dir / f"{name}.json"
@@ -56,7 +80,8 @@ class Stages:
                 return saved["result"]
         t0 = time.time()
         self.log(f"[{name}] running ...")
-        result = fn()
+        with self._heartbeat(name, t0):
+            result = fn()
         from doping.fileio import atomic_path
 
         with atomic_path(stamp) as tmp:
