@@ -1,5 +1,7 @@
 """Estimator: cycles (exact, from ``cycles.schedule``), SRAM, energy, area and power of one
-layer on one accelerator config, priced with ``tables`` (docs/estimator.md)."""
+layer on one accelerator config: clock, area and energy calibrated to the standard-cell flow in
+the node's reference library (``calibration``), the data path priced with ``tables``
+(docs/estimator.md)."""
 
 from __future__ import annotations
 
