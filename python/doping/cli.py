@@ -466,7 +466,8 @@ def cmd_compare(args) -> int:
     from doping.config import load_config
     from doping.estimate.compare import compare
 
-    r = compare(Path(args.results) if args.results else None, Path(args.packs), Path(args.runs) if args.runs else None, load_config(args.config),
+    r = compare(Path(args.results) if args.results else None, Path(args.packs),
+                Path(args.runs) if args.runs else None, load_config(args.config),
                 Path(args.output), hidden=args.hidden, balanced=not args.base_design,
                 reference_ratio=args.reference_ratio, log=lambda s: print(s, flush=True))
     print((Path(args.output) / "compare.md").read_text())
