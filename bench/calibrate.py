@@ -32,10 +32,11 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stdcell_ppa import TARGET_NS, config_from_spec  # noqa: E402
+from stdcell_ppa import TARGET_NS, config_from_spec, power_layer  # noqa: E402
 
 from doping.estimate import calibration  # noqa: E402
-from doping.estimate.calibration import LibraryCalibration, cells_and_macros_um2, macro_memories  # noqa: E402
+from doping.estimate.calibration import (LibraryCalibration, cells_and_macros_um2, macro_access_pj,  # noqa: E402
+                                        macro_memories)
 from doping.estimate.model import logic_area_um2  # noqa: E402
 from doping.ppa.macros import read_liberty_text  # noqa: E402
 from doping.ppa.stdcell import cell_info, resolve_library  # noqa: E402
@@ -80,16 +81,12 @@ def power_terms(r: dict) -> dict:
     node, the flow's cell dynamic energy and leakage (pJ, uW, at the flow's clock over the pack's
     interval), the estimator's regressors (its two cell areas, the data path's table energy) and
     its SRAM energy, and the flow's SRAM energy."""
-    from stdcell_ppa import POWER_PACK
-
     from doping.estimate.calibration import cells_um2
     from doping.estimate.cycles import schedule
     from doping.estimate.model import accesses, table_energy_pj
-    from doping.synth import synth_layer
 
     cfg = replace(config_from_spec(r["config"]), tech_nm=r["node_nm"])
-    layer = synth_layer(POWER_PACK["shape"], POWER_PACK["ratio"], factor_shapes=POWER_PACK["factor_shapes"],
-                        seed=POWER_PACK["seed"])
+    layer = power_layer()
     s = schedule(layer, cfg)
     acc = accesses(layer, cfg, s)
     table = table_energy_pj(layer, cfg, s, acc)
@@ -102,7 +99,7 @@ def power_terms(r: dict) -> dict:
             "logic_um2": logic, "flow_cells_pj": (p["internal"] + p["switching"]) * cycle_pj * s.interval,
             "flow_leak_uw": p["leakage"] * 1e3, "flow_sram_pj": p["sram"] * cycle_pj * s.interval,
             "datapath_pj": sum(v for k, v in table.items() if k.removeprefix("sram_") not in macros),
-            "macro_pj": sum((acc[m]["reads"] + acc[m]["writes"]) * e for m, (e, _) in macros.items())
+            "macro_pj": sum(macro_access_pj(cfg, acc).values())
                         + sum(leak for _, leak in macros.values()) * s.interval * f["clock_ns"] * 1e-3}
 
 
@@ -185,16 +182,11 @@ POWER_FIELDS = ("flop_memory_pj_per_um2", "logic_pj_per_um2", "leak_uw_per_um2",
 def estimator_power_mw(r: dict) -> dict:
     """The calibrated estimator's power for a power row: ``POWER_PACK`` on the row's config at its
     node, at the flow's clock, by part (cells, SRAM, total; mW)."""
-    from stdcell_ppa import POWER_PACK
-
     from doping.estimate.model import estimate
-    from doping.synth import synth_layer
 
     f = r["flow"]
     cfg = replace(config_from_spec(r["config"]), tech_nm=r["node_nm"], clock_mhz=1e3 / f["clock_ns"])
-    layer = synth_layer(POWER_PACK["shape"], POWER_PACK["ratio"], factor_shapes=POWER_PACK["factor_shapes"],
-                        seed=POWER_PACK["seed"])
-    e = estimate(layer, cfg)
+    e = estimate(power_layer(), cfg)
     parts = e.breakdown.energy_pj
     # dynamic energy at the flow's clock; leakage (priced at the estimator's clock) as a power
     dyn_mw = 1e-3 * cfg.clock_mhz / e.interval_cycles

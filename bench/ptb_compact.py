@@ -17,9 +17,14 @@ import torch
 HALF = ("embed.weight", "decoder.weight")
 
 
+def halved(state: dict, keys=None) -> dict:
+    """A model state dict with its floating tensors (those named in ``keys``; None: all) in float16."""
+    return {k: (v.half() if v.is_floating_point() and (keys is None or k in keys) else v) for k, v in state.items()}
+
+
 def compact(run: Path, out: Path, half_all: bool) -> Path:
     ckpt = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
-    state = {k: (v.half() if v.is_floating_point() and (half_all or k in HALF) else v) for k, v in ckpt["model"].items()}
+    state = halved(ckpt["model"], None if half_all else HALF)
     target = out / (str(run.relative_to(run.parent.parent)).replace("/", "-") + ".pt")
     torch.save({"model": state, "vocab_size": ckpt["vocab_size"], "epoch": ckpt["epoch"],
                 "config": json.loads((run / "config.json").read_text())}, target)

@@ -41,6 +41,10 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ptb_compact import halved  # noqa: E402
+from ptb_table import read_parts  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 PART_BYTES = 16 * 2**20 - 64 * 1024  # a result file is at most 16 MiB
 MAX_PARTS = 7  # + slot.json: the 8 files a slot returns
@@ -58,7 +62,7 @@ TEXT = (".json", ".cmd", ".log", ".txt")
 def half_state(path: Path) -> bytes:
     """A checkpoint or best.pt with its model's floating tensors in float16, serialised."""
     obj = torch.load(path, map_location="cpu", weights_only=True)
-    obj["model"] = {k: v.half() if v.is_floating_point() else v for k, v in obj["model"].items()}
+    obj["model"] = halved(obj["model"])
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
@@ -133,11 +137,6 @@ def write_parts(data: bytes, folder: Path, prefix: str = "slot") -> list[Path]:
     return parts
 
 
-def read_parts(folder: Path, prefix: str = "slot") -> bytes | None:
-    parts = sorted(folder.glob(f"{prefix}.part[0-9][0-9]"))
-    return b"".join(p.read_bytes() for p in parts) if parts else None
-
-
 def extract(data: bytes, runs: Path) -> list[str]:
     runs.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -149,7 +148,7 @@ def extract(data: bytes, runs: Path) -> list[str]:
 def cmd_run(a) -> int:
     t0 = time.time()
     runs = Path(a.runs)
-    restored = read_parts(Path(a.state))
+    restored = read_parts(Path(a.state), "slot")
     if restored is not None:
         names = extract(restored, runs)
         print(f"[slot] restored {len(names)} files of earlier slots into {runs}", flush=True)
@@ -181,7 +180,7 @@ def cmd_run(a) -> int:
 
 def cmd_unpack(a) -> int:
     src = Path(a.files)
-    data = read_parts(src)
+    data = read_parts(src, "slot")
     if data is None:
         raise SystemExit(f"ptb_slot: no slot.partNN files in {src}")
     runs = Path(a.runs)

@@ -206,16 +206,11 @@ def train_cmd(args, job_args: list, out: Path) -> list[str]:
             "--threads", str(args.threads), *map(str, job_args), "-o", str(out)]
 
 
-def join_parts(folder: Path, name: str, target: Path) -> bool:
-    """``folder/name.part00, .part01, ...`` (a file committed in pieces of <= 16 MiB) joined into
-    ``target``; False when there are no parts."""
+def read_parts(folder: Path, name: str) -> bytes | None:
+    """``folder/name.part00, .part01, ...`` (a file kept in pieces of <= 16 MiB: committed, or
+    returned by a GPU slot) joined; None when there are no parts."""
     parts = sorted(folder.glob(f"{name}.part[0-9][0-9]"))
-    if not parts:
-        return False
-    with open(target, "wb") as out:
-        for part in parts:
-            out.write(part.read_bytes())
-    return True
+    return b"".join(p.read_bytes() for p in parts) if parts else None
 
 
 def run(args):
@@ -225,7 +220,8 @@ def run(args):
         seed, dense = Path(args.models) / f"ptb-h{h}-dense", runs / f"h{h}" / "dense"
         if not (dense / "best.pt").is_file() and (seed / "final.json").is_file():
             shutil.copytree(seed, dense, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.part*"))
-            join_parts(seed, "best.pt", dense / "best.pt")
+            if (best := read_parts(seed, "best.pt")) is not None:
+                (dense / "best.pt").write_bytes(best)
             shutil.copy(seed / "command.txt", runs / f"h{h}" / "dense.cmd")
     jobs = [j for h in args.hidden for j in plan(h, runs)]
     if args.only:

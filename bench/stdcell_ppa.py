@@ -60,12 +60,18 @@ def config_from_spec(spec: str):
 POWER_PACK = dict(shape=(48, 40), ratio=6.0, factor_shapes=((8, 8), (6, 5)), seed=0)
 
 
-def power_pack(path: Path):
-    from doping.pack import write_pack
+def power_layer():
+    """The layer of ``POWER_PACK``."""
     from doping.synth import synth_layer
 
-    layer = synth_layer(POWER_PACK["shape"], POWER_PACK["ratio"], factor_shapes=POWER_PACK["factor_shapes"],
-                        seed=POWER_PACK["seed"])
+    return synth_layer(POWER_PACK["shape"], POWER_PACK["ratio"], factor_shapes=POWER_PACK["factor_shapes"],
+                       seed=POWER_PACK["seed"])
+
+
+def power_pack(path: Path):
+    from doping.pack import write_pack
+
+    layer = power_layer()
     write_pack(path, [layer])
     return layer
 

@@ -320,6 +320,7 @@ def _splits(cfg: TrainConfig, corpus, dist, device) -> _Splits:
     if cfg.max_batches:
         n_batches = min(n_batches, cfg.max_batches)
     total_steps = cfg.epochs * n_batches
+
     def bounded(split):
         return split[: cfg.eval_tokens] if cfg.eval_tokens else split
 

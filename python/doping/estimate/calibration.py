@@ -178,6 +178,13 @@ def macro_memories(cfg: AccelConfig) -> dict[str, tuple[float, float]]:
     return out
 
 
+def macro_access_pj(cfg: AccelConfig, accesses: dict) -> dict[str, float]:
+    """One vector's read and write energy (pJ) of every memory built from SRAM macros, from the
+    macros' energy per access and ``accesses`` (``estimate.model.accesses``)."""
+    return {name: (accesses[name]["reads"] + accesses[name]["writes"]) * pj
+            for name, (pj, _) in macro_memories(cfg).items() if name in accesses}
+
+
 def power_parts_pj(cfg: AccelConfig, logic_gates_um2: float, accesses: dict, datapath_pj: dict,
                    interval_cycles: float, clock_mhz: float) -> dict[str, float] | None:
     """One vector's energy by part (pJ) from the calibrated library, or None where the node's
@@ -189,16 +196,9 @@ def power_parts_pj(cfg: AccelConfig, logic_gates_um2: float, accesses: dict, dat
     cal, _ = for_node(cfg.tech_nm)
     if not cal.has_power:
         return None
-    macros = macro_memories(cfg)
     clock_pj, cells_leak_uw, macros_leak_uw = _static(cfg, logic_gates_um2)
-    out = {}
-    for name, pj in datapath_pj.items():
-        mem = name.removeprefix("sram_")
-        if name.startswith("sram_") and mem in macros:
-            a = accesses[mem]
-            out[name] = (a["reads"] + a["writes"]) * macros[mem][0]
-        else:
-            out[name] = pj
+    out = dict(datapath_pj)
+    out.update({f"sram_{name}": pj for name, pj in macro_access_pj(cfg, accesses).items()})
     out["cells_clock"] = clock_pj * interval_cycles
     vector_us = interval_cycles / clock_mhz
     out["leakage"] = cells_leak_uw * vector_us  # uW x us = pJ
