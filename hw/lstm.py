@@ -24,20 +24,15 @@ through each layer, and ``h`` carries their B results in lane order; the state i
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from doping.arch import (CELL_REG_INDEX, LAYER_REG_WORDS, SEL_CELL_LUT, SEL_GATE_LUT, SEL_LAYER_REGS, SEL_REG)
 from doping.config import AccelConfig, bits_for
 from doping.hw.cell import LSTMCell, hidden_bits, state_offset
 from doping.hw.memories import banks, region_address
-from doping.hw.streams import LoadWord
+from doping.hw.streams import H_ELEMENT, LoadWord, TokenBeat
 from doping.hw.top import Accelerator
-
-#: One ``tok`` beat: an int8 input element; ``first`` marks the first token of a sequence (read on
-#: the token's first element).
-TokenBeat = data.StructLayout({"data": signed(8), "first": 1})
-
 
 class LSTMAccelerator(wiring.Component):
     def __init__(self, cfg: AccelConfig, mutation: str | None = None):
@@ -47,7 +42,7 @@ class LSTMAccelerator(wiring.Component):
         super().__init__({
             "load": In(stream.Signature(LoadWord)),
             "tok": In(stream.Signature(TokenBeat)),
-            "h": Out(stream.Signature(signed(8))),
+            "h": Out(stream.Signature(H_ELEMENT)),
             "status": Out(4),  # SWITCH, FEED, WAIT, cell busy
         })
 

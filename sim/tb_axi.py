@@ -9,8 +9,6 @@ offsets, and the performance counters at the end. The job (a
 
 from __future__ import annotations
 
-import itertools
-
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
@@ -25,19 +23,16 @@ from doping.csr import BY_NAME, CSR_ID, CsrClient, field_value
 from doping.hw.loader import load_words, register_values
 from doping.pack import read_pack
 from doping.sim.job import AxiJob, AxiResult, read_job, write_result
-from doping.sim.tb_accel import scoreboard, watchdog_cycles
-
-
-def pauses(rng, p: float):
-    """A pause generator for cocotbext-axi: True (pause this cycle) with probability ``p``."""
-    return (bool(p and rng.random() < p) for _ in itertools.count())
+from doping.sim.streams_cocotb import reset as reset_dut
+from doping.sim.tb_accel import watchdog_cycles
+from doping.sim.transactions import Scoreboard, load_payloads, pauses
 
 
 def load_frame(layer, cfg, registers: bool = True) -> AxiStreamFrame:
     """The layer's load words as one frame, ``LOAD_WORD_BYTES`` little-endian bytes a word
     (without its register words unless ``registers``)."""
-    return AxiStreamFrame(b"".join(pack_load_word(*w).to_bytes(LOAD_WORD_BYTES, "little")
-                                   for w in load_words(layer, cfg) if registers or w[0] != SEL_REG))
+    words = [w for w in load_words(layer, cfg) if registers or w[0] != SEL_REG]
+    return AxiStreamFrame(b"".join(p.to_bytes(LOAD_WORD_BYTES, "little") for p in load_payloads(words)))
 
 
 async def registers_over_axil(csr: CsrClient, layer, cfg):
@@ -72,11 +67,8 @@ class StreamRules:
             held = beat if v["tvalid"] and not v["tready"] else None
 
 
-async def reset(dut, cycles: int = 3):
-    dut.aresetn.value = 0
-    await ClockCycles(dut.aclk, cycles)
-    dut.aresetn.value = 1
-    await ClockCycles(dut.aclk, 1)
+async def reset(dut):
+    await reset_dut(dut, cycles=3, signal="aresetn", active=0, clk=dut.aclk, settle=1)
 
 
 @cocotb.test()
@@ -104,8 +96,7 @@ async def axi_regression(dut):
     for bad in (0xFFC, BY_NAME["ID"].offset):  # unmapped; read-only
         assert (await axil.write(bad, b"\x01\x00\x00\x00")).resp == AxiResp.SLVERR
     assert (await axil.read(0xFFC, 4)).resp == AxiResp.SLVERR
-    vectors = mismatches = cycles = 0
-    examples = []
+    board, cycles = Scoreboard(), 0
     for k, pack_path in enumerate(job.packs):
         layer = read_pack(pack_path).layers[0]
         xs = rng.integers(-128, 128, size=(job.vectors, layer.n)).astype(np.int8)
@@ -118,7 +109,7 @@ async def axi_regression(dut):
             await ClockCycles(dut.aclk, 5)
             await reset(dut)
             assert int(dut.err_x_tlast.value) == 0, "aresetn did not clear err_x_tlast"
-        want = golden.forward(layer, xs).astype(np.int64)
+        board.expect(golden.forward(layer, xs), lambda i: {"pack": str(pack_path), "vector": i})
         span = {}
 
         async def run():
@@ -130,26 +121,21 @@ async def axi_regression(dut):
             span["x"] = get_sim_time(unit="ns")
             for v in xs:
                 await x.send(AxiStreamFrame(v.tobytes()))
-            bad, ex = 0, []
-            for i in range(len(xs)):  # each frame checked as it arrives (per-transaction scoreboard)
+            for _ in range(len(xs)):  # each frame checked as it arrives (per-transaction scoreboard)
                 frame = await y.recv()
-                got = np.frombuffer(bytes(frame.tdata), dtype=np.int8).astype(np.int64)
+                got = np.frombuffer(bytes(frame.tdata), dtype=np.int8)
                 assert len(got) == layer.m, f"a y frame of {len(got)} bytes (tkeep), m = {layer.m}"
-                b, e = scoreboard(got[None], want[i:i + 1], str(pack_path))
-                bad += b
-                ex += [dict(d, vector=i) for d in e]
-            return bad, ex
+                board.check(got)
 
         limit = watchdog_cycles(layer, cfg, len(xs), job)
         try:
-            bad, ex = await with_timeout(run(), limit * 10, "ns")
+            await with_timeout(run(), limit * 10, "ns")
         except SimTimeoutError:
             raise AssertionError(f"watchdog: no result after {limit} cycles") from None
-        vectors, mismatches = vectors + len(xs), mismatches + bad
-        examples += ex[: 5 - len(examples)]
         cycles += int((get_sim_time(unit="ns") - span["x"]) // 10)
     err = int(dut.err_x_tlast.value)
     # counters: every vector since the reset counted; each unit busy part of the time; cleared on request
+    vectors, mismatches = board.checked, board.mismatches
     assert await csr.read("VECTORS") == vectors
     total = await csr.read("CYCLES")
     busy = {u: await csr.read(f"BUSY_{u}") for u in UNITS}
@@ -166,9 +152,9 @@ async def axi_regression(dut):
     assert await csr.read("STATUS") & flag, "a bad load word did not set err_load_word"
     await csr.write("CONTROL", field_value("CONTROL", clear_errors=1))
     assert not await csr.read("STATUS") & flag
-    write_result(AxiResult(vectors=vectors, mismatches=mismatches, mismatch_examples=examples, cycles=cycles,
+    write_result(AxiResult(vectors=vectors, mismatches=mismatches, mismatch_examples=board.examples, cycles=cycles,
                            err_x_tlast=err, stalled_beats_checked=rules.stalled,
                            stream_rule_violations=rules.violations[:5]), job.out)
     assert not rules.violations, f"m_axis_y broke the AXI4-Stream rules: {rules.violations[:2]}"
-    assert mismatches == 0, f"{mismatches} of {vectors} vectors mismatched: {examples[:1]}"
+    assert mismatches == 0, f"{mismatches} of {vectors} vectors mismatched: {board.examples[:1]}"
     assert err == 0, "err_x_tlast set: an x tlast did not match its vector's end"

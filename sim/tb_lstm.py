@@ -5,7 +5,8 @@ The job (``doping.sim.job.LSTMJob``: pack, steps, seed, gaps, result file) comes
 results go to its ``out`` file. Each of the config's ``lstm_batch`` lanes
 carries its own sequences of random lengths (1 .. max(2, steps // 3)) and random int8 embedding
 elements; a step sends one token of every lane. A monitor takes h with random stalls and notes
-the cycle each step's last element is taken; the scoreboard compares token by token.
+the cycle each step's last element is taken; the scoreboard checks each token's h as it leaves
+(the shared transaction layer: ``doping.sim.transactions``, ``doping.sim.streams_cocotb``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, SimTimeoutError, with_timeout
+from cocotb.triggers import SimTimeoutError, with_timeout
 
+from doping.arch import h_element, token_beat
 from doping.golden.lstm import run_sequence
 from doping.hw.loader import lstm_load_words
 from doping.pack import read_pack
 from doping.sim.job import LSTMJob, LSTMResult, read_job, write_result
-from doping.sim.tb_accel import MAX_EXAMPLES, StreamDriver, load_payloads
+from doping.sim.streams_cocotb import StreamSink, StreamSource, reset
+from doping.sim.transactions import Scoreboard, load_payloads, pauses
 
 
 def sequences(rng, tokens: int, inputs: int) -> list[np.ndarray]:
@@ -49,27 +52,28 @@ def golden_lanes(cells, sequences_per_lane):
 
 
 class HiddenMonitor:
-    """Sets ``h__ready`` randomly; collects the h elements and the cycle each step's last one is
-    taken (a step: ``per_step`` elements)."""
+    """Takes h through a ``StreamSink``; every ``per_step`` elements (one step: B lanes of H) it
+    notes the cycle and hands each lane's H elements to the scoreboard as they leave."""
 
-    def __init__(self, dut, rng, stall, per_step):
-        self.dut, self.rng, self.stall, self.hidden = dut, rng, stall, per_step
-        self.values, self.token_end = [], []
+    def __init__(self, sink: StreamSink, scoreboard: Scoreboard, hidden: int, batch: int):
+        self.sink, self.scoreboard, self.hidden, self.batch = sink, scoreboard, hidden, batch
+        self.values, self.step_end, self.cycle = [], [], 0
 
-    async def collect(self, steps):
-        dut, now = self.dut, 0
-        while len(self.values) < steps * self.hidden:
-            ready = int(not (self.stall and self.rng.random() < self.stall))
-            dut.h__ready.value = ready
-            valid = int(dut.h__valid.value)
-            payload = dut.h__payload.value.to_signed() if valid else 0
-            await FallingEdge(dut.clk)
-            now += 1
-            if ready and valid:
-                self.values.append(payload)
-                if len(self.values) % self.hidden == 0:
-                    self.token_end.append(now)
-        dut.h__ready.value = 0
+    def _probe(self):
+        self.cycle += 1
+
+    def _beat(self, payload: int):
+        self.values.append(h_element(payload))
+        if len(self.values) % self.hidden == 0:
+            self.scoreboard.check(self.values[-self.hidden:])
+        if len(self.values) % (self.hidden * self.batch) == 0:
+            self.step_end.append(self.cycle)
+
+    async def collect(self, steps: int):
+        await self.sink.run(self._beat, lambda: len(self.values) >= steps * self.batch * self.hidden, self._probe)
+
+
+IDLE_INPUTS = ("load__valid", "tok__valid", "h__ready")
 
 
 @cocotb.test()
@@ -79,25 +83,25 @@ async def lstm_sequences(dut):
     rng = np.random.default_rng(job.seed)
     cells = read_pack(job.pack).lstm
     Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    for s in ("load__valid", "tok__valid", "h__ready"):
-        getattr(dut, s).value = 0
-    for _ in range(2):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await reset(dut, IDLE_INPUTS)
 
     B, steps, H = cfg.lstm_batch, job.steps, cells[-1].hidden
     lanes = [sequences(rng, steps, cells[0].input_size) for _ in range(B)]
     xs, first = lanes_of(lanes)
-    beats = [(int(v) & 0xFF) | (int(first[b][t]) << 8) for t in range(steps) for b in range(B) for v in xs[b][t]]
-    mon = HiddenMonitor(dut, rng, job.h_stall, B * H)
+    beats = [token_beat(v, first[b][t]) for t in range(steps) for b in range(B) for v in xs[b][t]]
+    board = Scoreboard()  # step by step, lane by lane
+    board.expect(golden_lanes(cells, lanes), lambda i: {"token": i, "step": i // B, "lane": i % B})
+    load, tok, h = StreamSource(dut, "load"), StreamSource(dut, "tok"), StreamSink(dut, "h")
+    tok.set_pause_generator(pauses(rng, job.tok_gap))
+    h.set_pause_generator(pauses(rng, job.h_stall))
+    mon = HiddenMonitor(h, board, H, B)
     words = lstm_load_words(cells, cfg)
     limit = job.watchdog_cycles
 
     async def work():
-        await StreamDriver(dut, "load", rng).send(load_payloads(None, cfg, words))
+        await load.send(load_payloads(words))
         task = cocotb.start_soon(mon.collect(steps))
-        await StreamDriver(dut, "tok", rng, job.tok_gap).send(beats)
+        await tok.send(beats)
         await task
 
     try:
@@ -105,12 +109,8 @@ async def lstm_sequences(dut):
     except SimTimeoutError:
         raise AssertionError(f"watchdog: no result after {limit} cycles; {len(mon.values)} of "
                              f"{steps * B * H} h elements seen") from None
-    got = np.array(mon.values, dtype=np.int64).reshape(steps * B, H)  # step by step, lane by lane
-    want = golden_lanes(cells, lanes).astype(np.int64)
-    bad = np.flatnonzero(np.any(got != want, axis=1))
-    examples = [{"token": int(i), "step": int(i) // B, "lane": int(i) % B,
-                 "element": int(np.flatnonzero(got[i] != want[i])[0]),
-                 "got": got[i].tolist(), "want": want[i].tolist()} for i in bad[:MAX_EXAMPLES]]
-    write_result(LSTMResult(tokens=steps * B, steps=steps, sequences=sum(len(l) for l in lanes), mismatches=len(bad),
-                            mismatch_examples=examples, step_intervals=np.diff(mon.token_end).tolist()), job.out)
-    assert not len(bad), f"{len(bad)} of {steps * B} tokens mismatched: {examples[:1]}"
+    assert board.pending == 0 and board.checked == steps * B
+    write_result(LSTMResult(tokens=steps * B, steps=steps, sequences=sum(len(l) for l in lanes),
+                            mismatches=board.mismatches, mismatch_examples=board.examples,
+                            step_intervals=np.diff(mon.step_end).tolist()), job.out)
+    assert not board.mismatches, f"{board.mismatches} of {steps * B} tokens mismatched: {board.examples[:1]}"

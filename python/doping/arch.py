@@ -1,10 +1,10 @@
 """The accelerator's architecture spec, in plain Python (no Amaranth, no torch): the memory map
 (every memory's banks, depth, width and regions), the register file, the load-word format, the
-overlay entry format and the pipeline constants that fix the cycle counts (docs/hardware.md).
+payload formats of the data streams, the overlay entry format and the pipeline constants that fix the cycle counts (docs/hardware.md).
 
 The config (``AccelConfig.memories``), the generator (hw/), the loader, the estimator, the
 simulator and the testbenches import these; nothing else computes a memory size, packs a load word
-or restates a pipeline depth.
+or a stream beat, or restates a pipeline depth.
 """
 
 from __future__ import annotations
@@ -40,6 +40,41 @@ LOAD_TARGETS = {SEL_A: "a", SEL_B: "b", SEL_OVERLAY: "overlay", SEL_ROWMAP: "row
 def pack_load_word(sel: int, addr: int, data: int) -> int:
     """One load-stream beat as an integer (``sel`` in the low bits, then ``addr``, then ``data``)."""
     return sel | (addr << LOAD_SEL_BITS) | (data << (LOAD_SEL_BITS + LOAD_ADDR_BITS))
+
+
+# ---- data streams ------------------------------------------------------------------------------
+#: Bits of one element on the x, y, tok and h streams (two's complement int8).
+ELEMENT_BITS = 8
+_ELEMENT_MASK = (1 << ELEMENT_BITS) - 1
+
+
+def _signed(v: int) -> int:
+    return v - (1 << ELEMENT_BITS) if v >> (ELEMENT_BITS - 1) & 1 else v
+
+
+def x_beats(x, w: int) -> list[int]:
+    """One int8 vector as x-stream payloads (``hw.streams.x_layout``): ``w`` elements a beat,
+    element k of a beat in bits 8k..8k+7, the last beat padded with zeros."""
+    x = [int(v) & _ELEMENT_MASK for v in x] + [0] * (-len(x) % w)
+    return [sum(v << (ELEMENT_BITS * k) for k, v in enumerate(x[i:i + w])) for i in range(0, len(x), w)]
+
+
+def y_beat(payload: int, w: int) -> tuple[list[int], int]:
+    """A y-stream payload (``hw.streams.y_layout``): its ``w`` int8 outputs and ``last`` (the bit
+    above them)."""
+    return ([_signed((payload >> (ELEMENT_BITS * k)) & _ELEMENT_MASK) for k in range(w)],
+            (payload >> (ELEMENT_BITS * w)) & 1)
+
+
+def token_beat(value: int, first: bool) -> int:
+    """A tok-stream payload of the LSTM top (``hw.lstm.TokenBeat``): the int8 element, and above
+    it ``first`` on every element of a sequence's first token (the state starts from zero)."""
+    return (int(value) & _ELEMENT_MASK) | (int(first) << ELEMENT_BITS)
+
+
+def h_element(payload: int) -> int:
+    """An h-stream payload of the LSTM top: one int8 element of the last layer's h."""
+    return _signed(payload & _ELEMENT_MASK)
 
 
 #: Register file: index -> name. All are 32-bit, written before the first vector. ``kp_off`` = 1:

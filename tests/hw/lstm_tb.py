@@ -1,4 +1,5 @@
-"""Amaranth-simulator harness for the LSTM top (hw/lstm.py): load an LSTM stack, stream token
+"""Amaranth-simulator harness for the LSTM top (hw/lstm.py) on the shared transaction layer
+(``doping.sim.transactions``, ``doping.sim.streams_amaranth``): load an LSTM stack, stream token
 sequences with optional gaps on ``tok`` and stalls on ``h``, collect every token's h and the cycle
 each step's last element was taken."""
 
@@ -7,9 +8,12 @@ from __future__ import annotations
 import numpy as np
 from amaranth.sim import Simulator
 
+from doping.arch import h_element, token_beat
 from doping.hw.loader import lstm_load_words
 from doping.hw.lstm import LSTMAccelerator
+from doping.sim.streams_amaranth import StreamSink, StreamSource
 from doping.sim.tb_lstm import lanes_of
+from doping.sim.transactions import load_payloads, pauses
 
 
 def run_lstm(cfg, cells, sequences_per_lane, seed=0, tok_gap=0.0, h_stall=0.0, max_cycles=300_000):
@@ -22,36 +26,22 @@ def run_lstm(cfg, cells, sequences_per_lane, seed=0, tok_gap=0.0, h_stall=0.0, m
     xs, first = lanes_of(sequences_per_lane)
     steps = len(xs[0])
     assert len(xs) == B and all(len(x) == steps for x in xs)
+    load, tok, h = StreamSource(dut.load), StreamSource(dut.tok), StreamSink(dut.h)
+    tok.set_pause_generator(pauses(rng, tok_gap))
+    h.set_pause_generator(pauses(rng, h_stall))
     got, ends = [], []
 
     async def driver(ctx):
-        for sel, addr, data in lstm_load_words(cells, cfg):
-            ctx.set(dut.load.payload, {"sel": sel, "addr": addr, "data": data})
-            ctx.set(dut.load.valid, 1)
-            await ctx.tick().until(dut.load.ready)
-        ctx.set(dut.load.valid, 0)
-        for t in range(steps):
-            for b in range(B):
-                for v in xs[b][t]:
-                    while rng.random() < tok_gap:
-                        ctx.set(dut.tok.valid, 0)
-                        await ctx.tick()
-                    ctx.set(dut.tok.payload, {"data": int(v), "first": int(first[b][t])})
-                    ctx.set(dut.tok.valid, 1)
-                    await ctx.tick().until(dut.tok.ready)
-        ctx.set(dut.tok.valid, 0)
+        await load.send(ctx, load_payloads(lstm_load_words(cells, cfg)))
+        await tok.send(ctx, [token_beat(v, first[b][t]) for t in range(steps) for b in range(B) for v in xs[b][t]])
+
+    def beat(payload):
+        got.append(h_element(payload))
+        if len(got) % (B * H) == 0:
+            ends.append(h.cycles)
 
     async def sink(ctx):
-        now = 0
-        while len(got) < steps * B * H and now <= max_cycles:
-            ready = int(rng.random() >= h_stall)
-            ctx.set(dut.h.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.h.valid, dut.h.payload)
-            now += 1
-            if valid and ready:
-                got.append(payload)
-                if len(got) % (B * H) == 0:
-                    ends.append(now)
+        await h.run(ctx, beat, lambda: len(got) >= steps * B * H, max_cycles)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
