@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -21,7 +22,10 @@ def flow_dir(tmp_path_factory):
 
 
 def test_flow_verifies_and_reports(flow_dir):
-    out, r, _ = flow_dir
+    out, report, _ = flow_dir
+    r = json.loads((out / "report.json").read_text())  # what report.json holds is the typed report's to_json
+    assert r == json.loads(json.dumps(report.to_json(), default=str))
+    assert report.passed and report.verification.per_layer[0].cycles_measured == report.verification.per_layer[0].cycles_model
     assert r["verification"]["passed"] and r["verification"]["mismatches"] == 0
     assert r["verification"]["cycle_model_matches_rtl"]
     assert r["compression"]["param_ratio"] == pytest.approx(4.0, rel=1e-3)

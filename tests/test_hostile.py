@@ -85,16 +85,22 @@ def test_corrupt_run_folder_is_one_line(tmp_path, capsys, config):
 def test_reports_escape_names(tmp_path):
     from doping.flow import write_report
 
-    evil = "<script>alert(1)</script>|`x`"
+    from doping.config import PRESETS
+    from doping.flow_report import FlowReport, LayerRow, PerVector, Verification
+
+    evil = "<script>alert(1)</script>|`x`"  # in a layer name and a pack path (a config's fields are checked)
     phases = {"RECV": 1, "G1": 2, "G2": 3, "SEND": 4}
-    r = {"verification": {"passed": True, "vectors": 1, "mismatches": 0, "cycle_model_matches_rtl": True,
-                          "simulator": "verilator"},
-         "compression": {"param_ratio": 4.0, "bit_ratio": 3.0},
-         "per_vector": {"cycles": 10, "clock_mhz": 500.0, "latency_us": 0.02, "energy_nj": 1.0, "power_mw": 1.0},
-         "config": {"clock_mhz": 500.0, "note": evil}, "sram_kib": 1.0, "energy_saving_vs_dense": 2.0,
-         "area_mm2": 0.1, "layers": [{"name": evil, "shape": [4, 4], "cycles": 10, "phase_cycles": phases,
-                                      "energy_pj": 1000.0, "energy_breakdown": {"mac": 1.0}}],
-         "area_breakdown_mm2": {"sram": 0.1}, "sram_bits": {"a": 8}, "pack": f"/tmp/{evil}.dpack"}
+    r = FlowReport(
+        pack=f"/tmp/{evil}.dpack", config=PRESETS["minimal"], training=None,
+        verification=Verification(passed=True, vectors=1, mismatches=0, cycle_model_matches_rtl=True,
+                                   simulator="verilator"),
+        compression={"param_ratio": 4.0, "bit_ratio": 3.0}, accuracy={},
+        per_vector=PerVector(cycles=10, clock_mhz=500.0, latency_us=0.02, energy_nj=1.0, interval_cycles=10,
+                             power_mw=1.0),
+        sram_kib=1.0, area_mm2=0.1, silicon_basis="45 nm rules", dense_energy_nj=2.0, energy_saving_vs_dense=2.0,
+        layers=(LayerRow(name=evil, shape=(4, 4), cycles=10, interval_cycles=10, phase_cycles=phases, energy_pj=1000.0,
+                         energy_breakdown={"mac": 1.0}),),
+        area_breakdown_mm2={"sram": 0.1}, sram_bits={"a": 8})
     write_report(tmp_path, r)
     html, md = (tmp_path / "report.html").read_text(), (tmp_path / "report.md").read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html

@@ -228,6 +228,10 @@ def memory_map(cfg: AccelConfig) -> dict[str, Memory]:
 # ---- pipeline constants (the cycle model and the RTL share them) -------------------------------
 #: Units, as reported on the ``status`` bits (bit i: unit i busy; the cocotb monitor counts them).
 UNITS = ("RECV", "GEMM", "GATHER", "SEND")
+#: Phases of one vector (the cycle model's ``Schedule.phases``, reports' per-phase cycles): x in,
+#: the two Kronecker GEMMs, the overlay gather, y out; each runs on one unit (``PHASE_UNIT``).
+PHASES = ("RECV", "G1", "G2", "GATHER", "SEND")
+PHASE_UNIT = {"RECV": "RECV", "G1": "GEMM", "G2": "GEMM", "GATHER": "GATHER", "SEND": "SEND"}
 #: Register stages of the requantiser: its output is valid this many enabled cycles after its input.
 REQUANT_STAGES = 2
 #: Cycles from a y element's read (SEND issue) to the cycle it is on the y stream: row map and

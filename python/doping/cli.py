@@ -174,7 +174,7 @@ def cmd_demo(args) -> int:
 
     r = flow(args.output, ratio=args.ratio, quick=args.quick, log=lambda s: print(s, flush=True))
     print("\n".join(["", "doping demo summary", *summary_lines(r)]))
-    return 0 if r["verification"]["passed"] else 1
+    return 0 if r.passed else 1
 
 
 def cmd_data_download(args) -> int:
@@ -522,7 +522,7 @@ def cmd_flow(args) -> int:
     r = flow(args.output, checkpoint=args.checkpoint, pack=args.pack, ratio=args.ratio, config=args.config,
              vectors=args.vectors, tokens=args.tokens, quick=args.quick, log=lambda s: print(s, flush=True))
     print("\n".join(["", "doping flow summary", *summary_lines(r)]))
-    return 0 if r["verification"]["passed"] else 1
+    return 0 if r.passed else 1
 
 
 def _add_train_parser(sub) -> None:

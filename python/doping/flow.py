@@ -14,9 +14,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from doping.arch import PHASES
 from doping.config import AccelConfig, load_config
 from doping.errors import DopingError
 from doping.estimate.calibration import silicon_basis
+from doping.flow_report import FlowReport, LayerRow, LayerSim, LSTMReport, LSTMSim, PerVector, Verification
 from doping.hw import source_digest
 
 #: Base accelerator for the flow when no config is given: buffers grow to fit the pack.
@@ -91,7 +93,7 @@ class Stages:
 
 
 def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None, ratio: float | None = None,
-         config: str | None = None, vectors: int = 20, tokens: int = 20, quick: bool = False, log=print) -> dict:
+         config: str | None = None, vectors: int = 20, tokens: int = 20, quick: bool = False, log=print) -> FlowReport:
     """The whole job into folder ``out``, stage by stage (each skipped when its inputs are
     unchanged): the model and its pack, the design, the Verilog, the gate mat-vecs and the LSTM in
     simulation against golden, the estimate, the report. Returns the report. ``quick``: a smoke
@@ -109,19 +111,21 @@ def flow(out: str | Path, checkpoint: str | None = None, pack: str | None = None
     cfg = _design(pk.layers, cells, config)
     rtl_dir = out / "rtl"
     verilog = rtl_dir / "doping_accel.v"
-    rtl = st.run("rtl", _digest(cfg.as_dict(), source_digest()), [verilog], lambda: _rtl(cfg, rtl_dir))
-    sim = st.run("sim", _digest(pack_path, cfg.as_dict(), vectors, source_digest()), [verilog],
-                 lambda: _simulate_layers(pack_path, pk.layers, replace(cfg, lstm_cell=0), vectors, log))
-    sim_lstm = None if cells is None else st.run(
+    st.run("rtl", _digest(cfg.as_dict(), source_digest()), [verilog], lambda: _rtl(cfg, rtl_dir))
+    sim = [LayerSim.from_json(d) for d in st.run(
+        "sim", _digest(pack_path, cfg.as_dict(), vectors, source_digest()), [verilog],
+        lambda: [r.to_json() for r in _simulate_layers(pack_path, pk.layers, replace(cfg, lstm_cell=0), vectors, log)])]
+    sim_lstm = None if cells is None else LSTMSim.from_json(st.run(
         "sim-lstm", _digest(pack_path, cfg.as_dict(), tokens, source_digest()), [verilog],
-        lambda: _simulate_lstm(pack_path, cfg, tokens, log))
+        lambda: _simulate_lstm(pack_path, cfg, tokens, log).to_json()))
     from doping.estimate.results import FlowEstimate
 
     est = FlowEstimate.from_json(st.run("estimate", _digest(pack_path, cfg.as_dict(), source_digest()), [],
                                         lambda: _estimate(pk.layers, cells, cfg).to_json()))
-    report = build_report(summary(pk), cfg, rtl, sim, est, train_info, str(pack_path), sim_lstm)
-    report["training_curve"] = _training_curve(None if pack else Path(checkpoint) if checkpoint else out / "run")
-    report["outputs"] = {"verilog": str(verilog), "report": str(out / "report.html"), "pack": str(pack_path)}
+    report = build_report(summary(pk), cfg, sim, est, train_info, str(pack_path), sim_lstm,
+                          training_curve=_training_curve(None if pack else Path(checkpoint) if checkpoint
+                                                         else out / "run"),
+                          outputs={"verilog": str(verilog), "report": str(out / "report.html"), "pack": str(pack_path)})
     write_report(out, report)
     log(f"[report] {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'}")
     return report
@@ -236,7 +240,7 @@ def _rtl(cfg: AccelConfig, rtl_dir: Path) -> dict:
     return {"sram_bits_total": man["sram_bits_total"], "lint": "clean"}
 
 
-def _simulate_layers(pack_path: Path, layers, cfg: AccelConfig, vectors: int, log) -> list[dict]:
+def _simulate_layers(pack_path: Path, layers, cfg: AccelConfig, vectors: int, log) -> list[LayerSim]:
     """Stage 4: every layer alone on the mat-vec top (``cfg`` without the cell unit) under
     Verilator: ``vectors`` with gaps and stalls, then 2 clean ones whose cycles must equal the
     model's (each rounded up to whole batches of the config's ``batch``)."""
@@ -249,17 +253,17 @@ def _simulate_layers(pack_path: Path, layers, cfg: AccelConfig, vectors: int, lo
         stress = run([pack_path], cfg, vectors=-(-vectors // per) * per, seed=1, x_gap=0.1, y_stall=0.1,
                      layer=layer.name)
         clean = run([pack_path], cfg, vectors=-(-2 // per) * per, seed=2, layer=layer.name)
-        r = {"layer": layer.name, "vectors": stress.vectors + clean.vectors,
-             "mismatches": stress.mismatches + clean.mismatches,
-             "cycles_measured": clean.latency_cycles[0], "cycles_model": schedule(layer, cfg).cycles,
-             "busy_cycles": clean.busy_cycles[0], "wall_seconds": stress.wall_seconds + clean.wall_seconds}
+        r = LayerSim(layer=layer.name, vectors=stress.vectors + clean.vectors,
+                     mismatches=stress.mismatches + clean.mismatches, cycles_measured=clean.latency_cycles[0],
+                     cycles_model=schedule(layer, cfg).cycles, busy_cycles=clean.busy_cycles[0],
+                     wall_seconds=stress.wall_seconds + clean.wall_seconds)
         res.append(r)
-        log(f"[sim] {layer.name}: {r['vectors']} vectors, {r['mismatches']} mismatching, {r['cycles_measured']} "
-            f"cycles (model {r['cycles_model']}), {r['wall_seconds']:.0f} s")
+        log(f"[sim] {layer.name}: {r.vectors} vectors, {r.mismatches} mismatching, {r.cycles_measured} "
+            f"cycles (model {r.cycles_model}), {r.wall_seconds:.0f} s")
     return res
 
 
-def _simulate_lstm(pack_path: Path, cfg: AccelConfig, tokens: int, log) -> dict:
+def _simulate_lstm(pack_path: Path, cfg: AccelConfig, tokens: int, log) -> LSTMSim:
     """Stage 4b: the whole LSTM token by token on the LSTM top against the golden integer LSTM:
     ``tokens`` with gaps and stalls, then 4 clean steps whose cycles must equal the model's."""
     from doping.sim.runner import run_lstm
@@ -269,11 +273,11 @@ def _simulate_lstm(pack_path: Path, cfg: AccelConfig, tokens: int, log) -> dict:
     log(f"[sim-lstm] {stress.tokens + clean.tokens} tokens, {stress.mismatches + clean.mismatches} "
         f"mismatching, {clean.cycles_per_step} cycles per step of {cfg.lstm_batch} (model "
         f"{clean.model_cycles_per_step})")
-    return {"tokens": stress.tokens + clean.tokens, "sequences": stress.sequences + clean.sequences,
-            "mismatches": stress.mismatches + clean.mismatches,
-            "cycles_per_step_measured": sorted(set(clean.step_intervals)),
-            "cycles_per_step_model": clean.model_cycles_per_step,
-            "wall_seconds": stress.wall_seconds + clean.wall_seconds}
+    return LSTMSim(tokens=stress.tokens + clean.tokens, sequences=stress.sequences + clean.sequences,
+                   mismatches=stress.mismatches + clean.mismatches,
+                   cycles_per_step_measured=tuple(sorted(set(clean.step_intervals))),
+                   cycles_per_step_model=clean.model_cycles_per_step,
+                   wall_seconds=stress.wall_seconds + clean.wall_seconds)
 
 
 def _estimate(layers, cells, cfg: AccelConfig):
@@ -287,82 +291,85 @@ def _estimate(layers, cells, cfg: AccelConfig):
                         per_token=r.per_token, lstm=r.lstm)
 
 
-def build_report(pack_summary, cfg, rtl, sim, est, train_info, pack_path, sim_lstm=None) -> dict:
-    """The flow's report (JSON-ready): verification, compression, accuracy, hardware per vector and
-    per layer, per token, the LSTM; ``est`` is the estimate stage's ``FlowEstimate``."""
+def build_report(pack_summary, cfg, sim: list[LayerSim], est, train_info, pack_path,
+                 sim_lstm: LSTMSim | None = None, **extra) -> FlowReport:
+    """The flow's report: verification, compression, accuracy, hardware per vector and per layer,
+    per token, the LSTM; ``est`` is the estimate stage's ``FlowEstimate``; ``extra``: the training
+    curve and the output paths."""
     layers = est.layers
     clock = layers[0].clock_mhz
     cycles = sum(l.cycles for l in layers)
     energy = sum(l.energy_pj for l in layers)
     dense_energy = sum(d.energy_pj for d in est.dense)
-    seconds = cycles / (clock * 1e6)
     streaming = sum(l.interval_cycles for l in layers) / (clock * 1e6)
-    verified = all(s["mismatches"] == 0 for s in sim) and (sim_lstm is None or sim_lstm["mismatches"] == 0)
-    cycles_proven = all(s["cycles_measured"] == s["cycles_model"] for s in sim)
-    return {
-        "pack": pack_path, "config": cfg.as_dict(), "training": train_info,
-        "verification": {"passed": verified, "vectors": sum(s["vectors"] for s in sim),
-                         "mismatches": sum(s["mismatches"] for s in sim), "cycle_model_matches_rtl": cycles_proven,
-                         "simulator": "verilator", "per_layer": sim},
-        "compression": pack_summary["totals"],
+    verified = all(s.mismatches == 0 for s in sim) and (sim_lstm is None or sim_lstm.mismatches == 0)
+    return FlowReport(
+        pack=pack_path, config=cfg, training=train_info,
+        verification=Verification(passed=verified, vectors=sum(s.vectors for s in sim),
+                                  mismatches=sum(s.mismatches for s in sim),
+                                  cycle_model_matches_rtl=all(s.cycles_measured == s.cycles_model for s in sim),
+                                  simulator="verilator", per_layer=tuple(sim)),
+        compression=pack_summary["totals"],
         # test perplexity the export measured (a pack from elsewhere may not say)
-        "accuracy": {k: pack_summary["provenance"][k] for k in ("test_ppl_float", "test_ppl_golden_int8",
-                                                               "test_ppl_int_lstm") if k in pack_summary["provenance"]},
-        "per_vector": {"cycles": cycles, "clock_mhz": clock, "latency_us": seconds * 1e6,
-                       "energy_nj": energy / 1e3, "interval_cycles": sum(l.interval_cycles for l in layers),
-                       "power_mw": energy * 1e-12 / streaming * 1e3},
-        "sram_kib": sum(layers[0].sram_bits.values()) / 8192, "area_mm2": layers[0].area_mm2,
-        "silicon_basis": silicon_basis(cfg.tech_nm),
-        "dense_energy_nj": dense_energy / 1e3, "energy_saving_vs_dense": dense_energy / energy,
-        "layers": [{"name": l.layer.name, "shape": list(l.layer.shape), "cycles": l.cycles,
-                    "interval_cycles": l.interval_cycles, "phase_cycles": l.phase_cycles, "energy_pj": l.energy_pj,
-                    "energy_breakdown": l.breakdown.energy_pj} for l in layers],
-        "area_breakdown_mm2": layers[0].breakdown.area_mm2,
-        "per_token": None if est.per_token is None else
-        {k: v for k, v in est.per_token.to_json().items() if k != "layers"},
-        "sram_bits": layers[0].sram_bits,
-        "lstm": None if sim_lstm is None else {
-            **sim_lstm, "passed": sim_lstm["mismatches"] == 0,
-            "cycle_model_matches_rtl": sim_lstm["cycles_per_step_measured"] == [sim_lstm["cycles_per_step_model"]],
-            **{k: v for k, v in est.lstm.to_json().items() if k != "layers"}},
-    }
+        accuracy={k: pack_summary["provenance"][k] for k in ("test_ppl_float", "test_ppl_golden_int8",
+                                                             "test_ppl_int_lstm") if k in pack_summary["provenance"]},
+        per_vector=PerVector(cycles=cycles, clock_mhz=clock, latency_us=cycles / clock, energy_nj=energy / 1e3,
+                             interval_cycles=sum(l.interval_cycles for l in layers),
+                             power_mw=energy * 1e-12 / streaming * 1e3),
+        sram_kib=sum(layers[0].sram_bits.values()) / 8192, area_mm2=layers[0].area_mm2,
+        silicon_basis=silicon_basis(cfg.tech_nm),
+        dense_energy_nj=dense_energy / 1e3, energy_saving_vs_dense=dense_energy / energy,
+        layers=tuple(LayerRow(name=l.layer.name, shape=tuple(l.layer.shape), cycles=l.cycles,
+                              interval_cycles=l.interval_cycles, phase_cycles=l.phase_cycles, energy_pj=l.energy_pj,
+                              energy_breakdown=l.breakdown.energy_pj) for l in layers),
+        area_breakdown_mm2=layers[0].breakdown.area_mm2, sram_bits=layers[0].sram_bits,
+        per_token=est.per_token,
+        lstm=None if sim_lstm is None else LSTMReport(sim=sim_lstm, estimate=est.lstm), **extra)
 
 
-def summary_lines(r: dict) -> list[str]:
-    v, c, p = r["verification"], r["compression"], r["per_vector"]
-    return [
-        f"verification: {'PASSED' if v['passed'] else 'FAILED'} ({v['vectors']} vectors on {v['simulator']}, "
-        f"{v['mismatches']} mismatches; cycle model {'equals' if v['cycle_model_matches_rtl'] else 'DIFFERS from'} the RTL)",
-        f"compression:  {c['param_ratio']:.2f}x parameters, {c['bit_ratio']:.2f}x stored bits",
-    ] + (["accuracy:     test perplexity " + ", ".join(
-        f"{name} {a[k]:.2f}" for k, name in (("test_ppl_float", "float"), ("test_ppl_golden_int8", "int8 gate mat-vecs"),
-                                             ("test_ppl_int_lstm", "integer LSTM")) if k in a)]
-         if (a := r.get("accuracy")) else []) + [
-        f"cycles:       {p['cycles']} per vector (all layers, weights resident), {p['latency_us']:.2f} us at "
-        f"{p['clock_mhz']:g} MHz",
-        f"SRAM:         {r['sram_kib']:.1f} KiB",
-        f"energy:       {p['energy_nj']:.2f} nJ per vector ({r['energy_saving_vs_dense']:.1f}x less than dense int8 "
+def summary_lines(r: FlowReport) -> list[str]:
+    v, c, p, a = r.verification, r.compression, r.per_vector, r.accuracy
+    lines = [
+        f"verification: {'PASSED' if v.passed else 'FAILED'} ({v.vectors} vectors on {v.simulator}, "
+        f"{v.mismatches} mismatches; cycle model {'equals' if v.cycle_model_matches_rtl else 'DIFFERS from'} the RTL)",
+        f"compression:  {c['param_ratio']:.2f}x parameters, {c['bit_ratio']:.2f}x stored bits"]
+    if a:
+        lines.append("accuracy:     test perplexity " + ", ".join(
+            f"{name} {a[k]:.2f}" for k, name in (("test_ppl_float", "float"), ("test_ppl_golden_int8",
+                                                                              "int8 gate mat-vecs"),
+                                                 ("test_ppl_int_lstm", "integer LSTM")) if k in a))
+    lines += [
+        f"cycles:       {p.cycles} per vector (all layers, weights resident), {p.latency_us:.2f} us at "
+        f"{p.clock_mhz:g} MHz",
+        f"SRAM:         {r.sram_kib:.1f} KiB",
+        f"energy:       {p.energy_nj:.2f} nJ per vector ({r.energy_saving_vs_dense:.1f}x less than dense int8 "
         f"priced the same way on the same design)",
-        f"area:         {r['area_mm2']:.3f} mm^2 ({r.get('silicon_basis', '45 nm rules')})",
-        f"power:        {p['power_mw']:.1f} mW",
-    ] + ([f"per token:    {t['cycles_per_token']} cycles, {t['energy_per_token_pj'] / 1e3:.1f} nJ; weights "
-          f"{t['weights']}"] if (t := r.get("per_token")) else []) + ([
-        f"LSTM:         {'PASSED' if t['passed'] else 'FAILED'} ({t['tokens']} tokens in {t['sequences']} sequences "
-        f"through the LSTM top, {t['mismatches']} mismatching; cycle model "
-        f"{'equals' if t['cycle_model_matches_rtl'] else 'DIFFERS from'} the RTL)",
-        f"LSTM token:   {t['cycles_per_token']} cycles, {t['energy_per_token_pj'] / 1e3:.1f} nJ, "
-        f"{t['latency_per_token_us']:.2f} us, {t['tokens_per_s']:.0f} tokens/s, {t['power_mw']:.1f} mW (cell, state "
-        f"and recurrence on chip)"] if (t := r.get("lstm")) else []) + ([
-        f"outputs:      Verilog {o['verilog']}, report {o['report']}"] if (o := r.get("outputs")) else [])
+        f"area:         {r.area_mm2:.3f} mm^2 ({r.silicon_basis})",
+        f"power:        {p.power_mw:.1f} mW"]
+    if (t := r.per_token) is not None:
+        lines.append(f"per token:    {t.cycles_per_token} cycles, {t.energy_per_token_pj / 1e3:.1f} nJ; weights "
+                     f"{t.weights}")
+    if (l := r.lstm) is not None:
+        s, e = l.sim, l.estimate
+        lines += [
+            f"LSTM:         {'PASSED' if l.passed else 'FAILED'} ({s.tokens} tokens in {s.sequences} sequences "
+            f"through the LSTM top, {s.mismatches} mismatching; cycle model "
+            f"{'equals' if s.cycle_model_matches_rtl else 'DIFFERS from'} the RTL)",
+            f"LSTM token:   {e.cycles_per_token} cycles, {e.energy_per_token_pj / 1e3:.1f} nJ, "
+            f"{e.latency_per_token_us:.2f} us, {e.tokens_per_s:.0f} tokens/s, {e.power_mw:.1f} mW (cell, state "
+            f"and recurrence on chip)"]
+    if (o := r.outputs) is not None:
+        lines.append(f"outputs:      Verilog {o['verilog']}, report {o['report']}")
+    return lines
 
 
-def _plots(r: dict) -> dict[str, bytes]:
+def _plots(r: FlowReport) -> dict[str, bytes]:
     from doping.plotting import plain, pyplot
 
     plt = pyplot()
 
     out = {}
-    if curve := r.get("training_curve"):
+    if curve := r.training_curve:
         fig, ax = plt.subplots(figsize=(6, 2.8), dpi=90)
         epochs = [m["epoch"] for m in curve]
         for key, label in (("train_ppl", "train"), ("valid_ppl", "validation")):
@@ -377,11 +384,11 @@ def _plots(r: dict) -> dict[str, bytes]:
         out["training"] = buf.getvalue()
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 3.0), dpi=90)
-    names = [plain(l["name"]) for l in r["layers"]]
-    units = ("RECV", "G1", "G2", "GATHER", "SEND")
+    names = [plain(l.name) for l in r.layers]
+    units = PHASES
     h = 0.8 / len(units)
     for u, unit in enumerate(units):  # the units overlap in time: one bar each, not stacked
-        ax.barh([i + u * h for i in range(len(names))], [l["phase_cycles"].get(unit, 0) for l in r["layers"]],
+        ax.barh([i + u * h for i in range(len(names))], [l.phase_cycles.get(unit, 0) for l in r.layers],
                 height=h, label=unit)
     ax.set_yticks([i + 0.4 - h / 2 for i in range(len(names))], names)
     ax.set_xlabel("busy cycles per vector, per unit")
@@ -391,8 +398,8 @@ def _plots(r: dict) -> dict[str, bytes]:
     fig.savefig(buf, format="png")
     out["cycles"] = buf.getvalue()
     plt.close(fig)
-    for key, data, label in (("energy", r["layers"][0]["energy_breakdown"], "pJ per vector (first layer)"),
-                             ("area", r["area_breakdown_mm2"], "mm²")):
+    for key, data, label in (("energy", r.layers[0].energy_breakdown, "pJ per vector (first layer)"),
+                             ("area", r.area_breakdown_mm2, "mm²")):
         fig, ax = plt.subplots(figsize=(6, 2.8), dpi=90)
         items = sorted(((k, v) for k, v in data.items() if v > 0), key=lambda kv: -kv[1])
         ax.barh([k for k, _ in items], [v for _, v in items], color="tab:green" if key == "area" else "tab:orange")
@@ -406,7 +413,7 @@ def _plots(r: dict) -> dict[str, bytes]:
     return out
 
 
-def write_report(out: Path, r: dict) -> None:
+def write_report(out: Path, r: FlowReport) -> None:
     """report.md, report.html (one document model, two templates: ``doping.report``), their
     figures and report.json."""
     from doping.fileio import atomic_path
@@ -422,4 +429,4 @@ def write_report(out: Path, r: dict) -> None:
     with atomic_path(out / "report.html") as tmp:
         tmp.write_text(html)
     with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(r, indent=2, default=str))
+        tmp.write_text(json.dumps(r.to_json(), indent=2, default=str))

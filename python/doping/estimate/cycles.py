@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from doping.arch import G1_SETTLE, send_latency, tile_spacing
+from doping.arch import G1_SETTLE, PHASES, send_latency, tile_spacing
 from doping.config import AccelConfig, ceil_div
 from doping.golden import QuantLayer
 
@@ -58,7 +58,7 @@ class Gemm:
 
 @dataclass(frozen=True)
 class Schedule:
-    phases: dict  # busy cycles of each unit per vector: RECV, G1 (its batch's / B), G2, GATHER, SEND
+    phases: dict  # busy cycles per vector of each phase (doping.arch.PHASES): G1 and GATHER a batch's / B
     cycles: int  # latency of the first vector (first x accepted .. its last y accepted), from idle
     interval: float  # steady state: cycles per vector (a batch's, / B), an integer at B = 1
     gemms: tuple
@@ -226,8 +226,9 @@ def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     g1, g2 = (gs[0].cycles(cfg) + G1_SETTLE, gs[1].cycles(cfg)) if gs else (0, 0)
     n, m = beats(layer.n, cfg), beats(layer.m, cfg)
     gather = first["gather_done"] - first["gather"]  # a batch's
-    phases = {"RECV": n, "G1": g1 / B if B > 1 else g1, "G2": g2,
-              "GATHER": gather / B if B > 1 else gather, "SEND": m + send_latency(cfg)}
+    per_vector = {"RECV": n, "G1": g1 / B if B > 1 else g1, "G2": g2,
+                  "GATHER": gather / B if B > 1 else gather, "SEND": m + send_latency(cfg)}
+    phases = {ph: per_vector[ph] for ph in PHASES}
     kp = gs[0].macs() // B + gs[1].macs() if gs else 0  # per vector
     bound = max(ceil_div(kp, cfg.rows * cfg.cols), ceil_div(layer.nnz, cfg.lanes * B), n, m)
     return Schedule(phases, first["latency"], interval, gs, entries, kp, layer.nnz, bound,

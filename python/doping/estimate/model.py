@@ -9,6 +9,7 @@ import functools
 import json
 from pathlib import Path
 
+from doping.arch import PHASE_UNIT, UNITS
 from doping.config import X_WINDOW, AccelConfig
 from doping.estimate import calibration, tables
 from doping.estimate.cycles import schedule
@@ -56,8 +57,8 @@ def utilisation(layer: QuantLayer, cfg: AccelConfig, s=None) -> Utilisation:
     kp_cycles = s.phases["G1"] + s.phases["G2"]
     return Utilisation(array_kp=s.kp_macs / (cfg.rows * cfg.cols * kp_cycles) if kp_cycles else 0.0,
                        lanes=sum(s.lane_entries) / (cfg.lanes * s.batch * s.phases["GATHER"]),
-                       interval={"RECV": s.phases["RECV"] / s.interval, "GEMM": kp_cycles / s.interval,
-                                 "GATHER": s.phases["GATHER"] / s.interval, "SEND": s.phases["SEND"] / s.interval})
+                       interval={u: sum(c for ph, c in s.phases.items() if PHASE_UNIT[ph] == u) / s.interval
+                                 for u in UNITS})
 
 
 def cell_area_um2(by_type: dict) -> float:

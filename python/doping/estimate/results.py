@@ -17,24 +17,30 @@ from dataclasses import dataclass, fields
 from doping.config import AccelConfig
 
 
-def _to_json(v):
+def to_plain(v):
+    """``v`` as plain dicts, lists and scalars (JSON-ready): a record by its ``to_json``, a config
+    by its fields."""
+    if isinstance(v, JsonRecord):
+        return v.to_json()
     if isinstance(v, AccelConfig):
         return v.as_dict()
     if dataclasses.is_dataclass(v):
-        return {f.name: _to_json(getattr(v, f.name)) for f in fields(v)}
+        return {f.name: to_plain(getattr(v, f.name)) for f in fields(v)}
     if isinstance(v, (list, tuple)):
-        return [_to_json(x) for x in v]
+        return [to_plain(x) for x in v]
     if isinstance(v, dict):
-        return {k: _to_json(x) for k, x in v.items()}
+        return {k: to_plain(x) for k, x in v.items()}
     return v
 
 
-class _Json:
+class JsonRecord:
+    """The base of every typed result (a frozen dataclass): ``to_json`` field by field,
+    ``from_json`` its inverse for the fields named in ``_typed``."""
     #: fields holding typed values: name -> (type, "one" | "many" | "optional")
     _typed: dict = {}
 
     def to_json(self) -> dict:
-        return _to_json(self)
+        return {f.name: to_plain(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_json(cls, d: dict):
@@ -52,7 +58,7 @@ class _Json:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LayerInfo(_Json):
+class LayerInfo(JsonRecord):
     name: str
     shape: tuple  # (m, n)
     factors: tuple | None  # ((m1, n1), (m2, n2)), None without a Kronecker part
@@ -61,7 +67,7 @@ class LayerInfo(_Json):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Utilisation(_Json):
+class Utilisation(JsonRecord):
     """Busy fractions (0-1) per vector: ``array_kp``: MAC slots used in the Kronecker phases;
     ``lanes``: overlay entries over lanes x gather cycles; ``interval``: each unit's busy cycles
     over the steady-state interval (the largest binds)."""
@@ -71,13 +77,13 @@ class Utilisation(_Json):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Breakdown(_Json):
+class Breakdown(JsonRecord):
     energy_pj: dict  # part -> pJ per vector
     area_mm2: dict  # part -> mm^2
 
 
 @dataclass(frozen=True, kw_only=True)
-class LayerEstimate(_Json):
+class LayerEstimate(JsonRecord):
     """One layer on one config (``estimate.model.estimate``)."""
     layer: LayerInfo
     config: AccelConfig
@@ -103,7 +109,7 @@ class LayerEstimate(_Json):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TokenLayer(_Json):
+class TokenLayer(JsonRecord):
     layer: str
     load_cycles: int
     switch_cycles: int
@@ -114,7 +120,7 @@ class TokenLayer(_Json):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TokenEstimate(_Json):
+class TokenEstimate(JsonRecord):
     """A multi-layer model per token (``estimate.model.per_token``)."""
     weights: str  # how the weights are held (resident, or reloaded per token), in words
     resident: bool
@@ -129,7 +135,7 @@ class TokenEstimate(_Json):
 
 
 @dataclass(frozen=True, kw_only=True)
-class LSTMLayerCost(_Json):
+class LSTMLayerCost(JsonRecord):
     layer: str
     hidden: int
     matvec_cycles: int
@@ -140,7 +146,7 @@ class LSTMLayerCost(_Json):
 
 
 @dataclass(frozen=True, kw_only=True)
-class LSTMEstimate(_Json):
+class LSTMEstimate(JsonRecord):
     """The LSTM stack per token on the LSTM top (``estimate.lstm.lstm_per_token``)."""
     weights: str
     resident: bool
@@ -158,7 +164,7 @@ class LSTMEstimate(_Json):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelEstimate(_Json):
+class ModelEstimate(JsonRecord):
     """A model's layers run one after another on one config (``estimate.model.combine``): cycles,
     energy and interval add up, area and SRAM are the one design's. ``per_token`` (a multi-layer
     model) and ``lstm`` (an LSTM pack on the LSTM top) when asked for; ``method``/``ratio``/
@@ -193,11 +199,11 @@ class ModelEstimate(_Json):
         return None if t is None else t.cycles_per_token
 
     def to_json(self) -> dict:
-        return _to_json(self) | {"cycles_per_token": self.cycles_per_token}
+        return super().to_json() | {"cycles_per_token": self.cycles_per_token}
 
 
 @dataclass(frozen=True, kw_only=True)
-class FlowEstimate(_Json):
+class FlowEstimate(JsonRecord):
     """The flow's estimate stage: every layer, its dense counterpart on the same design, per token,
     the LSTM."""
     layers: tuple  # LayerEstimate each
