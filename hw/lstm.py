@@ -23,8 +23,8 @@ through each layer, and ``h`` carries their B results in lane order; the state i
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from doping.arch import (CELL_REG_INDEX, LAYER_REG_WORDS, SEL_CELL_LUT, SEL_GATE_LUT, SEL_LAYER_REGS, SEL_REG)
@@ -33,6 +33,16 @@ from doping.hw.cell import LSTMCell, hidden_bits, state_offset
 from doping.hw.memories import banks, region_address
 from doping.hw.streams import H_ELEMENT, LoadWord, TokenBeat
 from doping.hw.top import Accelerator
+
+class FeedSource(enum.Enum, shape=2):
+    """Where FEED's next element of [x; h] comes from: the token stream (x), the previous layer's
+    h of this step (``h_next``: a deeper layer's x), this layer's own h of the last step
+    (``h_state``), or zero (a sequence's first token)."""
+    TOKEN = 0
+    H_NEXT = 1
+    H_STATE = 2
+    ZERO = 3
+
 
 class LSTMAccelerator(wiring.Component):
     def __init__(self, cfg: AccelConfig, mutation: str | None = None):
@@ -55,8 +65,8 @@ class LSTMAccelerator(wiring.Component):
         wiring.connect(m, acc.y, cell.p)
 
         (regs_w, regs_r), = banks(m, "layer_regs", 1, mem["layer_regs"].depth, unsigned(64))
-        (hs_w, hs_r), = banks(m, "h_state", 1, mem["h_state"].depth, signed(8))
-        (hn_w, hn_r), = banks(m, "h_next", 1, mem["h_next"].depth, signed(8))
+        (hs_w, hs_r), = banks(m, "h_state", 1, mem["h_state"].depth, H_ELEMENT)
+        (hn_w, hn_r), = banks(m, "h_next", 1, mem["h_next"].depth, H_ELEMENT)
 
         B = cfg.lstm_batch
         region, fresh = Signal(bits_for(cfg.resident_layers)), Signal(B)  # fresh: bit b, sequence b restarts
@@ -71,8 +81,7 @@ class LSTMAccelerator(wiring.Component):
         idle = Signal()
         own_sel = (lw.sel == SEL_LAYER_REGS) | (lw.sel == SEL_GATE_LUT) | (lw.sel == SEL_CELL_LUT)
         host_acc = Signal()  # the host drives the accelerator's load stream (else SWITCH does)
-        m.d.comb += [host_acc.eq(idle & ~own_sel),
-                     self.load.ready.eq(idle & (own_sel | acc.load.ready))]
+        m.d.comb += [host_acc.eq(idle & ~own_sel), self.load.ready.eq(idle & (own_sel | acc.load.ready))]
         host_fire = self.load.valid & self.load.ready
         m.d.comb += [regs_w.addr.eq(lw.addr), regs_w.data.eq(lw.data),
                      regs_w.en.eq(host_fire & (lw.sel == SEL_LAYER_REGS)),
@@ -97,10 +106,10 @@ class LSTMAccelerator(wiring.Component):
         e = Signal(32)  # next element of sequence seq's v to fetch
         seq = Signal(range(B + 1))  # B: every vector fetched
         n = creg["inputs"] + creg["hidden"]
-        src_valid, src, tok_data = Signal(), Signal(2), Signal(signed(8))  # src: 0 tok, 1 h_next, 2 h_state, 3 zero
+        src_valid, src, tok_data = Signal(), Signal(FeedSource), Signal(H_ELEMENT)
         feed_adv = Signal()
         m.d.comb += [feed_adv.eq(~src_valid | acc.x.ready), acc.x.valid.eq(src_valid),
-                     acc.x.payload[0].eq(Mux(src == 0, tok_data, Mux(src == 1, hn_r.data, Mux(src == 2, hs_r.data, 0)))),
+                     acc.x.payload[0].eq(Array([tok_data, hn_r.data, hs_r.data, 0])[src.as_value()]),  # FeedSource order
                      hn_r.addr.eq(state_offset(cfg, e, seq)), hn_r.en.eq(feed_adv),
                      hs_r.addr.eq(region_address(cfg, "h_state", state_offset(cfg, e - creg["inputs"], seq), region)),
                      hs_r.en.eq(feed_adv)]
@@ -143,15 +152,16 @@ class LSTMAccelerator(wiring.Component):
                         with m.If(e < creg["inputs"]):
                             with m.If(region == 0):
                                 m.d.comb += self.tok.ready.eq(1)
-                                m.d.sync += [src_valid.eq(self.tok.valid), src.eq(0), tok_data.eq(self.tok.payload.data)]
+                                m.d.sync += [src_valid.eq(self.tok.valid), src.eq(FeedSource.TOKEN), tok_data.eq(self.tok.payload.data)]
                                 with m.If(~self.tok.valid):
                                     m.d.sync += [e.eq(e), seq.eq(seq)]  # wait for the element
                                 with m.Elif(e == 0):  # a token's first element says whether its sequence restarts
                                     m.d.sync += fresh.bit_select(seq, 1).eq(self.tok.payload.first)
                             with m.Else():
-                                m.d.sync += [src_valid.eq(1), src.eq(1)]
+                                m.d.sync += [src_valid.eq(1), src.eq(FeedSource.H_NEXT)]
                         with m.Else():
-                            m.d.sync += [src_valid.eq(1), src.eq(Mux(fresh.bit_select(seq, 1), 3, 2))]
+                            m.d.sync += [src_valid.eq(1),  # a sequence's first token: h is zero
+                                         src.eq(Mux(fresh.bit_select(seq, 1), FeedSource.ZERO, FeedSource.H_STATE))]
                     with m.Else():
                         m.d.sync += src_valid.eq(0)
                         m.next = "WAIT"

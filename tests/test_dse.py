@@ -47,7 +47,7 @@ def test_pruned_search_finds_the_exhaustive_optimum(tmp_path, monkeypatch):
     layer = synth_layer((100, 40), 5, seed=3, factor_shapes=((20, 8), (5, 5)))
     base = PRESETS["default"]
     got = dse_mod.dse(layer, base, tmp_path)
-    stats = got["search"]["non_square"]
+    stats = got.search["non_square"]
     assert stats["estimated"] + stats["pruned"] == stats["candidates"] > 10 * stats["estimated"]
     assert (tmp_path / "dse.png").is_file()
 
@@ -60,13 +60,11 @@ def test_pruned_search_finds_the_exhaustive_optimum(tmp_path, monkeypatch):
                                                        dse_mod.LANES, dse_mod.STREAMS, (1, 2))
              if l % w == 0 and not replace(base, rows=r, cols=c, lanes=l, stream_bytes=w,
                                            batch=b).stream_problems(layer)]
-    every += [fit_config(replace(base, **{k: p[k] for k in ("rows", "cols", "lanes", "stream_bytes", "batch")}),
-                         layer) for p in got["points"] if p["rows"] == p["cols"]]
+    every += [fit_config(replace(base, **p.design), layer) for p in got.points if p.square]
     best = min(every, key=key)
-    b = got["balanced"]
-    assert key(best)[0] == pytest.approx(b["interval_cycles"] * b["area_mm2"])
-    assert b["interval_cycles"] * b["area_mm2"] <= got["square_balanced"]["interval_cycles"] * \
-        got["square_balanced"]["area_mm2"]
+    b, q = got.balanced, got.square_balanced
+    assert key(best)[0] == pytest.approx(b.interval_cycles * b.area_mm2)
+    assert b.interval_cycles * b.area_mm2 <= q.interval_cycles * q.area_mm2
 
 
 def test_non_square_shapes_include_the_factor_dimensions():

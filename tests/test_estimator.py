@@ -250,10 +250,10 @@ def test_dse_balanced_point_is_the_flagship_preset(tmp_path):
     from doping.synth import flagship_layers
 
     r = dse(flagship_layers()[0][1], PRESETS["default"], tmp_path)
-    got = r["square_balanced"]
-    assert r["balanced"]["interval_cycles"] == got["interval_cycles"]
-    assert r["balanced"]["area_mm2"] <= got["area_mm2"]
+    got = r.square_balanced
+    assert r.balanced.interval_cycles == got.interval_cycles
+    assert r.balanced.area_mm2 <= got.area_mm2
     flag = PRESETS["flagship"]
-    assert {k: got[k] for k in ("rows", "cols", "lanes", "stream_bytes", "batch")} == {
+    assert got.design == {
         "rows": flag.rows, "cols": flag.cols, "lanes": flag.lanes, "stream_bytes": flag.stream_bytes,
         "batch": flag.batch}

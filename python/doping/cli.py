@@ -483,36 +483,29 @@ def cmd_dse(args) -> int:
     layer = read_pack(args.pack).layer(args.layer)
     cfg = load_config(args.config)
     r = dse(layer, cfg, Path(args.output), latency_us=args.latency_us)
-    b, s = r["best_edp"], r["smallest_area_meeting_latency"]
-    print(f"min energy x delay: {b['rows']}x{b['cols']} array, {b['lanes']} lanes, {b['stream_bytes']} elements a "
-          f"beat, batch {b['batch']}: {b['latency_us']:.2f} us, "
-          f"{b['energy_nj']:.1f} nJ, {b['area_mm2']:.3f} mm^2")
-    z = r["balanced"]
-    print(f"balanced (most vectors/s per mm^2 when streaming): {z['rows']}x{z['cols']} array, {z['lanes']} lanes, "
-          f"{z['stream_bytes']} elements a beat, batch {z['batch']}: "
-          f"{z['interval_cycles']:g} cycles per vector, {z['area_mm2']:.3f} mm^2; busy share of the interval: "
-          + ", ".join(f"{k} {v:.0%}" for k, v in z["busy"].items()) + f" (bound by {z['binding']})")
-    q, ns = r["square_balanced"], r["search"].get("non_square")
-    if ns:
-        print(f"searched {r['search']['square_points']} square-array points and {ns['candidates']} non-square ones "
+
+    def design(p):
+        return f"{p.rows}x{p.cols} array, {p.lanes} lanes, {p.stream_bytes} elements a beat, batch {p.batch}"
+
+    b, s, z, q = r.best_edp, r.smallest_area_meeting_latency, r.balanced, r.square_balanced
+    print(f"min energy x delay: {design(b)}: {b.latency_us:.2f} us, {b.energy_nj:.1f} nJ, {b.area_mm2:.3f} mm^2")
+    print(f"balanced (most vectors/s per mm^2 when streaming): {design(z)}: {z.interval_cycles:g} cycles per vector, "
+          f"{z.area_mm2:.3f} mm^2; busy share of the interval: "
+          + ", ".join(f"{k} {v:.0%}" for k, v in z.busy.items()) + f" (bound by {z.binding})")
+    if ns := r.search.get("non_square"):
+        print(f"searched {r.search['square_points']} square-array points and {ns['candidates']} non-square ones "
               f"({ns['estimated']} estimated, {ns['pruned']} ruled out by their interval bound x area) in "
-              f"{r['search']['seconds']:.0f} s; best square: {q['rows']}x{q['cols']}, {q['lanes']} lanes, "
-              f"{q['stream_bytes']} a beat, batch {q['batch']}: {q['interval_cycles']:g} cycles, {q['area_mm2']:.3f} mm^2")
+              f"{r.search['seconds']:.0f} s; best square: {design(q)}: {q.interval_cycles:g} cycles, "
+              f"{q.area_mm2:.3f} mm^2")
     if args.latency_us is not None:
-        if s:
-            print(f"smallest area meeting {args.latency_us} us: {s['rows']}x{s['cols']}, {s['lanes']} lanes, "
-                  f"{s['stream_bytes']} a beat, batch {s['batch']}: "
-                  f"{s['area_mm2']:.3f} mm^2, {s['latency_us']:.2f} us")
-        else:
-            print(f"no design point meets {args.latency_us} us")
-    from doping.estimate.calibration import silicon_basis
+        print(f"smallest area meeting {args.latency_us} us: {design(s)}: {s.area_mm2:.3f} mm^2, {s.latency_us:.2f} us"
+              if s else f"no design point meets {args.latency_us} us")
     from doping.fileio import atomic_path
 
-    r["silicon_basis"] = silicon_basis(cfg.tech_nm)
-    print(f"({r['silicon_basis']})")
+    print(f"({r.silicon_basis})")
     with atomic_path(Path(args.output) / "dse.json") as tmp:
-        tmp.write_text(json.dumps(r, indent=2))
-    print(f"wrote {args.output}/dse.json and dse.png ({len(r['pareto'])} Pareto points)")
+        tmp.write_text(json.dumps(r.to_json(), indent=2))
+    print(f"wrote {args.output}/dse.json and dse.png ({len(r.pareto)} Pareto points)")
     return 0
 
 

@@ -26,7 +26,9 @@ from pathlib import Path
 from doping.config import AccelConfig
 from doping.estimate.cycles import interval_lower_bound
 from doping.estimate.designs import fit_config
+from doping.estimate.calibration import silicon_basis
 from doping.estimate.model import area_mm2, estimate
+from doping.estimate.results import DsePoint, DseResult
 from doping.fileio import atomic_path
 
 SQUARE = (1, 2, 4, 8, 16)
@@ -45,21 +47,21 @@ def non_square_shapes(layer, max_pes: int | None = None, limit: int = 64) -> lis
     return [(r, c) for r in sorted(dims) for c in sorted(dims) if r != c and r * c <= max_pes]
 
 
-def _point(layer, cfg: AccelConfig) -> dict:
+def _point(layer, cfg: AccelConfig) -> DsePoint:
     r = estimate(layer, cfg)
     busy = r.utilisation.interval
-    return {"rows": cfg.rows, "cols": cfg.cols, "lanes": cfg.lanes, "stream_bytes": cfg.stream_bytes,
-            "batch": cfg.batch, "cycles": r.cycles, "latency_us": r.latency_us,
-            "interval_cycles": r.interval_cycles, "energy_nj": r.energy_pj / 1e3,
-            "area_mm2": r.area_mm2, "power_mw": r.power_mw, "edp": r.energy_pj * r.latency_us,
-            "busy": dict(sorted(busy.items(), key=lambda kv: -kv[1])), "binding": max(busy, key=busy.get)}
+    return DsePoint(rows=cfg.rows, cols=cfg.cols, lanes=cfg.lanes, stream_bytes=cfg.stream_bytes, batch=cfg.batch,
+                    cycles=r.cycles, latency_us=r.latency_us, interval_cycles=r.interval_cycles,
+                    energy_nj=r.energy_pj / 1e3, area_mm2=r.area_mm2, power_mw=r.power_mw,
+                    edp=r.energy_pj * r.latency_us, busy=dict(sorted(busy.items(), key=lambda kv: -kv[1])),
+                    binding=max(busy, key=busy.get))
 
 
-def _balance_key(p: dict) -> tuple[float, float]:
-    return p["interval_cycles"] * p["area_mm2"], p["area_mm2"]
+def _balance_key(p: DsePoint) -> tuple[float, float]:
+    return p.interval_cycles * p.area_mm2, p.area_mm2
 
 
-def _square_points(layer, base: AccelConfig) -> list[dict]:
+def _square_points(layer, base: AccelConfig) -> list[DsePoint]:
     pts = []
     for a, l, w in itertools.product(SQUARE, LANES, STREAMS):
         if l % w or (w > 1 and base.lstm_cell):
@@ -68,14 +70,14 @@ def _square_points(layer, base: AccelConfig) -> list[dict]:
         if cfg.stream_problems(layer):
             continue
         pts.append(_point(layer, fit_config(cfg, layer)))
-        if pts[-1]["binding"] in ("GEMM", "GATHER") and not base.lstm_cell:
+        if pts[-1].binding in ("GEMM", "GATHER") and not base.lstm_cell:
             for b in BATCHES:
                 if not replace(cfg, batch=b).stream_problems(layer):
                     pts.append(_point(layer, fit_config(replace(cfg, batch=b), layer)))
     return pts
 
 
-def _non_square_points(layer, base: AccelConfig, best_key: float) -> tuple[list[dict], dict]:
+def _non_square_points(layer, base: AccelConfig, best_key: float) -> tuple[list[DsePoint], dict]:
     """Stage 2: bound every non-square candidate, estimate them best bound first while the bound
     can still beat ``best_key``."""
     candidates = []
@@ -102,7 +104,8 @@ def _non_square_points(layer, base: AccelConfig, best_key: float) -> tuple[list[
     return pts, {"candidates": len(candidates), "estimated": len(pts), "pruned": len(candidates) - len(pts)}
 
 
-def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None, non_square: bool = True) -> dict:
+def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None,
+        non_square: bool = True) -> DseResult:
     """The design points of ``layer`` (module docstring): the energy x delay optimum, the smallest
     area meeting ``latency_us``, the energy/latency Pareto front (plotted to ``out_dir/dse.png``),
     and the balanced point: the most vectors per second per mm^2 when streaming (min interval x
@@ -116,16 +119,15 @@ def dse(layer, base: AccelConfig, out_dir: Path, latency_us: float | None = None
         pts += more
         search["non_square"] = stats
     search["seconds"] = round(time.perf_counter() - t0, 2)
-    best = min(pts, key=lambda p: p["edp"])
-    balanced = min(pts, key=_balance_key)
-    front = sorted([p for p in pts if not any(q["energy_nj"] <= p["energy_nj"] and q["latency_us"] <= p["latency_us"]
-                                              and q != p for q in pts)], key=lambda p: p["latency_us"])
-    meeting = [p for p in pts if latency_us is None or p["latency_us"] <= latency_us]
-    smallest = min(meeting, key=lambda p: p["area_mm2"]) if meeting else None
+    best = min(pts, key=lambda p: p.edp)
+    front = sorted([p for p in pts if not any(q.energy_nj <= p.energy_nj and q.latency_us <= p.latency_us
+                                              and q != p for q in pts)], key=lambda p: p.latency_us)
+    meeting = [p for p in pts if latency_us is None or p.latency_us <= latency_us]
     _plot(pts, front, best, out_dir)
-    return {"points": pts, "best_edp": best, "pareto": front, "smallest_area_meeting_latency": smallest,
-            "latency_bound_us": latency_us, "balanced": balanced, "square_balanced": square_balanced,
-            "search": search}
+    return DseResult(points=tuple(pts), best_edp=best, pareto=tuple(front),
+                     smallest_area_meeting_latency=min(meeting, key=lambda p: p.area_mm2) if meeting else None,
+                     latency_bound_us=latency_us, balanced=min(pts, key=_balance_key), square_balanced=square_balanced,
+                     search=search, silicon_basis=silicon_basis(base.tech_nm))
 
 
 def _plot(pts, front, best, out_dir: Path) -> None:
@@ -134,14 +136,14 @@ def _plot(pts, front, best, out_dir: Path) -> None:
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=90)
-    sq = [p for p in pts if p["rows"] == p["cols"]]
-    ns = [p for p in pts if p["rows"] != p["cols"]]
-    ax.scatter([p["latency_us"] for p in sq], [p["energy_nj"] for p in sq], s=10, c="grey", label="square arrays")
+    sq = [p for p in pts if p.square]
+    ns = [p for p in pts if not p.square]
+    ax.scatter([p.latency_us for p in sq], [p.energy_nj for p in sq], s=10, c="grey", label="square arrays")
     if ns:
-        ax.scatter([p["latency_us"] for p in ns], [p["energy_nj"] for p in ns], s=10, c="tab:orange", marker="s",
+        ax.scatter([p.latency_us for p in ns], [p.energy_nj for p in ns], s=10, c="tab:orange", marker="s",
                    label="non-square arrays")
-    ax.plot([p["latency_us"] for p in front], [p["energy_nj"] for p in front], "r-o", ms=4, label="Pareto front")
-    ax.scatter([best["latency_us"]], [best["energy_nj"]], marker="*", s=120, c="b", label="min energy×delay")
+    ax.plot([p.latency_us for p in front], [p.energy_nj for p in front], "r-o", ms=4, label="Pareto front")
+    ax.scatter([best.latency_us], [best.energy_nj], marker="*", s=120, c="b", label="min energy×delay")
     ax.set_xscale("log")
     ax.set_xlabel("latency per vector (µs)")
     ax.set_ylabel("energy per vector (nJ)")

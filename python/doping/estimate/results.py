@@ -214,5 +214,54 @@ class FlowEstimate(JsonRecord):
               "per_token": (TokenEstimate, "one"), "lstm": (LSTMEstimate, "one")}
 
 
-__all__ = ["Breakdown", "FlowEstimate", "LSTMEstimate", "LSTMLayerCost", "LayerEstimate", "LayerInfo",
+@dataclass(frozen=True, kw_only=True)
+class DsePoint(JsonRecord):
+    """One design point of ``doping dse``: the array, lanes, stream width and batch, and the
+    estimator's figures for the layer on it (buffers fitted to the layer)."""
+    rows: int
+    cols: int
+    lanes: int
+    stream_bytes: int
+    batch: int
+    cycles: int  # one vector from idle
+    latency_us: float
+    interval_cycles: float  # streaming
+    energy_nj: float  # per vector
+    area_mm2: float
+    power_mw: float
+    edp: float  # energy (pJ) x latency (us)
+    busy: dict  # unit -> busy share of the interval, the largest first
+    binding: str  # the unit with the largest share
+
+    @property
+    def square(self) -> bool:
+        return self.rows == self.cols
+
+    @property
+    def design(self) -> dict:
+        """The fields that make the point a config (``dataclasses.replace(base, **p.design)``)."""
+        return {k: getattr(self, k) for k in ("rows", "cols", "lanes", "stream_bytes", "batch")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DseResult(JsonRecord):
+    """``doping dse``'s answer (``estimate.dse.dse``): every point estimated, the energy x delay
+    optimum, the Pareto front (energy against latency), the smallest area meeting the latency
+    bound, the balanced point (least interval x area) overall and among square arrays, and how
+    the search went (points, candidates bounded and pruned, seconds)."""
+    points: tuple  # DsePoint each
+    best_edp: DsePoint
+    pareto: tuple  # DsePoint each, by latency
+    smallest_area_meeting_latency: DsePoint | None
+    latency_bound_us: float | None
+    balanced: DsePoint
+    square_balanced: DsePoint
+    search: dict
+    silicon_basis: str
+    _typed = {"points": (DsePoint, "many"), "best_edp": (DsePoint, "one"), "pareto": (DsePoint, "many"),
+              "smallest_area_meeting_latency": (DsePoint, "one"), "balanced": (DsePoint, "one"),
+              "square_balanced": (DsePoint, "one")}
+
+
+__all__ = ["DsePoint", "DseResult", "Breakdown", "FlowEstimate", "LSTMEstimate", "LSTMLayerCost", "LayerEstimate", "LayerInfo",
            "ModelEstimate", "TokenEstimate", "TokenLayer", "Utilisation"]
