@@ -149,3 +149,35 @@ def test_no_function_in_hw_over_120_lines():
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 120:
                 long.append(f"{f.name}:{n.name} ({n.end_lineno - n.lineno + 1} lines)")
     assert long == []
+
+
+def test_estimate_never_calls_back_up_the_stack():
+    """``estimate()`` on a fresh config: no call from a file into one already on the stack below it
+    (a lower layer calling back into its caller's file; bench/estimate_walk.py). A deliberately
+    added callback is seen."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from estimate_walk import walk
+
+    from doping.estimate.model import estimate
+    from doping.synth import synth_layer
+
+    layer = synth_layer((64, 48), 6, factor_shapes=((8, 8), (8, 6)), seed=1)
+    cfg = PRESETS["minimal"]
+    estimate(layer, cfg)
+    stays, callbacks = walk(lambda: estimate(layer, type(cfg)(**cfg.as_dict())))
+    assert len(set(stays)) >= 5 and callbacks == []
+
+    import doping.estimate.cycles as cycles
+
+    def calls_back(layer, cfg, _orig=cycles.gemms):
+        from doping.estimate import model
+
+        model.fmax_estimate_mhz(cfg)  # cycles -> model while model.estimate is below on the stack
+        return _orig(layer, cfg)
+
+    cycles.gemms, orig = calls_back, cycles.gemms
+    try:
+        _, callbacks = walk(lambda: estimate(layer, type(cfg)(**cfg.as_dict())))
+    finally:
+        cycles.gemms = orig
+    assert any(c.endswith("model.py:fmax_estimate_mhz") for _, c in callbacks)

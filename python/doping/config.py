@@ -148,6 +148,7 @@ class AccelConfig:
 
         (m1, n1), (m2, n2) = layer.factor_shapes
         inter = m1 * n2 if layer.order == "AX" else n1 * m2
+        mem = self.memories  # the memory map before the lane plan, which reads it
         plan = lane_plan(layer, self)
         entries = plan.entries
         out = []
@@ -161,7 +162,6 @@ class AccelConfig:
             if need > have:
                 out.append((what, need, have, field))
         # per-bank depth limits, with the tiling of each matrix across banks
-        mem = self.memories
         per_lane = max(len(e) + 1 for e in entries)
         W, nb = self.stream_bytes, self.batch
         ax = layer.order == "AX"
