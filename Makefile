@@ -11,7 +11,7 @@ SYSTEM_DEPS := iverilog:/usr/bin/iverilog yosys:/usr/bin/yosys opensta:/usr/bin/
                qflow-tech-osu018:/usr/share/qflow/tech/osu018/osu018_stdcells.lib
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: help setup system-deps test test-slow demo bench clean verilog synth sim sim-full docs report-check
+.PHONY: help setup system-deps test test-slow demo bench clean verilog synth sim sim-full docs report-check scalesim-venv
 
 help:
 	@echo "make demo       the main job on embedded defaults: doping demo -o build/demo-rRATIO --ratio RATIO (default 4)"
@@ -25,6 +25,7 @@ help:
 	@echo "make sim        cocotb regression subset (Verilator + Icarus), part of make test"
 	@echo "make sim-full   the long regression: 105 random shapes, 10,500 vectors"
 	@echo "make clean      remove build outputs (keeps the venv)"
+	@echo "make scalesim-venv  SCALE-Sim 3.0 in its own venv (numpy < 2) for bench/scalesim_check.py"
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +63,14 @@ bench: setup
 	$(PY) bench/dkp_speed.py
 	$(PY) bench/rtl_cycles.py
 	$(PY) bench/sim_speed.py
+
+# SCALE-Sim 3.0 pins numpy < 2: its own venv, used by bench/scalesim_check.py through a subprocess
+SCALESIM_VENV := build/scalesim-venv
+scalesim-venv: $(SCALESIM_VENV)/.installed
+$(SCALESIM_VENV)/.installed:
+	$(PYTHON) -m venv $(SCALESIM_VENV)
+	$(SCALESIM_VENV)/bin/pip install --quiet scalesim==3.0.0 "numpy<2"
+	touch $@
 
 docs: setup
 	$(PY) -m doping.clidoc > docs/cli.md
