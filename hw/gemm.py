@@ -37,7 +37,9 @@ class GemmEngine(wiring.Component):
     half of the next second GEMM is free); ``g1_half`` (the batch's half of X'); ``vector`` (the
     second GEMM's vector counter: bit 0 its kbuf half, the bits below log2(B) its block in the
     batch); ``g1_done`` (X' is read: the batch's B vectors), ``g2_done`` (a vector's K is in
-    kbuf), ``skip``; ``idle``; the memory ports it reads and the drain's write ports."""
+    kbuf), ``skip``; ``idle``; ``g2_running`` and ``k_ready``: a second GEMM is under way and the
+    first ``k_ready`` elements of its K (flat, row band by row band) are in kbuf (SEND may read
+    them); the memory ports it reads and the drain's write ports."""
 
     def __init__(self, cfg: AccelConfig):
         self.cfg = cfg
@@ -46,6 +48,7 @@ class GemmEngine(wiring.Component):
             "regs": In(Registers), "strides": In(stride_layout(C)),
             "go": In(1), "kbuf_free": In(1), "g1_half": In(1), "vector": In(vector_count_bits(cfg)),
             "g1_done": Out(1), "g2_done": Out(1), "skip": Out(1), "idle": Out(1),
+            "g2_running": Out(1), "k_ready": Out(32),
             "a": In(read_signature(cfg, "a", signed(8))).array(R),
             "b": In(read_signature(cfg, "b", signed(8))).array(C),
             "act_p_r": In(read_signature(cfg, "act_p", signed(8))).array(R, W),
@@ -198,6 +201,8 @@ class GemmEngine(wiring.Component):
                     for bank in (0, 1):
                         with m.If(s.drain_bank == bank):
                             m.d.sync += [s.slots[bank]["valid"].eq(0), s.drain_bank.eq(1 - bank)]
+                            with m.If(s.second & (s.slots[bank]["cb"] + C >= s.g_cols)):  # a row band of K done
+                                m.d.sync += self.k_ready.eq(self.k_ready + self.regs.m2 * R)
                             with m.If(flushed[1 - bank]):  # the next tile is ready: drain it at once
                                 begin_drain(1 - bank)
                                 m.next = "DRAIN"
@@ -234,6 +239,7 @@ class GemmEngine(wiring.Component):
             # G2 of vector b of the batch: its block starts b * K into P' (AX) / Q' (XB)
             off = self.vector[:bb] * Mux(order_xb, regs.n1, regs.n2)[:16] if is_second and NB > 1 else 0
             m.d.sync += [second.eq(is_second), s.rb_row.eq(0), s.cb_col.eq(0), s.p_base.eq(Mux(order_xb, 0, off)),
+                         self.k_ready.eq(0),
                          s.q_base.eq(Mux(order_xb, off, 0)), s.g_off.eq(off), s.k.eq(0),
                          s.dest_row_base.eq(0), s.dest_col_base.eq(0), s.kb_col.eq(0), s.fq.eq(0), s.fr.eq(0),
                          s.rbm2[0].eq(0), s.rbm2[1].eq(0)]
@@ -298,4 +304,5 @@ class GemmEngine(wiring.Component):
                 with m.If(self.kbuf_free):
                     start_gemm(1)
                     m.next = "FEED"
-        m.d.comb += [self.idle.eq(fsm.ongoing("IDLE")), s.feeding.eq(fsm.ongoing("FEED"))]
+        m.d.comb += [self.idle.eq(fsm.ongoing("IDLE")), s.feeding.eq(fsm.ongoing("FEED")),
+                     self.g2_running.eq(second & (fsm.ongoing("FEED") | fsm.ongoing("GAP") | fsm.ongoing("TAIL")))]

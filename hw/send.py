@@ -22,7 +22,8 @@ from doping.hw.stripes import bank_after, bank_offset, beat_step, divmod_add
 
 
 class SendUnit(wiring.Component):
-    """Ports: ``pending`` (the vector's K and row sums are complete: SEND may run), ``vector``
+    """Ports: ``pending`` (the vector's row sums are complete and the first ``limit`` elements of
+    its K are in kbuf: SEND may run up to there; ``limit`` >= m: all of K), ``vector``
     (the vector counter of SEND: bit 0 picks the kbuf half, bit log2(B) the row-sum half, the
     bits below it the vector's sum in a B-sum word), ``regs`` (stable while it runs); read ports
     of the row map (W banks), kbuf (C banks) and the bias (LSTM top); ``rowsum_slot`` /
@@ -35,6 +36,7 @@ class SendUnit(wiring.Component):
         mem, W, C, L = cfg.memories, cfg.stream_bytes, cfg.cols, cfg.lanes
         members = {
             "pending": In(1),
+            "limit": In(32),
             "vector": In(vector_count_bits(cfg)),
             "regs": In(Registers),
             "rowmap": In(read_signature(cfg, "row_map", unsigned(mem["row_map"].width))).array(W),
@@ -61,7 +63,8 @@ class SendUnit(wiring.Component):
         sent_i, out_i = Signal(32), Signal(32)  # y elements read / taken of the vector
         sq, sr = Signal(32), Signal(range(max(C, 2)))  # divmod(sent_i, C)
         adv, y_valid, issue = Signal(), Signal(), Signal()  # the pipeline moves; a read issues
-        m.d.comb += [adv.eq(~y_valid | y.ready), issue.eq(self.pending & (sent_i < regs.m) & adv)]
+        m.d.comb += [adv.eq(~y_valid | y.ready), issue.eq(self.pending & (sent_i < regs.m) & adv
+                                                       & ((sent_i + W <= self.limit) | (self.limit >= regs.m)))]
 
         # S0: row map and kbuf reads
         for rp in self.rowmap:

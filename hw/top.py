@@ -146,8 +146,12 @@ class Accelerator(wiring.Component):
         for l in range(L):
             wiring.connect(m, gather.overlay[l], o_m[l][1])
 
-        # SEND: the vector's y once its K and row sums are complete
-        m.d.comb += [send.pending.eq((ahead(n_g2, n_sent) >= 1) & (ahead(n_lanes, n_sent) >= 1)), send.vector.eq(n_sent)]
+        # SEND: the vector's y once its row sums are complete, behind its second GEMM's row bands
+        # (all of K once the GEMM is done)
+        k_done = ahead(n_g2, n_sent) >= 1
+        k_part = (ahead(n_g2, n_sent) == 0) & gemm.g2_running & (gemm.k_ready != 0)
+        m.d.comb += [send.pending.eq((k_done | k_part) & (ahead(n_lanes, n_sent) >= 1)), send.vector.eq(n_sent),
+                     send.limit.eq(Mux(k_done, regs.m, gemm.k_ready))]
         for w, (_, rp) in enumerate(rowmap_m):
             wiring.connect(m, send.rowmap[w], rp)
         if cfg.lstm_cell:

@@ -168,6 +168,7 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     assert vectors % B == 0, f"{vectors} vectors are not whole batches of {B}"
     g1, g2 = (g.cycles(cfg) for g in gemms(layer, cfg)) if kp else (0, 0)
     n, m = beats(layer.n, cfg), beats(layer.m, cfg)
+    bands = k_bands(layer, cfg) if kp else ()
     out: list[dict] = []
 
     def seen(v, key):  # a unit's hand-over of vector v (0 before the first vector)
@@ -192,12 +193,40 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
             # waits there for SEND(v-2) to free its kbuf half
             ready = g1_seen + G1_SETTLE - 1 if b == 0 else out[v - 1]["g2_seen"]
             g2_seen = max(ready, seen(v - 2, "sent_seen")) + 1 + g2 if kp else gemm
-            send = max(g2_seen, lanes_seen, seen(v - 1, "sent_seen"))
-            sent_seen = send + m + send_latency(cfg)
+            send, last = send_issues(max(lanes_seen, seen(v - 1, "sent_seen")), g2_seen, bands, m)
+            sent_seen = last + 1 + send_latency(cfg)
             out.append({"x": x, "gemm": gemm, "g1_seen": g1_seen, "g2_seen": g2_seen, "gather": start,
                         "gather_done": gather_done, "lanes_seen": lanes_seen, "send": send,
                         "sent_seen": sent_seen, "latency": sent_seen - x})
     return out
+
+
+def k_bands(layer: QuantLayer, cfg: AccelConfig) -> tuple[tuple[int, int], ...]:
+    """SEND behind the second GEMM: per row band of K (R rows, all column tiles; the engine's
+    ``k_ready``), (cycles before the GEMM's end at which the band is seen complete, beats of y
+    SEND may issue once it is: a beat's W elements all in the done bands, or the last band)."""
+    g = gemms(layer, cfg)[1]
+    ctiles, spacing, W = ceil_div(g.cols, cfg.cols), g.spacing(cfg), cfg.stream_bytes
+    bands = ceil_div(g.rows, cfg.rows)
+    out = []
+    for b in range(bands):
+        ready = min((b + 1) * cfg.rows * g.cols, layer.m)
+        beats_ok = beats(layer.m, cfg) if b == bands - 1 else ready // W
+        out.append(((g.tiles - (b + 1) * ctiles) * spacing, beats_ok))
+    return tuple(out)
+
+
+def send_issues(start: int, g2_seen: int, bands, m: int) -> tuple[int, int]:
+    """First and last issue cycle of SEND's ``m`` beats: from ``start`` (row sums and the previous
+    vector done), one a cycle, each once its row band of K is seen (``k_bands``; without a
+    Kronecker part once the vector has passed the GEMM engine, ``g2_seen``)."""
+    t, first, j = start - 1, None, 0
+    for before_end, ok in bands or ((0, m),):
+        while j < ok:
+            t = max(t + 1, start, g2_seen - before_end)
+            first = t if first is None else first
+            j += 1
+    return first, t
 
 
 #: Vectors simulated by ``schedule`` to reach the steady state (the pipeline is at most four
