@@ -18,8 +18,9 @@ in docs/hardware.md:
   GATHER  once per batch, from the first x beat of its last vector: the input buffer is
           broadcast to the lanes, a word of W elements of each of the B vectors a cycle, at the
           pace of the slowest lane (``gather_timing``); an entry is B MACs
-  SEND    from max(end of G2, every lane done): a beat of W outputs is read per cycle and is on
-          the y stream SEND_LATENCY cycles after its read
+  SEND    from max(G2's first row band of K, every lane done): a beat of W outputs is read per
+          cycle once its elements' row band of K has drained (``k_bands``), and is on the y
+          stream SEND_LATENCY cycles after its read
 
 The units overlap across vectors (``vector_times``): one vector's latency is its first x to its
 last y; the steady-state interval is what a stream of vectors costs per vector.
@@ -156,7 +157,8 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     of each later vector v one cycle after G2(v-1), each once SEND(v-2) is over (its kbuf half);
     the lanes take batch j after RECV of its last vector began, the lanes' batch j-1 and SEND of
     batch j-2's last vector (its row-sum half), and count the batch done no earlier than the end
-    of its RECV; SEND after G2(v), the lanes' batch of v and SEND(v-1). A counter written in cycle
+    of its RECV; SEND after the lanes' batch of v and SEND(v-1), each beat once its row band of
+    G2(v)'s K is in kbuf (``send_issues``). A counter written in cycle
     t is seen from t + 1. Without a Kronecker part the GEMM engine passes a vector in the cycle it
     may start it, and RECV does not wait on it.
     """
