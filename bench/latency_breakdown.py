@@ -1,9 +1,8 @@
 """Where one vector's latency goes (issue 31), from the exact cycle model (== RTL): per layer and
 design, the first vector's hand-overs (x in, first GEMM start, G1 and G2 done, lanes done, SEND
-start, last y) and the interval, at batch B and at B = 1. SEND streams behind G2's row bands (built,
-session 17: the model is the RTL's); one overlap not built, as an estimate from the same phase
-lengths, not cycle-exact: G1 starting once its first row band of X has arrived (XB: R rows of X,
-R * n2 elements; AX needs all of X), SEND behind G2 as built.
+start, last y) and the interval, at batch B and at B = 1. Both overlaps inside a vector are built
+(session 17; the cycle model is the RTL's): SEND streams behind G2's row bands, and at B = 1 in XB
+order G1 starts on X's first row band, each band of tiles once its rows are in.
 
     python bench/latency_breakdown.py [--json docs/latency_breakdown.json]
 """
@@ -17,9 +16,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from doping.arch import G1_SETTLE, send_latency
-from doping.config import PRESETS, ceil_div
-from doping.estimate.cycles import beats, gemms, schedule, vector_times
+from doping.config import PRESETS
+from doping.estimate.cycles import schedule, vector_times
 from doping.estimate.designs import fit_config
 from doping.pack import read_pack
 from doping.synth import flagship_layers
@@ -43,22 +41,6 @@ def breakdown(layer, cfg) -> dict:
     out = {"design": f"{cfg.rows}x{cfg.cols}, {cfg.lanes} lanes, W {cfg.stream_bytes}, B {cfg.batch}",
            "order": layer.order, "latency": s.cycles, "interval": s.interval,
            "latency_over_interval": round(s.cycles / s.interval, 2), "first_vector": t, "phases": s.phases}
-    if cfg.batch == 1 and layer.has_kp:
-        g1, g2 = gemms(layer, cfg)
-        n, m = beats(layer.n, cfg), beats(layer.m, cfg)
-        (m1, n1), (m2, n2) = layer.factor_shapes
-        # G1 on its first row band: XB reads X by rows (n2 elements each), R rows a band
-        early_g1 = ceil_div(min(cfg.rows, n1) * n2, cfg.stream_bytes) if layer.order == "XB" else n
-        g1_end = max(early_g1 + 1 + g1.cycles(cfg), n + 1) + G1_SETTLE  # never before the last x is in
-        g2_cyc = g2.cycles(cfg)
-        g2_end = g1_end + 1 + g2_cyc
-        # G2's first row band (R rows of K, all m2 columns: ceil(m2 / C) tiles) drained
-        first_band = ceil_div(g2.cols, cfg.cols) * g2.spacing(cfg) + cfg.rows + cfg.cols - 1 + g2.drain
-        lanes = t["lanes_seen"]
-        send_from = max(g1_end + 1 + first_band, lanes)
-        overlap_send = max(send_from + m, g2_end + ceil_div(min(cfg.rows, m1) * m2, cfg.stream_bytes)) \
-            + send_latency(cfg)
-        out["bounds_not_built"] = {"g1_on_first_band": overlap_send}
     return out
 
 
@@ -71,7 +53,7 @@ def main(argv=None):
         rows.append({"layer": name, **breakdown(layer, cfg)})
         r = rows[-1]
         print(f"{r['layer']}: {r['design']} {r['order']}: latency {r['latency']}, interval {r['interval']:g} "
-              f"({r['latency_over_interval']}x); {r['first_vector']}; not built: {r.get('bounds_not_built')}")
+              f"({r['latency_over_interval']}x); {r['first_vector']}")
     if args.json:
         meta = {"command": "python bench/latency_breakdown.py --json " + args.json, "machine": platform.node(),
                 "date": time.strftime("%Y-%m-%d")}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,7 +39,9 @@ class GemmEngine(wiring.Component):
     batch); ``g1_done`` (X' is read: the batch's B vectors), ``g2_done`` (a vector's K is in
     kbuf), ``skip``; ``idle``; ``g2_running`` and ``k_ready``: a second GEMM is under way and the
     first ``k_ready`` elements of its K (flat, row band by row band) are in kbuf (SEND may read
-    them); the memory ports it reads and the drain's write ports."""
+    them); ``x_avail`` / ``x_all``: elements of the vector's x received so far / all of it (XB at
+    B = 1: the first GEMM starts a row band of tiles once its R rows of X are in); the memory ports
+    it reads and the drain's write ports."""
 
     def __init__(self, cfg: AccelConfig):
         self.cfg = cfg
@@ -48,7 +50,7 @@ class GemmEngine(wiring.Component):
             "regs": In(Registers), "strides": In(stride_layout(C)),
             "go": In(1), "kbuf_free": In(1), "g1_half": In(1), "vector": In(vector_count_bits(cfg)),
             "g1_done": Out(1), "g2_done": Out(1), "skip": Out(1), "idle": Out(1),
-            "g2_running": Out(1), "k_ready": Out(32),
+            "g2_running": Out(1), "k_ready": Out(32), "x_avail": In(32), "x_all": In(1),
             "a": In(read_signature(cfg, "a", signed(8))).array(R),
             "b": In(read_signature(cfg, "b", signed(8))).array(C),
             "act_p_r": In(read_signature(cfg, "act_p", signed(8))).array(R, W),
@@ -234,12 +236,18 @@ class GemmEngine(wiring.Component):
         q_step = Mux(second & order_xb, s.g_k << bb, s.g_k)
         wait = Signal(range(max(G1_SETTLE, 2)))  # SETTLE
         gap = Signal(range(2 * (R + C) + 2))
+        # XB at B = 1: the first GEMM's row band of tiles waits for its R rows of X (R * n2 elements)
+        band_need, band_step = Signal(32), Signal(32)
+        m.d.comb += band_step.eq(regs.n2 * R)
+        gated = (order_xb & ~second) if NB == 1 else Const(0, 1)
+        next_need = Mux(s.cb_col + C < s.g_cols, band_need, band_need + band_step)  # the next tile's band
+        band_ok, next_ok = ((~gated | self.x_all | (self.x_avail >= need)) for need in (band_need, next_need))
 
         def start_gemm(is_second):
             # G2 of vector b of the batch: its block starts b * K into P' (AX) / Q' (XB)
             off = self.vector[:bb] * Mux(order_xb, regs.n1, regs.n2)[:16] if is_second and NB > 1 else 0
             m.d.sync += [second.eq(is_second), s.rb_row.eq(0), s.cb_col.eq(0), s.p_base.eq(Mux(order_xb, 0, off)),
-                         self.k_ready.eq(0),
+                         self.k_ready.eq(0), band_need.eq(band_step),
                          s.q_base.eq(Mux(order_xb, off, 0)), s.g_off.eq(off), s.k.eq(0),
                          s.dest_row_base.eq(0), s.dest_col_base.eq(0), s.kb_col.eq(0), s.fq.eq(0), s.fr.eq(0),
                          s.rbm2[0].eq(0), s.rbm2[1].eq(0)]
@@ -266,6 +274,7 @@ class GemmEngine(wiring.Component):
                     with m.Elif(s.rb_row + R < s.g_rows):
                         nrow = divmod_add(s.rbm2[0], s.rbm2[1], st.rm2.q, st.rm2.r, C)
                         m.d.sync += [s.cb_col.eq(0), s.q_base.eq(Mux(second & order_xb, s.g_off, 0)),
+                                     band_need.eq(band_need + band_step),
                                      s.dest_col_base.eq(0), s.kb_col.eq(0), s.rb_row.eq(s.rb_row + R),
                                      s.p_base.eq(s.p_base + p_step),
                                      s.dest_row_base.eq(s.dest_row_base + (regs.n2 << bb)), s.fq.eq(0), s.fr.eq(0),
@@ -273,12 +282,13 @@ class GemmEngine(wiring.Component):
                         m.next = "GAP"
                     with m.Else():
                         m.next = "TAIL"
-                    with m.If(gap_len == 0):
+                    with m.If((gap_len == 0) & next_ok):
                         with m.If((s.cb_col + C < s.g_cols) | (s.rb_row + R < s.g_rows)):
                             m.next = "FEED"
-            with m.State("GAP"):  # spacing between tiles
-                m.d.sync += gap.eq(gap + 1)
-                with m.If(gap == gap_len):
+            with m.State("GAP"):  # spacing between tiles, and a band's rows of X
+                with m.If(gap < gap_len):
+                    m.d.sync += gap.eq(gap + 1)
+                with m.If((gap >= gap_len) & band_ok):
                     m.next = "FEED"
             with m.State("TAIL"):  # until the last tile has drained (tiles drain in order)
                 with m.If(s.last_drain & ~Mux(s.drain_bank, s.slots[0]["valid"], s.slots[1]["valid"])):

@@ -120,10 +120,11 @@ class Accelerator(wiring.Component):
             m.d.comb += [wp.en.eq(rw.en | gw.en), wp.addr.eq(Mux(gw.en, gw.addr, rw.addr)),
                          wp.data.eq(Mux(gw.en, gw.data, rw.data))]
 
-        # GEMM: the first GEMM of a batch once RECV has all its B vectors; then the second GEMM of
-        # each vector of the batch, each once its kbuf half is free (SEND of the vector before last
-        # is over)
-        m.d.comb += [gemm.strides.eq(strides), gemm.go.eq(ahead(n_recv, n_g2) >= Mux(kp_off, 1, NB)),
+        # GEMM: the first GEMM of a batch once RECV has all its B vectors (XB at B = 1: its first row
+        # band, ``_early_g1``); then each vector's second GEMM once its kbuf half is free (SEND(v-2) over)
+        received = ahead(n_recv, n_g2)
+        m.d.comb += [gemm.go.eq((received >= Mux(kp_off, 1, NB)) | (self._early_g1(regs, received, e) & ~kp_off)),
+                     gemm.x_avail.eq(e), gemm.x_all.eq(received >= 1), gemm.strides.eq(strides),
                      gemm.kbuf_free.eq(ahead(n_g2, n_sent) <= 1), gemm.g1_half.eq(n_g1[bb]), gemm.vector.eq(n_g2)]
         for i in range(R):
             wiring.connect(m, gemm.a[i], a_m[i][1])
@@ -147,9 +148,7 @@ class Accelerator(wiring.Component):
             wiring.connect(m, gather.overlay[l], o_m[l][1])
 
         # SEND: the vector's y once its row sums are complete, behind its second GEMM's row bands
-        # (all of K once the GEMM is done)
-        k_done = ahead(n_g2, n_sent) >= 1
-        k_part = (ahead(n_g2, n_sent) == 0) & gemm.g2_running & (gemm.k_ready != 0)
+        k_done, k_part = self._k_in_kbuf(gemm, ahead(n_g2, n_sent))
         m.d.comb += [send.pending.eq((k_done | k_part) & (ahead(n_lanes, n_sent) >= 1)), send.vector.eq(n_sent),
                      send.limit.eq(Mux(k_done, regs.m, gemm.k_ready))]
         for w, (_, rp) in enumerate(rowmap_m):
@@ -179,6 +178,20 @@ class Accelerator(wiring.Component):
             m.d.sync += [n_sent.eq(n_sent + 1), self.vector_cycles.eq(now - started[n_sent] + 1)]
         m.d.comb += self.status.eq(Cat(e != 0, ~gemm.idle, gather.active, send.busy))
         return m
+
+    def _early_g1(self, regs, received, e):
+        """XB at B = 1: the first GEMM may start while RECV is on its vector (``received`` = 0
+        vectors of it done), once the first row band of X (R rows of n2) is in; never before the
+        vector's first beat (registers of an unloaded layer read 0)."""
+        if self.cfg.batch != 1:
+            return 0
+        return regs.order[0] & (received == 0) & (e != 0) & (e >= regs.n2 * self.cfg.rows)
+
+    @staticmethod
+    def _k_in_kbuf(gemm, g2_ahead):
+        """(all of SEND's vector's K is in kbuf, the second GEMM of SEND's vector is under way with
+        a row band of K in kbuf: ``gemm.k_ready``)."""
+        return g2_ahead >= 1, (g2_ahead == 0) & gemm.g2_running & (gemm.k_ready != 0)
 
     def _load(self, m, regs, memories):
         """The load stream: register words, and memory words to bank ``addr`` >> (the bank's

@@ -23,7 +23,9 @@ in docs/hardware.md:
           stream SEND_LATENCY cycles after its read
 
 The units overlap across vectors (``vector_times``): one vector's latency is its first x to its
-last y; the steady-state interval is what a stream of vectors costs per vector.
+last y; the steady-state interval is what a stream of vectors costs per vector. In XB order at
+B = 1 the first GEMM starts once X's first row band (R rows of n2) is in, and each later band of
+tiles waits for its rows (``x_bands``, ``g1_on_bands``).
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     Each unit takes vector v once its inputs are complete and its output half is free
     (hw/top.py): RECV(v) after RECV(v-1), the first GEMM of the batch two before v's (X' is
     double-buffered) and the lanes' v-2B; the first GEMM of batch j one cycle after RECV of its
-    last vector and G2 of the vector before; G2 of a batch's first vector G1_SETTLE after its G1,
+    last vector (XB at B = 1: once its first row band is in, ``g1_on_bands``) and G2 of the vector
+    before; G2 of a batch's first vector G1_SETTLE after its G1,
     of each later vector v one cycle after G2(v-1), each once SEND(v-2) is over (its kbuf half);
     the lanes take batch j after RECV of its last vector began, the lanes' batch j-1 and SEND of
     batch j-2's last vector (its row-sum half), and count the batch done no earlier than the end
@@ -171,6 +174,8 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     g1, g2 = (g.cycles(cfg) for g in gemms(layer, cfg)) if kp else (0, 0)
     n, m = beats(layer.n, cfg), beats(layer.m, cfg)
     bands = k_bands(layer, cfg) if kp else ()
+    g1_gemm = gemms(layer, cfg)[0] if kp else None
+    bands_x = x_bands(layer, cfg) if kp and B == 1 and layer.order == "XB" else ()
     out: list[dict] = []
 
     def seen(v, key):  # a unit's hand-over of vector v (0 before the first vector)
@@ -183,8 +188,11 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
         for v in range(first, first + B):
             prev_x = xs[-1] if xs else seen(v - 1, "x")
             xs.append(0 if v == 0 else max(prev_x + n, g1_prev, seen(v - 2 * cfg.batch, "lanes_seen")))
-        gemm = max(xs[-1] + n, seen(first - 1, "g2_seen")) + 1
-        g1_seen = gemm + g1
+        if bands_x:  # XB at B = 1: G1 starts on X's first row band, each band of tiles on its rows
+            gemm, g1_seen = g1_on_bands(xs[-1], seen(first - 1, "g2_seen"), bands_x, g1_gemm, cfg, g1)
+        else:
+            gemm = max(xs[-1] + n, seen(first - 1, "g2_seen")) + 1
+            g1_seen = gemm + g1
         start = max(xs[-1], seen(first - 1, "lanes_seen"), seen(first - B - 1, "sent_seen"))
         _, done = gather_timing(layer, cfg, lanes, start=start, avail=xs[-1] + 1)
         gather_done = max(done)
@@ -216,6 +224,31 @@ def k_bands(layer: QuantLayer, cfg: AccelConfig) -> tuple[tuple[int, int], ...]:
         beats_ok = beats(layer.m, cfg) if b == bands - 1 else ready // W
         out.append(((g.tiles - (b + 1) * ctiles) * spacing, beats_ok))
     return tuple(out)
+
+
+def x_bands(layer: QuantLayer, cfg: AccelConfig) -> tuple[int, ...]:
+    """XB at B = 1: per row band of the first GEMM (R rows of X, ``n2`` elements each), the cycles
+    after the vector's first x beat from which the band's rows are seen in (RECV's count of
+    elements, which drops to 0 on the last beat: then the vector is seen whole, after all its
+    beats)."""
+    (_, n1), (_, n2) = layer.factor_shapes
+    n = beats(layer.n, cfg)
+    out = []
+    for b in range(ceil_div(n1, cfg.rows)):
+        k = ceil_div((b + 1) * cfg.rows * n2, cfg.stream_bytes)
+        out.append(k if k < n else n)
+    return tuple(out)
+
+
+def g1_on_bands(x: int, engine_free: int, bands_x, g: Gemm, cfg: AccelConfig, g1: int) -> tuple[int, int]:
+    """The first GEMM's first FEED and its end seen (``g1_seen``) when each row band of tiles
+    waits for its rows of X (``x_bands``): a tile starts ``spacing`` after the one before or the
+    cycle after its band is seen in, whichever is later."""
+    ctiles, spacing = ceil_div(g.cols, cfg.cols), g.spacing(cfg)
+    start = f = max(x + bands_x[0], engine_free) + 1
+    for t in range(1, g.tiles):
+        f = max(f + spacing, x + bands_x[t // ctiles] + 1)
+    return start, f + g1 - (g.tiles - 1) * spacing
 
 
 def send_issues(start: int, g2_seen: int, bands, m: int) -> tuple[int, int]:
