@@ -189,3 +189,18 @@ def test_hierarchical_flow_times_through_modules_and_names_registers_in_scope(tm
 # `doping synth --config minimal --liberty sky130 --clock-ns 10 --json` as a user runs it (keys, slack
 # signs at two clocks, the path named, area near the estimator): tests/test_readme.py runs it as the
 # README tour's line.
+
+
+def test_eda_timeout_from_the_environment(monkeypatch):
+    """Long flows raise the per-step limit with DOPING_EDA_TIMEOUT_S; a bad value is one clear error."""
+    from doping.errors import DopingError
+    from doping.ppa.stdcell import EDA_TIMEOUT_S, eda_timeout_s
+
+    monkeypatch.delenv("DOPING_EDA_TIMEOUT_S", raising=False)
+    assert eda_timeout_s() == EDA_TIMEOUT_S
+    monkeypatch.setenv("DOPING_EDA_TIMEOUT_S", "10800")
+    assert eda_timeout_s() == 10800
+    for bad in ("soon", "-5", "0", "inf", "nan"):
+        monkeypatch.setenv("DOPING_EDA_TIMEOUT_S", bad)
+        with pytest.raises(DopingError, match="DOPING_EDA_TIMEOUT_S must be a positive number"):
+            eda_timeout_s()

@@ -208,7 +208,26 @@ def _sta() -> str:
     return exe
 
 
-def _run(cmd: list[str], cwd: Path, what: str, timeout: float = 3600) -> str:
+#: Seconds one EDA step (yosys, OpenSTA) may run unless ``$DOPING_EDA_TIMEOUT_S`` says otherwise
+#: (the flagship preset flat in sky130 maps for over an hour on two shared cores).
+EDA_TIMEOUT_S = 3600.0
+
+
+def eda_timeout_s() -> float:
+    raw = os.environ.get("DOPING_EDA_TIMEOUT_S", "")
+    if not raw:
+        return EDA_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise DopingError(f"DOPING_EDA_TIMEOUT_S must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _run(cmd: list[str], cwd: Path, what: str, timeout: float | None = None) -> str:
+    timeout = eda_timeout_s() if timeout is None else timeout
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout)
     except subprocess.TimeoutExpired:
