@@ -44,6 +44,10 @@ FINETUNE = ["--epochs", "12", "--lr", "5", "--lr-schedule", "plateau", "--lr-dec
 # validation by < 0.3 %. Its runs live under h<H>/conv/.
 CONVERGE = ["--epochs", "12", "--lr", "5", "--lr-schedule", "converge", "--lr-decay", "0.5", "--stop-gain", "0.003",
             "--anneal-start", "0", "--anneal-end", "0.5", "--anneal-every", "20", "--curve-every", "100"]
+# From scratch (no dense start): the dense run's lr 20, /4 on a validation plateau once annealing is
+# over; the sparse parts anneal from 8 % to 60 % of the steps.
+SCRATCH = ["--epochs", "12", "--lr", "20", "--lr-schedule", "plateau", "--lr-decay", "0.25", "--anneal-start", "0.08",
+           "--anneal-end", "0.6", "--anneal-every", "20", "--curve-every", "100"]
 # Kronecker-first: the first 1/6 of the steps (2 of 12 epochs) with the overlay path off, then S
 # rebased to W_dense - kron(A, B) and annealed to the end of the first half.
 KP_FIRST = ["--kp-warmup", "0.1667", "--anneal-start", "0.1667"]
@@ -154,6 +158,15 @@ def plan(h: int, runs: Path) -> list[Job]:
         jobs.append(Job(f"h{h}/screen/dkp_sharerule_kpfirst_{variant}_r25_s0_e4",
                         dict(method="dkp", ratio=25, seed=0, cmr=variant, share="rule", start="kp-first",
                              schedule="screen-4"), screen + ["--method", "dkp", "--ratio", "25", *extra], [dense]))
+    # from scratch (issue 28 (c), the seed's doping): random init, S dense at first and annealed over
+    # most of training, against Zhu & Gupta pruning over the same epochs; 12-epoch screens
+    for name, meta, extra in (
+            ("prune_r25_s0", dict(method="prune", cmr="none"), ["--method", "prune"]),
+            ("dkp_sharerule_none_r25_s0", dict(method="dkp", cmr="none", share="rule"), ["--method", "dkp"]),
+            ("dkp_sharerule_seq-fall0.3_r25_s0", dict(method="dkp", cmr="seq-fall", share="rule"),
+             ["--method", "dkp", "--cmr", "seq", "--cmr-p", "0.3", "--cmr-schedule", "fall"])):
+        jobs.append(Job(f"h{h}/scratch/{name}_e12", dict(meta, ratio=25, seed=0, schedule="scratch-12"),
+                        base + SCRATCH + ["--ratio", "25", *extra]))
     add_conv(f"dkp_share{CMR_SHARE}_dropconnect-ramp_r25_s0",
              dict(method="dkp", ratio=25, seed=0, cmr="dropconnect-ramp", share=CMR_SHARE),
              ["--method", "dkp", "--ratio", "25", "--kp-share", CMR_SHARE, *CMR["dropconnect-ramp"]])
@@ -324,7 +337,8 @@ def _factors(run: Path) -> str | None:
 
 
 def _label(r: dict) -> str:
-    sched = {"converge": ", converged", "screen-4": ", 4-epoch screen"}.get(r.get("schedule"), "")
+    sched = {"converge": ", converged", "screen-4": ", 4-epoch screen",
+             "scratch-12": ", from scratch (12-epoch screen)"}.get(r.get("schedule"), "")
     return _method_label(r) + sched
 
 
