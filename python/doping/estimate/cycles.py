@@ -264,13 +264,36 @@ def send_issues(start: int, g2_seen: int, bands, m: int) -> tuple[int, int]:
     return first, t
 
 
-#: Vectors simulated by ``schedule`` to reach the steady state (the pipeline is at most four
-#: vectors deep: RECV, GEMM and gather, SEND), and at least three batches.
-STEADY_VECTORS = 6
+#: Vectors ``schedule`` simulates at first: twice the pipeline's depth (RECV, GEMM and gather,
+#: SEND: four vectors), at least four batches a half. A unit that runs ahead (SEND behind the
+#: GEMMs, the lanes) settles only after several batches, so the run doubles until the batch span
+#: half way equals the last three, at most ``MAX_STEADY_BATCHES`` batches.
+STEADY_VECTORS = 12
+MAX_STEADY_BATCHES = 64
 
 
 def steady_vectors(batch: int) -> int:
-    return max(STEADY_VECTORS, 3 * batch)
+    return max(STEADY_VECTORS, 8 * batch)
+
+
+def steady_times(layer: QuantLayer, cfg: AccelConfig, lanes) -> tuple[list[dict], float]:
+    """The vector timeline long enough to reach the steady state, and one batch's span there (at
+    the cap, the mean of the last two)."""
+    B, vectors = cfg.batch, steady_vectors(cfg.batch)
+    while True:
+        times = vector_times(layer, cfg, vectors, lanes)
+        sent = [t["sent_seen"] for t in times]
+
+        def span(end):  # the batch ending with vector ``end``
+            return sent[end] - sent[end - B]
+
+        last = [span(len(sent) - 1 - k * B) for k in range(3)]
+        half = vectors // B // 2 * B - 1
+        if len(set(last)) == 1 and span(half) == last[0]:
+            return times, last[0]
+        if vectors >= MAX_STEADY_BATCHES * B:
+            return times, (last[0] + last[1]) / 2
+        vectors *= 2
 
 
 def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
@@ -283,9 +306,8 @@ def schedule(layer: QuantLayer, cfg: AccelConfig) -> Schedule:
     lanes = lane_entries(layer, cfg)
     entries = tuple(len(e) for e in lanes)
     B = cfg.batch
-    times = vector_times(layer, cfg, steady_vectors(B), lanes)
+    times, span = steady_times(layer, cfg, lanes)  # span: one batch in the steady state
     first = times[0]
-    span = times[-1]["sent_seen"] - times[-1 - B]["sent_seen"]  # one batch in the steady state
     interval = span / B if B > 1 else span
     g1, g2 = (gs[0].cycles(cfg) + G1_SETTLE, gs[1].cycles(cfg)) if gs else (0, 0)
     n, m = beats(layer.n, cfg), beats(layer.m, cfg)
