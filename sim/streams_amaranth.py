@@ -5,25 +5,23 @@ outside. Payloads are set and read as raw bits (``Value.cast`` of the payload vi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from amaranth.hdl import Value
 
+from doping.sim.transactions import Paced
 
-class StreamSource:
+
+class StreamSource(Paced):
     """Offers integer payloads on a stream interface; a paused cycle offers nothing."""
 
     def __init__(self, stream):
         self.stream = stream
-        self._pause: Iterator[bool] | None = None
-
-    def set_pause_generator(self, gen: Iterator[bool] | None) -> None:
-        self._pause = gen
 
     async def send(self, ctx, payloads: Iterable[int]) -> None:
         s = self.stream
         for p in payloads:
-            while self._pause is not None and next(self._pause):
+            while self.paused():
                 ctx.set(s.valid, 0)
                 await ctx.tick()
             ctx.set(Value.cast(s.payload), int(p))
@@ -32,23 +30,19 @@ class StreamSource:
         ctx.set(s.valid, 0)
 
 
-class StreamSink:
+class StreamSink(Paced):
     """Takes beats from a stream interface, ``ready`` low on paused cycles; ``run`` calls
     ``on_beat(payload)`` for every transferred beat until ``done()`` or ``limit`` cycles, and
     returns the cycles it ran."""
 
     def __init__(self, stream):
         self.stream = stream
-        self._pause: Iterator[bool] | None = None
         self.cycles = 0  # every cycle this sink has run, over all its runs
-
-    def set_pause_generator(self, gen: Iterator[bool] | None) -> None:
-        self._pause = gen
 
     async def run(self, ctx, on_beat: Callable[[int], object], done: Callable[[], bool], limit: int) -> int:
         s, cycles = self.stream, 0
         while not done() and cycles <= limit:
-            ready = int(not (self._pause is not None and next(self._pause)))
+            ready = int(not self.paused())
             ctx.set(s.ready, ready)
             _, _, valid, payload = await ctx.tick().sample(s.valid, Value.cast(s.payload))
             cycles += 1

@@ -8,25 +8,23 @@ pause generator set from outside (``set_pause_generator``, as cocotbext-axi's).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from cocotb.triggers import FallingEdge
 
+from doping.sim.transactions import Paced
 
-class StreamSource:
+
+class StreamSource(Paced):
     """Offers integer payloads on ``<name>__valid/payload``; a paused cycle offers nothing."""
 
     def __init__(self, dut, name: str, clk=None):
         self.clk = clk if clk is not None else dut.clk
         self.valid, self.ready, self.payload = (getattr(dut, f"{name}__{s}") for s in ("valid", "ready", "payload"))
-        self._pause: Iterator[bool] | None = None
-
-    def set_pause_generator(self, gen: Iterator[bool] | None) -> None:
-        self._pause = gen
 
     async def send(self, payloads: Iterable[int]) -> None:
         for p in payloads:
-            while self._pause is not None and next(self._pause):
+            while self.paused():
                 self.valid.value = 0
                 await FallingEdge(self.clk)
             self.valid.value = 1
@@ -39,7 +37,7 @@ class StreamSource:
         self.valid.value = 0
 
 
-class StreamSink:
+class StreamSink(Paced):
     """Takes beats from ``<name>__valid/payload``, ``ready`` low on paused cycles. ``run`` calls
     ``each_cycle()`` every cycle before the clock edge (a monitor's probe) and ``on_beat(payload)``
     for every transferred beat, until ``done()``; returns the cycles it ran."""
@@ -47,17 +45,13 @@ class StreamSink:
     def __init__(self, dut, name: str, clk=None):
         self.clk = clk if clk is not None else dut.clk
         self.valid, self.ready, self.payload = (getattr(dut, f"{name}__{s}") for s in ("valid", "ready", "payload"))
-        self._pause: Iterator[bool] | None = None
         self.cycles = 0  # every cycle this sink has run, over all its runs
-
-    def set_pause_generator(self, gen: Iterator[bool] | None) -> None:
-        self._pause = gen
 
     async def run(self, on_beat: Callable[[int], object], done: Callable[[], bool],
                   each_cycle: Callable[[], object] | None = None) -> int:
         cycles = 0
         while not done():
-            ready = int(not (self._pause is not None and next(self._pause)))
+            ready = int(not self.paused())
             self.ready.value = ready
             valid = int(self.valid.value)
             payload = int(self.payload.value) if valid else 0

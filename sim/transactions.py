@@ -30,6 +30,20 @@ def pauses(rng: np.random.Generator, p: float) -> Iterator[bool]:
     return (bool(p and rng.random() < p) for _ in itertools.count())
 
 
+class Paced:
+    """Base of every simulator's stream source and sink: its cycles held by a pause generator set
+    from outside (``set_pause_generator``, as cocotbext-axi's; None: never paused)."""
+
+    _pause: Iterator[bool] | None = None
+
+    def set_pause_generator(self, gen: Iterator[bool] | None) -> None:
+        self._pause = gen
+
+    def paused(self) -> bool:
+        """Whether this cycle is held (draws the generator's next value)."""
+        return self._pause is not None and next(self._pause)
+
+
 def load_payloads(words) -> list[int]:
     """Load words ``(sel, addr, data)`` (``doping.hw.loader``) as load-stream payloads."""
     return [pack_load_word(*w) for w in words]

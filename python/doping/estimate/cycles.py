@@ -171,10 +171,10 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     kp = layer.has_kp
     B = cfg.batch
     assert vectors % B == 0, f"{vectors} vectors are not whole batches of {B}"
-    g1, g2 = (g.cycles(cfg) for g in gemms(layer, cfg)) if kp else (0, 0)
+    gs = gemms(layer, cfg)
+    g1, g2 = (g.cycles(cfg) for g in gs) if kp else (0, 0)
     n, m = beats(layer.n, cfg), beats(layer.m, cfg)
-    bands = k_bands(layer, cfg) if kp else ()
-    g1_gemm = gemms(layer, cfg)[0] if kp else None
+    bands = k_bands(layer, cfg, gs[1]) if kp else ()
     bands_x = x_bands(layer, cfg) if kp and B == 1 and layer.order == "XB" else ()
     out: list[dict] = []
 
@@ -189,7 +189,7 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
             prev_x = xs[-1] if xs else seen(v - 1, "x")
             xs.append(0 if v == 0 else max(prev_x + n, g1_prev, seen(v - 2 * cfg.batch, "lanes_seen")))
         if bands_x:  # XB at B = 1: G1 starts on X's first row band, each band of tiles on its rows
-            gemm, g1_seen = g1_on_bands(xs[-1], seen(first - 1, "g2_seen"), bands_x, g1_gemm, cfg, g1)
+            gemm, g1_seen = g1_on_bands(xs[-1], seen(first - 1, "g2_seen"), bands_x, gs[0], cfg, g1)
         else:
             gemm = max(xs[-1] + n, seen(first - 1, "g2_seen")) + 1
             g1_seen = gemm + g1
@@ -211,11 +211,10 @@ def vector_times(layer: QuantLayer, cfg: AccelConfig, vectors: int, lanes=None) 
     return out
 
 
-def k_bands(layer: QuantLayer, cfg: AccelConfig) -> tuple[tuple[int, int], ...]:
-    """SEND behind the second GEMM: per row band of K (R rows, all column tiles; the engine's
+def k_bands(layer: QuantLayer, cfg: AccelConfig, g: Gemm) -> tuple[tuple[int, int], ...]:
+    """SEND behind the second GEMM ``g``: per row band of K (R rows, all column tiles; the engine's
     ``k_ready``), (cycles before the GEMM's end at which the band is seen complete, beats of y
     SEND may issue once it is: a beat's W elements all in the done bands, or the last band)."""
-    g = gemms(layer, cfg)[1]
     ctiles, spacing, W = ceil_div(g.cols, cfg.cols), g.spacing(cfg), cfg.stream_bytes
     bands = ceil_div(g.rows, cfg.rows)
     out = []
@@ -257,10 +256,10 @@ def send_issues(start: int, g2_seen: int, bands, m: int) -> tuple[int, int]:
     Kronecker part once the vector has passed the GEMM engine, ``g2_seen``)."""
     t, first, j = start - 1, None, 0
     for before_end, ok in bands or ((0, m),):
-        while j < ok:
+        if ok > j:  # the band's beats go back to back from the first one it lets through
             t = max(t + 1, start, g2_seen - before_end)
             first = t if first is None else first
-            j += 1
+            t, j = t + ok - j - 1, ok
     return first, t
 
 
