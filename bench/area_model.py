@@ -6,8 +6,10 @@ per-lane area from the lane modules, and the top-level remainder is fitted as
 fixed + per_edge * (rows + cols) by least squares. The model is then compared with yosys on every
 config (fit and held-out); the error is reported. Writes python/doping/estimate/area_fit.json.
 The LSTM top's extra logic (cell unit, sequencer, bias stage) is the difference between a design
-with and without ``lstm_cell`` at the same config, measured at LSTM_CONFIGS (``--lstm`` measures
-only that and updates the file's ``lstm_cell`` entry). Wide streams (``stream_bytes`` W) are
+with and without ``lstm_cell`` at the same config, measured at LSTM_CONFIGS, and per cell-unit
+lane beyond the first (``stream_bytes`` W: the cell's data path and the bias stage once per lane)
+at LSTM_LANE_CONFIG (``--lstm`` measures only that and updates the file's ``lstm_cell`` and
+``per_cell_lane`` entries). Wide streams (``stream_bytes`` W) are
 measured at STREAM_CONFIG for W = 1, 2, 4, 8 (``--stream``): the logic outside the lanes (W output
 pipelines, the beat's bank steering) costs ``per_stream_byte`` per element beyond the first (the
 least-squares slope), and each lane ``per_window_byte`` per input-window element beyond X_WINDOW
@@ -39,6 +41,7 @@ CAP = dict(max_m=256, max_n=256, max_factor=256, max_intermediate=256, max_nnz=4
 FIT = [(1, 1, 1), (2, 2, 1), (2, 3, 2), (4, 4, 2), (3, 5, 4)]
 HELD_OUT = [(6, 4, 3), (8, 8, 8)]
 LSTM_CONFIGS = [(2, 2, 1), (4, 4, 2)]
+LSTM_LANE_CONFIG, CELL_LANES = (4, 4, 4), (1, 2, 4)  # the cell unit's W lanes (stream_bytes)
 STREAM_CONFIG, STREAM_BYTES = (4, 8, 8), (1, 2, 4, 8)
 BATCH_CONFIG, BATCHES = (4, 4, 4), (1, 2, 4, 8)
 
@@ -50,12 +53,13 @@ def _module_areas(cfg):
     return {name: cell_area_um2(m["by_type"]) for name, m in mods.items()}, sum(m["cells"] for m in mods.values())
 
 
-def measure_lstm(r, c, l):
-    """Logic of the LSTM top beyond the mat-vec accelerator at one config (two resident layers)."""
-    base = dict(rows=r, cols=c, lanes=l, resident_layers=2, **CAP)
+def measure_lstm(r, c, l, w=1):
+    """Logic of the LSTM top beyond the mat-vec accelerator at one config (two resident layers,
+    ``w`` elements a beat: the cell unit's lanes)."""
+    base = dict(rows=r, cols=c, lanes=l, resident_layers=2, stream_bytes=w, **CAP)
     with_cell, _ = _module_areas(AccelConfig(lstm_cell=1, **base))
     without, _ = _module_areas(AccelConfig(**base))
-    return {"config": [r, c, l], "lstm_um2": sum(with_cell.values()), "accel_um2": sum(without.values()),
+    return {"config": [r, c, l], "stream_bytes": w, "lstm_um2": sum(with_cell.values()), "accel_um2": sum(without.values()),
             "cell_um2": sum(v for k, v in with_cell.items() if k.endswith(".cell")),
             "delta_um2": sum(with_cell.values()) - sum(without.values())}
 
@@ -142,11 +146,15 @@ def main():
         out = json.loads(Path(args.out).read_text())
         checks = [measure_lstm(*k) for k in LSTM_CONFIGS]
         out["um2"]["lstm_cell"] = float(np.mean([m["delta_um2"] for m in checks]))
+        lanes = [measure_lstm(*LSTM_LANE_CONFIG, w) for w in CELL_LANES]
+        out["um2"]["per_cell_lane"] = _slope([m["stream_bytes"] - 1 for m in lanes],
+                                             [m["delta_um2"] - lanes[0]["delta_um2"] for m in lanes])
+        checks += lanes
         out["lstm_checks"] = checks
         out["lstm_date"] = str(date.today())
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
         for m in checks:
-            print(f"R×C×L {'×'.join(map(str, m['config']))}: LSTM top {m['lstm_um2']:.0f} µm², accelerator "
+            print(f"R×C×L {'×'.join(map(str, m['config']))}, W {m['stream_bytes']}: LSTM top {m['lstm_um2']:.0f} µm², accelerator "
                   f"{m['accel_um2']:.0f} µm², difference {m['delta_um2']:.0f} µm² (cell module {m['cell_um2']:.0f})")
         return
     rows = {tuple(k): measure(*k) for k in FIT + HELD_OUT}

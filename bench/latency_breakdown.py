@@ -4,6 +4,9 @@ start, last y) and the interval, at batch B and at B = 1. Both overlaps inside a
 (session 17; the cycle model is the RTL's): SEND streams behind G2's row bands, and at B = 1 in XB
 order G1 starts on X's first row band, each band of tiles once its rows are in.
 
+Then the flagship layer at B = 1 over lanes and stream widths (``b1_frontier``): what one vector's
+latency costs in interval once no vector waits for a batch.
+
     python bench/latency_breakdown.py [--json docs/latency_breakdown.json]
 """
 
@@ -19,6 +22,7 @@ from pathlib import Path
 from doping.config import PRESETS
 from doping.estimate.cycles import schedule, vector_times
 from doping.estimate.designs import fit_config
+from doping.estimate.model import estimate
 from doping.pack import read_pack
 from doping.synth import flagship_layers
 
@@ -44,6 +48,24 @@ def breakdown(layer, cfg) -> dict:
     return out
 
 
+def b1_frontier(layer, base) -> list[dict]:
+    """The flagship layer at B = 1 (no vector waits for a batch) over lanes x stream widths on
+    ``base``'s array: interval, one vector's latency and calibrated area — where the interval goes
+    when the batch that shares each overlay read among B vectors is given up."""
+    out = []
+    for lanes in (32, 64):
+        for w in (1, 2, 4, 8):
+            cfg = replace(base, lanes=lanes, stream_bytes=w, batch=1)
+            if cfg.stream_problems(layer):
+                continue
+            cfg = fit_config(cfg, layer)
+            s, e = schedule(layer, cfg), estimate(layer, cfg)
+            out.append({"design": f"{cfg.rows}x{cfg.cols}, {lanes} lanes, W {w}, B 1", "interval": s.interval,
+                        "latency": s.cycles, "latency_over_interval": round(s.cycles / s.interval, 2),
+                        "area_mm2": round(e.area_mm2, 2)})
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", default="")
@@ -54,10 +76,16 @@ def main(argv=None):
         r = rows[-1]
         print(f"{r['layer']}: {r['design']} {r['order']}: latency {r['latency']}, interval {r['interval']:g} "
               f"({r['latency_over_interval']}x); {r['first_vector']}")
+    flag = fit_config(PRESETS["flagship"], flagship_layers()[0][1])
+    frontier = b1_frontier(flagship_layers()[0][1], PRESETS["flagship"])
+    print(f"flagship preset (B {flag.batch}): {estimate(flagship_layers()[0][1], flag).area_mm2:.2f} mm^2; at B = 1:")
+    for r in frontier:
+        print(f"  {r['design']}: interval {r['interval']:g}, latency {r['latency']} ({r['latency_over_interval']}x), "
+              f"{r['area_mm2']} mm^2")
     if args.json:
         meta = {"command": "python bench/latency_breakdown.py --json " + args.json, "machine": platform.node(),
                 "date": time.strftime("%Y-%m-%d")}
-        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows, "flagship_b1": frontier}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

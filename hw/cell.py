@@ -31,21 +31,23 @@ from doping.hw.streams import y_layout
 
 
 def hidden_bits(cfg: AccelConfig) -> int:
-    """Address bits of one hidden unit within a sequence's state."""
+    """Address bits of one word of a lane's state within a sequence (word = hidden unit // W)."""
     return bits_for(cfg.memories["gbuf"].depth)
 
 
-def state_offset(cfg: AccelConfig, unit, seq):
-    """Offset of hidden unit ``unit`` of sequence ``seq`` within a layer's state (the sequence
-    index above the unit's bits, when the config interleaves several)."""
-    u = unit[:hidden_bits(cfg)]
+def state_offset(cfg: AccelConfig, word, seq):
+    """Offset of state word ``word`` (units W*word .. W*word + W-1, one per lane) of sequence
+    ``seq`` within a layer's state (the sequence index above the word's bits, when the config
+    interleaves several)."""
+    u = word[:hidden_bits(cfg)]
     return Cat(u, seq[:cfg.batch_bits]) if cfg.batch_bits else u
 
 
 def cell_output(cfg: AccelConfig) -> data.StructLayout:
-    """One hidden unit's result: h at its layer's input scale (``own``, fed back), at the next
-    layer's (``out``), the unit's index and its sequence."""
-    return data.StructLayout({"own": signed(8), "out": signed(8), "index": unsigned(hidden_bits(cfg)),
+    """One word of W hidden units' results (unit W*index + t in element t): h at its layer's input
+    scale (``own``, fed back), at the next layer's (``out``), the word's index and its sequence."""
+    h8 = data.ArrayLayout(signed(8), cfg.stream_bytes)
+    return data.StructLayout({"own": h8, "out": h8, "index": unsigned(hidden_bits(cfg)),
                               "seq": unsigned(max(cfg.batch_bits, 1))})
 
 
@@ -54,15 +56,17 @@ TableWrite = data.StructLayout({"en": 1, "which": 1, "addr": unsigned(16), "data
 
 
 class LSTMCell(wiring.Component):
-    """Ports: ``p`` int8 pre-activations in; ``h`` results out (``cell_output``); ``region``,
-    ``fresh``, ``hidden`` (H) and the three requantisations (15-bit multiplier, 6-bit shift) are
-    the running layer's constants, stable while it runs; ``table`` writes the activation tables;
-    ``busy``: a row is in the pipeline."""
+    """Ports: ``p`` int8 pre-activations in, W = ``stream_bytes`` rows a beat (the y stream; the
+    layer's H a multiple of W, so a beat lies in one gate block); ``h`` results out, a word of W
+    units a beat (``cell_output``); ``region``, ``fresh``, ``hidden`` (H) and the three
+    requantisations (15-bit multiplier, 6-bit shift) are the running layer's constants, stable
+    while it runs; ``table`` writes the activation tables (every lane's copy at once); ``busy``: a
+    row is in the pipeline. Lane t of the W runs rows, units and state of index t mod W."""
 
     def __init__(self, cfg: AccelConfig):
         self.cfg = cfg
         super().__init__({
-            "p": In(stream.Signature(y_layout(cfg))),  # the accelerator's y stream (one element a beat)
+            "p": In(stream.Signature(y_layout(cfg))),  # the accelerator's y stream
             "h": Out(stream.Signature(cell_output(cfg))),
             "region": In(bits_for(cfg.resident_layers)),
             "fresh": In(cfg.lstm_batch),
@@ -77,13 +81,14 @@ class LSTMCell(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, mem = self.cfg, self.cfg.memories
-        hb = hidden_bits(cfg)
+        hb, W = hidden_bits(cfg), cfg.stream_bytes
 
-        (glut_w, glut_r), = banks(m, "gate_lut", 1, mem["gate_lut"].depth, signed(16))
-        (clut_w, clut_r), = banks(m, "cell_lut", 1, mem["cell_lut"].depth, signed(16))
-        gbuf = banks(m, "gbuf", 3, mem["gbuf"].depth, signed(16), transparent=True)
-        (c_w, c_r), = banks(m, "c_state", 1, mem["c_state"].depth, signed(32))
-        for wp, which in ((glut_w, 0), (clut_w, 1)):
+        # bank t of each memory serves lane t (gbuf: block k's in bank k * W + t)
+        glut = banks(m, "gate_lut", W, mem["gate_lut"].depth, signed(16))
+        clut = banks(m, "cell_lut", W, mem["cell_lut"].depth, signed(16))
+        gbuf = banks(m, "gbuf", 3 * W, mem["gbuf"].depth, signed(16), transparent=True)
+        cst = banks(m, "c_state", W, mem["c_state"].depth, signed(32))
+        for (wp, _), which in [*((g, 0) for g in glut), *((c, 1) for c in clut)]:
             m.d.comb += [wp.addr.eq(self.table.addr), wp.data.eq(self.table.data),
                          wp.en.eq(self.table.en & (self.table.which == which))]
 
@@ -91,54 +96,18 @@ class LSTMCell(wiring.Component):
         m.d.comb += [adv.eq(~self.h.valid | self.h.ready), self.p.ready.eq(adv)]
         fire = self.p.valid & self.p.ready
 
-        # ---- row counters: block (i, f, g, o), unit j and sequence b of the next row ----
+        # ---- word counters: block (i, f, g, o), word j and sequence b of the next beat ----
         B = cfg.lstm_batch
         blk, j, b = Signal(2), Signal(hb + 1), Signal(range(max(B, 2)))
         with m.If(fire):
-            with m.If(j == self.hidden - 1):
+            with m.If(j == (self.hidden >> (W.bit_length() - 1)) - 1):
                 m.d.sync += [j.eq(0), blk.eq(blk + 1)]
-                with m.If(blk == 3):  # the vector's last row: the next sequence's vector follows
+                with m.If(blk == 3):  # the vector's last beat: the next sequence's vector follows
                     m.d.sync += b.eq(Mux(b == B - 1, 0, b + 1))
             with m.Else():
                 m.d.sync += j.eq(j + 1)
 
-        p = self.p.payload.data[0]
-        code = Cat(p[:7], ~p[7])  # p + 128: the table index of an int8 code
-        m.d.comb += [glut_r.addr.eq(region_address(cfg, "gate_lut", Cat(code, blk == 2), self.region)),
-                     glut_r.en.eq(adv)]
-        for _, rp in gbuf:
-            m.d.comb += [rp.addr.eq(j), rp.en.eq(adv)]
-        m.d.comb += [c_r.addr.eq(region_address(cfg, "c_state", state_offset(cfg, j, b), self.region)),
-                     c_r.en.eq(adv)]
-
-        # stage 1: the table value of the row; i, f, g, c of its unit (for an o row)
-        v1, blk1, j1, b1 = Signal(), Signal(2), Signal(hb + 1), Signal.like(b)
-        with m.If(adv):
-            m.d.sync += [v1.eq(fire), blk1.eq(blk), j1.eq(j), b1.eq(b)]
-        for k, (wp, _) in enumerate(gbuf):
-            m.d.comb += [wp.addr.eq(j1), wp.data.eq(glut_r.data), wp.en.eq(adv & v1 & (blk1 == k))]
-        c_prev = Mux(self.fresh.bit_select(b1, 1), 0, c_r.data)
-        i_, f_, g_ = (rp.data for _, rp in gbuf)
-
-        # stage 2: the two products
-        v2, j2, b2, o2 = Signal(), Signal(hb + 1), Signal.like(b), Signal(signed(16))
-        fc, ig = Signal(signed(48)), Signal(signed(32))
-        with m.If(adv):
-            m.d.sync += [v2.eq(v1 & (blk1 == 3)), j2.eq(j1), b2.eq(b1), o2.eq(glut_r.data), fc.eq(f_ * c_prev),
-                         ig.eq(i_ * g_)]
-
-        # stage 3: the new cell state, written back
-        half = Const(1 << (Q - 1))
-        c_sum = Signal(signed(50))
-        m.d.comb += c_sum.eq(((fc + half) >> Q) + ((ig + half) >> Q))
-        v3, j3, b3, o3, c3 = Signal(), Signal(hb + 1), Signal.like(b), Signal(signed(16)), Signal(signed(32))
-        with m.If(adv):
-            m.d.sync += [v3.eq(v2), j3.eq(j2), b3.eq(b2), o3.eq(o2),
-                         c3.eq(sat32(c_sum))]
-        m.d.comb += [c_w.addr.eq(region_address(cfg, "c_state", state_offset(cfg, j3, b3), self.region)),
-                     c_w.data.eq(c3), c_w.en.eq(adv & v3)]
-
-        in_flight = [v1, v2, v3]  # every valid bit of the pipeline
+        in_flight = []  # every valid bit of the pipeline
 
         def delayed(sig, name, stages=REQUANT_STAGES):
             for s_ in range(stages):
@@ -150,20 +119,67 @@ class LSTMCell(wiring.Component):
                     in_flight.append(sig)
             return sig
 
-        # the cell requantiser, then the tanh_c table
-        c8 = requant(m, c3, self.cell_mult, self.cell_shift, 8, en=adv, name="rq_cell")
-        v4, j4, b4, o4 = delayed(v3, "v4"), delayed(j3, "j4"), delayed(b3, "b4"), delayed(o3, "o4")
-        m.d.comb += [clut_r.addr.eq(region_address(cfg, "cell_lut", Cat(c8[:7], ~c8[7]), self.region)),
-                     clut_r.en.eq(adv)]
-        v5, j5, b5, o5 = delayed(v4, "v5", 1), delayed(j4, "j5", 1), delayed(b4, "b5", 1), delayed(o4, "o5", 1)
-        hq, v6, j6, b6 = Signal(signed(32)), Signal(), Signal(hb + 1), Signal.like(b)
-        with m.If(adv):
-            m.d.sync += [hq.eq(o5 * clut_r.data), v6.eq(v5), j6.eq(j5), b6.eq(b5)]
-        in_flight.append(v6)
-        own = requant(m, hq, self.h_mult, self.h_shift, 8, en=adv, name="rq_h")
-        out = requant(m, hq, self.out_mult, self.out_shift, 8, en=adv, name="rq_out")
+        # the control of each stage, shared by the lanes: 1 table read; 2 products (o beats only);
+        # 3 new cell state; 4 cell requantised; 5 tanh_c read; 6 o * tanh_c; 7 h requantised
+        v1, blk1, j1, b1 = delayed(fire, "v1", 1), delayed(blk, "blk1", 1), delayed(j, "j1", 1), delayed(b, "b1", 1)
+        v2, j2, b2 = delayed(v1 & (blk1 == 3), "v2", 1), delayed(j1, "j2", 1), delayed(b1, "b2", 1)
+        v3, j3, b3 = delayed(v2, "v3", 1), delayed(j2, "j3", 1), delayed(b2, "b3", 1)
+        v6, j6, b6 = (delayed(x, n, REQUANT_STAGES + 2) for x, n in ((v3, "v6"), (j3, "j6"), (b3, "b6")))
         v7, j7, b7 = delayed(v6, "v7"), delayed(j6, "j7"), delayed(b6, "b7")
-        m.d.comb += [self.h.valid.eq(v7), self.h.payload.own.eq(own), self.h.payload.out.eq(out),
-                     self.h.payload.index.eq(j7), self.h.payload.seq.eq(b7),
+        ctl = {"blk": blk, "j": j, "b": b, "v1": v1, "blk1": blk1, "j1": j1, "b1": b1, "v3": v3, "j3": j3, "b3": b3}
+        for t in range(W):
+            ports = (glut[t][1], clut[t][1], [gbuf[k * W + t] for k in range(3)], cst[t])
+            own, out = self._lane(m, t, adv, ctl, ports)
+            m.d.comb += [self.h.payload.own[t].eq(own), self.h.payload.out[t].eq(out)]
+        m.d.comb += [self.h.valid.eq(v7), self.h.payload.index.eq(j7), self.h.payload.seq.eq(b7),
                      self.busy.eq(Cat(*in_flight).any())]
         return m
+
+    def _lane(self, m, t, adv, ctl, ports):
+        """Lane ``t``'s data path (row t of each beat; ``ctl``: the stages' shared control,
+        ``ports``: its gate table, tanh_c table, i/f/g buffers and cell state); returns its (own,
+        out) h at the h register."""
+        cfg = self.cfg
+        glut_r, clut_r, gbuf, (c_w, c_r) = ports
+
+        def reg(value, name, width):
+            r = Signal(signed(width), name=f"{name}_l{t}")
+            with m.If(adv):
+                m.d.sync += r.eq(value)
+            return r
+
+        p = self.p.payload.data[t]
+        code = Cat(p[:7], ~p[7])  # p + 128: the table index of an int8 code
+        m.d.comb += [glut_r.addr.eq(region_address(cfg, "gate_lut", Cat(code, ctl["blk"] == 2), self.region)),
+                     glut_r.en.eq(adv)]
+        for _, rp in gbuf:
+            m.d.comb += [rp.addr.eq(ctl["j"]), rp.en.eq(adv)]
+        m.d.comb += [c_r.addr.eq(region_address(cfg, "c_state", state_offset(cfg, ctl["j"], ctl["b"]), self.region)),
+                     c_r.en.eq(adv)]
+
+        # stage 1: the table value of the row; i, f, g, c of its unit (for an o row)
+        for k, (wp, _) in enumerate(gbuf):
+            m.d.comb += [wp.addr.eq(ctl["j1"]), wp.data.eq(glut_r.data), wp.en.eq(adv & ctl["v1"] & (ctl["blk1"] == k))]
+        c_prev = Mux(self.fresh.bit_select(ctl["b1"], 1), 0, c_r.data)
+        i_, f_, g_ = (rp.data for _, rp in gbuf)
+
+        # stage 2: the two products
+        o2, fc, ig = reg(glut_r.data, "o2", 16), reg(f_ * c_prev, "fc", 48), reg(i_ * g_, "ig", 32)
+
+        # stage 3: the new cell state, written back
+        half = Const(1 << (Q - 1))
+        c3 = reg(sat32(((fc + half) >> Q) + ((ig + half) >> Q)), "c3", 32)
+        o3 = reg(o2, "o3", 16)
+        m.d.comb += [c_w.addr.eq(region_address(cfg, "c_state", state_offset(cfg, ctl["j3"], ctl["b3"]), self.region)),
+                     c_w.data.eq(c3), c_w.en.eq(adv & ctl["v3"])]
+
+        # the cell requantiser, then the tanh_c table; then o * tanh_c
+        c8 = requant(m, c3, self.cell_mult, self.cell_shift, 8, en=adv, name=f"rq_cell_l{t}")
+        o5 = o3
+        for s_ in range(REQUANT_STAGES + 1):
+            o5 = reg(o5, f"o{4 + s_}", 16)
+        m.d.comb += [clut_r.addr.eq(region_address(cfg, "cell_lut", Cat(c8[:7], ~c8[7]), self.region)),
+                     clut_r.en.eq(adv)]
+        hq = reg(o5 * clut_r.data, "hq", 32)
+        return (requant(m, hq, self.h_mult, self.h_shift, 8, en=adv, name=f"rq_h_l{t}"),
+                requant(m, hq, self.out_mult, self.out_shift, 8, en=adv, name=f"rq_out_l{t}"))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from doping.arch import (LAYER_REG_WORDS, REG_INDEX, REGS, SEL_BIAS, SEL_CELL_LUT, SEL_GATE_LUT,
+from doping.arch import (LAYER_REG_WORDS, lstm_alignment_problem, REG_INDEX, REGS, SEL_BIAS, SEL_CELL_LUT, SEL_GATE_LUT,
                          SEL_LAYER_REGS, SEL_OVERLAY, SEL_A, SEL_B, SEL_REG, SEL_ROWMAP, overlay_field,
                          rows_per_lane_bound)
 from doping.golden import QuantLayer
@@ -194,10 +194,15 @@ def lstm_load_words(cells: list, cfg: AccelConfig) -> list[tuple[int, int, int]]
     for k, cell in enumerate(cells):
         if cell.hidden > cfg.max_hidden:
             raise ValueError(f"LSTM layer {k}: hidden size {cell.hidden} > the config's {cfg.max_hidden}")
+        problem = lstm_alignment_problem(cell.input_size, cell.hidden, cfg.stream_bytes)
+        if problem:
+            raise ValueError(f"LSTM layer {k}: {problem}")
         gate_words = lstm_gate_values(cell, cfg, k)  # refuses chains
         words += load_words(cell.gates[0], cfg, region=k)
         b_base = k * mem["bias"].layer_depth
-        words += [(SEL_BIAS, b_base + i, int(v) & 0xFFFFFFFF) for i, v in enumerate(cell.bias.tolist())]
+        W = cfg.stream_bytes  # gate row i's bias in bank i mod W
+        words += [(SEL_BIAS, mem["bias"].address(i % W, b_base + i // W), int(v) & 0xFFFFFFFF)
+                  for i, v in enumerate(cell.bias.tolist())]
         acc = [gate_words[r] & 0xFFFFFFFF for r in REGS]
         acc += [0] * (LAYER_REG_WORDS - len(acc))  # SWITCH replays all LAYER_REG_WORDS words
         cw = list(cell_register_values(cell, k == len(cells) - 1).values())

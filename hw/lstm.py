@@ -23,7 +23,7 @@ through each layer, and ``h`` carries their B results in lane order; the state i
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,7 +31,7 @@ from doping.arch import (CELL_REG_INDEX, LAYER_REG_WORDS, SEL_CELL_LUT, SEL_GATE
 from doping.config import AccelConfig, bits_for
 from doping.hw.cell import LSTMCell, hidden_bits, state_offset
 from doping.hw.memories import banks, region_address
-from doping.hw.streams import H_ELEMENT, LoadWord, TokenBeat
+from doping.hw.streams import LoadWord, h_layout, token_layout, x_layout
 from doping.hw.top import Accelerator
 
 class FeedSource(enum.Enum, shape=2):
@@ -51,8 +51,8 @@ class LSTMAccelerator(wiring.Component):
         self.cfg, self.mutation = cfg, mutation
         super().__init__({
             "load": In(stream.Signature(LoadWord)),
-            "tok": In(stream.Signature(TokenBeat)),
-            "h": Out(stream.Signature(H_ELEMENT)),
+            "tok": In(stream.Signature(token_layout(cfg))),
+            "h": Out(stream.Signature(h_layout(cfg))),
             "status": Out(4),  # SWITCH, FEED, WAIT, cell busy
         })
 
@@ -65,8 +65,9 @@ class LSTMAccelerator(wiring.Component):
         wiring.connect(m, acc.y, cell.p)
 
         (regs_w, regs_r), = banks(m, "layer_regs", 1, mem["layer_regs"].depth, unsigned(64))
-        (hs_w, hs_r), = banks(m, "h_state", 1, mem["h_state"].depth, H_ELEMENT)
-        (hn_w, hn_r), = banks(m, "h_next", 1, mem["h_next"].depth, H_ELEMENT)
+        W, wb = cfg.stream_bytes, cfg.stream_bytes.bit_length() - 1  # lane t: elements t mod W
+        h_state = banks(m, "h_state", W, mem["h_state"].depth, signed(8))
+        h_next = banks(m, "h_next", W, mem["h_next"].depth, signed(8))
 
         B = cfg.lstm_batch
         region, fresh = Signal(bits_for(cfg.resident_layers)), Signal(B)  # fresh: bit b, sequence b restarts
@@ -95,24 +96,23 @@ class LSTMAccelerator(wiring.Component):
         m.d.comb += [self.h.valid.eq(cell.h.valid & last), self.h.payload.eq(res.out),
                      cell.h.ready.eq(~last | self.h.ready)]
         res_fire = cell.h.valid & cell.h.ready
-        m.d.comb += [hs_w.addr.eq(region_address(cfg, "h_state", state_offset(cfg, res.index, res.seq), region)),
-                     hs_w.data.eq(res.own), hs_w.en.eq(res_fire),
-                     hn_w.addr.eq(state_offset(cfg, res.index, res.seq)), hn_w.data.eq(res.out),
-                     hn_w.en.eq(res_fire & ~last)]
-        results = Signal(hb + 1 + bits_for(B))  # results of the running layer (B x H)
+        self._store_h(m, res, res_fire, last, region, h_state, h_next)
+        results = Signal(hb + 1 + bits_for(B))  # result words of the running layer (B x H / W)
 
-        # ---- FEED's source stage: one element of [x; h] a cycle, from tok, h_next or h_state; the
-        # vectors of the B sequences back to back ----
-        e = Signal(32)  # next element of sequence seq's v to fetch
+        # ---- FEED's source stage: one beat of [x; h] (W elements, all of x or all of h) a cycle, from
+        # tok, h_next or h_state; the vectors of the B sequences back to back ----
+        e = Signal(32)  # next beat of sequence seq's v to fetch
         seq = Signal(range(B + 1))  # B: every vector fetched
-        n = creg["inputs"] + creg["hidden"]
-        src_valid, src, tok_data = Signal(), Signal(FeedSource), Signal(H_ELEMENT)
+        inputs = creg["inputs"] >> wb  # beats of x
+        n = inputs + (creg["hidden"] >> wb)
+        src_valid, src, tok_data = Signal(), Signal(FeedSource), Signal(x_layout(cfg))
         feed_adv = Signal()
-        m.d.comb += [feed_adv.eq(~src_valid | acc.x.ready), acc.x.valid.eq(src_valid),
-                     acc.x.payload[0].eq(Array([tok_data, hn_r.data, hs_r.data, 0])[src.as_value()]),  # FeedSource order
-                     hn_r.addr.eq(state_offset(cfg, e, seq)), hn_r.en.eq(feed_adv),
-                     hs_r.addr.eq(region_address(cfg, "h_state", state_offset(cfg, e - creg["inputs"], seq), region)),
-                     hs_r.en.eq(feed_adv)]
+        m.d.comb += [feed_adv.eq(~src_valid | acc.x.ready), acc.x.valid.eq(src_valid)]
+        for t, ((_, hs_r), (_, hn_r)) in enumerate(zip(h_state, h_next)):
+            m.d.comb += [acc.x.payload[t].eq(Array([tok_data[t], hn_r.data, hs_r.data, 0])[src.as_value()]),  # FeedSource order
+                         hn_r.addr.eq(state_offset(cfg, e, seq)), hn_r.en.eq(feed_adv),
+                         hs_r.addr.eq(region_address(cfg, "h_state", state_offset(cfg, e - inputs, seq), region)),
+                         hs_r.en.eq(feed_adv)]
 
         # ---- the sequencer ----
         word = Signal(range(LAYER_REG_WORDS + 1))  # SWITCH: next layer_regs word to read
@@ -149,7 +149,7 @@ class LSTMAccelerator(wiring.Component):
                             m.d.sync += [e.eq(0), seq.eq(seq + 1)]
                         with m.Else():
                             m.d.sync += e.eq(e + 1)
-                        with m.If(e < creg["inputs"]):
+                        with m.If(e < inputs):
                             with m.If(region == 0):
                                 m.d.comb += self.tok.ready.eq(1)
                                 m.d.sync += [src_valid.eq(self.tok.valid), src.eq(FeedSource.TOKEN), tok_data.eq(self.tok.payload.data)]
@@ -166,7 +166,7 @@ class LSTMAccelerator(wiring.Component):
                         m.d.sync += src_valid.eq(0)
                         m.next = "WAIT"
             with m.State("WAIT"):
-                with m.If(results == creg["hidden"] * B):
+                with m.If(results == (creg["hidden"] >> wb) * B):
                     with m.If(last):
                         m.next = "IDLE"
                     with m.Else():
@@ -176,3 +176,12 @@ class LSTMAccelerator(wiring.Component):
             m.d.sync += results.eq(results + 1)
         m.d.comb += self.status.eq(Cat(fsm.ongoing("SWITCH"), fsm.ongoing("FEED"), fsm.ongoing("WAIT"), cell.busy))
         return m
+
+    def _store_h(self, m, res, fire, last, region, h_state, h_next):
+        """A word of cell results (``res``, taken when ``fire``): element t to lane t's bank of
+        ``h_state`` (this layer's region), and of ``h_next`` unless this is the last layer."""
+        cfg = self.cfg
+        at = state_offset(cfg, res.index, res.seq)
+        for t, ((hs_w, _), (hn_w, _)) in enumerate(zip(h_state, h_next)):
+            m.d.comb += [hs_w.addr.eq(region_address(cfg, "h_state", at, region)), hs_w.data.eq(res.own[t]),
+                         hs_w.en.eq(fire), hn_w.addr.eq(at), hn_w.data.eq(res.out[t]), hn_w.en.eq(fire & ~last)]

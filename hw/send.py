@@ -49,7 +49,7 @@ class SendUnit(wiring.Component):
             "busy": Out(1),
         }
         if cfg.lstm_cell:
-            members["bias"] = In(read_signature(cfg, "bias", signed(32)))
+            members["bias"] = In(read_signature(cfg, "bias", signed(32))).array(W)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -98,7 +98,7 @@ class SendUnit(wiring.Component):
             with m.If(adv):
                 m.d.sync += acc.eq(sat32(kv + o_al))
             if cfg.lstm_cell:
-                acc = self._bias_stage(m, acc, sent_i, adv)
+                acc = self._bias_stage(m, acc, self.bias[w], sent_i >> wb, adv, w)
             y8s.append(requant(m, acc, regs.y_mult[:15], regs.y_shift[:6], 8, en=adv, name=f"rq_y{w}",
                                _round=not self.round_down))
         if cfg.lstm_cell:  # the bias stage delays the tag by one more cycle
@@ -121,15 +121,14 @@ class SendUnit(wiring.Component):
         m.d.comb += self.busy.eq(self.pending & (out_i != 0) | issue)
         return m
 
-    def _bias_stage(self, m, acc, sent_i, adv):
-        """The LSTM gate bias (W = 1): sat32(acc + bias[row]), one stage after the join; the bias
-        read travels beside the join's inputs."""
-        brp = self.bias
-        m.d.comb += [brp.addr.eq(region_address(self.cfg, "bias", sent_i, self.regs.layer)), brp.en.eq(adv)]
-        bval2, bacc, biased = Signal(signed(32)), Signal(signed(32)), Signal(signed(32))
+    def _bias_stage(self, m, acc, brp, word, adv, w):
+        """The LSTM gate bias of position ``w``: sat32(acc + bias[row]), one stage after the join;
+        the bias read (bank w, word ``word`` = row // W) travels beside the join's inputs."""
+        m.d.comb += [brp.addr.eq(region_address(self.cfg, "bias", word, self.regs.layer)), brp.en.eq(adv)]
+        bval2, bacc, biased = (Signal(signed(32), name=f"send_{n}{w}") for n in ("bval", "bacc", "biased"))
         with m.If(adv):
             m.d.sync += bval2.eq(brp.data)
-        bk = delayed(m, bval2, "send_b", adv)
+        bk = delayed(m, bval2, f"send_b{w}", adv)
         with m.If(adv):
             m.d.sync += [bacc.eq(bk), biased.eq(sat32(acc + bacc))]
         return biased

@@ -3,8 +3,8 @@
 ``load``: one ``LoadWord`` a beat (``doping.arch``: sel, bank|offset address, data). ``x``: W =
 ``stream_bytes`` int8 input elements a beat, ceil(n / W) beats a vector, element e in beat
 e // W at position e % W. ``y``: W int8 outputs a beat and ``last`` on a vector's final beat;
-positions past m in that beat are padding. The LSTM top's ``tok`` and ``h``: one int8 element a
-beat (``TokenBeat``, ``H_ELEMENT``). The host side of every format is in ``doping.arch``."""
+positions past m in that beat are padding. The LSTM top's ``tok`` and ``h``: W int8 elements a beat
+as on x (``token_layout``, ``h_layout``). The host side of every format is in ``doping.arch``."""
 
 from __future__ import annotations
 
@@ -31,8 +31,14 @@ def y_layout(cfg: AccelConfig) -> data.StructLayout:
     return data.StructLayout({"data": x_layout(cfg), "last": unsigned(1)})
 
 
-#: One ``tok`` beat of the LSTM top: an int8 input element; ``first`` marks the first token of a
-#: sequence (read on the token's first element). ``doping.arch.token_beat`` packs it on the host.
-TokenBeat = data.StructLayout({"data": signed(ELEMENT_BITS), "first": 1})
-#: One ``h`` beat of the LSTM top: an int8 element of the last layer's h (``doping.arch.h_element``).
-H_ELEMENT = signed(ELEMENT_BITS)
+def token_layout(cfg: AccelConfig) -> data.StructLayout:
+    """One ``tok`` beat of the LSTM top: ``stream_bytes`` int8 input elements (as on x) and
+    ``first``, which marks the first token of a sequence (read on the token's first beat).
+    ``doping.arch.token_beats`` packs it on the host."""
+    return data.StructLayout({"data": x_layout(cfg), "first": 1})
+
+
+def h_layout(cfg: AccelConfig) -> data.ArrayLayout:
+    """One ``h`` beat of the LSTM top: ``stream_bytes`` int8 elements of the last layer's h
+    (``doping.arch.h_elements``)."""
+    return x_layout(cfg)

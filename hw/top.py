@@ -76,7 +76,7 @@ class Accelerator(wiring.Component):
         s_m = banks(m, "ov_acc", 2 * L, mem["ov_acc"].depth, unsigned(32 * NB), transparent=True)
         rowmap_m = banks(m, "row_map", W, mem["row_map"].depth, unsigned(mem["row_map"].width))
         xbuf_m = banks(m, "x_buf", NB, mem["x_buf"].depth, unsigned(8 * W))
-        bias_m = banks(m, "bias", 1, mem["bias"].depth, signed(32)) if cfg.lstm_cell else []
+        bias_m = banks(m, "bias", W, mem["bias"].depth, signed(32)) if cfg.lstm_cell else []
 
         # ---- registers, and the strides derived from them (registered: the registers only change
         # while every unit is idle) ----
@@ -153,8 +153,8 @@ class Accelerator(wiring.Component):
                      send.limit.eq(Mux(k_done, regs.m, gemm.k_ready))]
         for w, (_, rp) in enumerate(rowmap_m):
             wiring.connect(m, send.rowmap[w], rp)
-        if cfg.lstm_cell:
-            wiring.connect(m, send.bias, bias_m[0][1])
+        for w, (_, rp) in enumerate(bias_m):  # the LSTM top's gate bias, bank w for position w
+            wiring.connect(m, send.bias[w], rp)
         wiring.connect(m, wiring.flipped(self.y), send.y)
         self._row_sums(m, s_m, gather, send, n_lanes[bb], n_sent[bb])
 

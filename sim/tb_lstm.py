@@ -17,7 +17,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import SimTimeoutError, with_timeout
 
-from doping.arch import h_element, token_beat
+from doping.arch import h_elements, token_beats
 from doping.golden.lstm import run_sequence
 from doping.hw.loader import lstm_load_words
 from doping.pack import read_pack
@@ -52,18 +52,18 @@ def golden_lanes(cells, sequences_per_lane):
 
 
 class HiddenMonitor:
-    """Takes h through a ``StreamSink``; every ``per_step`` elements (one step: B lanes of H) it
+    """Takes h (W elements a beat) through a ``StreamSink``; every ``per_step`` elements (one step: B lanes of H) it
     notes the cycle and hands each lane's H elements to the scoreboard as they leave."""
 
-    def __init__(self, sink: StreamSink, scoreboard: Scoreboard, hidden: int, batch: int):
-        self.sink, self.scoreboard, self.hidden, self.batch = sink, scoreboard, hidden, batch
+    def __init__(self, sink: StreamSink, scoreboard: Scoreboard, hidden: int, batch: int, w: int):
+        self.sink, self.scoreboard, self.hidden, self.batch, self.w = sink, scoreboard, hidden, batch, w
         self.values, self.step_end, self.cycle = [], [], 0
 
     def _probe(self):
         self.cycle += 1
 
     def _beat(self, payload: int):
-        self.values.append(h_element(payload))
+        self.values += h_elements(payload, self.w)
         if len(self.values) % self.hidden == 0:
             self.scoreboard.check(self.values[-self.hidden:])
         if len(self.values) % (self.hidden * self.batch) == 0:
@@ -88,13 +88,13 @@ async def lstm_sequences(dut):
     B, steps, H = cfg.lstm_batch, job.steps, cells[-1].hidden
     lanes = [sequences(rng, steps, cells[0].input_size) for _ in range(B)]
     xs, first = lanes_of(lanes)
-    beats = [token_beat(v, first[b][t]) for t in range(steps) for b in range(B) for v in xs[b][t]]
+    beats = [p for t in range(steps) for b in range(B) for p in token_beats(xs[b][t], first[b][t], cfg.stream_bytes)]
     board = Scoreboard()  # step by step, lane by lane
     board.expect(golden_lanes(cells, lanes), lambda i: {"token": i, "step": i // B, "lane": i % B})
     load, tok, h = StreamSource(dut, "load"), StreamSource(dut, "tok"), StreamSink(dut, "h")
     tok.set_pause_generator(pauses(rng, job.tok_gap))
     h.set_pause_generator(pauses(rng, job.h_stall))
-    mon = HiddenMonitor(h, board, H, B)
+    mon = HiddenMonitor(h, board, H, B, cfg.stream_bytes)
     words = lstm_load_words(cells, cfg)
     limit = job.watchdog_cycles
 

@@ -2,7 +2,7 @@
 IP, ``amaranth.sim`` in tests/hw): what goes in and comes out, independent of the simulator.
 
 - Stream payloads are integers in the spec's formats (``doping.arch``: ``pack_load_word``,
-  ``x_beats``, ``y_beat``, ``token_beat``, ``h_element``); the simulator adapters
+  ``x_beats``, ``y_beat``, ``token_beats``, ``h_elements``); the simulator adapters
   (``doping.sim.streams_cocotb``, ``doping.sim.streams_amaranth``) only move them on valid/ready.
 - Back-pressure comes from outside: a pause generator (``pauses``) per source or sink, as
   cocotbext-axi's ``set_pause_generator`` takes it.

@@ -66,15 +66,28 @@ def y_beat(payload: int, w: int) -> tuple[list[int], int]:
             (payload >> (ELEMENT_BITS * w)) & 1)
 
 
-def token_beat(value: int, first: bool) -> int:
-    """A tok-stream payload of the LSTM top (``hw.lstm.TokenBeat``): the int8 element, and above
-    it ``first`` on every element of a sequence's first token (the state starts from zero)."""
-    return (int(value) & _ELEMENT_MASK) | (int(first) << ELEMENT_BITS)
+def token_beats(x, first: bool, w: int) -> list[int]:
+    """One token's int8 input vector as tok-stream payloads of the LSTM top (``hw.streams.token_layout``):
+    ``w`` elements a beat as on x (``x_beats``; the LSTM top needs ``w`` to divide the input
+    size), and above them ``first`` on every beat of a sequence's first token (its state starts
+    from zero)."""
+    return [beat | (int(first) << (ELEMENT_BITS * w)) for beat in x_beats(x, w)]
 
 
-def h_element(payload: int) -> int:
-    """An h-stream payload of the LSTM top: one int8 element of the last layer's h."""
-    return _signed(payload & _ELEMENT_MASK)
+def h_elements(payload: int, w: int) -> list[int]:
+    """An h-stream payload of the LSTM top (``hw.streams.h_layout``): ``w`` int8 elements of the
+    last layer's h, element k in bits 8k..8k+7."""
+    return [_signed((payload >> (ELEMENT_BITS * k)) & _ELEMENT_MASK) for k in range(w)]
+
+
+def lstm_alignment_problem(inputs: int, hidden: int, w: int) -> str | None:
+    """Why an LSTM layer with ``inputs`` inputs besides h and ``hidden`` units cannot run on an
+    LSTM top of ``w`` elements a beat (a beat of [x; h] and of the gate rows must lie within one
+    part: x or h, and one gate block), or None."""
+    if inputs % w or hidden % w:
+        return (f"inputs {inputs} and hidden size {hidden} must be multiples of stream_bytes {w} (a beat may "
+                "not straddle x and h, or two gate blocks)")
+    return None
 
 
 #: Register file: index -> name. All are 32-bit, written before the first vector. ``kp_off`` = 1:
@@ -211,16 +224,19 @@ def memory_map(cfg: AccelConfig) -> dict[str, Memory]:
         "row_map": weights(w, 1 << bits_for(ceil_div(cfg.max_m, w)), bits_for(l) + field.slot_bits),  # bank i mod W
     }
     if cfg.lstm_cell:
-        hd = (1 << bits_for(cfg.max_hidden)) * (1 << cfg.batch_bits)  # per layer: H_max per sequence
+        # the cell unit's W lanes: lane k holds gate rows, units and h elements k mod W (word = index // W);
+        # the activation tables once per lane (one read a lane a cycle, every copy written at once)
+        hw = 1 << bits_for(ceil_div(cfg.max_hidden, w))  # words of a sequence's state in a lane
+        hd = hw * (1 << cfg.batch_bits)  # per layer: H_max per sequence
         mems.update({
-            "bias": weights(1, 1 << bits_for(cfg.max_m), 32),
+            "bias": weights(w, 1 << bits_for(ceil_div(cfg.max_m, w)), 32),  # row i: bank i mod W
             "layer_regs": weights(1, LAYER_REG_WORDS, 64),  # per layer: mat-vec | cell register words
-            "gate_lut": weights(1, 2 * 256, 16),  # sigmoid, then tanh, of the int8 pre-activation
-            "cell_lut": weights(1, 256, 16),  # tanh of the requantised cell state
-            "gbuf": Memory(3, 1 << bits_for(cfg.max_hidden), 16),  # i, f, g until o
-            "c_state": weights(1, hd, 32),
-            "h_state": weights(1, hd, 8),
-            "h_next": Memory(1, hd, 8),  # this layer's h for the next layer
+            "gate_lut": weights(w, 2 * 256, 16),  # sigmoid, then tanh, of the int8 pre-activation
+            "cell_lut": weights(w, 256, 16),  # tanh of the requantised cell state
+            "gbuf": Memory(3 * w, hw, 16),  # i, f, g until o: block k, lane t in bank k * W + t
+            "c_state": weights(w, hd, 32),
+            "h_state": weights(w, hd, 8),
+            "h_next": Memory(w, hd, 8),  # this layer's h for the next layer
         })
     return mems
 

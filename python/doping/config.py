@@ -108,9 +108,6 @@ class AccelConfig:
         if self.lanes % self.stream_bytes:
             raise DopingError(f"accelerator config: {self.lanes} lanes do not split into stream_bytes = "
                               f"{self.stream_bytes} sets (one per output position of a beat)")
-        if self.lstm_cell and self.stream_bytes != 1:
-            raise DopingError("accelerator config: the LSTM top's cell unit takes one row a cycle: it needs "
-                              f"stream_bytes = 1, got {self.stream_bytes}")
         if self.resident_layers > MAX_RESIDENT_LAYERS:
             raise DopingError(f"accelerator config: {self.resident_layers} resident layers exceed the "
                               f"{MAX_RESIDENT_LAYERS} supported")
@@ -239,7 +236,7 @@ PRESETS = {
     # `doping dse` on the flagship 2600x1300 @25x layer at the rule's factor shapes: most vectors/s
     # per mm^2 when streaming (docs/results.md). Its W = 8 at B = 4 needs n2 >= 8 (XB) or 8 | n2 (AX)
     # (``stream_problems``), so it refuses the PTB packs (n2 = 5) and dense and LMF layers (n2 = 1),
-    # and the LSTM top needs W = B = 1: ``default`` stays the W = 1, B = 1 design that takes them all.
+    # and the LSTM top needs B = 1: ``default`` stays the W = 1, B = 1 design that takes them all.
     "flagship": AccelConfig(rows=16, cols=16, lanes=64, stream_bytes=8, batch=4),
     "large": AccelConfig(rows=16, cols=16, lanes=32, max_m=4096, max_n=4096, max_factor=16384,
                          max_intermediate=16384, max_nnz=524288),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from amaranth.sim import Simulator
 
-from doping.arch import h_element, token_beat
+from doping.arch import h_elements, token_beats
 from doping.hw.loader import lstm_load_words
 from doping.hw.lstm import LSTMAccelerator
 from doping.sim.streams_amaranth import StreamSink, StreamSource
@@ -33,10 +33,11 @@ def run_lstm(cfg, cells, sequences_per_lane, seed=0, tok_gap=0.0, h_stall=0.0, m
 
     async def driver(ctx):
         await load.send(ctx, load_payloads(lstm_load_words(cells, cfg)))
-        await tok.send(ctx, [token_beat(v, first[b][t]) for t in range(steps) for b in range(B) for v in xs[b][t]])
+        await tok.send(ctx, [p for t in range(steps) for b in range(B)
+                             for p in token_beats(xs[b][t], first[b][t], cfg.stream_bytes)])
 
     def beat(payload):
-        got.append(h_element(payload))
+        got.extend(h_elements(payload, cfg.stream_bytes))
         if len(got) % (B * H) == 0:
             ends.append(h.cycles)
 

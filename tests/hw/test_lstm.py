@@ -11,6 +11,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from doping.config import AccelConfig
+from doping.errors import DopingError
 from doping.estimate.lstm import lstm_per_token
 from doping.golden import Requant
 from doping.golden.fixedpoint import requantise
@@ -36,7 +37,7 @@ def _run_cell(cfg, steps, seed):
     """Steps of (LSTMLayerQuant with the tables to load, p (4H,), fresh) through the cell unit alone
     (tables rewritten before each step, random stalls on h); returns per step (own, out) by unit."""
     dut = LSTMCell(cfg)
-    rng = np.random.default_rng(seed)
+    rng, W = np.random.default_rng(seed), cfg.stream_bytes
     got = [dict() for _ in steps]
 
     async def driver(ctx):
@@ -53,8 +54,8 @@ def _run_cell(cfg, steps, seed):
                 ctx.set(getattr(dut, f"{name}_shift"), rq.shift)
             ctx.set(dut.hidden, layer.hidden)
             ctx.set(dut.fresh, fresh)
-            for v in p.tolist():
-                ctx.set(dut.p.payload, {"data": [v], "last": 0})
+            for i in range(0, len(p), W):
+                ctx.set(dut.p.payload, {"data": p[i:i + W].tolist(), "last": 0})
                 ctx.set(dut.p.valid, 1)
                 await ctx.tick().until(dut.p.ready)
             ctx.set(dut.p.valid, 0)
@@ -68,7 +69,8 @@ def _run_cell(cfg, steps, seed):
                 ctx.set(dut.h.ready, ready)
                 _, _, valid, res = await ctx.tick().sample(dut.h.valid, dut.h.payload)
                 if valid and ready:
-                    got[k][res.index] = (res.own, res.out)
+                    for t in range(W):
+                        got[k][res.index * W + t] = (res.own[t], res.out[t])
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -78,12 +80,14 @@ def _run_cell(cfg, steps, seed):
     return [np.array([g[j] for j in range(len(g))], dtype=np.int64) for g in got]
 
 
-def test_cell_unit_matches_golden_over_every_int8_code():
+@pytest.mark.parametrize("w", [1, 4])
+def test_cell_unit_matches_golden_over_every_int8_code(w):
     """H = 256: every block (i, f, g, o) holds every int8 code once, in random order. Step 1
     (fresh) uses ramp tables, so that the cell state's int8 code takes every value through
-    tanh_c; step 2 (the state carried) random tables of the stored ranges."""
+    tanh_c; step 2 (the state carried) random tables of the stored ranges. W = 4: four rows a beat,
+    each lane its own tables, buffers and state."""
     H, rng = 256, np.random.default_rng(7)
-    cfg = dataclasses.replace(SMALL, max_m=4 * H, resident_layers=1)
+    cfg = dataclasses.replace(SMALL, max_m=4 * H, resident_layers=1, stream_bytes=w, lanes=max(w, 2))
     ramp = (np.arange(256) - 128) * 256
     t1 = _cell_layer(H, np.full(256, 32767, np.int16), np.clip(ramp, -32767, 32767).astype(np.int16),
                      rng.integers(-32767, 32768, 256).astype(np.int16), Requant(1 << 14, 22))
@@ -112,13 +116,15 @@ def _lanes(rng, inputs, lanes, steps):
     return out
 
 
-@pytest.mark.parametrize("inputs,hidden,layers,batch,seed", [(6, 4, 2, 1, 1), (5, 3, 1, 1, 2), (4, 5, 2, 3, 3)])
-def test_lstm_top_sequences_bit_exact_and_cycles_equal_model(inputs, hidden, layers, batch, seed):
+@pytest.mark.parametrize("inputs,hidden,layers,batch,w,seed", [(6, 4, 2, 1, 1, 1), (5, 3, 1, 1, 1, 2), (4, 5, 2, 3, 1, 3),
+                                                             (6, 4, 2, 1, 2, 4), (8, 4, 2, 2, 2, 5)])
+def test_lstm_top_sequences_bit_exact_and_cycles_equal_model(inputs, hidden, layers, batch, w, seed):
     """Sequences of random lengths (state reset between them; with batch > 1, every lane its own)
     through a random doped LSTM: the last layer's h equals the golden LSTM's, and in a clean run
-    every step after the first takes exactly the model's cycles."""
+    every step after the first takes exactly the model's cycles. W = 2: [x; h], gate rows, tokens
+    and h two elements a beat."""
     g, cells = synth_lstm(inputs, hidden, layers, 3, seed=seed)
-    cfg = dataclasses.replace(SMALL, lstm_batch=batch)
+    cfg = dataclasses.replace(SMALL, lstm_batch=batch, stream_bytes=w, lanes=2 * w)
     rng = np.random.default_rng(seed)
     lanes = _lanes(rng, inputs, batch, 6)
     out, ends = run_lstm(cfg, cells, lanes)
@@ -144,4 +150,9 @@ def test_lstm_load_words_refuse_what_the_top_cannot_run():
     chained = dataclasses.replace(cells[0], gates=[cells[0].gates[0], cells[0].gates[0]])
     with pytest.raises(ValueError, match="chain of 2"):
         lstm_load_words([chained], SMALL)
+    wide = dataclasses.replace(SMALL, stream_bytes=2)  # hidden 3: a beat would straddle two gate blocks
+    with pytest.raises(ValueError, match="hidden size 3 must be multiples of stream_bytes 2"):
+        lstm_load_words(cells, wide)
+    with pytest.raises(DopingError, match="hidden size 3 must be multiples of stream_bytes 2"):
+        lstm_per_token(cells, wide)
 

@@ -80,7 +80,6 @@ def test_stream_problems_name_the_shape():
 @pytest.mark.parametrize("fields,message", [
     (dict(stream_bytes=3), "stream_bytes must be one of 1, 2, 4, 8"),
     (dict(stream_bytes=4, lanes=6), "6 lanes do not split into stream_bytes = 4 sets"),
-    (dict(stream_bytes=2, lstm_cell=1), "needs stream_bytes = 1"),
 ])
 def test_stream_bytes_config_errors(fields, message):
     with pytest.raises(DopingError, match=message):

@@ -22,7 +22,7 @@ def design_points(base: AccelConfig, layers):
     """Every (ARRAYS x LANES x STREAMS) variant of ``base`` that can run all of ``layers``
     (buffers not yet fitted)."""
     for (r, c), l, w in itertools.product(ARRAYS, LANES, STREAMS):
-        if l % w or (w > 1 and base.lstm_cell):
+        if l % w:
             continue
         cfg = replace(base, rows=r, cols=c, lanes=l, stream_bytes=w)
         if not any(cfg.stream_problems(layer) for layer in layers):

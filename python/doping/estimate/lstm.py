@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from doping.arch import LAYER_REG_WORDS
+from doping.arch import LAYER_REG_WORDS, lstm_alignment_problem
 from doping.compression import account
 from doping.config import AccelConfig
 from doping.errors import DopingError
@@ -24,12 +24,12 @@ from doping.estimate.results import LSTMEstimate, LSTMLayerCost
 
 
 def lstm_config(cfg: AccelConfig, layers: int) -> AccelConfig:
-    """``cfg`` as the LSTM top for a stack of ``layers``: the cell unit on (with one-element
-    streams: the cell takes a row a cycle), every layer resident (when the config allows that
-    many)."""
+    """``cfg`` as the LSTM top for a stack of ``layers``: the cell unit on (W = ``stream_bytes``
+    lanes: it takes a beat of W gate rows a cycle), every layer resident (when the config allows
+    that many)."""
     from doping.config import MAX_RESIDENT_LAYERS
 
-    return dataclasses.replace(cfg, lstm_cell=1, stream_bytes=1,
+    return dataclasses.replace(cfg, lstm_cell=1,
                                resident_layers=min(max(cfg.resident_layers, layers), MAX_RESIDENT_LAYERS))
 
 
@@ -75,6 +75,9 @@ def lstm_per_token(cells: list, cfg: AccelConfig) -> LSTMEstimate:
                               f"{len(c.gates)} ({c.gates[-1].name})")
         if c.hidden > cfg.max_hidden:
             raise DopingError(f"LSTM layer {k}: hidden size {c.hidden} > the config's {cfg.max_hidden}")
+        problem = lstm_alignment_problem(c.input_size, c.hidden, cfg.stream_bytes)
+        if problem:
+            raise DopingError(f"LSTM layer {k}: {problem}")
     resident = cfg.resident_layers >= len(cells)
     e_scale, _ = tables.node_scale(cfg.tech_nm)
     static = static_pj_per_cycle(cfg)  # each cycle's clock energy and leakage (0 uncalibrated)
@@ -113,22 +116,24 @@ def lstm_per_token(cells: list, cfg: AccelConfig) -> LSTMEstimate:
 
 
 def lstm_design(base: AccelConfig, cells: list) -> tuple[AccelConfig, list[dict]]:
-    """The LSTM top's design point for ``cells``: over the array shapes and lane counts of
-    ``estimate.baselines`` (buffers fitted, every layer resident), the one with the least cycles
-    per token x area (then the smaller area) — a token's layers run one after another, so latency,
-    not streaming interval, is what the LSTM top is judged on. Returns (config, every candidate's
-    rows, cols, lanes, cycles per token, energy per token, area)."""
-    import itertools
-
-    from doping.estimate.designs import ARRAYS, LANES, fit_layers
+    """The LSTM top's design point for ``cells``: over the array shapes, lane counts and stream
+    widths of ``estimate.designs.design_points`` (buffers fitted, every layer resident; widths
+    that divide every layer's inputs and hidden size), the one with the least cycles per token x
+    area (then the smaller area) — a token's layers run one after another, so latency, not
+    streaming interval, is what the LSTM top is judged on. Returns (config, every candidate's
+    rows, cols, lanes, stream_bytes, cycles per token, energy per token, area)."""
+    from doping.estimate.designs import design_points, fit_layers
 
     best, table = None, []
     gates = [g for c in cells for g in c.gates]
-    for (r, c), l in itertools.product(ARRAYS, LANES):
-        cfg = lstm_config(fit_layers(dataclasses.replace(base, rows=r, cols=c, lanes=l), gates), len(cells))
+    for point in design_points(base, gates):
+        if any(lstm_alignment_problem(c.input_size, c.hidden, point.stream_bytes) for c in cells):
+            continue
+        cfg = lstm_config(fit_layers(point, gates), len(cells))
         t = lstm_per_token(cells, cfg)
-        table.append({"rows": r, "cols": c, "lanes": l, "cycles_per_token": t.cycles_per_token,
-                      "energy_per_token_pj": t.energy_per_token_pj, "area_mm2": t.area_mm2})
+        table.append({"rows": cfg.rows, "cols": cfg.cols, "lanes": cfg.lanes, "stream_bytes": cfg.stream_bytes,
+                      "cycles_per_token": t.cycles_per_token, "energy_per_token_pj": t.energy_per_token_pj,
+                      "area_mm2": t.area_mm2})
         key = (t.cycles_per_token * t.area_mm2, t.area_mm2)
         if best is None or key < best[0]:
             best = (key, cfg)

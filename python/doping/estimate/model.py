@@ -89,10 +89,11 @@ def logic_area_um2(cfg: AccelConfig) -> float:
     per stream element beyond the first, per lane window element beyond X_WINDOW (B windows a
     lane), per lane and per design for each vector of a batch beyond the first (a window and a MAC
     in every lane; batch addressing), and the LSTM top's cell unit and sequencer when the config
-    has them (coefficients in area_fit.json, produced and checked by bench/area_model.py)."""
+    has them (the cell's data path and the bias stage once per element of a beat) (coefficients in area_fit.json, produced and checked by bench/area_model.py)."""
     fit = _area_fit()
     return (fit["per_pe"] * cfg.rows * cfg.cols + fit["per_edge"] * (cfg.rows + cfg.cols)
-            + fit["per_lane"] * cfg.lanes + fit["fixed"] + fit["lstm_cell"] * cfg.lstm_cell
+            + fit["per_lane"] * cfg.lanes + fit["fixed"]
+            + (fit["lstm_cell"] + fit["per_cell_lane"] * (cfg.stream_bytes - 1)) * cfg.lstm_cell
             + fit["per_stream_byte"] * (cfg.stream_bytes - 1)
             + fit["per_window_byte"] * cfg.lanes * cfg.batch * (cfg.x_window - X_WINDOW)
             + (fit["per_lane_batch"] * cfg.lanes + fit["per_batch"]) * (cfg.batch - 1))
