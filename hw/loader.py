@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from doping.arch import (LAYER_REG_WORDS, lstm_alignment_problem, REG_INDEX, REGS, SEL_BIAS, SEL_CELL_LUT, SEL_GATE_LUT,
-                         SEL_LAYER_REGS, SEL_OVERLAY, SEL_A, SEL_B, SEL_REG, SEL_ROWMAP, overlay_field,
-                         rows_per_lane_bound)
+from doping.arch import (LAYER_REG_WORDS, REG_INDEX, REGS, SEL_BIAS, SEL_CELL_LUT, SEL_GATE_LUT,
+                         SEL_LAYER_REGS, SEL_OVERLAY, SEL_A, SEL_B, SEL_REG, SEL_ROWMAP, lstm_alignment_problem,
+                         overlay_field, rows_per_lane_bound)
 from doping.golden import QuantLayer
 
 if TYPE_CHECKING:

@@ -14,8 +14,9 @@ between layers (``h_next``) and a sequencer. Per token and layer k (resident reg
 
 Streams: ``load`` (the accelerator's load words plus SEL_LAYER_REGS, SEL_GATE_LUT and
 SEL_CELL_LUT, from ``hw.loader.lstm_load_words``; taken while no token is in flight), ``tok``
-(int8 embedding elements, I per token; ``first`` on a sequence's first token resets its h and
-c) and ``h`` (the last layer's int8 h at its output scale, H per token; logits stay on the host).
+(int8 embedding elements, I per token in I / W beats of W = ``stream_bytes``; ``first`` on a
+sequence's first token resets its h and c) and ``h`` (the last layer's int8 h at its output scale,
+H per token, W a beat; logits stay on the host). W divides every layer's I and H.
 With the config's ``lstm_batch`` B > 1 a step takes one token of each of B independent sequences
 (lane by lane on ``tok``, each with its own ``first``), FEED streams their B vectors back to back
 through each layer, and ``h`` carries their B results in lane order; the state is per sequence.
