@@ -221,7 +221,7 @@ def _design(layers, cells, config) -> AccelConfig:
     if cells is not None:
         from doping.estimate.lstm import lstm_config, lstm_design
 
-        cfg = lstm_config(cfg, len(cells)) if config else lstm_design(FLOW_BASE, cells)[0]
+        cfg = lstm_config(cfg, len(cells)) if config else lstm_design(FLOW_BASE, cells, layers)[0]
     for layer in layers:
         try:
             cfg.check(layer)
@@ -287,7 +287,9 @@ def _estimate(layers, cells, cfg: AccelConfig):
     from doping.estimate.results import FlowEstimate
 
     r = price_layers(layers, cfg, cells=cells)
-    return FlowEstimate(layers=r.layers, dense=tuple(price(l.m, l.n, 1.0, "dense", cfg) for l in layers),
+    # a dense layer's B is one column, so its X beats hold one row: it runs at one element a beat
+    dense_cfg = replace(cfg, stream_bytes=1)
+    return FlowEstimate(layers=r.layers, dense=tuple(price(l.m, l.n, 1.0, "dense", dense_cfg) for l in layers),
                         per_token=r.per_token, lstm=r.lstm)
 
 

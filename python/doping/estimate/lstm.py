@@ -115,21 +115,22 @@ def lstm_per_token(cells: list, cfg: AccelConfig) -> LSTMEstimate:
         power_mw=energy * 1e-12 * clock * 1e6 / cycles * 1e3, clock_mhz=clock, area_mm2=area, layers=tuple(rows))
 
 
-def lstm_design(base: AccelConfig, cells: list) -> tuple[AccelConfig, list[dict]]:
+def lstm_design(base: AccelConfig, cells: list, layers: list | None = None) -> tuple[AccelConfig, list[dict]]:
     """The LSTM top's design point for ``cells``: over the array shapes, lane counts and stream
     widths of ``estimate.designs.design_points`` (buffers fitted, every layer resident; widths
     that divide every layer's inputs and hidden size), the one with the least cycles per token x
     area (then the smaller area) — a token's layers run one after another, so latency, not
-    streaming interval, is what the LSTM top is judged on. Returns (config, every candidate's
+    streaming interval, is what the LSTM top is judged on. ``layers``: every layer the design must
+    also run as a mat-vec (a pack's other layers; default the gate layers). Returns (config, every candidate's
     rows, cols, lanes, stream_bytes, cycles per token, energy per token, area)."""
     from doping.estimate.designs import design_points, fit_layers
 
     best, table = None, []
     gates = [g for c in cells for g in c.gates]
-    for point in design_points(base, gates):
+    for point in design_points(base, layers or gates):
         if any(lstm_alignment_problem(c.input_size, c.hidden, point.stream_bytes) for c in cells):
             continue
-        cfg = lstm_config(fit_layers(point, gates), len(cells))
+        cfg = lstm_config(fit_layers(point, layers or gates), len(cells))
         t = lstm_per_token(cells, cfg)
         table.append({"rows": cfg.rows, "cols": cfg.cols, "lanes": cfg.lanes, "stream_bytes": cfg.stream_bytes,
                       "cycles_per_token": t.cycles_per_token, "energy_per_token_pj": t.energy_per_token_pj,
