@@ -62,8 +62,7 @@ def x_beats(x, w: int) -> list[int]:
 def y_beat(payload: int, w: int) -> tuple[list[int], int]:
     """A y-stream payload (``hw.streams.y_layout``): its ``w`` int8 outputs and ``last`` (the bit
     above them)."""
-    return ([_signed((payload >> (ELEMENT_BITS * k)) & _ELEMENT_MASK) for k in range(w)],
-            (payload >> (ELEMENT_BITS * w)) & 1)
+    return h_elements(payload, w), (payload >> (ELEMENT_BITS * w)) & 1
 
 
 def token_beats(x, first: bool, w: int) -> list[int]:
