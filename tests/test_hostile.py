@@ -319,6 +319,31 @@ def test_sigterm_during_a_pack_write_leaves_nothing(tmp_path):
         assert proc.returncode == 0 and out.is_file(), err
 
 
+def test_a_signal_inside_signals_held_lands_when_the_block_ends():
+    """What write_pack relies on: a SIGTERM raised while a zip archive is being written surfaces
+    once the archive is closed, not inside zipfile (whose clean-up would then fail)."""
+    import os
+
+    from doping.fileio import signals_held
+
+    class Stop(Exception):
+        pass
+
+    def raise_stop(signum, frame):
+        raise Stop
+
+    previous = signal.signal(signal.SIGTERM, raise_stop)
+    steps = []
+    try:
+        with pytest.raises(Stop):
+            with signals_held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                steps.append("after the kill")
+        assert steps == ["after the kill"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_stopping_doping_stops_its_children():
     """What SIGTERM/SIGINT do in ``main``: every descendant (a build's make and compilers) gets
     SIGTERM, grandchildren included."""

@@ -76,6 +76,19 @@ def _sweep_stale_temps(parent: Path, name: str) -> None:
 
 
 @contextlib.contextmanager
+def signals_held():
+    """SIGTERM and SIGINT (raised as exceptions by ``cli.main``) held back inside the block and
+    delivered when it ends: for steps that must not stop half way (binding a temporary's name,
+    closing a zip archive whose member is open — interrupted there, zipfile's own clean-up fails
+    with a second exception)."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it."""
     check_output_file(path)
@@ -86,17 +99,14 @@ def atomic_path(path: str | os.PathLike):
         _sweep_stale_temps(parent, path.name)
     except OSError as e:
         raise DopingError(f"cannot write {path}: {e.strerror or e}") from None
-    # SIGTERM/SIGINT (raised as exceptions, cli.main) held back until the temporary's name is
-    # bound: a signal between creating the file and knowing its name would leave it behind
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     tmp = None
     try:
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-        except OSError as e:
-            raise DopingError(f"cannot write {path}: {e.strerror or e}") from None
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        # a signal between creating the file and knowing its name would leave it behind
+        with signals_held():
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+            except OSError as e:
+                raise DopingError(f"cannot write {path}: {e.strerror or e}") from None
         os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, 0o644)

@@ -21,7 +21,7 @@ import numpy as np
 import doping
 from doping.compression import account
 from doping.errors import DopingError, PackError
-from doping.fileio import atomic_path, check_input_file, read_npy_header
+from doping.fileio import atomic_path, check_input_file, read_npy_header, signals_held
 from doping.golden import QuantLayer, Requant
 from doping.golden.lstm import LUT_SIZE, LSTMLayerQuant
 
@@ -202,7 +202,8 @@ def write_pack(path, layers: list[QuantLayer], provenance: dict | None = None,
     if lstm is not None:
         manifest["lstm"] = [lstm_manifest(k, c) for k, c in enumerate(lstm)]
     path = Path(path)
-    with atomic_path(path) as tmp:
+    # held until the archive is closed (a pack is written in well under a second)
+    with atomic_path(path) as tmp, signals_held():
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
             _put(zf, "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode())
             for i, layer in enumerate(layers):

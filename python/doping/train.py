@@ -225,6 +225,39 @@ def without_overlay(model: LanguageModel) -> LanguageModel:
     return bare
 
 
+@torch.no_grad()
+def without_kronecker(model: LanguageModel) -> LanguageModel:
+    """A copy of ``model`` with every Kronecker part removed (A = 0: the overlay S alone)."""
+    import copy
+
+    bare = copy.deepcopy(model)
+    for g in bare.lstm.gates:
+        if getattr(g, "s", None) is not None:
+            g.a.zero_()
+    return bare
+
+
+@torch.no_grad()
+def sparsity_by_gate(model: LanguageModel) -> list[dict]:
+    """Per LSTM layer: the density (nonzeros / entries) of the sparse part (the overlay S, or the
+    pruned matrix) in each gate block's rows (torch's order i, f, g, o; inputs x and h apart), and
+    for doped layers the Kronecker part's share of ||W||^2. Layers without a mask are left out."""
+    out = []
+    for layer, g in enumerate(model.lstm.gates):
+        mask = getattr(g, "mask", None)
+        if mask is None:
+            continue
+        h, n_x = g.out_features // 4, g.in_features - g.out_features // 4
+        row = {"layer": layer}
+        for k, name in enumerate("ifgo"):
+            block = mask[k * h:(k + 1) * h]
+            row[name] = {"x": float(block[:, :n_x].float().mean()), "h": float(block[:, n_x:].float().mean())}
+        if hasattr(g, "kp_energy_share"):
+            row["kp_energy_share"] = g.kp_energy_share()
+        out.append(row)
+    return out
+
+
 def cma_rise(curve: list[dict], start: int, end: int) -> float | None:
     """Co-matrix adaptation: the relative rise of validation perplexity over the last 20 % of
     annealing, ppl(end) / ppl(start + 0.8 (end - start)) - 1, from the nearest curve samples."""
@@ -465,5 +498,7 @@ def _summarise(cfg, run, metrics, best, curve, anneal, test_data, device) -> dic
     }
     if any(getattr(g, "s", None) is not None for g in final_model.lstm.gates):
         summary["test_ppl_without_overlay"] = evaluate(without_overlay(final_model), test_data, cfg.bptt)
+        summary["test_ppl_without_kp"] = evaluate(without_kronecker(final_model), test_data, cfg.bptt)
         summary["cma_rise"] = cma_rise(curve, *anneal)
+    summary["sparsity_by_gate"] = sparsity_by_gate(final_model) or None
     return summary
