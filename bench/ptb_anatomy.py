@@ -9,45 +9,18 @@ alone), and the share of nonzeros per gate block (i, f, g, o rows of each layer'
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from pathlib import Path
 
 import torch
 
 from doping.data import batchify, load_corpus
-from doping.train import evaluate, load_run_model, without_overlay
-
-GATES = ("i", "f", "g", "o")
-
-
-@torch.no_grad()
-def without_kronecker(model):
-    bare = copy.deepcopy(model)
-    for g in bare.lstm.gates:
-        if hasattr(g, "a"):
-            g.a.zero_()
-    return bare
-
-
-@torch.no_grad()
-def gate_density(model) -> list[dict]:
-    """Per layer and gate block: nonzeros / entries of the sparse part (overlay or pruned W)."""
-    out = []
-    for k, g in enumerate(model.lstm.gates):
-        mask = getattr(g, "mask", None)
-        if mask is None:
-            continue
-        rows = mask.shape[0] // 4
-        out.append({"layer": k, **{name: float(mask[i * rows:(i + 1) * rows].float().mean())
-                                   for i, name in enumerate(GATES)}})
-    return out
-
+from doping.train import density_by_gate, evaluate, load_run_model, without_kronecker, without_overlay
 
 def anatomy(run: Path, test: torch.Tensor, bptt: int) -> dict:
     model, cfg, _ = load_run_model(run)
     row = {"run": str(run), "method": cfg.method, "ratio": cfg.ratio, "test_ppl": evaluate(model, test, bptt),
-           "density_by_gate": gate_density(model)}
+           "density_by_gate": density_by_gate(model)}
     if any(getattr(g, "s", None) is not None for g in model.lstm.gates):
         row["test_ppl_without_overlay"] = evaluate(without_overlay(model), test, bptt)
         row["test_ppl_without_kronecker"] = evaluate(without_kronecker(model), test, bptt)

@@ -158,18 +158,17 @@ def test_cmr_variants_train_on_the_tiny_corpus(tmp_path, cmr, schedule):
     assert 0 < s["overlay_density"] < 1 and 0.3 < s["kp_share"] < 0.7
     assert s["test_ppl_without_overlay"] > 0 and s["cma_rise"] is not None
     assert s["lstm"]["param_ratio"] == pytest.approx(4.0, rel=0.01)
-    _check_sparsity_by_gate(s, run)
+    _check_density_by_gate(s, run)
 
 
-def _check_sparsity_by_gate(s, run):
+def _check_density_by_gate(s, run):
     """final.json's per-gate densities are the model's masks, block by block; A = 0 leaves S alone."""
-    from doping.train import load_run_model, sparsity_by_gate, without_kronecker
+    from doping.train import density_by_gate, load_run_model, without_kronecker
 
     model, _, _ = load_run_model(run)
-    assert s["sparsity_by_gate"] == sparsity_by_gate(model)
-    for row, g in zip(s["sparsity_by_gate"], model.lstm.gates):
-        h = g.out_features // 4
-        nnz = sum(row[k][part] * h * (g.in_features - h if part == "x" else h) for k in "ifgo" for part in "xh")
+    assert s["density_by_gate"] == density_by_gate(model)
+    for row, g in zip(s["density_by_gate"], model.lstm.gates):
+        nnz = sum(row[k] * (g.out_features // 4) * g.in_features for k in "ifgo")
         assert round(nnz) == int(g.mask.sum())
         if "kp_energy_share" in row:
             assert 0 < row["kp_energy_share"] < 1

@@ -238,20 +238,18 @@ def without_kronecker(model: LanguageModel) -> LanguageModel:
 
 
 @torch.no_grad()
-def sparsity_by_gate(model: LanguageModel) -> list[dict]:
-    """Per LSTM layer: the density (nonzeros / entries) of the sparse part (the overlay S, or the
-    pruned matrix) in each gate block's rows (torch's order i, f, g, o; inputs x and h apart), and
-    for doped layers the Kronecker part's share of ||W||^2. Layers without a mask are left out."""
+def density_by_gate(model: LanguageModel) -> list[dict]:
+    """Per LSTM layer with a sparse part (the overlay S, or the pruned matrix): its density
+    (nonzeros / entries) in each gate block's rows (torch's order i, f, g, o of [W_ih | W_hh]) and,
+    for doped layers, the Kronecker part's share of ||W||^2."""
     out = []
     for layer, g in enumerate(model.lstm.gates):
         mask = getattr(g, "mask", None)
         if mask is None:
             continue
-        h, n_x = g.out_features // 4, g.in_features - g.out_features // 4
-        row = {"layer": layer}
-        for k, name in enumerate("ifgo"):
-            block = mask[k * h:(k + 1) * h]
-            row[name] = {"x": float(block[:, :n_x].float().mean()), "h": float(block[:, n_x:].float().mean())}
+        rows = mask.shape[0] // 4
+        row = {"layer": layer, **{name: float(mask[k * rows:(k + 1) * rows].float().mean())
+                                  for k, name in enumerate("ifgo")}}
         if hasattr(g, "kp_energy_share"):
             row["kp_energy_share"] = g.kp_energy_share()
         out.append(row)
@@ -500,5 +498,5 @@ def _summarise(cfg, run, metrics, best, curve, anneal, test_data, device) -> dic
         summary["test_ppl_without_overlay"] = evaluate(without_overlay(final_model), test_data, cfg.bptt)
         summary["test_ppl_without_kp"] = evaluate(without_kronecker(final_model), test_data, cfg.bptt)
         summary["cma_rise"] = cma_rise(curve, *anneal)
-    summary["sparsity_by_gate"] = sparsity_by_gate(final_model) or None
+    summary["density_by_gate"] = density_by_gate(final_model) or None
     return summary
