@@ -170,7 +170,10 @@ def plan(h: int, runs: Path) -> list[Job]:
             ("prune_r25_s0", dict(method="prune", cmr="none"), ["--method", "prune"]),
             ("dkp_sharerule_none_r25_s0", dict(method="dkp", cmr="none", share="rule"), ["--method", "dkp"]),
             ("dkp_sharerule_seq-fall0.3_r25_s0", dict(method="dkp", cmr="seq-fall", share="rule"),
-             ["--method", "dkp", "--cmr", "seq", "--cmr-p", "0.3", "--cmr-schedule", "fall"])):
+             ["--method", "dkp", "--cmr", "seq", "--cmr-p", "0.3", "--cmr-schedule", "fall"]),
+            # the fine-tune's best at carrying the model without S (192 with S removed), from scratch
+            ("dkp_sharerule_seq-unscaled0.25_r25_s0", dict(method="dkp", cmr="seq-unscaled0.25", share="rule"),
+             ["--method", "dkp", "--cmr", "seq-unscaled", "--cmr-p", "0.25"])):
         jobs.append(Job(f"h{h}/scratch/{name}_e12", dict(meta, ratio=25, seed=0, schedule="scratch-12"),
                         base + SCRATCH + ["--ratio", "25", *extra]))
         jobs.append(Job(f"h{h}/scratch/{name}_conv16", dict(meta, ratio=25, seed=0, schedule="scratch-converge"),
