@@ -861,11 +861,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _on_sigint(signum, frame):
+    from doping.fileio import deferred
+
+    if not deferred(signum):
+        raise KeyboardInterrupt
+
+
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that every ``finally`` and atomic write cleans up."""
 
 
 def _on_sigterm(signum, frame):
+    from doping.fileio import deferred
+
+    if deferred(signum):  # inside fileio.signals_held: raised when the held step ends
+        return
     # an object interrupted half way through its constructor (e.g. zipfile.ZipFile) may fail in its
     # finaliser while the stack unwinds: the process is terminating, "doping: terminated" says so
     sys.unraisablehook = lambda unraisable: None
@@ -886,7 +897,7 @@ def main(argv=None) -> int:
     enable()
     previous, unraisable, terminated = None, sys.unraisablehook, False
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm), signal.signal(signal.SIGINT, _on_sigint)
     try:
         for name in ("output", "out"):
             value = getattr(args, name, None)
@@ -924,7 +935,8 @@ def main(argv=None) -> int:
         return 130
     finally:
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, previous[0])
+            signal.signal(signal.SIGINT, previous[1])
         if not terminated:  # once terminated, finalisers stay quiet until the process ends
             sys.unraisablehook = unraisable
 

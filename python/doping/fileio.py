@@ -75,17 +75,35 @@ def _sweep_stale_temps(parent: Path, name: str) -> None:
                 f.unlink()
 
 
+_held = {"depth": 0, "pending": None}  # signals_held's nesting and the signal it is holding
+
+
 @contextlib.contextmanager
 def signals_held():
-    """SIGTERM and SIGINT (raised as exceptions by ``cli.main``) held back inside the block and
-    delivered when it ends: for steps that must not stop half way (binding a temporary's name,
-    closing a zip archive whose member is open — interrupted there, zipfile's own clean-up fails
-    with a second exception)."""
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    """SIGTERM and SIGINT held back inside the block and delivered when it ends: for steps that must
+    not stop half way (binding a temporary's name; closing a zip archive whose member is open —
+    interrupted there, zipfile's own clean-up fails with a second exception). It works through the
+    handlers that raise (``cli.main`` installs them): they ask ``deferred(signum)`` first. Not an
+    OS signal mask: with other threads running (torch's, a test runner's), the kernel may hand the
+    signal to a thread that does not block it, and Python still runs the handler at once."""
+    _held["depth"] += 1
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        _held["depth"] -= 1
+        pending = _held["pending"] if _held["depth"] == 0 else None
+        if pending is not None:
+            _held["pending"] = None
+            signal.raise_signal(pending)
+
+
+def deferred(signum: int) -> bool:
+    """For a signal handler: inside ``signals_held``, keep ``signum`` for the block's end and say
+    True (the handler then returns); elsewhere False."""
+    if _held["depth"]:
+        _held["pending"] = signum
+        return True
+    return False
 
 
 @contextlib.contextmanager
