@@ -897,7 +897,9 @@ def main(argv=None) -> int:
     enable()
     previous, unraisable, terminated = None, sys.unraisablehook, False
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm), signal.signal(signal.SIGINT, _on_sigint)
+        # SIGINT only where Python's own handler has it (an ignored SIGINT, `cmd &`, stays ignored)
+        sigint = _on_sigint if signal.getsignal(signal.SIGINT) is signal.default_int_handler else None
+        previous = signal.signal(signal.SIGTERM, _on_sigterm), sigint and signal.signal(signal.SIGINT, sigint)
     try:
         for name in ("output", "out"):
             value = getattr(args, name, None)
@@ -936,7 +938,8 @@ def main(argv=None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous[0])
-            signal.signal(signal.SIGINT, previous[1])
+            if previous[1] is not None:
+                signal.signal(signal.SIGINT, previous[1])
         if not terminated:  # once terminated, finalisers stay quiet until the process ends
             sys.unraisablehook = unraisable
 
