@@ -214,27 +214,25 @@ def _stopped(cfg: TrainConfig, metrics: list[dict]) -> bool:
 
 
 @torch.no_grad()
+def _doped_gates_changed(model: LanguageModel, change) -> LanguageModel:
+    """A copy of ``model`` with ``change(gate)`` applied to every gate that has an overlay."""
+    import copy
+
+    bare = copy.deepcopy(model)
+    for g in bare.lstm.gates:
+        if getattr(g, "s", None) is not None:
+            change(g)
+    return bare
+
+
 def without_overlay(model: LanguageModel) -> LanguageModel:
     """A copy of ``model`` with every overlay S removed (the Kronecker part alone)."""
-    import copy
-
-    bare = copy.deepcopy(model)
-    for g in bare.lstm.gates:
-        if getattr(g, "s", None) is not None:
-            g.mask.zero_()
-    return bare
+    return _doped_gates_changed(model, lambda g: g.mask.zero_())
 
 
-@torch.no_grad()
 def without_kronecker(model: LanguageModel) -> LanguageModel:
     """A copy of ``model`` with every Kronecker part removed (A = 0: the overlay S alone)."""
-    import copy
-
-    bare = copy.deepcopy(model)
-    for g in bare.lstm.gates:
-        if getattr(g, "s", None) is not None:
-            g.a.zero_()
-    return bare
+    return _doped_gates_changed(model, lambda g: g.a.zero_())
 
 
 @torch.no_grad()
