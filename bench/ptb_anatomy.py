@@ -17,6 +17,7 @@ import torch
 from doping.data import batchify, load_corpus
 from doping.train import density_by_gate, evaluate, load_run_model, without_kronecker, without_overlay
 
+
 def anatomy(run: Path, test: torch.Tensor, bptt: int) -> dict:
     model, cfg, _ = load_run_model(run)
     row = {"run": str(run), "method": cfg.method, "ratio": cfg.ratio, "test_ppl": evaluate(model, test, bptt),
